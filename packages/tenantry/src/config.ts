@@ -1,0 +1,107 @@
+import { type ContextDialect, postgresDialect } from './dialect/context-dialect.ts';
+import { TenantryError } from './errors/catalog.ts';
+import type { TenantMigration } from './migrate/migration.ts';
+
+/** A logger with pino's shape; Tenantry never logs secrets or tokens. */
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Options of {@link Tenantry.connect}. Only `databaseUrl` and `secret` are required. */
+export interface TenantryOptions {
+  /** Owner/admin connection (`DATABASE_URL`): creates roles, runs migrations, manages tenants. */
+  databaseUrl: string;
+  /**
+   * Connection for tenant work, as the runtime role. Default: `databaseUrl` with the runtime
+   * role's name and its password (derived from `secret`).
+   */
+  runtimeUrl?: string;
+  /** Master secret (`TENANTRY_SECRET`), at least 32 characters. */
+  secret: string;
+  /** Role names. Defaults: `tenantry_owner` (owns tables, runs DDL) and `tenantry_runtime`. */
+  roles?: { owner?: string; runtime?: string };
+  /** Schema of the shared (pool-tier) tenant tables. Default `public`. */
+  tenantSchema?: string;
+  /** Tenant-table migrations, applied in order by `migrate()`. */
+  migrations?: readonly TenantMigration[];
+  /** Runtime pool size (default 10) and idle timeout (default 30 s). */
+  pool?: { max?: number; idleTimeoutMs?: number };
+  /** Lifetime of a context entry token, in ms (default 10 s): bounds its reuse. */
+  contextTokenTtlMs?: number;
+  /** How the verified context is set and read; default {@link postgresDialect}. */
+  dialect?: ContextDialect;
+  logger?: Logger;
+}
+
+/** The validated, defaulted, frozen form of {@link TenantryOptions}. */
+export interface ResolvedConfig {
+  readonly databaseUrl: string;
+  readonly runtimeUrl: string | undefined;
+  readonly secret: string;
+  readonly roles: { readonly owner: string; readonly runtime: string };
+  readonly tenantSchema: string;
+  readonly migrations: readonly TenantMigration[];
+  readonly pool: { readonly max: number; readonly idleTimeoutMs: number };
+  readonly contextTokenTtlMs: number;
+  readonly dialect: ContextDialect;
+  readonly logger: Logger | undefined;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function identifier(value: unknown, what: string): string {
+  if (typeof value !== 'string' || !IDENTIFIER.test(value)) {
+    throw new TenantryError(
+      'CONFIG_INVALID',
+      `${what} must be a lower-case SQL identifier, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+function positiveInt(value: unknown, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || (value as number) <= 0) {
+    throw new TenantryError('CONFIG_INVALID', `${what} must be a positive integer`);
+  }
+  return value as number;
+}
+
+/** Validates and defaults options once; the result is frozen. */
+export function resolveConfig(options: TenantryOptions): ResolvedConfig {
+  if (!options || typeof options.databaseUrl !== 'string' || options.databaseUrl === '') {
+    throw new TenantryError('CONFIG_INVALID', 'databaseUrl (DATABASE_URL) is required');
+  }
+  if (typeof options.secret !== 'string' || options.secret.length < 32) {
+    throw new TenantryError('MISSING_SECRET', 'it must be at least 32 characters (e.g. `openssl rand -hex 32`)');
+  }
+  const owner = identifier(options.roles?.owner ?? 'tenantry_owner', 'roles.owner');
+  const runtime = identifier(options.roles?.runtime ?? 'tenantry_runtime', 'roles.runtime');
+  if (owner === runtime) throw new TenantryError('CONFIG_INVALID', 'the owner and runtime roles must differ');
+  const migrations = options.migrations ?? [];
+  const ids = new Set<string>();
+  for (const m of migrations) {
+    if (!m || typeof m.id !== 'string' || m.id === '' || typeof m.up !== 'function') {
+      throw new TenantryError('CONFIG_INVALID', 'each migration needs a non-empty id and an up() function');
+    }
+    if (ids.has(m.id)) throw new TenantryError('CONFIG_INVALID', `duplicate migration id ${m.id}`);
+    ids.add(m.id);
+  }
+  return Object.freeze({
+    databaseUrl: options.databaseUrl,
+    runtimeUrl: options.runtimeUrl,
+    secret: options.secret,
+    roles: Object.freeze({ owner, runtime }),
+    tenantSchema: identifier(options.tenantSchema ?? 'public', 'tenantSchema'),
+    migrations: Object.freeze([...migrations]),
+    pool: Object.freeze({
+      max: positiveInt(options.pool?.max, 10, 'pool.max'),
+      idleTimeoutMs: positiveInt(options.pool?.idleTimeoutMs, 30_000, 'pool.idleTimeoutMs'),
+    }),
+    contextTokenTtlMs: positiveInt(options.contextTokenTtlMs, 10_000, 'contextTokenTtlMs'),
+    dialect: options.dialect ?? postgresDialect,
+    logger: options.logger,
+  });
+}

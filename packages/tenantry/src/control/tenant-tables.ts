@@ -1,0 +1,52 @@
+import type { ClientBase, Pool } from 'pg';
+import { POLICY_NAME } from '../dialect/context-dialect.ts';
+import { qualified } from '../schema/sql.ts';
+
+/** A table carrying Tenantry's isolation policy. */
+export interface TenantTableRef {
+  readonly schema: string;
+  readonly table: string;
+}
+
+/**
+ * The tenant tables of a database (those with Tenantry's isolation policy), ordered so
+ * that a table comes before every table it references: deleting in this order never
+ * trips a foreign key.
+ */
+export async function listTenantTables(client: Pool | ClientBase): Promise<TenantTableRef[]> {
+  const { rows: tables } = await client.query<{ oid: number; schema: string; table: string }>(
+    `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS table
+       FROM pg_policy p
+       JOIN pg_class c ON c.oid = p.polrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE p.polname = $1
+      ORDER BY n.nspname, c.relname`,
+    [POLICY_NAME],
+  );
+  const { rows: edges } = await client.query<{ child: number; parent: number }>(
+    `SELECT conrelid::int AS child, confrelid::int AS parent FROM pg_constraint
+      WHERE contype = 'f' AND conrelid <> confrelid AND conrelid = ANY($1) AND confrelid = ANY($1)`,
+    [tables.map((t) => t.oid)],
+  );
+  // Depth-first topological order: children (referencing tables) first.
+  const referencedBy = new Map<number, number[]>();
+  for (const e of edges) referencedBy.set(e.parent, [...(referencedBy.get(e.parent) ?? []), e.child]);
+  const byOid = new Map(tables.map((t) => [t.oid, t]));
+  const ordered: TenantTableRef[] = [];
+  const state = new Map<number, 'visiting' | 'done'>();
+  const visit = (oid: number) => {
+    if (state.has(oid)) return; // done, or a cycle: the cycle's order is left to the database
+    state.set(oid, 'visiting');
+    for (const child of referencedBy.get(oid) ?? []) visit(child);
+    state.set(oid, 'done');
+    const t = byOid.get(oid);
+    if (t) ordered.push({ schema: t.schema, table: t.table });
+  };
+  for (const t of tables) visit(t.oid);
+  return ordered;
+}
+
+/** `DELETE FROM` each table in order; run inside the tenant's (maintenance) transaction, RLS scopes it. */
+export function purgeStatements(tables: readonly TenantTableRef[]): string[] {
+  return tables.map((t) => `DELETE FROM ${qualified(t.schema, t.table)}`);
+}

