@@ -43,6 +43,7 @@ export const ERRORS = {
   },
   STATEMENT_TIMEOUT: { status: 503, message: "The statement exceeded the tenant plan's statement timeout" },
   NOT_FOUND: { status: 404, message: 'Not found' },
+  NOT_READY: { status: 503, message: 'Not ready: a dependency is unreachable' },
   UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials' },
   INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from '../embedded/embedded-postgres.ts';
+import { TenantryError } from '../errors/catalog.ts';
+
+/** What the CLI resolved from the environment (the stable contract in DESIGN.md). */
+export interface CliEnvironment {
+  readonly databaseUrl: string;
+  readonly secret: string;
+  /** Set when the CLI started (or joined) the embedded PostgreSQL under `./.tenantry/`. */
+  readonly embedded: EmbeddedPostgresHandle | undefined;
+  readonly notes: readonly string[];
+}
+
+/** The local state directory: embedded PostgreSQL data and the development secret. */
+export const STATE_DIR = '.tenantry';
+
+/** The port of an embedded server already running on `dataDir`, read from its `postmaster.pid`. */
+function runningEmbeddedPort(dataDir: string): number | undefined {
+  const pidFile = join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return undefined;
+  const lines = readFileSync(pidFile, 'utf8').split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  try {
+    process.kill(pid, 0);
+    return Number.isInteger(port) && port > 0 ? port : undefined;
+  } catch {
+    return undefined; // stale pid file: the server is not running
+  }
+}
+
+/**
+ * Resolves `DATABASE_URL` and `TENANTRY_SECRET`. Without `DATABASE_URL`, starts embedded
+ * PostgreSQL with its data under `./.tenantry/pg` (or joins the one already running
+ * there), and — for that local setup only — keeps a generated secret in
+ * `./.tenantry/secret`. Against a real server the secret must be given.
+ */
+export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): Promise<CliEnvironment> {
+  const notes: string[] = [];
+  let databaseUrl = env.DATABASE_URL;
+  let embedded: EmbeddedPostgresHandle | undefined;
+  const stateDir = resolve(STATE_DIR);
+  if (!databaseUrl) {
+    const dataDir = join(stateDir, 'pg');
+    const port = runningEmbeddedPort(dataDir);
+    if (port) {
+      databaseUrl = `postgres://postgres:tenantry-embedded@127.0.0.1:${port}/postgres`;
+      embedded = { url: databaseUrl, stop: async () => {} };
+      notes.push(`DATABASE_URL is unset: using the embedded PostgreSQL already running on port ${port}`);
+    } else {
+      await mkdir(stateDir, { recursive: true });
+      notes.push(`DATABASE_URL is unset: starting embedded PostgreSQL (data in ${dataDir})`);
+      embedded = await startEmbeddedPostgres({ dataDir });
+      databaseUrl = embedded.url;
+    }
+  }
+  let secret = env.TENANTRY_SECRET;
+  if (!secret) {
+    if (!embedded) {
+      throw new TenantryError(
+        'MISSING_SECRET',
+        'set TENANTRY_SECRET (e.g. `openssl rand -hex 32`) when DATABASE_URL is set',
+      );
+    }
+    const file = join(stateDir, 'secret');
+    if (existsSync(file)) {
+      secret = readFileSync(file, 'utf8').trim();
+    } else {
+      secret = randomBytes(32).toString('hex');
+      await writeFile(file, `${secret}\n`, { mode: 0o600 });
+      notes.push(`TENANTRY_SECRET is unset: generated a development secret in ${file}`);
+    }
+  }
+  return { databaseUrl, secret, embedded, notes };
+}

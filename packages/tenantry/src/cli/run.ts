@@ -1,0 +1,68 @@
+import { isTenantryError } from '../errors/catalog.ts';
+import type { TenantMigration } from '../migrate/migration.ts';
+import { Tenantry } from '../tenantry.ts';
+import { type CliEnvironment, resolveEnvironment } from './environment.ts';
+
+/** Prints to stderr so stdout stays clean for `--json` output. */
+export function note(message: string): void {
+  process.stderr.write(`tenantry: ${message}\n`);
+}
+
+/**
+ * Runs a CLI action with a connected, set-up Tenantry, then closes it (and the embedded
+ * PostgreSQL it started, if any).
+ */
+export async function withTenantry<T>(
+  action: (tenantry: Tenantry, env: CliEnvironment) => Promise<T>,
+  options: { migrations?: readonly TenantMigration[] } = {},
+): Promise<T> {
+  const env = await resolveEnvironment();
+  for (const line of env.notes) note(line);
+  const tenantry = await Tenantry.connect({
+    databaseUrl: env.databaseUrl,
+    secret: env.secret,
+    migrations: options.migrations ?? [],
+  });
+  try {
+    await tenantry.setup();
+    return await action(tenantry, env);
+  } finally {
+    await tenantry.close();
+    await env.embedded?.stop();
+  }
+}
+
+/** Exit code for an error: 2 for bad input or usage, 1 otherwise. Prints the error without a stack. */
+export function reportError(error: unknown): number {
+  if (isTenantryError(error)) {
+    note(`${error.code}: ${error.message}`);
+    return [
+      'INVALID_INPUT',
+      'TENANT_NOT_FOUND',
+      'TENANT_SLUG_TAKEN',
+      'INVALID_TENANT_STATE',
+      'CONFIG_INVALID',
+      'MISSING_SECRET',
+    ].includes(error.code)
+      ? 2
+      : 1;
+  }
+  note(error instanceof Error ? error.message : String(error));
+  return 1;
+}
+
+/** Loads tenant migrations from a module exporting `migrations` (or a default array). */
+export async function loadMigrations(path: string | undefined): Promise<TenantMigration[]> {
+  if (!path) return [];
+  const { pathToFileURL } = await import('node:url');
+  const { resolve } = await import('node:path');
+  const mod = (await import(pathToFileURL(resolve(path)).href)) as {
+    migrations?: TenantMigration[];
+    default?: TenantMigration[];
+  };
+  const list = mod.migrations ?? mod.default;
+  if (!Array.isArray(list)) {
+    throw new Error(`${path} exports no \`migrations\` array (named or default)`);
+  }
+  return list;
+}

@@ -1,0 +1,53 @@
+import { ERRORS, type ErrorCode, TenantryError } from '../errors/catalog.ts';
+
+/** An RFC 9457 problem details body, with Tenantry's stable `code` and the request id. */
+export interface ProblemDetails {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+  code: ErrorCode;
+  requestId?: string;
+  errors?: unknown;
+}
+
+/** Media type of problem details responses. */
+export const PROBLEM_JSON = 'application/problem+json';
+
+/**
+ * Converts any error into problem details at the HTTP edge. A {@link TenantryError} keeps
+ * its code, status and message; anything else becomes a generic 500 — no stack trace, no
+ * driver message (it could name another tenant's row) ever leaves the server.
+ */
+export function toProblem(error: unknown, requestId?: string): ProblemDetails {
+  if (error instanceof TenantryError) {
+    return {
+      type: `https://tenantry.dev/errors/${error.code}`,
+      title: ERRORS[error.code].message,
+      status: error.status,
+      ...(error.message !== ERRORS[error.code].message ? { detail: error.message } : {}),
+      code: error.code,
+      ...(requestId ? { requestId } : {}),
+      ...(error.details?.problems ? { errors: error.details.problems } : {}),
+    };
+  }
+  const status = (error as { statusCode?: unknown })?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // A client error raised by the HTTP framework (bad JSON, body too large, validation).
+    return {
+      type: 'https://tenantry.dev/errors/INVALID_INPUT',
+      title: ERRORS.INVALID_INPUT.message,
+      status,
+      detail: String((error as Error).message ?? ''),
+      code: status === 404 ? 'NOT_FOUND' : 'INVALID_INPUT',
+      ...(requestId ? { requestId } : {}),
+    };
+  }
+  return {
+    type: 'https://tenantry.dev/errors/INTERNAL',
+    title: ERRORS.INTERNAL.message,
+    status: 500,
+    code: 'INTERNAL',
+    ...(requestId ? { requestId } : {}),
+  };
+}

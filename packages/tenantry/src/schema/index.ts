@@ -1,0 +1,13 @@
+/**
+ * `tenantry/schema`: declaring tenant tables in migrations.
+ *
+ * @packageDocumentation
+ */
+export { qualified, quoteIdent, quoteLiteral } from './sql.ts';
+export {
+  type TenantForeignKey,
+  type TenantIndex,
+  type TenantTableDefinition,
+  type TenantTableOptions,
+  tenantTableSql,
+} from './tenant-table.ts';
