@@ -18,6 +18,7 @@ export {
   withTenant,
 } from './context/tenant-context.ts';
 export type { AuditEntry } from './control/audit.ts';
+export { type CreatePlacementInput, type PlacementRecord, PlacementRegistry } from './control/placements.ts';
 export type { CreateTenantInput, UpdateTenantInput } from './control/tenant-input.ts';
 export { listTenantTables, type TenantTableRef } from './control/tenant-tables.ts';
 export {

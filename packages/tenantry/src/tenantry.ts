@@ -3,6 +3,7 @@ import pg from 'pg';
 import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './config.ts';
 import type { ContextPurpose } from './context/context-token.ts';
 import { getTenant, type TenantContext, withTenant } from './context/tenant-context.ts';
+import { PlacementRegistry } from './control/placements.ts';
 import { listTenantTables, purgeStatements } from './control/tenant-tables.ts';
 import { contextOf, type TenantRecord, TenantRegistry } from './control/tenants.ts';
 import { assertSafeRuntimeRole } from './db/runtime-guard.ts';
@@ -52,6 +53,8 @@ export class Tenantry<DB = unknown> {
   readonly config: ResolvedConfig;
   /** The tenant registry and lifecycle (control plane). */
   readonly tenants: TenantRegistry;
+  /** Where tenants' data lives; credentials sealed at rest. */
+  readonly placements: PlacementRegistry;
   /** Pool on `databaseUrl` (owner/admin): control plane and migrations only, never tenant work. */
   readonly adminPool: pg.Pool;
   /** Pool on the runtime role: tenant work only. */
@@ -99,6 +102,7 @@ export class Tenantry<DB = unknown> {
       },
     };
     this.tenants = new TenantRegistry(this.adminPool, (tenant) => this.#purge(tenant));
+    this.placements = new PlacementRegistry(this.adminPool, this.#keys.key('credential-encryption'));
   }
 
   /**
