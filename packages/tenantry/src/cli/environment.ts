@@ -9,6 +9,8 @@ import { TenantryError } from '../errors/catalog.ts';
 export interface CliEnvironment {
   readonly databaseUrl: string;
   readonly secret: string;
+  /** Role names from `TENANTRY_OWNER_ROLE` / `TENANTRY_RUNTIME_ROLE` (defaults apply when unset). */
+  readonly roles: { owner?: string; runtime?: string };
   /** Set when the CLI started (or joined) the embedded PostgreSQL under `./.tenantry/`. */
   readonly embedded: EmbeddedPostgresHandle | undefined;
   readonly notes: readonly string[];
@@ -74,5 +76,9 @@ export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): 
       notes.push(`TENANTRY_SECRET is unset: generated a development secret in ${file}`);
     }
   }
-  return { databaseUrl, secret, embedded, notes };
+  const roles = {
+    ...(env.TENANTRY_OWNER_ROLE ? { owner: env.TENANTRY_OWNER_ROLE } : {}),
+    ...(env.TENANTRY_RUNTIME_ROLE ? { runtime: env.TENANTRY_RUNTIME_ROLE } : {}),
+  };
+  return { databaseUrl, secret, roles, embedded, notes };
 }

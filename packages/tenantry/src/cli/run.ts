@@ -21,6 +21,7 @@ export async function withTenantry<T>(
   const tenantry = await Tenantry.connect({
     databaseUrl: env.databaseUrl,
     secret: env.secret,
+    roles: env.roles,
     migrations: options.migrations ?? [],
   });
   try {

@@ -2,7 +2,13 @@ import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { TenantryError } from '../errors/catalog.ts';
 
 /** What each key derived from `TENANTRY_SECRET` is for; one purpose, one key. */
-export type KeyPurpose = 'context-hmac' | 'credential-encryption' | 'runtime-password';
+export type KeyPurpose =
+  | 'context-hmac'
+  | 'credential-encryption'
+  | 'runtime-password'
+  | 'api-key-hash'
+  | 'jwt-signing'
+  | 'refresh-token-hash';
 
 /**
  * Keys derived from the master secret (`TENANTRY_SECRET`) with HKDF-SHA256, so that no

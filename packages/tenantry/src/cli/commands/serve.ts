@@ -20,6 +20,7 @@ export function registerServe(program: Command): void {
       const tenantry = await Tenantry.connect({
         databaseUrl: env.databaseUrl,
         secret: env.secret,
+        roles: env.roles,
         migrations: await loadMigrations(opts.migrations),
       });
       await tenantry.setup();
