@@ -45,6 +45,10 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, message: 'Not found' },
   NOT_READY: { status: 503, message: 'Not ready: a dependency is unreachable' },
   UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials' },
+  FORBIDDEN: { status: 403, message: 'Not allowed' },
+  QUOTA_EXCEEDED: { status: 409, message: "The tenant's plan quota would be exceeded" },
+  RATE_LIMITED: { status: 429, message: "Too many requests for this tenant's plan" },
+  FEATURE_DISABLED: { status: 403, message: 'This feature is not enabled for the tenant' },
   INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
