@@ -58,6 +58,9 @@ function identifier(value: unknown, what: string): string {
       `${what} must be a lower-case SQL identifier, got ${JSON.stringify(value)}`,
     );
   }
+  if (value.startsWith('pg_')) {
+    throw new TenantryError('CONFIG_INVALID', `${what} must not start with pg_ (reserved by PostgreSQL)`);
+  }
   return value;
 }
 
@@ -81,6 +84,7 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
   const runtime = identifier(options.roles?.runtime ?? 'tenantry_runtime', 'roles.runtime');
   if (owner === runtime) throw new TenantryError('CONFIG_INVALID', 'the owner and runtime roles must differ');
   const migrations = options.migrations ?? [];
+  if (!Array.isArray(migrations)) throw new TenantryError('CONFIG_INVALID', 'migrations must be an array');
   const ids = new Set<string>();
   for (const m of migrations) {
     if (!m || typeof m.id !== 'string' || m.id === '' || typeof m.up !== 'function') {

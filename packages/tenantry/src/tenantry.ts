@@ -97,7 +97,12 @@ export class Tenantry<DB = unknown> {
       tokenTtlMs: config.contextTokenTtlMs,
       db,
       ensureSafe: (client) => {
-        this.#safe ??= assertSafeRuntimeRole(client);
+        // Only a passing check is remembered: a failure (or a dropped connection during
+        // it) is checked again on the next transaction.
+        this.#safe ??= assertSafeRuntimeRole(client).catch((error: unknown) => {
+          this.#safe = undefined;
+          throw error;
+        });
         return this.#safe;
       },
     };

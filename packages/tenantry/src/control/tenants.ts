@@ -56,6 +56,19 @@ interface TenantRow {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A cursor's creation time, as `list()` writes it (UTC, microseconds). */
+const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/;
+
+/** True for a real calendar time in the cursor format: a forged one must not reach SQL as a 500. */
+function isCursorTime(value: unknown): value is string {
+  if (typeof value !== 'string' || !CURSOR_TIME.test(value)) return false;
+  const date = new Date(`${value.slice(0, 23)}Z`);
+  return (
+    !Number.isNaN(date.getTime()) &&
+    date.getUTCFullYear() >= 1 &&
+    date.toISOString().slice(0, 19) === value.slice(0, 19)
+  );
+}
 
 function toRecord(row: TenantRow): TenantRecord {
   return Object.freeze({
@@ -190,7 +203,9 @@ export class TenantRegistry {
     if (options.cursor !== undefined) {
       try {
         after = JSON.parse(Buffer.from(options.cursor, 'base64url').toString('utf8'));
-        if (typeof after?.at !== 'string' || !UUID.test(after.id)) throw new Error('shape');
+        if (!isCursorTime(after?.at) || typeof after?.id !== 'string' || !UUID.test(after.id)) {
+          throw new Error('shape');
+        }
       } catch {
         throw new TenantryError('INVALID_INPUT', 'cursor is not one this API returned');
       }
@@ -214,6 +229,7 @@ export class TenantRegistry {
   /** Changes name, plan, limits, features or settings; audited with the fields changed. */
   async update(idOrSlug: string, input: UpdateTenantInput, options: ActorOption = {}): Promise<TenantRecord> {
     const data = parseInput(UpdateTenantInput, input);
+    if (Object.keys(data).length === 0) throw new TenantryError('INVALID_INPUT', 'nothing to update');
     const current = await this.get(idOrSlug);
     return this.#inTransaction(async (client) => {
       const { rows } = await client.query<TenantRow>(

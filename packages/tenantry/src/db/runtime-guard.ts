@@ -4,17 +4,22 @@ import { TenantryError } from '../errors/catalog.ts';
 /**
  * Refuses a runtime connection whose role could bypass row-level security: a superuser,
  * a BYPASSRLS role, the owner of any table with RLS, or a member of such a role (a member
- * can `SET ROLE` to it, so an injection could too). Says what to do instead.
+ * can `SET ROLE` to it, so an injection could too). Before PostgreSQL 16 a CREATEROLE role
+ * may grant itself membership in any non-superuser role (the owner role included), so it
+ * is refused there too. Says what to do instead.
  */
 export async function assertSafeRuntimeRole(client: ClientBase): Promise<void> {
   const { rows } = await client.query<{ role: string; why: string; me: string }>(`
     SELECT r.rolname AS role, current_user AS me,
            CASE WHEN r.rolsuper THEN 'SUPERUSER'
                 WHEN r.rolbypassrls THEN 'BYPASSRLS'
+                WHEN r.rolcreaterole AND current_setting('server_version_num')::int < 160000
+                  THEN 'CREATEROLE (before PostgreSQL 16 it can grant itself the table owner role)'
                 ELSE 'owner of tables with row-level security' END AS why
       FROM pg_roles r
      WHERE pg_has_role(current_user, r.oid, 'MEMBER')
        AND (r.rolsuper OR r.rolbypassrls
+            OR (r.rolcreaterole AND current_setting('server_version_num')::int < 160000)
             OR EXISTS (SELECT 1 FROM pg_class c
                         WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p') AND c.relrowsecurity))
      ORDER BY r.rolname = current_user DESC, r.rolname`);
@@ -26,7 +31,7 @@ export async function assertSafeRuntimeRole(client: ClientBase): Promise<void> {
       : `role "${bad.me}" is a member of "${bad.role}", which is ${bad.why}`;
   throw new TenantryError(
     'UNSAFE_RUNTIME_ROLE',
-    `${via}. Connect tenant work as a role that is NOSUPERUSER NOBYPASSRLS, owns no table and is a member of no such role: \`tenantry serve\`/\`setup()\` create one ("tenantry_runtime"); leave runtimeUrl unset to use it.`,
+    `${via}. Connect tenant work as a role that is NOSUPERUSER NOBYPASSRLS NOCREATEROLE, owns no table and is a member of no such role: \`tenantry serve\`/\`setup()\` create one ("tenantry_runtime"); leave runtimeUrl unset to use it.`,
     { details: { role: bad.me, reason: bad.why } },
   );
 }

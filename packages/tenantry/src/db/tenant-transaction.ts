@@ -125,7 +125,7 @@ export async function runTenantTransaction<T, DB>(
     try {
       const committed = await client.query('COMMIT');
       if (committed.command === 'ROLLBACK') {
-        throw new TenantryError('INTERNAL', 'the transaction was aborted by an earlier error and rolled back');
+        throw new TenantryError('TRANSACTION_ABORTED');
       }
     } catch (error) {
       await client.query('ROLLBACK').catch((e: Error) => {

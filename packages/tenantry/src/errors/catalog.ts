@@ -49,6 +49,10 @@ export const ERRORS = {
   QUOTA_EXCEEDED: { status: 409, message: "The tenant's plan quota would be exceeded" },
   RATE_LIMITED: { status: 429, message: "Too many requests for this tenant's plan" },
   FEATURE_DISABLED: { status: 403, message: 'This feature is not enabled for the tenant' },
+  TRANSACTION_ABORTED: {
+    status: 500,
+    message: 'The tenant transaction was aborted by an earlier error and rolled back; nothing was committed',
+  },
   INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

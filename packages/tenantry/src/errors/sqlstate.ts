@@ -27,7 +27,10 @@ export function translatePgError(error: unknown): unknown {
     case TENANTRY_SQLSTATE.tenantNotFound:
       return new TenantryError('TENANT_NOT_FOUND', undefined, { cause: error });
     case '57014':
-      return new TenantryError('STATEMENT_TIMEOUT', undefined, { cause: error });
+      // query_canceled also covers pg_cancel_backend(); only the timeout is the plan's limit.
+      return /statement timeout/.test(String((error as { message?: unknown }).message))
+        ? new TenantryError('STATEMENT_TIMEOUT', undefined, { cause: error })
+        : error;
     default:
       return error;
   }

@@ -63,10 +63,26 @@ function name(value: string, what: string): string {
   return value;
 }
 
-function indexElement(element: string): string {
+/** An index element: a plain column (checked with `column`, then quoted) or an expression (kept as SQL). */
+/**
+ * PostgreSQL silently truncates names to 63 bytes, so two long generated names could
+ * collide; refuse them instead and ask for a shorter name.
+ */
+function objectName(value: string): string {
+  if (Buffer.byteLength(value) > 63) {
+    throw new TenantryError(
+      'SCHEMA_DEFINITION_INVALID',
+      `the name ${value} is longer than PostgreSQL's 63 bytes: give the constraint or index an explicit shorter name (or shorten the table name)`,
+    );
+  }
+  return value;
+}
+
+function indexElement(element: string, column: (name: string) => void): string {
   const m = PLAIN_COLUMN.exec(element.trim());
-  if (m) return `${quoteIdent(m[1] as string)}${(m[2] as string).toUpperCase()}`;
-  return `(${element})`;
+  if (!m) return `(${element})`;
+  column(m[1] as string);
+  return `${quoteIdent(m[1] as string)}${(m[2] as string).toUpperCase()}`;
 }
 
 function list(columns: readonly string[], what: string): string {
@@ -108,6 +124,9 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
   const known = new Set(columnNames);
   const check = (cols: readonly string[], what: string) => {
     for (const c of cols) {
+      if (c === tc) {
+        throw new TenantryError('SCHEMA_DEFINITION_INVALID', `${table}: ${what} lists ${tc}; it is put first for you`);
+      }
       if (!known.has(c))
         throw new TenantryError('SCHEMA_DEFINITION_INVALID', `${table}: ${what} names unknown column ${c}`);
     }
@@ -118,10 +137,14 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
     ...columnNames.map((c) => `${quoteIdent(name(c, 'column'))} ${def.columns[c]}`),
   ];
   check(def.primaryKey, 'primary key');
-  lines.push(`CONSTRAINT ${quoteIdent(`${table}_pkey`)} PRIMARY KEY (${t}, ${list(def.primaryKey, 'column')})`);
+  lines.push(
+    `CONSTRAINT ${quoteIdent(objectName(`${table}_pkey`))} PRIMARY KEY (${t}, ${list(def.primaryKey, 'column')})`,
+  );
   for (const cols of def.unique ?? []) {
     check(cols, 'unique constraint');
-    lines.push(`CONSTRAINT ${quoteIdent(`${table}_${cols.join('_')}_key`)} UNIQUE (${t}, ${list(cols, 'column')})`);
+    lines.push(
+      `CONSTRAINT ${quoteIdent(objectName(`${table}_${cols.join('_')}_key`))} UNIQUE (${t}, ${list(cols, 'column')})`,
+    );
   }
   for (const fk of def.foreignKeys ?? []) {
     check(fk.columns, 'foreign key');
@@ -142,7 +165,7 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
         : fk.onDelete
           ? ` ON DELETE ${fk.onDelete.toUpperCase()}`
           : '';
-    const fkName = fk.name ?? `${table}_${fk.columns.join('_')}_fkey`;
+    const fkName = objectName(fk.name ?? `${table}_${fk.columns.join('_')}_fkey`);
     lines.push(`CONSTRAINT ${quoteIdent(fkName)} FOREIGN KEY (${own}) REFERENCES ${ref} (${theirs})${onDelete}`);
   }
   const statements: string[] = [];
@@ -153,13 +176,14 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
     const using = index.using ?? 'btree';
     if (using === 'gin') extensions.add('btree_gin');
     if (using === 'gist') extensions.add('btree_gist');
-    const indexName = index.name ?? `${table}_${i}_${index.unique ? 'uidx' : 'idx'}`;
+    const indexName = objectName(index.name ?? `${table}_${i}_${index.unique ? 'uidx' : 'idx'}`);
+    // An unknown column would otherwise surface only as MIGRATION_FAILED, midway through a run.
+    if (index.include) check(index.include, `index ${indexName} INCLUDE`);
+    const elements = index.columns.map((c) => indexElement(c, (col) => check([col], `index ${indexName}`)));
     const include = index.include?.length ? ` INCLUDE (${list(index.include, 'column')})` : '';
     const where = index.where ? ` WHERE ${index.where}` : '';
     statements.push(
-      `CREATE ${index.unique ? 'UNIQUE ' : ''}INDEX ${quoteIdent(indexName)} ON ${target} USING ${using} (${t}, ${index.columns
-        .map(indexElement)
-        .join(', ')})${include}${where}`,
+      `CREATE ${index.unique ? 'UNIQUE ' : ''}INDEX ${quoteIdent(indexName)} ON ${target} USING ${using} (${t}, ${elements.join(', ')})${include}${where}`,
     );
   }
   const predicate = dialect.policyPredicate(t);

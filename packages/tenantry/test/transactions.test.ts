@@ -1,0 +1,404 @@
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
+import { type AppDB, appMigrations, createTenants } from '../../../test-support/fixture.ts';
+import {
+  getTenant,
+  postgresDialect,
+  type TenantRecord,
+  Tenantry,
+  TenantryError,
+  type TenantTransaction,
+} from '../src/index.ts';
+import { KeyRing } from '../src/secrets/keys.ts';
+
+/**
+ * A TCP forwarder between pg and PostgreSQL that reads the frontend/backend protocol
+ * (no TLS: pg only asks for it when the URL does). For each request the client ends
+ * with Sync ('S') or sends as a simple Query ('Q') — one round trip each — it records
+ * the SQL texts sent (Parse and Query messages), and counts the server's ReadyForQuery
+ * ('Z') messages, which end every round trip.
+ */
+class ProtocolProxy {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  /** SQL texts per round trip, in order. */
+  requests: string[][] = [];
+  readyForQuery = 0;
+  #pending: string[] = [];
+
+  constructor(upstreamHost: string, upstreamPort: number) {
+    this.#server = createServer((client) => {
+      const server = tcpConnect(upstreamPort, upstreamHost);
+      this.#sockets.add(client).add(server);
+      const fromClient = messageReader(true, (type, body) => this.#clientMessage(type, body));
+      const fromServer = messageReader(false, (type) => {
+        if (type === 'Z') this.readyForQuery++;
+      });
+      client.on('data', (chunk) => {
+        fromClient(chunk);
+        server.write(chunk);
+      });
+      server.on('data', (chunk) => {
+        fromServer(chunk);
+        client.write(chunk);
+      });
+      const close = () => {
+        client.destroy();
+        server.destroy();
+      };
+      client.on('close', close).on('error', close);
+      server.on('close', close).on('error', close);
+    });
+  }
+
+  #clientMessage(type: string, body: Buffer): void {
+    if (type === 'P') {
+      const nameEnd = body.indexOf(0);
+      this.#pending.push(body.toString('utf8', nameEnd + 1, body.indexOf(0, nameEnd + 1)));
+    } else if (type === 'Q') {
+      this.requests.push([...this.#pending, body.toString('utf8', 0, body.indexOf(0))]);
+      this.#pending = [];
+    } else if (type === 'S') {
+      this.requests.push(this.#pending);
+      this.#pending = [];
+    }
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve) => {
+      this.#server.listen(0, '127.0.0.1', () => {
+        const address = this.#server.address();
+        resolve(typeof address === 'object' && address ? address.port : 0);
+      });
+    });
+  }
+
+  reset(): void {
+    this.requests = [];
+    this.readyForQuery = 0;
+    this.#pending = [];
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+/** Splits a protocol byte stream into messages; the client's first one (startup) has no type byte. */
+function messageReader(startup: boolean, onMessage: (type: string, body: Buffer) => void): (chunk: Buffer) => void {
+  let buffer = Buffer.alloc(0);
+  let started = !startup;
+  return (chunk) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    for (;;) {
+      if (!started) {
+        if (buffer.length < 4) return;
+        const length = buffer.readInt32BE(0);
+        if (buffer.length < length) return;
+        buffer = buffer.subarray(length);
+        started = true;
+        continue;
+      }
+      if (buffer.length < 5) return;
+      const length = buffer.readInt32BE(1);
+      if (buffer.length < 1 + length) return;
+      onMessage(String.fromCharCode(buffer[0] as number), buffer.subarray(5, 1 + length));
+      buffer = buffer.subarray(1 + length);
+    }
+  };
+}
+
+let database: TestDatabase;
+/** Runtime pool of exactly one connection: every transaction reuses the same backend. */
+let tenantry: Tenantry<AppDB>;
+let a: TenantRecord;
+let b: TenantRecord;
+
+function connect(pool: number, runtimeUrl?: string): Promise<Tenantry<AppDB>> {
+  return Tenantry.connect<AppDB>({
+    databaseUrl: database.url,
+    secret: database.secret,
+    roles: database.roles,
+    migrations: appMigrations,
+    pool: { max: pool },
+    ...(runtimeUrl ? { runtimeUrl } : {}),
+  });
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase('transactions');
+  tenantry = await connect(1);
+  await tenantry.setup();
+  await tenantry.migrate();
+  [a, b] = (await createTenants(tenantry, 'tx', 2)) as [TenantRecord, TenantRecord];
+  // Rows that a connection still carrying a's context would reveal.
+  await tenantry.withTenant(a, (tx) =>
+    tx.db
+      .insertInto('items')
+      .values([{ title: 'a seed 1' }, { title: 'a seed 2' }])
+      .execute(),
+  );
+});
+
+afterAll(async () => {
+  await tenantry?.close();
+  await database?.drop();
+});
+
+/** The backend pid of the transaction's connection. */
+async function pidOf(tx: TenantTransaction<AppDB>): Promise<number> {
+  const { rows } = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return rows[0]?.pid as number;
+}
+
+/**
+ * The next checkout of the one-connection pool is the same backend, idle (not inside a
+ * transaction), with no tenant context, no tenant statement timeout and no tenant rows visible.
+ */
+async function expectCleanConnection(pid: number): Promise<void> {
+  const client = await tenantry.runtimePool.connect();
+  try {
+    expect(client.getTransactionStatus()).toBe('I');
+    const who = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    expect(who.rows[0]?.pid).toBe(pid);
+    const ctx = await client.query<{ ctx: string | null }>("SELECT current_setting('tenantry.ctx', true) AS ctx");
+    expect(ctx.rows[0]?.ctx ?? '').toBe('');
+    const timeout = await client.query<{ statement_timeout: string }>('SHOW statement_timeout');
+    expect(timeout.rows[0]?.statement_timeout).toBe('0');
+    const count = await client.query<{ n: string }>('SELECT count(*) AS n FROM items');
+    expect(count.rows[0]?.n).toBe('0');
+    expect(client.getTransactionStatus()).toBe('I');
+  } finally {
+    client.release();
+  }
+}
+
+async function titlesOf(tenant: TenantRecord): Promise<string[]> {
+  const { rows } = await tenantry.withTenant(tenant, (tx) =>
+    tx.query<{ title: string }>('SELECT title FROM items ORDER BY title'),
+  );
+  return rows.map((r) => r.title);
+}
+
+describe('the connection goes back to the pool clean', () => {
+  it('after a committed transaction', async () => {
+    let pid = 0;
+    await tenantry.withTenant(a, async (tx) => {
+      pid = await pidOf(tx);
+      await tx.query("INSERT INTO items (title) VALUES ('a committed')");
+    });
+    await expectCleanConnection(pid);
+    expect(await titlesOf(a)).toContain('a committed');
+  });
+
+  it('after a callback that throws: rolled back, the error reaches the caller unchanged', async () => {
+    let pid = 0;
+    const boom = new Error('boom');
+    await expect(
+      tenantry.withTenant(a, async (tx) => {
+        pid = await pidOf(tx);
+        await tx.query("INSERT INTO items (title) VALUES ('a thrown')");
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    await expectCleanConnection(pid);
+    expect(await titlesOf(a)).not.toContain('a thrown');
+  });
+
+  it('after an SQL error (division by zero)', async () => {
+    let pid = 0;
+    await expect(
+      tenantry.withTenant(a, async (tx) => {
+        pid = await pidOf(tx);
+        await tx.query("INSERT INTO items (title) VALUES ('a divided')");
+        await tx.query('SELECT 1 / 0');
+      }),
+    ).rejects.toMatchObject({ code: '22012' });
+    await expectCleanConnection(pid);
+    expect(await titlesOf(a)).not.toContain('a divided');
+  });
+
+  it('after a statement aborted by the tenant’s statement timeout', async () => {
+    const slow = await tenantry.tenants.create({ slug: 'tx-slow', name: 'Slow' });
+    await tenantry.tenants.update(slow.id, { limits: { statementTimeoutMs: 100 } });
+    let pid = 0;
+    const error = await tenantry
+      .withTenant(slow, async (tx) => {
+        pid = await pidOf(tx);
+        await tx.query("INSERT INTO items (title) VALUES ('slow row')");
+        await tx.query('SELECT pg_sleep(1)');
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TenantryError);
+    expect(error).toMatchObject({ code: 'STATEMENT_TIMEOUT', status: 503 });
+    await expectCleanConnection(pid);
+    expect(await titlesOf(slow)).toEqual([]);
+  });
+
+  it('after a refused context (suspended tenant): the failed BEGIN round trip is rolled back', async () => {
+    const suspended = await tenantry.tenants.create({ slug: 'tx-suspended', name: 'Suspended' });
+    await tenantry.tenants.suspend(suspended.id);
+    const { rows } = await tenantry.runtimePool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    await expect(tenantry.withTenant(suspended, async () => 'never')).rejects.toMatchObject({
+      code: 'TENANT_SUSPENDED',
+    });
+    await expectCleanConnection(rows[0]?.pid as number);
+  });
+});
+
+describe('an SQL error swallowed by the callback', () => {
+  it('does not commit half a transaction: COMMIT answers ROLLBACK and Tenantry throws', async () => {
+    const error = await tenantry
+      .withTenant(a, async (tx) => {
+        await tx.query("INSERT INTO items (title) VALUES ('half one')");
+        try {
+          await tx.query('SELECT 1 / 0');
+        } catch {
+          // swallowed on purpose: the transaction is aborted all the same
+        }
+        await tx.query("INSERT INTO items (title) VALUES ('half two')").catch(() => {});
+        return 'looks fine';
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TenantryError);
+    expect((error as TenantryError).code).toBe('TRANSACTION_ABORTED');
+    expect((error as TenantryError).message).toMatch(/rolled back/);
+    const titles = await titlesOf(a);
+    expect(titles).not.toContain('half one');
+    expect(titles).not.toContain('half two');
+  });
+
+  it('an error recovered with a savepoint commits the rest (the check is not over-eager)', async () => {
+    const result = await tenantry.withTenant(a, async (tx) => {
+      await tx.query("INSERT INTO items (title) VALUES ('kept by savepoint')");
+      await tx.query('SAVEPOINT s');
+      await expect(tx.query('SELECT 1 / 0')).rejects.toMatchObject({ code: '22012' });
+      await tx.query('ROLLBACK TO SAVEPOINT s');
+      return 'ok';
+    });
+    expect(result).toBe('ok');
+    expect(await titlesOf(a)).toContain('kept by savepoint');
+  });
+});
+
+describe('statement timeout of the tenant’s plan', () => {
+  it('applies inside its transactions and not outside', async () => {
+    const custom = await tenantry.tenants.create({
+      slug: 'tx-timeout',
+      name: 'Timeout',
+      limits: { statementTimeoutMs: 1234 },
+    });
+    const show = (t: TenantRecord) =>
+      tenantry.withTenant(
+        t,
+        async (tx) => (await tx.query<{ v: string }>("SELECT current_setting('statement_timeout') AS v")).rows[0]?.v,
+      );
+    expect(await show(custom)).toBe('1234ms');
+    expect(await show(b)).toBe('30s');
+    await tenantry.tenants.update(custom.id, { limits: { statementTimeoutMs: 2500 } });
+    expect(await show(custom)).toBe('2500ms');
+    const outside = await tenantry.runtimePool.query<{ statement_timeout: string }>('SHOW statement_timeout');
+    expect(outside.rows[0]?.statement_timeout).toBe('0');
+  });
+});
+
+describe('concurrency', () => {
+  it('200 interleaved transactions of 20 tenants each see only their own rows', async () => {
+    const wide = await connect(20);
+    try {
+      const tenants = await createTenants(wide, 'conc', 20);
+      const jobs = Array.from({ length: 200 }, (_, n) => ({ tenant: tenants[n % 20] as TenantRecord, n }));
+      const results = await Promise.all(
+        jobs.map(({ tenant, n }) =>
+          wide.withTenant(tenant, async (tx) => {
+            await tx.query('SELECT pg_sleep($1)', [Math.random() * 0.01]);
+            await tx.db
+              .insertInto('items')
+              .values({ title: `${tenant.slug}#${n}` })
+              .execute();
+            await tx.query('SELECT pg_sleep($1)', [Math.random() * 0.01]);
+            const seen = await tx.query<{ tenant_id: string; title: string }>('SELECT tenant_id, title FROM items');
+            const viaKysely = await tx.db.selectFrom('items').select(['tenant_id', 'title']).execute();
+            return { tenant, n, seen: [...seen.rows, ...viaKysely], current: getTenant().id };
+          }),
+        ),
+      );
+      for (const { tenant, n, seen, current } of results) {
+        expect(current).toBe(tenant.id);
+        expect(seen.map((r) => r.title)).toContain(`${tenant.slug}#${n}`);
+        for (const row of seen) {
+          expect(row.tenant_id).toBe(tenant.id);
+          expect(row.title.startsWith(`${tenant.slug}#`)).toBe(true);
+        }
+        expect(seen.length).toBeLessThanOrEqual(20);
+      }
+      for (const tenant of tenants) {
+        const { rows } = await wide.withTenant(tenant, (tx) =>
+          tx.query<{ title: string }>('SELECT title FROM items ORDER BY title'),
+        );
+        const expected = jobs.filter((j) => j.tenant === tenant).map((j) => `${tenant.slug}#${j.n}`);
+        expect(rows.map((r) => r.title)).toEqual(expected.sort());
+      }
+      const total = await wide.adminPool.query<{ n: string }>(
+        'SELECT count(*) AS n FROM items WHERE tenant_id = ANY($1)',
+        [tenants.map((t) => t.id)],
+      );
+      expect(total.rows[0]?.n).toBe('200');
+    } finally {
+      await wide.close();
+    }
+  });
+});
+
+describe('round trips', () => {
+  let proxy: ProtocolProxy;
+  let proxied: Tenantry<AppDB>;
+
+  beforeAll(async () => {
+    const upstream = new URL(database.url);
+    proxy = new ProtocolProxy(upstream.hostname, Number(upstream.port || 5432));
+    const port = await proxy.listen();
+    const runtime = database.roles.runtime;
+    const password = new KeyRing(database.secret).runtimePassword(runtime);
+    proxied = await connect(
+      1,
+      `postgres://${runtime}:${encodeURIComponent(password)}@127.0.0.1:${port}${upstream.pathname}`,
+    );
+    // Warm up: the connection is opened and the runtime role checked once per Tenantry.
+    await proxied.withTenant(a, (tx) => tx.query('SELECT 1'));
+  });
+
+  afterAll(async () => {
+    await proxied?.close();
+    await proxy?.close();
+  });
+
+  it('a one-statement transaction costs 3 round trips: BEGIN with the context, the statement, COMMIT', async () => {
+    proxy.reset();
+    const { rows } = await proxied.withTenant(a, (tx) => tx.query<{ n: string }>('SELECT count(*) AS n FROM items'));
+    expect(Number(rows[0]?.n)).toBeGreaterThan(0);
+    expect(proxy.requests).toEqual([
+      ['BEGIN', postgresDialect.enterSql],
+      ['SELECT count(*) AS n FROM items'],
+      ['COMMIT'],
+    ]);
+    expect(proxy.readyForQuery).toBe(3);
+  });
+
+  it('the same through Kysely, and one more round trip per further statement', async () => {
+    proxy.reset();
+    await proxied.withTenant(a, (tx) => tx.db.selectFrom('items').select('title').execute());
+    expect(proxy.requests).toHaveLength(3);
+    expect(proxy.requests[0]).toEqual(['BEGIN', postgresDialect.enterSql]);
+    expect(proxy.readyForQuery).toBe(3);
+    proxy.reset();
+    await proxied.withTenant(a, async (tx) => {
+      await tx.query('SELECT 1');
+      await tx.query('SELECT 2');
+    });
+    expect(proxy.requests).toHaveLength(4);
+    expect(proxy.readyForQuery).toBe(4);
+  });
+});
