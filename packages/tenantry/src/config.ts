@@ -28,6 +28,10 @@ export interface TenantryOptions {
   migrations?: readonly TenantMigration[];
   /** Runtime pool size (default 10) and idle timeout (default 30 s). */
   pool?: { max?: number; idleTimeoutMs?: number };
+  /** Size of the admin pool: control plane, API key and login lookups (default 10). */
+  adminPoolMax?: number;
+  /** Prefix of new API keys, 2–8 lower-case letters (default `tnt`). */
+  apiKeyPrefix?: string;
   /** Lifetime of a context entry token, in ms (default 10 s): bounds its reuse. */
   contextTokenTtlMs?: number;
   /** How the verified context is set and read; default {@link postgresDialect}. */
@@ -44,6 +48,8 @@ export interface ResolvedConfig {
   readonly tenantSchema: string;
   readonly migrations: readonly TenantMigration[];
   readonly pool: { readonly max: number; readonly idleTimeoutMs: number };
+  readonly adminPoolMax: number;
+  readonly apiKeyPrefix: string | undefined;
   readonly contextTokenTtlMs: number;
   readonly dialect: ContextDialect;
   readonly logger: Logger | undefined;
@@ -70,6 +76,14 @@ function positiveInt(value: unknown, fallback: number, what: string): number {
     throw new TenantryError('CONFIG_INVALID', `${what} must be a positive integer`);
   }
   return value as number;
+}
+
+function apiKeyPrefix(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^[a-z]{2,8}$/.test(value)) {
+    throw new TenantryError('CONFIG_INVALID', 'apiKeyPrefix must be 2-8 lower-case letters');
+  }
+  return value;
 }
 
 /** Validates and defaults options once; the result is frozen. */
@@ -104,6 +118,8 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
       max: positiveInt(options.pool?.max, 10, 'pool.max'),
       idleTimeoutMs: positiveInt(options.pool?.idleTimeoutMs, 30_000, 'pool.idleTimeoutMs'),
     }),
+    adminPoolMax: positiveInt(options.adminPoolMax, 10, 'adminPoolMax'),
+    apiKeyPrefix: apiKeyPrefix(options.apiKeyPrefix),
     contextTokenTtlMs: positiveInt(options.contextTokenTtlMs, 10_000, 'contextTokenTtlMs'),
     dialect: options.dialect ?? postgresDialect,
     logger: options.logger,

@@ -7,6 +7,48 @@
  *
  * @packageDocumentation
  */
+
+export { type FeatureHolder, isFeatureEnabled, requireFeature } from './admit/features.ts';
+export { DEFAULT_PLANS, definePlans, type PlanCatalog, type PlanLimits } from './admit/plans.ts';
+export { type QuotaHolder, type QuotaLimits, type QuotaName, remainingQuota, requireQuota } from './admit/quotas.ts';
+export {
+  type RateLimitDecision,
+  type RateLimitRedisClient,
+  type RedisErrorPolicy,
+  TenantRateLimiter,
+  type TenantRateLimiterOptions,
+} from './admit/rate-limit.ts';
+export { rateLimitHeaders } from './admit/rate-limit-headers.ts';
+export {
+  API_KEY_ENVIRONMENTS,
+  type ApiKeyEnvironment,
+  apiKeyChecksum,
+  DEFAULT_API_KEY_PREFIX,
+  generateApiKey,
+  isApiKeyPrefix,
+  type ParsedApiKey,
+  parseApiKey,
+} from './auth/api-key-format.ts';
+export {
+  type ApiKeyRecord,
+  ApiKeyStore,
+  type ApiKeyStoreOptions,
+  CreateApiKeyInput,
+  type CreatedApiKey,
+  type VerifiedKey,
+} from './auth/api-keys.ts';
+export { ARGON2ID_PARAMS, PasswordHasher } from './auth/passwords.ts';
+export {
+  BUILTIN_PERMISSIONS,
+  BUILTIN_ROLES,
+  isPermission,
+  type Permission,
+  type Principal,
+  requirePermission,
+} from './auth/permissions.ts';
+export { isBuiltinRole, type RoleRecord } from './auth/roles.ts';
+export { type TokenPair, TokenService, type TokenServiceOptions } from './auth/tokens.ts';
+export { type CreateUserInput, type UserRecord, UserStore, type UserStoreOptions } from './auth/users.ts';
 export type { Logger, ResolvedConfig, TenantryOptions } from './config.ts';
 export { type ContextPurpose, mintContextToken } from './context/context-token.ts';
 export {
@@ -36,6 +78,8 @@ export {
   POLICY_NAME,
   postgresDialect,
 } from './dialect/context-dialect.ts';
+export { type DoctorOptions, runDoctor } from './doctor/doctor.ts';
+export { type DoctorReport, FINDINGS, type Finding, type FindingCode, type Severity } from './doctor/finding.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
 export type { MigrationContext, TenantMigration } from './migrate/migration.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';

@@ -1,5 +1,9 @@
 import { Kysely } from 'kysely';
 import pg from 'pg';
+import { ApiKeyStore } from './auth/api-keys.ts';
+import { PasswordHasher } from './auth/passwords.ts';
+import { TokenService } from './auth/tokens.ts';
+import { UserStore } from './auth/users.ts';
 import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './config.ts';
 import type { ContextPurpose } from './context/context-token.ts';
 import { getTenant, type TenantContext, withTenant } from './context/tenant-context.ts';
@@ -13,6 +17,8 @@ import {
   type TenantTransaction,
   type TransactionRunnerDeps,
 } from './db/tenant-transaction.ts';
+import { runDoctor } from './doctor/doctor.ts';
+import type { DoctorReport } from './doctor/finding.ts';
 import { TenantryError } from './errors/catalog.ts';
 import { TenantFilterPlugin } from './kysely/tenant-filter-plugin.ts';
 import { TenantTransactionDialect } from './kysely/transaction-driver.ts';
@@ -55,6 +61,12 @@ export class Tenantry<DB = unknown> {
   readonly tenants: TenantRegistry;
   /** Where tenants' data lives; credentials sealed at rest. */
   readonly placements: PlacementRegistry;
+  /** Users, memberships and custom roles (control plane). */
+  readonly users: UserStore;
+  /** Login, access JWTs and rotating refresh tokens. */
+  readonly auth: TokenService;
+  /** API keys: stored as keyed hashes, verified with one indexed lookup, revocation seen within 1 s. */
+  readonly apiKeys: ApiKeyStore;
   /** Pool on `databaseUrl` (owner/admin): control plane and migrations only, never tenant work. */
   readonly adminPool: pg.Pool;
   /** Pool on the runtime role: tenant work only. */
@@ -67,7 +79,11 @@ export class Tenantry<DB = unknown> {
   private constructor(config: ResolvedConfig) {
     this.config = config;
     this.#keys = new KeyRing(config.secret);
-    this.adminPool = new pg.Pool({ connectionString: config.databaseUrl, max: 4, idleTimeoutMillis: 10_000 });
+    this.adminPool = new pg.Pool({
+      connectionString: config.databaseUrl,
+      max: config.adminPoolMax,
+      idleTimeoutMillis: 10_000,
+    });
     this.runtimePool = new pg.Pool({
       connectionString: runtimeUrlFrom(config, this.#keys),
       max: config.pool.max,
@@ -108,6 +124,13 @@ export class Tenantry<DB = unknown> {
     };
     this.tenants = new TenantRegistry(this.adminPool, (tenant) => this.#purge(tenant));
     this.placements = new PlacementRegistry(this.adminPool, this.#keys.key('credential-encryption'));
+    const passwords = new PasswordHasher();
+    this.users = new UserStore(this.adminPool, { passwords });
+    this.auth = new TokenService(this.adminPool, this.#keys, { passwords });
+    this.apiKeys = new ApiKeyStore(this.adminPool, this.#keys.key('api-key-hash'), {
+      ...(config.apiKeyPrefix ? { prefix: config.apiKeyPrefix } : {}),
+      ...(config.logger ? { logger: config.logger } : {}),
+    });
   }
 
   /**
@@ -204,6 +227,23 @@ export class Tenantry<DB = unknown> {
     });
   }
 
+  /**
+   * Inspects the database for isolation gaps (tables, policies, keys, indexes, roles).
+   *
+   * @example
+   * ```ts
+   * const report = await tenantry.doctor();
+   * if (!report.ok) console.table(report.findings);
+   * ```
+   */
+  doctor(options: { schemas?: readonly string[] } = {}): Promise<DoctorReport> {
+    return runDoctor(this.adminPool, {
+      schemas: [...(options.schemas ?? [this.config.tenantSchema])],
+      runtimeRole: this.config.roles.runtime,
+      dialect: this.config.dialect,
+    });
+  }
+
   /** True when both pools reach PostgreSQL. */
   async health(): Promise<{ database: boolean }> {
     try {
@@ -214,8 +254,9 @@ export class Tenantry<DB = unknown> {
     }
   }
 
-  /** Closes both pools. */
+  /** Flushes API key usage, stops listeners and closes both pools. */
   async close(): Promise<void> {
+    await this.apiKeys.close();
     await Promise.all([this.adminPool.end(), this.runtimePool.end()]);
   }
 }

@@ -1,3 +1,5 @@
+import { apiKeysMigration } from '../auth/api-keys-migration.ts';
+import { usersMigration } from '../auth/users-migration.ts';
 import { CONTEXT_SCHEMA, CONTEXT_SETTING } from '../dialect/context-dialect.ts';
 import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
 import { quoteIdent } from '../schema/sql.ts';
@@ -14,6 +16,10 @@ const HMAC_SQL = (msg: string) => `encode(sha256(k.opad || sha256(k.ipad || conv
  * runtime role is granted nothing here except EXECUTE on the two context functions.
  */
 export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
+  return [...coreMigrations(runtimeRole), apiKeysMigration, usersMigration];
+}
+
+function coreMigrations(runtimeRole: string): TenantMigration[] {
   const runtime = quoteIdent(runtimeRole);
   return [
     {
