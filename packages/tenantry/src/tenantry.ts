@@ -221,7 +221,7 @@ export class Tenantry<DB = unknown> {
       const statements = purgeStatements(tables);
       for (const [i, statement] of statements.entries()) {
         const t = tables[i] as { schema: string; table: string };
-        deleted[`${t.schema}.${t.table}`] = (await tx.query(statement)).rowCount;
+        deleted[`${t.schema}.${t.table}`] = (await tx.query(statement, [tenant.id])).rowCount;
       }
       return deleted;
     });

@@ -90,11 +90,11 @@ describe('tenant work through a role that could bypass row-level security is ref
   const cases = [
     { what: 'a SUPERUSER', role: () => roles.superuser, reason: /is SUPERUSER/ },
     { what: 'a BYPASSRLS role', role: () => roles.bypassrls, reason: /is BYPASSRLS/ },
-    { what: 'the owner of a tenant table', role: () => roles.tableOwner, reason: /is owner of tables with row-level/ },
+    { what: 'the owner of a tenant table', role: () => roles.tableOwner, reason: /is the owner of tables/ },
     {
       what: 'a member of the owner role',
       role: () => roles.ownerMember,
-      reason: () => new RegExp(`is a member of "${f.database.roles.owner}", which is owner of tables`),
+      reason: () => new RegExp(`is a member of "${f.database.roles.owner}", which is the owner of tables`),
     },
   ] as const;
 

@@ -1,6 +1,6 @@
 import type { ClientBase, Pool } from 'pg';
 import { POLICY_NAME } from '../dialect/context-dialect.ts';
-import { qualified } from '../schema/sql.ts';
+import { qualified, quoteIdent } from '../schema/sql.ts';
 
 /** A table carrying Tenantry's isolation policy. */
 export interface TenantTableRef {
@@ -46,7 +46,11 @@ export async function listTenantTables(client: Pool | ClientBase): Promise<Tenan
   return ordered;
 }
 
-/** `DELETE FROM` each table in order; run inside the tenant's (maintenance) transaction, RLS scopes it. */
-export function purgeStatements(tables: readonly TenantTableRef[]): string[] {
-  return tables.map((t) => `DELETE FROM ${qualified(t.schema, t.table)}`);
+/**
+ * `DELETE FROM … WHERE tenant_id = $1` for each table in order. Run inside the tenant's
+ * maintenance transaction: RLS scopes it, and the explicit predicate would too, should a
+ * table ever lose its policy.
+ */
+export function purgeStatements(tables: readonly TenantTableRef[], column = 'tenant_id'): string[] {
+  return tables.map((t) => `DELETE FROM ${qualified(t.schema, t.table)} WHERE ${quoteIdent(column)} = $1`);
 }

@@ -3,7 +3,7 @@ import { TenantryError } from '../errors/catalog.ts';
 
 /**
  * Refuses a runtime connection whose role could bypass row-level security: a superuser,
- * a BYPASSRLS role, the owner of any table with RLS, or a member of such a role (a member
+ * a BYPASSRLS role, the owner of any table, or a member of such a role (a member
  * can `SET ROLE` to it, so an injection could too). Before PostgreSQL 16 a CREATEROLE role
  * may grant itself membership in any non-superuser role (the owner role included), so it
  * is refused there too. Says what to do instead.
@@ -15,13 +15,16 @@ export async function assertSafeRuntimeRole(client: ClientBase): Promise<void> {
                 WHEN r.rolbypassrls THEN 'BYPASSRLS'
                 WHEN r.rolcreaterole AND current_setting('server_version_num')::int < 160000
                   THEN 'CREATEROLE (before PostgreSQL 16 it can grant itself the table owner role)'
-                ELSE 'owner of tables with row-level security' END AS why
+                ELSE 'the owner of tables (the runtime role must own nothing)' END AS why
       FROM pg_roles r
      WHERE pg_has_role(current_user, r.oid, 'MEMBER')
        AND (r.rolsuper OR r.rolbypassrls
             OR (r.rolcreaterole AND current_setting('server_version_num')::int < 160000)
+            -- Owning any table lets the role ALTER it (disable RLS, drop the policy); temporary
+            -- tables of its own sessions are fine.
             OR EXISTS (SELECT 1 FROM pg_class c
-                        WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p') AND c.relrowsecurity))
+                        WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')
+                          AND c.relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'pg\\_temp\\_%')))
      ORDER BY r.rolname = current_user DESC, r.rolname`);
   const bad = rows[0];
   if (!bad) return;
