@@ -26,7 +26,9 @@ function withDatabase(url: string, database: string): string {
 /** Creates a fresh database (and unique role names) for one test file. */
 export async function createTestDatabase(label: string): Promise<TestDatabase> {
   const suffix = randomBytes(4).toString('hex');
-  const name = `tenantry_test_${label.replace(/[^a-z0-9]/g, '_').slice(0, 30)}_${suffix}`;
+  // The creation time (seconds) is in the name, so a later run drops only stale leftovers.
+  const born = Math.floor(Date.now() / 1000).toString(36);
+  const name = `tenantry_test_${label.replace(/[^a-z0-9]/g, '_').slice(0, 24)}_${born}_${suffix}`;
   const admin = new pg.Client({ connectionString: serverUrl() });
   await admin.connect();
   try {

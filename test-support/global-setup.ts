@@ -12,7 +12,11 @@ declare module 'vitest' {
   }
 }
 
-/** Drops what earlier, interrupted runs left on a server that keeps state. */
+/**
+ * Drops what earlier, interrupted runs left on a server that keeps state: test databases
+ * created more than two hours ago (their names carry the creation time), so a run going
+ * on beside this one keeps its own, and then roles that no remaining database uses.
+ */
 async function dropLeftovers(url: string): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
@@ -20,9 +24,20 @@ async function dropLeftovers(url: string): Promise<void> {
     const { rows } = await c.query<{ datname: string }>(
       "SELECT datname FROM pg_database WHERE datname LIKE 'tenantry\\_test\\_%'",
     );
-    for (const { datname } of rows) await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    const cutoff = Date.now() / 1000 - 2 * 3600;
+    for (const { datname } of rows) {
+      const born = Number.parseInt(datname.split('_').at(-2) ?? '', 36);
+      if (Number.isFinite(born) && born > cutoff) continue;
+      await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    }
     const roles = await c.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname LIKE 'tt\\_%'");
-    for (const { rolname } of roles.rows) await c.query(`DROP ROLE IF EXISTS "${rolname}"`).catch(() => {});
+    const live = (
+      await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'tenantry\\_test\\_%'")
+    ).rows.map((r) => r.datname.split('_').at(-1));
+    for (const { rolname } of roles.rows) {
+      if (live.includes(rolname.split('_')[1])) continue;
+      await c.query(`DROP ROLE IF EXISTS "${rolname}"`).catch(() => {});
+    }
   } finally {
     await c.end();
   }

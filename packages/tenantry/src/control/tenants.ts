@@ -2,6 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { IsolationTier, TenantContext, TenantStatus } from '../context/tenant-context.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { writeAudit } from './audit.ts';
+import { notifyTenantChanged } from './change-feed.ts';
 import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
 
 /** A tenant as the control plane stores it. */
@@ -166,6 +167,7 @@ export class TenantRegistry {
       );
       const row = rows[0];
       if (!row) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
+      await notifyTenantChanged(client, row.id);
       await writeAudit(client, {
         actor: options.actor ?? 'system',
         tenantId: row.id,
@@ -256,6 +258,7 @@ export class TenantRegistry {
       );
       const row = rows[0];
       if (!row) throw new TenantryError('TENANT_NOT_FOUND');
+      await notifyTenantChanged(client, row.id);
       await writeAudit(client, {
         actor: options.actor ?? 'system',
         tenantId: row.id,
@@ -281,6 +284,7 @@ export class TenantRegistry {
           details: { status: current.status, allowedFrom: rule.from },
         });
       }
+      await notifyTenantChanged(client, row.id);
       await writeAudit(client, {
         actor: options.actor ?? 'system',
         tenantId: row.id,
@@ -318,6 +322,7 @@ export class TenantRegistry {
     const deleted = await this.#purge(tenant);
     await this.#inTransaction(async (client) => {
       await client.query('DELETE FROM tenantry.tenants WHERE id = $1', [tenant.id]);
+      await notifyTenantChanged(client, tenant.id);
       await writeAudit(client, {
         actor: options.actor ?? 'system',
         tenantId: tenant.id,

@@ -1,8 +1,33 @@
 import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { ERRORS } from '../errors/catalog.ts';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { PlanCatalog } from '../admit/plans.ts';
+import { type RateLimitRedisClient, type RedisErrorPolicy, TenantRateLimiter } from '../admit/rate-limit.ts';
+import { rateLimitHeaders } from '../admit/rate-limit-headers.ts';
+import { ChangeFeed } from '../control/change-feed.ts';
+import { ERRORS, TenantryError } from '../errors/catalog.ts';
+import { TenantCache } from '../identify/tenant-cache.ts';
 import type { Tenantry } from '../tenantry.ts';
+import type { Authenticator } from './authenticator.ts';
+import { accessTokenAuthenticator, apiKeyAuthenticator } from './authenticators.ts';
+import { type TenantClaim, type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
 import { PROBLEM_JSON, toProblem } from './problem.ts';
+import { apiKeyRoutes } from './routes/api-keys.ts';
+import { authRoutes } from './routes/auth.ts';
+import { itemRoutes } from './routes/items.ts';
+import { meRoutes } from './routes/me.ts';
+import { tenantRoutes } from './routes/tenants.ts';
+import { userRoutes } from './routes/users.ts';
 
 /** Options of {@link createServer}. */
 export interface ServerOptions {
@@ -10,43 +35,90 @@ export interface ServerOptions {
   logger?: boolean;
   /** Largest accepted request body, bytes (default 1 MiB). */
   bodyLimit?: number;
+  /** Control-plane bearer token (`TENANTRY_ADMIN_TOKEN`); without it the control plane answers 401. */
+  adminToken?: string;
+  /** Credential checks for the data plane, in identification order. */
+  authenticators?: readonly Authenticator[];
+  /** Where a request may name its tenant besides its credential (default `['header']`). */
+  claims?: readonly TenantClaim[];
+  subdomainBase?: string;
+  /** Per-tenant admission; default: a {@link TenantRateLimiter} on `redis` (in-process without it). */
+  admit?: TenantryPluginOptions['admit'];
+  /** Redis (node-redis client, connected, with an 'error' listener) for limits shared by every instance. */
+  redis?: RateLimitRedisClient;
+  /** Request rates per plan; default {@link DEFAULT_PLANS}. */
+  plans?: PlanCatalog;
+  /** What the rate limiter does when Redis is unreachable (default `fail-open`). */
+  onRedisError?: RedisErrorPolicy;
+  /** Allowed CORS origins (default: none, same-origin only). */
+  corsOrigins?: readonly string[];
+  /** Milliseconds a tenant lookup may be served from cache (default 5000; invalidated on change). */
+  tenantCacheTtlMs?: number;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
- * The reference server: `/health` (the process is up) and `/health/ready` (PostgreSQL
- * reachable). Errors are RFC 9457 problem details with a stable `code` and the request
+ * The reference server: the control plane (`/v1/tenants…`, admin token), the example
+ * tenant application (`/v1/items…`), `/health`, `/health/ready`, `/openapi.json` and
+ * `/docs`. Every error is RFC 9457 problem details with a stable `code` and the request
  * id; an `X-Request-ID` sent by the client is kept when well-formed and echoed back.
  *
  * @example
  * ```ts
- * const app = await createServer(tenantry);
+ * const app = await createServer(tenantry, { adminToken: process.env.TENANTRY_ADMIN_TOKEN });
  * await app.listen({ port: 3000, host: '127.0.0.1' });
  * ```
  */
-export async function createServer(tenantry: Tenantry, options: ServerOptions = {}): Promise<FastifyInstance> {
+export async function createServer(tenantry: Tenantry<unknown>, options: ServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger:
       options.logger === false
         ? false
-        : { level: 'info', redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'] },
+        : {
+            level: 'info',
+            redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
+          },
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     genReqId: (req) => {
       const sent = req.headers['x-request-id'];
       return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID();
     },
     requestIdHeader: false,
+    // Plain objects only in JSON bodies: `__proto__`/`constructor` keys are refused.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
   });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
 
   app.setErrorHandler((error, req, reply) => {
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      const errors = error.validation.map((v) => ({
+        path: [error.validationContext, v.instancePath.replace(/^\//, '').replaceAll('/', '.')]
+          .filter(Boolean)
+          .join('.'),
+        message: v.message ?? 'invalid',
+      }));
+      const problem = toProblem(
+        new TenantryError('INVALID_INPUT', errors.map((e) => `${e.path}: ${e.message}`).join('; ')),
+        req.id,
+      );
+      return reply
+        .code(400)
+        .type(PROBLEM_JSON)
+        .send({ ...problem, errors });
+    }
     const problem = toProblem(error, req.id);
     if (problem.status >= 500) req.log.error({ err: error }, 'request failed');
-    void reply.code(problem.status).type(PROBLEM_JSON).send(problem);
+    if (problem.status === 429 || problem.status === 503) {
+      if (!reply.getHeader('retry-after')) reply.header('retry-after', '1');
+    }
+    return reply.code(problem.status).type(PROBLEM_JSON).send(problem);
   });
 
   app.setNotFoundHandler((req, reply) => {
@@ -63,9 +135,66 @@ export async function createServer(tenantry: Tenantry, options: ServerOptions = 
       });
   });
 
-  app.get('/health', async () => ({ status: 'ok' }));
+  await app.register(helmet, {
+    // The API serves JSON; the only HTML is /docs (Swagger UI), which needs its own scripts.
+    contentSecurityPolicy: false,
+  });
+  await app.register(cors, { origin: options.corsOrigins?.length ? [...options.corsOrigins] : false });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Tenantry', version: '0.1.0', description: 'Tenant control plane and example tenant application' },
+      components: {
+        securitySchemes: {
+          adminToken: { type: 'http', scheme: 'bearer', description: 'TENANTRY_ADMIN_TOKEN' },
+          tenantCredential: { type: 'http', scheme: 'bearer', description: 'API key or access token' },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  app.get('/health/ready', async (req, reply) => {
+  const limiter =
+    options.admit === undefined
+      ? new TenantRateLimiter({
+          ...(options.redis ? { redis: options.redis } : {}),
+          ...(options.plans ? { plans: options.plans } : {}),
+          onRedisError: options.onRedisError ?? 'fail-open',
+          logger: app.log,
+        })
+      : undefined;
+  const admit: TenantryPluginOptions['admit'] =
+    options.admit ??
+    (async (tenant) => {
+      const decision = await (limiter as TenantRateLimiter).consume(tenant.id, tenant.plan);
+      return { allowed: decision.allowed, headers: rateLimitHeaders(decision) };
+    });
+
+  await tenantry.apiKeys.start();
+  const feed = new ChangeFeed(tenantry.config.databaseUrl);
+  const tenants = new TenantCache(tenantry.tenants, { feed, ttlMs: options.tenantCacheTtlMs ?? 5000 });
+  await feed
+    .start()
+    .catch((error: unknown) => app.log.warn({ err: error }, 'tenant change feed unavailable; cache TTL only'));
+  app.addHook('onClose', async () => feed.close());
+
+  await app.register(tenantryPlugin, {
+    tenantry,
+    tenants,
+    authenticators: options.authenticators ?? [
+      apiKeyAuthenticator(tenantry.apiKeys),
+      accessTokenAuthenticator(tenantry.auth),
+    ],
+    ...(options.claims ? { claims: options.claims } : {}),
+    ...(options.subdomainBase ? { subdomainBase: options.subdomainBase } : {}),
+    admit,
+    ...(options.adminToken ? { adminToken: options.adminToken } : {}),
+  });
+
+  app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/health/ready', { schema: { hide: true } }, async (req, reply) => {
     const { database } = await tenantry.health();
     if (database) return { status: 'ready', checks: { database: 'up' } };
     return reply
@@ -82,6 +211,13 @@ export async function createServer(tenantry: Tenantry, options: ServerOptions = 
         requestId: req.id,
       });
   });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  await app.register(tenantRoutes, { tenantry });
+  await app.register(apiKeyRoutes, { tenantry });
+  await app.register(userRoutes, { tenantry, users: tenantry.users });
+  await app.register(authRoutes, { auth: tenantry.auth });
+  await app.register(meRoutes);
+  await app.register(itemRoutes);
   return app;
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { itemsMigrations } from '../../example/items.ts';
 import { createServer } from '../../http/server.ts';
 import { Tenantry } from '../../tenantry.ts';
 import { resolveEnvironment } from '../environment.ts';
@@ -21,11 +22,14 @@ export function registerServe(program: Command): void {
         databaseUrl: env.databaseUrl,
         secret: env.secret,
         roles: env.roles,
-        migrations: await loadMigrations(opts.migrations),
+        // The example application's tables, then the caller's own.
+        migrations: [...itemsMigrations, ...(await loadMigrations(opts.migrations))],
       });
       await tenantry.setup();
       await tenantry.migrate();
-      const app = await createServer(tenantry);
+      const adminToken = process.env.TENANTRY_ADMIN_TOKEN;
+      if (!adminToken) note('TENANTRY_ADMIN_TOKEN is unset: the control plane (/v1/tenants…) answers 401');
+      const app = await createServer(tenantry, { ...(adminToken ? { adminToken } : {}) });
       const address = await app.listen({ port, host: opts.host });
       process.stdout.write(`Tenantry is serving on ${address} (try ${address}/health)\n`);
       let stopping = false;

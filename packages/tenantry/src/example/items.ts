@@ -1,0 +1,161 @@
+import type { Generated } from 'kysely';
+import { sql } from 'kysely';
+import type { TenantTransaction } from '../db/tenant-transaction.ts';
+import { TenantryError } from '../errors/catalog.ts';
+import type { TenantIdColumn } from '../kysely/index.ts';
+import type { TenantMigration } from '../migrate/migration.ts';
+
+/**
+ * The reference server's example application: seed 001's `Item`, a tenant table with a
+ * full-text search column. It is also what tests and benchmarks exercise.
+ */
+export interface ItemsDB {
+  items: {
+    tenant_id: TenantIdColumn;
+    id: Generated<string>;
+    title: string;
+    description: string | null;
+    created_at: Generated<Date>;
+    updated_at: Generated<Date>;
+  };
+}
+
+/** Tenant-table migrations of the example application. */
+export const itemsMigrations: readonly TenantMigration[] = Object.freeze([
+  {
+    id: 'example_001_items',
+    up: (m) =>
+      m.tenantTable({
+        name: 'items',
+        columns: {
+          id: 'uuid NOT NULL DEFAULT gen_random_uuid()',
+          title: 'text NOT NULL CHECK (length(title) BETWEEN 1 AND 500)',
+          description: 'text CHECK (length(description) <= 10000)',
+          created_at: 'timestamptz NOT NULL DEFAULT clock_timestamp()',
+          updated_at: 'timestamptz NOT NULL DEFAULT clock_timestamp()',
+          search:
+            "tsvector GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || coalesce(description, ''))) STORED",
+        },
+        primaryKey: ['id'],
+        indexes: [{ columns: ['created_at DESC', 'id DESC'] }, { columns: ['search'], using: 'gin' }],
+      }),
+  },
+]);
+
+/** An item as the API shows it. */
+export interface Item {
+  id: string;
+  title: string;
+  description: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+type Row = { id: string; title: string; description: string | null; created_at: Date; updated_at: Date };
+
+const toItem = (r: Row): Item => ({
+  id: r.id,
+  title: r.title,
+  description: r.description,
+  createdAt: r.created_at.toISOString(),
+  updatedAt: r.updated_at.toISOString(),
+});
+
+const COLUMNS = ['id', 'title', 'description', 'created_at', 'updated_at'] as const;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Cursor of the item list: the last row's (created_at, id), opaque to clients. */
+function decodeCursor(cursor: string): { at: string; id: string } {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { at?: unknown; id?: unknown };
+    if (
+      typeof value.at === 'string' &&
+      !Number.isNaN(Date.parse(value.at)) &&
+      typeof value.id === 'string' &&
+      UUID.test(value.id)
+    ) {
+      return { at: value.at, id: value.id };
+    }
+  } catch {
+    // fall through
+  }
+  throw new TenantryError('INVALID_INPUT', 'cursor is not one this API returned');
+}
+
+/**
+ * Data access of the example application. Every function takes the tenant transaction:
+ * the tenant predicate is added by Tenantry, and RLS guarantees it.
+ */
+export const items = {
+  async create(tx: TenantTransaction<ItemsDB>, input: { title: string; description?: string | null }): Promise<Item> {
+    const row = await tx.db
+      .insertInto('items')
+      .values({ title: input.title, description: input.description ?? null })
+      .returning(COLUMNS)
+      .executeTakeFirstOrThrow();
+    return toItem(row);
+  },
+
+  async get(tx: TenantTransaction<ItemsDB>, id: string): Promise<Item | undefined> {
+    if (!UUID.test(id)) return undefined;
+    const row = await tx.db.selectFrom('items').select(COLUMNS).where('id', '=', id).executeTakeFirst();
+    return row ? toItem(row) : undefined;
+  },
+
+  async list(
+    tx: TenantTransaction<ItemsDB>,
+    options: { q?: string; cursor?: string; limit: number },
+  ): Promise<{ items: Item[]; nextCursor?: string }> {
+    // The cursor keeps created_at to the microsecond (a JS Date would round it to the
+    // millisecond and skip or repeat rows created within one).
+    let query = tx.db
+      .selectFrom('items')
+      .select(COLUMNS)
+      .select(sql<string>`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('at'));
+    if (options.q) {
+      query = query.where(sql<boolean>`search @@ websearch_to_tsquery('english', ${options.q})`);
+    }
+    if (options.cursor) {
+      const after = decodeCursor(options.cursor);
+      query = query.where((eb) =>
+        eb.or([
+          eb('created_at', '<', sql<Date>`${after.at}::timestamptz`),
+          eb.and([eb('created_at', '=', sql<Date>`${after.at}::timestamptz`), eb('id', '<', after.id)]),
+        ]),
+      );
+    }
+    const rows = await query
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(options.limit + 1)
+      .execute();
+    const page = rows.slice(0, options.limit);
+    const last = page[page.length - 1];
+    const nextCursor =
+      rows.length > options.limit && last
+        ? Buffer.from(JSON.stringify({ at: last.at, id: last.id })).toString('base64url')
+        : undefined;
+    return { items: page.map(toItem), ...(nextCursor ? { nextCursor } : {}) };
+  },
+
+  async update(
+    tx: TenantTransaction<ItemsDB>,
+    id: string,
+    patch: { title?: string; description?: string | null },
+  ): Promise<Item | undefined> {
+    if (!UUID.test(id)) return undefined;
+    const row = await tx.db
+      .updateTable('items')
+      .set({ ...patch, updated_at: sql`clock_timestamp()` })
+      .where('id', '=', id)
+      .returning(COLUMNS)
+      .executeTakeFirst();
+    return row ? toItem(row) : undefined;
+  },
+
+  async remove(tx: TenantTransaction<ItemsDB>, id: string): Promise<boolean> {
+    if (!UUID.test(id)) return false;
+    const result = await tx.db.deleteFrom('items').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  },
+};

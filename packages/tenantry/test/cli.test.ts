@@ -1,0 +1,107 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
+
+const exec = promisify(execFile);
+const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
+let db: TestDatabase;
+let env: NodeJS.ProcessEnv;
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [main, ...args], { env });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase('cli');
+  // Roles are per server: give the CLI this test database's unique role names.
+  env = {
+    ...process.env,
+    DATABASE_URL: db.url,
+    TENANTRY_SECRET: db.secret,
+    TENANTRY_OWNER_ROLE: db.roles.owner,
+    TENANTRY_RUNTIME_ROLE: db.roles.runtime,
+  };
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+describe('tenantry CLI', () => {
+  it('tenants create / list / show / suspend / resume / delete, with exit codes', async () => {
+    const created = await cli('tenants', 'create', 'acme', '--name', 'Acme Inc', '--plan', 'pro', '--json');
+    expect(created.code).toBe(0);
+    const tenant = JSON.parse(created.stdout) as { id: string; slug: string; status: string };
+    expect(tenant).toMatchObject({ slug: 'acme', status: 'active' });
+
+    const list = await cli('tenants', 'list', '--json');
+    expect(JSON.parse(list.stdout).tenants.map((t: { slug: string }) => t.slug)).toEqual(['acme']);
+
+    expect((await cli('tenants', 'show', tenant.id)).stdout).toContain('Acme Inc');
+    expect(JSON.parse((await cli('tenants', 'suspend', 'acme', '--json')).stdout).status).toBe('suspended');
+    expect(JSON.parse((await cli('tenants', 'resume', 'acme', '--json')).stdout).status).toBe('active');
+
+    const dup = await cli('tenants', 'create', 'acme');
+    expect(dup.code).toBe(2);
+    expect(dup.stderr).toContain('TENANT_SLUG_TAKEN');
+    expect(dup.stderr).not.toMatch(/\n\s+at /); // no stack trace
+
+    const bad = await cli('tenants', 'create', 'Not A Slug');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('INVALID_INPUT');
+
+    expect((await cli('tenants', 'show', 'missing')).code).toBe(2);
+    expect((await cli('tenants', 'delete', 'acme', '--hard')).code).not.toBe(0); // needs --yes
+    expect((await cli('tenants', 'delete', 'acme', '--hard', '--yes')).code).toBe(0);
+    expect(JSON.parse((await cli('tenants', 'list', '--json')).stdout).tenants).toEqual([]);
+  });
+
+  it('refuses to run against a real server without TENANTRY_SECRET', async () => {
+    const { TENANTRY_SECRET: _, ...rest } = env;
+    const saved = env;
+    env = rest;
+    try {
+      const r = await cli('tenants', 'list');
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('MISSING_SECRET');
+    } finally {
+      env = saved;
+    }
+  });
+
+  it('serve answers /health and /health/ready over a real socket, then stops on SIGTERM', async () => {
+    const child: ChildProcess = spawn(process.execPath, [main, 'serve', '--port', '0'], { env });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const m = /serving on (http:\/\/[^\s]+)/.exec(out);
+          if (m) resolve(m[1] as string);
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+      });
+      const health = await fetch(`${url}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toEqual({ status: 'ok' });
+      const ready = await fetch(`${url}/health/ready`, { headers: { 'x-request-id': 'req-123' } });
+      expect(ready.status).toBe(200);
+      expect(ready.headers.get('x-request-id')).toBe('req-123');
+      const missing = await fetch(`${url}/nope`);
+      expect(missing.status).toBe(404);
+      expect(missing.headers.get('content-type')).toContain('application/problem+json');
+      expect(await missing.json()).toMatchObject({ code: 'NOT_FOUND', status: 404 });
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+});

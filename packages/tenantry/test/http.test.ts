@@ -1,0 +1,253 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
+import { startServer, type TestServer } from '../../../test-support/http.ts';
+import { itemsMigrations } from '../src/example/items.ts';
+import { Tenantry } from '../src/index.ts';
+
+const ADMIN = 'test-admin-token-0123456789';
+let db: TestDatabase;
+let tenantry: Tenantry<unknown>;
+let server: TestServer;
+let keyA: string;
+let keyB: string;
+let viewerKeyA: string;
+let itemB: string;
+
+const allScopes = ['tenant:read', 'items:read', 'items:write', 'users:read', 'users:write'];
+
+beforeAll(async () => {
+  db = await createTestDatabase('http');
+  tenantry = await Tenantry.connect({
+    databaseUrl: db.url,
+    secret: db.secret,
+    roles: db.roles,
+    migrations: itemsMigrations,
+  });
+  await tenantry.setup();
+  await tenantry.migrate();
+  server = await startServer(tenantry, { adminToken: ADMIN });
+  for (const slug of ['alpha', 'bravo']) {
+    const r = await server.request('POST', '/v1/tenants', { token: ADMIN, body: { slug, name: slug.toUpperCase() } });
+    expect(r.status).toBe(201);
+  }
+  const mk = async (tenant: string, scopes: string[]) => {
+    const r = await server.request('POST', `/v1/tenants/${tenant}/api-keys`, {
+      token: ADMIN,
+      body: { name: 'test', environment: 'test', scopes },
+    });
+    expect(r.status).toBe(201);
+    return r.body.key as string;
+  };
+  keyA = await mk('alpha', allScopes);
+  keyB = await mk('bravo', allScopes);
+  viewerKeyA = await mk('alpha', ['items:read']);
+  const created = await server.request('POST', '/v1/items', {
+    token: keyB,
+    body: { title: 'bravo secret plans', description: 'only bravo may see this' },
+  });
+  expect(created.status).toBe(201);
+  itemB = created.body.id;
+});
+
+afterAll(async () => {
+  await server?.close();
+  await tenantry?.close();
+  await db?.drop();
+});
+
+describe('control plane', () => {
+  it('needs the admin token', async () => {
+    expect((await server.request('GET', '/v1/tenants')).status).toBe(401);
+    expect((await server.request('GET', '/v1/tenants', { token: keyA })).status).toBe(401);
+    const ok = await server.request('GET', '/v1/tenants', { token: ADMIN });
+    expect(ok.status).toBe(200);
+    expect(ok.body.tenants.map((t: { slug: string }) => t.slug).sort()).toEqual(['alpha', 'bravo']);
+  });
+
+  it('bad input is a 400 problem+json that names the field and changes nothing', async () => {
+    const r = await server.request('POST', '/v1/tenants', { token: ADMIN, body: { slug: 'NOPE!', name: '' } });
+    expect(r.status).toBe(400);
+    expect(r.headers.get('content-type')).toContain('application/problem+json');
+    expect(r.body).toMatchObject({ code: 'INVALID_INPUT', status: 400 });
+    expect(JSON.stringify(r.body)).toContain('slug');
+    const list = await server.request('GET', '/v1/tenants', { token: ADMIN });
+    expect(list.body.tenants).toHaveLength(2);
+  });
+});
+
+describe('data plane isolation', () => {
+  it('A lists and searches only its own items', async () => {
+    await server.request('POST', '/v1/items', { token: keyA, body: { title: 'alpha plans', description: 'secret' } });
+    const list = await server.request('GET', '/v1/items', { token: keyA });
+    expect(list.status).toBe(200);
+    expect(list.body.items.map((i: { title: string }) => i.title)).toEqual(['alpha plans']);
+    const search = await server.request('GET', '/v1/items?q=plans', { token: keyA });
+    expect(search.body.items.map((i: { title: string }) => i.title)).toEqual(['alpha plans']);
+    expect(JSON.stringify(search.body)).not.toContain('bravo');
+  });
+
+  it('B’s item id answers A exactly like a missing one, on every route', async () => {
+    const missing = '00000000-0000-4000-8000-000000000000';
+    for (const [method, body] of [
+      ['GET', undefined],
+      ['PATCH', { title: 'pwned' }],
+      ['DELETE', undefined],
+    ] as const) {
+      const other = await server.request(method, `/v1/items/${itemB}`, { token: keyA, ...(body ? { body } : {}) });
+      const none = await server.request(method, `/v1/items/${missing}`, { token: keyA, ...(body ? { body } : {}) });
+      expect(other.status).toBe(404);
+      expect({ ...other.body, requestId: undefined, detail: undefined }).toEqual({
+        ...none.body,
+        requestId: undefined,
+        detail: undefined,
+      });
+      expect(JSON.stringify(other.body)).not.toContain(itemB);
+    }
+    const still = await server.request('GET', `/v1/items/${itemB}`, { token: keyB });
+    expect(still.status).toBe(200);
+    expect(still.body.title).toBe('bravo secret plans');
+  });
+
+  it('a credential for A naming B in X-Tenant-ID is 403; an unknown tenant is 404', async () => {
+    const mismatch = await server.request('GET', '/v1/items', { token: keyA, headers: { 'x-tenant-id': 'bravo' } });
+    expect(mismatch.status).toBe(403);
+    expect(JSON.stringify(mismatch.body)).not.toContain('bravo secret');
+    const same = await server.request('GET', '/v1/items', { token: keyA, headers: { 'x-tenant-id': 'alpha' } });
+    expect(same.status).toBe(200);
+    const unknown = await server.request('GET', '/v1/items', { token: keyA, headers: { 'x-tenant-id': 'nobody' } });
+    expect(unknown.status).toBe(404);
+  });
+
+  it('no or bad credentials: 401 problem+json', async () => {
+    expect((await server.request('GET', '/v1/items')).status).toBe(401);
+    expect((await server.request('GET', '/v1/items', { token: 'tnt_live_notavalidkey' })).status).toBe(401);
+    expect((await server.request('GET', '/v1/items', { token: 'a.b.c' })).status).toBe(401);
+  });
+
+  it('a key without items:write cannot write', async () => {
+    const r = await server.request('POST', '/v1/items', { token: viewerKeyA, body: { title: 'nope' } });
+    expect(r.status).toBe(403);
+    expect(r.body.code).toBe('FORBIDDEN');
+  });
+
+  it('/v1/me names the caller and its tenant only', async () => {
+    const me = await server.request('GET', '/v1/me', { token: keyA });
+    expect(me.status).toBe(200);
+    expect(me.body.tenant.slug).toBe('alpha');
+    expect(me.body.principal.kind).toBe('api-key');
+  });
+});
+
+describe('lifecycle over HTTP', () => {
+  it('a suspended tenant gets 403 TENANT_SUSPENDED; resumed, it works again', async () => {
+    expect((await server.request('POST', '/v1/tenants/alpha/suspend', { token: ADMIN })).status).toBe(200);
+    const refused = await server.request('GET', '/v1/items', { token: keyA });
+    expect(refused.status).toBe(403);
+    expect(refused.body.code).toBe('TENANT_SUSPENDED');
+    expect((await server.request('POST', '/v1/tenants/alpha/resume', { token: ADMIN })).status).toBe(200);
+    expect((await server.request('GET', '/v1/items', { token: keyA })).status).toBe(200);
+  });
+
+  it('a revoked key is refused within 1 s by a second instance sharing the database', async () => {
+    const second = await startServer(tenantry, { adminToken: ADMIN });
+    try {
+      const created = await server.request('POST', '/v1/tenants/alpha/api-keys', {
+        token: ADMIN,
+        body: { name: 'short-lived', environment: 'live', scopes: ['items:read'] },
+      });
+      const key = created.body.key as string;
+      expect((await second.request('GET', '/v1/items', { token: key })).status).toBe(200);
+      const revoked = await server.request('DELETE', `/v1/tenants/alpha/api-keys/${created.body.apiKey.id}`, {
+        token: ADMIN,
+      });
+      expect(revoked.status).toBe(200);
+      const deadline = Date.now() + 1000;
+      let status = 200;
+      while (Date.now() < deadline) {
+        status = (await second.request('GET', '/v1/items', { token: key })).status;
+        if (status === 401) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(status).toBe(401);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+describe('users, login and roles', () => {
+  it('login, refresh rotation, and a viewer cannot write', async () => {
+    const add = await server.request('POST', '/v1/tenants/alpha/users', {
+      token: ADMIN,
+      body: { email: 'viewer@alpha.test', password: 'correct horse battery', role: 'viewer' },
+    });
+    expect(add.status).toBe(201);
+    const login = await server.request('POST', '/v1/auth/login', {
+      body: { tenant: 'alpha', email: 'viewer@alpha.test', password: 'correct horse battery' },
+    });
+    expect(login.status).toBe(200);
+    const { accessToken, refreshToken } = login.body;
+    expect((await server.request('GET', '/v1/items', { token: accessToken })).status).toBe(200);
+    const write = await server.request('POST', '/v1/items', { token: accessToken, body: { title: 'x' } });
+    expect(write.status).toBe(403);
+    const refreshed = await server.request('POST', '/v1/auth/refresh', { body: { refreshToken } });
+    expect(refreshed.status).toBe(200);
+    const reuse = await server.request('POST', '/v1/auth/refresh', { body: { refreshToken } });
+    expect(reuse.status).toBe(401);
+    const afterReuse = await server.request('POST', '/v1/auth/refresh', {
+      body: { refreshToken: refreshed.body.refreshToken },
+    });
+    expect(afterReuse.status).toBe(401);
+    const wrong = await server.request('POST', '/v1/auth/login', {
+      body: { tenant: 'alpha', email: 'viewer@alpha.test', password: 'wrong password!' },
+    });
+    expect(wrong.status).toBe(401);
+  });
+
+  it('a user’s token for A with X-Tenant-ID: bravo is 403; users lists only A’s users', async () => {
+    await server.request('POST', '/v1/tenants/bravo/users', {
+      token: ADMIN,
+      body: { email: 'boss@bravo.test', password: 'bravo boss password', role: 'owner' },
+    });
+    const list = await server.request('GET', '/v1/users', { token: keyA });
+    expect(list.status).toBe(200);
+    expect(JSON.stringify(list.body)).not.toContain('bravo');
+  });
+});
+
+describe('ops', () => {
+  it('serves /openapi.json (OpenAPI 3.1) listing every route', async () => {
+    const doc = await server.request('GET', '/openapi.json');
+    expect(doc.status).toBe(200);
+    expect(doc.body.openapi).toBe('3.1.0');
+    for (const path of [
+      '/v1/tenants',
+      '/v1/tenants/{tenant}',
+      '/v1/items',
+      '/v1/items/{id}',
+      '/v1/auth/login',
+      '/v1/me',
+      '/v1/users',
+    ]) {
+      expect(Object.keys(doc.body.paths)).toContain(path);
+    }
+  });
+
+  it('echoes a well-formed X-Request-ID and puts it in problems', async () => {
+    const r = await server.request('GET', '/v1/items', { headers: { 'x-request-id': 'abc-123' } });
+    expect(r.headers.get('x-request-id')).toBe('abc-123');
+    expect(r.body.requestId).toBe('abc-123');
+  });
+
+  it('malformed JSON and oversized bodies are 4xx problem+json without a stack trace', async () => {
+    const bad = await server.request('POST', '/v1/items', { token: keyA, raw: '{"title": ' });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('content-type')).toContain('application/problem+json');
+    const big = await server.request('POST', '/v1/items', {
+      token: keyA,
+      body: { title: 'x'.repeat(2 * 1024 * 1024) },
+    });
+    expect(big.status).toBe(413);
+    for (const r of [bad, big]) expect(JSON.stringify(r.body)).not.toMatch(/at .*\.(ts|js):\d+/);
+  });
+});
