@@ -24,6 +24,7 @@ import { TenantFilterPlugin } from './kysely/tenant-filter-plugin.ts';
 import { TenantTransactionDialect } from './kysely/transaction-driver.ts';
 import { applyMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
+import { withSpan } from './ops/tracing.ts';
 import { KeyRing } from './secrets/keys.ts';
 
 /** How a caller names a tenant: its context, its record, or its id or slug. */
@@ -186,7 +187,10 @@ export class Tenantry<DB = unknown> {
    * Throws `NO_TENANT_CONTEXT` outside one: there is no default tenant.
    */
   async transaction<T>(fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T> {
-    return runTenantTransaction(this.#deps, getTenant(), 'work', fn);
+    const tenant = getTenant();
+    return withSpan('tenantry.transaction', { 'tenantry.tenant_id': tenant.id }, () =>
+      runTenantTransaction(this.#deps, tenant, 'work', fn),
+    );
   }
 
   /**
@@ -199,7 +203,11 @@ export class Tenantry<DB = unknown> {
    */
   async withTenant<T>(tenant: TenantRef, fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T> {
     const context = await this.#resolve(tenant);
-    return withTenant(context, () => runTenantTransaction(this.#deps, context, 'work', fn));
+    return withTenant(context, () =>
+      withSpan('tenantry.transaction', { 'tenantry.tenant_id': context.id }, () =>
+        runTenantTransaction(this.#deps, context, 'work', fn),
+      ),
+    );
   }
 
   async #resolve(tenant: TenantRef): Promise<TenantContext> {

@@ -251,3 +251,26 @@ describe('ops', () => {
     for (const r of [bad, big]) expect(JSON.stringify(r.body)).not.toMatch(/at .*\.(ts|js):\d+/);
   });
 });
+
+describe('observability', () => {
+  it('/metrics exposes request counts by route template and at most 10 named tenants', async () => {
+    await server.request('GET', `/v1/items/${itemB}`, { token: keyB });
+    const r = await fetch(`${server.url}/metrics`);
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    expect(text).toMatch(/tenantry_http_requests_total\{route="\/v1\/items\/:id",method="GET",status="200"\} \d+/);
+    expect(text).not.toContain(itemB); // ids never become labels
+    expect(text).toContain('tenantry_pool_runtime_connections{state="total"}');
+    expect(text).toContain('tenantry_rate_limit_decisions_total');
+    const named = text.split('\n').filter((l) => l.startsWith('tenantry_tenant_requests_top{'));
+    expect(named.length).toBeGreaterThan(0);
+    expect(named.length).toBeLessThanOrEqual(10);
+  });
+
+  it('sets security headers (helmet) and accepts a W3C traceparent', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const r = await server.request('GET', '/health', { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+    expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(r.headers.get('x-frame-options')).toBeTruthy();
+  });
+});

@@ -172,13 +172,15 @@ describe('tenant isolation', () => {
     expect((await users.list(a.id)).map((u) => u.id)).toContain(onlyA.id);
     expect((await users.list(b.id)).map((u) => u.id)).not.toContain(onlyA.id);
     const before = await snapshot();
+    // Thunks, run one at a time: a promise created early and rejected before it is
+    // awaited would be reported as an unhandled rejection.
     for (const call of [
-      users.get(b.id, onlyA.id),
-      users.setRole(b.id, onlyA.id, 'owner'),
-      users.remove(b.id, onlyA.id),
-      users.principalFor(b.id, onlyA.id),
+      () => users.get(b.id, onlyA.id),
+      () => users.setRole(b.id, onlyA.id, 'owner'),
+      () => users.remove(b.id, onlyA.id),
+      () => users.principalFor(b.id, onlyA.id),
     ]) {
-      await expect(call).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404 });
+      await expect(call()).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404 });
     }
     expect(await snapshot()).toBe(before);
     expect((await users.get(a.id, onlyA.id)).role).toBe('member');

@@ -17,6 +17,8 @@ import { rateLimitHeaders } from '../admit/rate-limit-headers.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
+import { registerMetrics } from '../ops/metrics.ts';
+import { registerTracing } from '../ops/tracing.ts';
 import type { Tenantry } from '../tenantry.ts';
 import type { Authenticator } from './authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from './authenticators.ts';
@@ -60,8 +62,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * The reference server: the control plane (`/v1/tenants…`, admin token), the example
- * tenant application (`/v1/items…`), `/health`, `/health/ready`, `/openapi.json` and
- * `/docs`. Every error is RFC 9457 problem details with a stable `code` and the request
+ * tenant application (`/v1/items…`), `/health`, `/health/ready`, `/metrics`
+ * (Prometheus), `/openapi.json` and `/docs`; OpenTelemetry spans continue `traceparent`. Every error is RFC 9457 problem details with a stable `code` and the request
  * id; an `X-Request-ID` sent by the client is kept when well-formed and echoed back.
  *
  * @example
@@ -192,6 +194,9 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     admit,
     ...(options.adminToken ? { adminToken: options.adminToken } : {}),
   });
+
+  registerTracing(app);
+  registerMetrics(app, tenantry, limiter ? [limiter.registry] : []);
 
   app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/health/ready', { schema: { hide: true } }, async (req, reply) => {

@@ -1,0 +1,73 @@
+import type { FastifyInstance } from 'fastify';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Tenantry } from '../tenantry.ts';
+import { TopTenants } from './top-tenants.ts';
+
+/**
+ * Prometheus metrics of the reference server, on a registry of its own: requests by
+ * route template, method and status class; latency; the pools; and the busiest tenants.
+ * No label ever holds an unbounded value: routes are templates (`/v1/items/:id`), and
+ * tenants appear only in the top-N gauge.
+ */
+export function registerMetrics(
+  app: FastifyInstance,
+  tenantry: Tenantry<unknown>,
+  extra: readonly Registry[] = [],
+): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tenantry_process_' });
+  const requests = new Counter({
+    name: 'tenantry_http_requests_total',
+    help: 'HTTP requests by route template, method and status',
+    labelNames: ['route', 'method', 'status'],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'tenantry_http_request_duration_seconds',
+    help: 'HTTP request latency by route template and method',
+    labelNames: ['route', 'method'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const top = new TopTenants();
+  new Gauge({
+    name: 'tenantry_tenant_requests_top',
+    help: 'Requests of the busiest tenants in the last minute (at most 10 tenants are named)',
+    labelNames: ['tenant'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [tenant, n] of top.top()) this.set({ tenant }, n);
+    },
+  });
+  for (const [name, pool] of [
+    ['runtime', tenantry.runtimePool],
+    ['admin', tenantry.adminPool],
+  ] as const) {
+    new Gauge({
+      name: `tenantry_pool_${name}_connections`,
+      help: `Connections of the ${name} pool by state`,
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        this.set({ state: 'total' }, pool.totalCount);
+        this.set({ state: 'idle' }, pool.idleCount);
+        this.set({ state: 'waiting' }, pool.waitingCount);
+      },
+    });
+  }
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    const labels = { route, method: req.method };
+    requests.inc({ ...labels, status: String(reply.statusCode) });
+    duration.observe(labels, reply.elapsedTime / 1000);
+    if (req.tenant) top.record(req.tenant.id);
+  });
+
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    const merged = Registry.merge([registry, ...extra]);
+    return reply.type(merged.contentType).send(await merged.metrics());
+  });
+  return registry;
+}
