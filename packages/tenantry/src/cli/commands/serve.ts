@@ -1,9 +1,27 @@
 import type { Command } from 'commander';
+import { createClient } from 'redis';
 import { itemsMigrations } from '../../example/items.ts';
 import { createServer } from '../../http/server.ts';
 import { Tenantry } from '../../tenantry.ts';
 import { resolveEnvironment } from '../environment.ts';
 import { loadMigrations, note } from '../run.ts';
+
+/**
+ * A node-redis client for shared rate limits, when `REDIS_URL` is set. It is connected
+ * in the background: the server starts even while Redis is down, and the limiter applies
+ * its declared policy until Redis answers.
+ */
+async function connectRedis(url: string | undefined) {
+  if (!url) {
+    note('REDIS_URL is unset: rate limits are kept in this process only');
+    return undefined;
+  }
+  const client = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: (n) => Math.min(n * 200, 2000) } });
+  // Without an 'error' listener a lost connection would crash the process.
+  client.on('error', () => {});
+  client.connect().catch(() => note('Redis is unreachable: rate limits follow the declared policy until it answers'));
+  return client;
+}
 
 /** `tenantry serve`: roles, control-plane migrations, then the HTTP server until SIGINT/SIGTERM. */
 export function registerServe(program: Command): void {
@@ -29,7 +47,12 @@ export function registerServe(program: Command): void {
       await tenantry.migrate();
       const adminToken = process.env.TENANTRY_ADMIN_TOKEN;
       if (!adminToken) note('TENANTRY_ADMIN_TOKEN is unset: the control plane (/v1/tenants…) answers 401');
-      const app = await createServer(tenantry, { ...(adminToken ? { adminToken } : {}) });
+      const redis = await connectRedis(process.env.REDIS_URL);
+      const app = await createServer(tenantry, {
+        ...(adminToken ? { adminToken } : {}),
+        ...(redis ? { redis } : {}),
+        onRedisError: process.env.TENANTRY_RATE_LIMIT_ON_REDIS_ERROR === 'fail-closed' ? 'fail-closed' : 'fail-open',
+      });
       const address = await app.listen({ port, host: opts.host });
       process.stdout.write(`Tenantry is serving on ${address} (try ${address}/health)\n`);
       let stopping = false;
@@ -38,6 +61,7 @@ export function registerServe(program: Command): void {
         stopping = true;
         note(`${signal}: shutting down`);
         await app.close();
+        await redis?.quit().catch(() => {});
         await tenantry.close();
         await env.embedded?.stop();
         process.exit(0);
