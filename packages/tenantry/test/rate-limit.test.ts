@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Registry } from 'prom-client';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { hasRedisServer, killProcess, startRedisServer } from '../../../test-support/redis.ts';
 import { DEFAULT_PLANS, definePlans, resolvePlan, validatePlans } from '../src/admit/plans.ts';
 import { type RateLimitDecision, TenantRateLimiter, type TenantRateLimiterOptions } from '../src/admit/rate-limit.ts';
 import { rateLimitHeaders } from '../src/admit/rate-limit-headers.ts';
@@ -28,7 +29,6 @@ if (!redisUrl) {
     'rate-limit.test.ts: the shared-Redis tests were skipped because no Redis is reachable (REDIS_URL unset)',
   );
 }
-const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedisServer) {
   console.warn('rate-limit.test.ts: the Redis outage tests were skipped because the redis-server binary is missing');
 }
@@ -319,41 +319,6 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-/** A throwaway redis-server child on `port`, without persistence; resolves once it accepts connections. */
-async function startRedisServer(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited with ${code}:\n${output}`));
-    });
-    child.once('error', reject);
-  });
-  return child;
-}
-
-async function kill(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGKILL');
-  await exited;
-}
-
 async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -387,7 +352,7 @@ describe.skipIf(!hasRedisServer)('TenantRateLimiter when Redis fails (own redis-
   afterAll(async () => {
     client?.destroy();
     admin?.destroy();
-    await kill(server);
+    await killProcess(server);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -420,7 +385,7 @@ describe.skipIf(!hasRedisServer)('TenantRateLimiter when Redis fails (own redis-
     const tenant = randomUUID();
     expect((await open.consume(tenant, 'free')).degraded).toBeUndefined();
 
-    await kill(server);
+    await killProcess(server);
     for (let i = 0; i < 3; i++) {
       const [allowed, openMs] = await timed(() => open.consume(tenant, 'free'));
       expect(allowed).toMatchObject({ allowed: true, degraded: 'fail-open', remaining: 5 });
