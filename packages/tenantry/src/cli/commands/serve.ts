@@ -16,7 +16,10 @@ async function connectRedis(url: string | undefined) {
     note('REDIS_URL is unset: rate limits are kept in this process only');
     return undefined;
   }
-  const client = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: (n) => Math.min(n * 200, 2000) } });
+  const client = createClient({
+    url,
+    socket: { connectTimeout: 2000, reconnectStrategy: (n) => Math.min(n * 200, 2000) },
+  });
   // Without an 'error' listener a lost connection would crash the process.
   client.on('error', () => {});
   client.connect().catch(() => note('Redis is unreachable: rate limits follow the declared policy until it answers'));
