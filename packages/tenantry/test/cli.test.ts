@@ -58,10 +58,21 @@ describe('tenantry CLI', () => {
     expect(bad.stderr).toContain('INVALID_INPUT');
 
     expect((await cli('tenants', 'show', 'missing')).code).toBe(2);
+
+    const key = await cli('keys', 'create', 'acme', '--name', 'ci', '--scopes', 'items:read', '--json');
+    expect(key.code).toBe(0);
+    const { key: secret, apiKey } = JSON.parse(key.stdout) as { key: string; apiKey: { id: string } };
+    expect(secret).toMatch(/^tnt_live_/);
+    const listed = await cli('keys', 'list', 'acme');
+    expect(listed.stdout).toContain(apiKey.id);
+    expect(listed.stdout).not.toContain(secret);
+    expect((await cli('keys', 'revoke', 'acme', apiKey.id)).code).toBe(0);
+    expect((await cli('keys', 'list', 'acme')).stdout).toContain('revoked');
+    expect((await cli('keys', 'create', 'acme', '--name', 'bad', '--scopes', 'NOT A SCOPE')).code).toBe(2);
     expect((await cli('tenants', 'delete', 'acme', '--hard')).code).not.toBe(0); // needs --yes
     expect((await cli('tenants', 'delete', 'acme', '--hard', '--yes')).code).toBe(0);
     expect(JSON.parse((await cli('tenants', 'list', '--json')).stdout).tenants).toEqual([]);
-  });
+  }, 240_000); // ~20 CLI processes, each connecting and running the idempotent setup
 
   it('refuses to run against a real server without TENANTRY_SECRET', async () => {
     const { TENANTRY_SECRET: _, ...rest } = env;

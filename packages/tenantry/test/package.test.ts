@@ -40,7 +40,7 @@ describe('published package', () => {
     const bin = new URL(`../${pkg.bin.tenantry}`, import.meta.url).pathname;
     expect(readFileSync(bin, 'utf8').startsWith('#!/usr/bin/env node')).toBe(true);
     const { stdout } = await run(process.execPath, [bin, '--help']);
-    for (const command of ['serve', 'migrate', 'doctor', 'tenants']) expect(stdout).toContain(command);
+    for (const command of ['serve', 'migrate', 'doctor', 'tenants', 'keys']) expect(stdout).toContain(command);
   });
 
   it('does not make its users download the development Node binary', () => {
