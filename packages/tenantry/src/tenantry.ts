@@ -227,9 +227,17 @@ export class Tenantry<DB = unknown> {
     return this.runMaintenance(contextOf(tenant), async (tx) => {
       const deleted: Record<string, number> = {};
       const statements = purgeStatements(tables);
-      for (const [i, statement] of statements.entries()) {
-        const t = tables[i] as { schema: string; table: string };
-        deleted[`${t.schema}.${t.table}`] = (await tx.query(statement, [tenant.id])).rowCount;
+      // Triggers may write to a table already emptied (a usage counter, say): go again
+      // until a pass deletes nothing, a bounded number of times.
+      for (let pass = 0; pass < 3; pass++) {
+        let removed = 0;
+        for (const [i, statement] of statements.entries()) {
+          const t = tables[i] as { schema: string; table: string };
+          const n = (await tx.query(statement, [tenant.id])).rowCount;
+          deleted[`${t.schema}.${t.table}`] = (deleted[`${t.schema}.${t.table}`] ?? 0) + n;
+          removed += n;
+        }
+        if (removed === 0) break;
       }
       return deleted;
     });

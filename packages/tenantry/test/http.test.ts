@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 import { startServer, type TestServer } from '../../../test-support/http.ts';
@@ -272,5 +273,39 @@ describe('observability', () => {
     const r = await server.request('GET', '/health', { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
     expect(r.headers.get('x-frame-options')).toBeTruthy();
+  });
+});
+
+describe('quotas', () => {
+  it('max_storage_mb: writes are refused with 409 QUOTA_EXCEEDED once the tenant uses its storage', async () => {
+    const created = await server.request('POST', '/v1/tenants', {
+      token: ADMIN,
+      body: { slug: 'tiny-store', name: 'Tiny', plan: 'enterprise', limits: { maxStorageMb: 1 } },
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.limits.maxStorageMb).toBe(1);
+    const key = (
+      await server.request('POST', '/v1/tenants/tiny-store/api-keys', {
+        token: ADMIN,
+        body: { name: 'k', environment: 'test', scopes: ['items:read', 'items:write'] },
+      })
+    ).body.key as string;
+    // Random text, so PostgreSQL's compression cannot shrink it much: ~7 KB stored a row.
+    const description = randomBytes(7000).toString('base64');
+    let status = 201;
+    let writes = 0;
+    while (status === 201 && writes < 400) {
+      status = (await server.request('POST', '/v1/items', { token: key, body: { title: `n${writes}`, description } }))
+        .status;
+      writes++;
+    }
+    expect(status).toBe(409);
+    expect(writes).toBeGreaterThan(50); // the limit, not an early refusal
+    const refused = await server.request('POST', '/v1/items', { token: key, body: { title: 'one more' } });
+    expect(refused.body.code).toBe('QUOTA_EXCEEDED');
+    // Other tenants are unaffected.
+    expect((await server.request('POST', '/v1/items', { token: keyA, body: { title: 'still fine' } })).status).toBe(
+      201,
+    );
   });
 });

@@ -4,12 +4,14 @@ import type { TenantTransaction } from '../db/tenant-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantIdColumn } from '../kysely/index.ts';
 import type { TenantMigration } from '../migrate/migration.ts';
+import { qualified } from '../schema/sql.ts';
 
 /**
  * The reference server's example application: seed 001's `Item`, a tenant table with a
  * full-text search column. It is also what tests and benchmarks exercise.
  */
 export interface ItemsDB {
+  tenant_usage: { tenant_id: TenantIdColumn; scope: string; bytes: Generated<string> };
   items: {
     tenant_id: TenantIdColumn;
     id: Generated<string>;
@@ -40,7 +42,42 @@ export const itemsMigrations: readonly TenantMigration[] = Object.freeze([
         indexes: [{ columns: ['created_at DESC', 'id DESC'] }, { columns: ['search'], using: 'gin' }],
       }),
   },
+  {
+    // Storage used per tenant, kept by a trigger, so the max_storage_mb quota is one row
+    // read, not a scan of the tenant's items. The trigger runs as the caller (the runtime
+    // role), inside the tenant's transaction: RLS scopes its writes like any other.
+    id: 'example_002_storage_usage',
+    up: async (m) => {
+      await m.tenantTable({
+        name: 'tenant_usage',
+        columns: { scope: 'text NOT NULL', bytes: 'bigint NOT NULL DEFAULT 0' },
+        primaryKey: ['scope'],
+      });
+      const usage = qualified(m.schema, 'tenant_usage');
+      await m.query(`
+CREATE FUNCTION ${qualified(m.schema, 'items_track_usage')}() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  delta bigint := 0;
+BEGIN
+  -- Logical size (octet_length of the row as text): pg_column_size() would count only the
+  -- TOAST pointer of a large value in an AFTER trigger.
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN delta := delta + octet_length(NEW::text); END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN delta := delta - octet_length(OLD::text); END IF;
+  INSERT INTO ${usage} AS u (tenant_id, scope, bytes)
+  VALUES (CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id ELSE NEW.tenant_id END, 'items', delta)
+  ON CONFLICT (tenant_id, scope) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER items_track_usage AFTER INSERT OR UPDATE OR DELETE ON ${qualified(m.schema, 'items')}
+  FOR EACH ROW EXECUTE FUNCTION ${qualified(m.schema, 'items_track_usage')}();`);
+    },
+  },
 ]);
+
+/** Bytes per megabyte, for the `max_storage_mb` quota. */
+const MB = 1024 * 1024;
 
 /** An item as the API shows it. */
 export interface Item {
@@ -87,6 +124,29 @@ function decodeCursor(cursor: string): { at: string; id: string } {
  * the tenant predicate is added by Tenantry, and RLS guarantees it.
  */
 export const items = {
+  /**
+   * Refuses with `QUOTA_EXCEEDED` when the tenant already uses `maxStorageMb` or more. The
+   * usage row is locked, so concurrent writers of one tenant are checked one at a time.
+   */
+  async assertStorage(tx: TenantTransaction<ItemsDB>, maxStorageMb: number | null): Promise<void> {
+    if (maxStorageMb === null) return;
+    const row = await tx.db
+      .selectFrom('tenant_usage')
+      .select('bytes')
+      .where('scope', '=', 'items')
+      .forUpdate()
+      .executeTakeFirst();
+    if (row && Number(row.bytes) >= maxStorageMb * MB) {
+      throw new TenantryError('QUOTA_EXCEEDED', `storage limit of ${maxStorageMb} MB reached`);
+    }
+  },
+
+  /** Bytes the tenant's items take (as PostgreSQL stores the rows). */
+  async storageBytes(tx: TenantTransaction<ItemsDB>): Promise<number> {
+    const row = await tx.db.selectFrom('tenant_usage').select('bytes').where('scope', '=', 'items').executeTakeFirst();
+    return row ? Number(row.bytes) : 0;
+  },
+
   async create(tx: TenantTransaction<ItemsDB>, input: { title: string; description?: string | null }): Promise<Item> {
     const row = await tx.db
       .insertInto('items')

@@ -114,7 +114,14 @@ async function identify(options: TenantryPluginOptions, request: FastifyRequest,
       throw new TenantryError('FORBIDDEN', 'the credential is not valid for the tenant this request names');
     }
   }
-  const tenant = await options.tenants.get(principal.tenantId);
+  let tenant = await options.tenants.get(principal.tenantId);
+  if (tenant && tenant.status !== 'active') {
+    // A cached refusal may be stale (resumed a moment ago, the notification still on its
+    // way): refusals are rare, so confirm them with a fresh read. A cached "active" needs
+    // no such care: PostgreSQL re-checks the status when the tenant transaction begins.
+    options.tenants.invalidate(tenant.id);
+    tenant = await options.tenants.get(principal.tenantId);
+  }
   if (!tenant) throw new TenantryError('TENANT_NOT_FOUND');
   if (tenant.status === 'suspended') throw new TenantryError('TENANT_SUSPENDED');
   if (tenant.status !== 'active') throw new TenantryError('TENANT_NOT_ACTIVE');

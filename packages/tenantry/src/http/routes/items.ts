@@ -41,13 +41,17 @@ export async function itemRoutes(app: FastifyInstance): Promise<void> {
         tags: ['items'],
         summary: 'Create an item',
         body: NewItem,
-        response: { 201: Item, ...problems(400, 401, 403, 429) },
+        response: { 201: Item, ...problems(400, 401, 403, 409, 429) },
       },
     },
-    async (req, reply) =>
-      reply
-        .code(201)
-        .send(await req.tenantTransaction<z.infer<typeof Item>, ItemsDB>((tx) => items.create(tx, req.body))),
+    async (req, reply) => {
+      const limit = req.tenant?.limits.maxStorageMb ?? null;
+      const item = await req.tenantTransaction<z.infer<typeof Item>, ItemsDB>(async (tx) => {
+        await items.assertStorage(tx, limit);
+        return items.create(tx, req.body);
+      });
+      return reply.code(201).send(item);
+    },
   );
 
   r.get(
@@ -102,13 +106,15 @@ export async function itemRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Change an item',
         params: ItemParam,
         body: ItemPatch,
-        response: { 200: Item, ...problems(400, 401, 403, 404, 429) },
+        response: { 200: Item, ...problems(400, 401, 403, 404, 409, 429) },
       },
     },
     async (req) => {
-      const item = await req.tenantTransaction<z.infer<typeof Item> | undefined, ItemsDB>((tx) =>
-        items.update(tx, req.params.id, req.body),
-      );
+      const limit = req.tenant?.limits.maxStorageMb ?? null;
+      const item = await req.tenantTransaction<z.infer<typeof Item> | undefined, ItemsDB>(async (tx) => {
+        await items.assertStorage(tx, limit);
+        return items.update(tx, req.params.id, req.body);
+      });
       if (!item) throw notFound();
       return item;
     },
