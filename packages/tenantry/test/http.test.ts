@@ -309,3 +309,32 @@ describe('quotas', () => {
     );
   });
 });
+
+describe('feature flags', () => {
+  it('a route gated by a feature answers 403 FEATURE_DISABLED until the tenant has it', async () => {
+    const { createServer } = await import('../src/http/server.ts');
+    const app = await createServer(tenantry, { logger: false, adminToken: ADMIN });
+    app.get('/v1/beta', { config: { tenantry: { tenant: true, feature: 'beta' } } }, async () => ({ ok: true }));
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const get = () => fetch(`${url}/v1/beta`, { headers: { authorization: `Bearer ${keyB}` } });
+      const refused = await get();
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { code: string }).code).toBe('FEATURE_DISABLED');
+      const patched = await server.request('PATCH', '/v1/tenants/bravo', {
+        token: ADMIN,
+        body: { features: { beta: true } },
+      });
+      expect(patched.status).toBe(200);
+      const deadline = Date.now() + 2000;
+      let status = 403;
+      while (status !== 200 && Date.now() < deadline) {
+        status = (await get()).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});

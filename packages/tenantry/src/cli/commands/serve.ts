@@ -26,6 +26,28 @@ async function connectRedis(url: string | undefined) {
   return client;
 }
 
+/**
+ * Starts the OpenTelemetry Node SDK when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+ * `OTEL_TRACES_EXPORTER`) is set, if the application installed `@opentelemetry/sdk-node`;
+ * it reads the standard `OTEL_*` variables itself. Tenantry depends only on the API.
+ */
+async function startTelemetry(): Promise<{ shutdown(): Promise<void> } | undefined> {
+  if (!process.env.OTEL_EXPORTER_OTLP_ENDPOINT && !process.env.OTEL_TRACES_EXPORTER) return undefined;
+  const specifier = '@opentelemetry/sdk-node';
+  try {
+    const { NodeSDK } = (await import(specifier)) as {
+      NodeSDK: new () => { start(): void; shutdown(): Promise<void> };
+    };
+    const sdk = new NodeSDK();
+    sdk.start();
+    note('OpenTelemetry SDK started from the OTEL_* environment');
+    return sdk;
+  } catch {
+    note('OTEL_* is set but @opentelemetry/sdk-node is not installed: traces stay off (npm i @opentelemetry/sdk-node)');
+    return undefined;
+  }
+}
+
 /** `tenantry serve`: roles, control-plane migrations, then the HTTP server until SIGINT/SIGTERM. */
 export function registerServe(program: Command): void {
   program
@@ -37,6 +59,7 @@ export function registerServe(program: Command): void {
     .action(async (opts: { port: string; host: string; migrations?: string }) => {
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${opts.port}`);
+      const telemetry = await startTelemetry();
       const env = await resolveEnvironment();
       for (const line of env.notes) note(line);
       const tenantry = await Tenantry.connect({
@@ -65,6 +88,7 @@ export function registerServe(program: Command): void {
         note(`${signal}: shutting down`);
         await app.close();
         await redis?.quit().catch(() => {});
+        await telemetry?.shutdown().catch(() => {});
         await tenantry.close();
         await env.embedded?.stop();
         process.exit(0);
