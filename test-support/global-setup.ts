@@ -1,4 +1,5 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -43,6 +44,24 @@ async function dropLeftovers(url: string): Promise<void> {
   }
 }
 
+/** `redis://127.0.0.1:6379` when a Redis answers PING there (REDIS_URL unset), else null. */
+async function localRedis(): Promise<string | null> {
+  const answered = await new Promise<boolean>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port: 6379 });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (chunk) => done(chunk.toString().startsWith('+PONG')));
+  });
+  if (answered) console.log('REDIS_URL is unset: using the Redis answering on 127.0.0.1:6379');
+  else console.log('REDIS_URL is unset and no Redis answers on 127.0.0.1:6379: tests that need Redis are skipped');
+  return answered ? 'redis://127.0.0.1:6379' : null;
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   let url = process.env.DATABASE_URL;
   let stop = async () => {};
@@ -60,6 +79,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await dropLeftovers(url);
   }
   project.provide('databaseUrl', url);
-  project.provide('redisUrl', process.env.REDIS_URL ?? null);
+  project.provide('redisUrl', process.env.REDIS_URL ?? (await localRedis()));
   return stop;
 }
