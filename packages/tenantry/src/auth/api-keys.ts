@@ -5,6 +5,7 @@ import type { Logger } from '../config.ts';
 import { writeAudit } from '../control/audit.ts';
 import { parseInput } from '../control/tenant-input.ts';
 import type { ActorOption } from '../control/tenants.ts';
+import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import {
   API_KEY_ENVIRONMENTS,
@@ -271,21 +272,6 @@ export class ApiKeyStore {
     return createHmac('sha256', this.#hmacKey).update(key, 'utf8').digest();
   }
 
-  async #inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
-
   /**
    * Creates a key for a tenant (active or suspended) and audits it in the same
    * transaction. The returned `key` is the only time the full key exists outside the
@@ -301,7 +287,7 @@ export class ApiKeyStore {
     const data = parseInput(CreateApiKeyInput, input);
     if (typeof tenantId !== 'string' || !UUID.test(tenantId)) throw new TenantryError('TENANT_NOT_FOUND');
     const actor = options.actor ?? 'system';
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       // KEY SHARE: a concurrent purge of the tenant waits for this key, or this key for the purge.
       const tenant = await client.query<{ status: string }>(
         'SELECT status FROM tenantry.tenants WHERE id = $1 FOR KEY SHARE',
@@ -399,7 +385,7 @@ export class ApiKeyStore {
    */
   async revoke(tenantId: string, keyId: string, options: ActorOption = {}): Promise<ApiKeyRecord> {
     if (!UUID.test(String(tenantId)) || !UUID.test(String(keyId))) throw new TenantryError('NOT_FOUND');
-    const record = await this.#inTransaction(async (client) => {
+    const record = await inTransaction(this.#pool, async (client) => {
       const current = await client.query<ApiKeyRow>(
         `SELECT ${COLUMNS} FROM tenantry.api_keys WHERE id = $1 AND tenant_id = $2 FOR UPDATE`,
         [keyId, tenantId],

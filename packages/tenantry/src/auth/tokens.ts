@@ -4,6 +4,7 @@ import type { Pool, PoolClient } from 'pg';
 import { z } from 'zod';
 import { writeAudit } from '../control/audit.ts';
 import { parseInput } from '../control/tenant-input.ts';
+import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { hmacHex, type KeyRing } from '../secrets/keys.ts';
 import { PasswordHasher } from './passwords.ts';
@@ -167,7 +168,7 @@ export class TokenService {
     if (!permissions) throw unauthorized();
     const stale = row.password_hash as string;
     const upgraded = this.#passwords.needsRehash(stale) ? await this.#passwords.hash(data.password) : undefined;
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       if (upgraded) {
         // Only if unchanged meanwhile: never overwrite a password set concurrently.
         await client.query(
@@ -195,7 +196,7 @@ export class TokenService {
    */
   async refresh(refreshToken: string): Promise<TokenPair> {
     const hash = this.#hashOf(refreshToken);
-    const outcome = await this.#inTransaction(async (client): Promise<TokenPair | 'reuse'> => {
+    const outcome = await inTransaction(this.#pool, async (client): Promise<TokenPair | 'reuse'> => {
       const found = await client.query<{ family_id: string }>(
         'SELECT family_id FROM tenantry.refresh_tokens WHERE token_hash = $1',
         [hash],
@@ -264,7 +265,7 @@ export class TokenService {
     } catch {
       return false;
     }
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ family_id: string; tenant_id: string; user_id: string }>(
         'SELECT family_id, tenant_id, user_id FROM tenantry.refresh_tokens WHERE token_hash = $1',
         [hash],
@@ -364,20 +365,5 @@ export class TokenService {
   #hashOf(refreshToken: string): string {
     if (typeof refreshToken !== 'string' || !REFRESH_TOKEN.test(refreshToken)) throw unauthorized();
     return hmacHex(this.#refreshKey, refreshToken);
-  }
-
-  async #inTransaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
   }
 }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { writeAudit } from '../control/audit.ts';
 import { parseInput } from '../control/tenant-input.ts';
 import type { ActorOption } from '../control/tenants.ts';
+import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { PasswordHasher, PasswordInput } from './passwords.ts';
 import type { Principal } from './permissions.ts';
@@ -105,21 +106,6 @@ export class UserStore {
     this.#enforceMaxUsers = options.enforceMaxUsers ?? true;
   }
 
-  async #inTransaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
-
   /** Throws `INVALID_INPUT` unless the tenant has `role` (built-in or custom); locks a custom role until commit. */
   async #assertRole(client: PoolClient, tenantId: string, role: string): Promise<void> {
     if (!(await rolePermissions(client, tenantId, role, { lock: true }))) {
@@ -149,7 +135,7 @@ export class UserStore {
     const data = parseInput(CreateUserInput, input);
     // Hashed before the transaction: ~50 ms of argon2 should not hold the tenant row lock.
     const passwordHash = data.password === undefined ? null : await this.#passwords.hash(data.password);
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       // NO KEY UPDATE serializes concurrent creates in one tenant (so the quota count
       // below cannot be raced) without blocking foreign-key checks against the row.
       const { rows: tenants } = await client.query<{ status: string; max_users: number | null }>(
@@ -246,7 +232,7 @@ export class UserStore {
    */
   async setRole(tenantId: string, userId: string, role: string, options: ActorOption = {}): Promise<UserRecord> {
     const data = parseInput(SetRole, { tenantId, userId, role });
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ role: string }>(
         'SELECT role FROM tenantry.memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE',
         [data.tenantId, data.userId],
@@ -274,7 +260,7 @@ export class UserStore {
    */
   async remove(tenantId: string, userId: string, options: ActorOption = {}): Promise<void> {
     const data = parseInput(TenantUser, { tenantId, userId });
-    await this.#inTransaction(async (client) => {
+    await inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<{ role: string }>(
         'DELETE FROM tenantry.memberships WHERE tenant_id = $1 AND user_id = $2 RETURNING role',
         [data.tenantId, data.userId],
@@ -305,7 +291,7 @@ export class UserStore {
     options: ActorOption = {},
   ): Promise<RoleRecord> {
     const data = parseInput(DefineRole, { tenantId, name, permissions });
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       const { rowCount } = await client.query('SELECT 1 FROM tenantry.tenants WHERE id = $1 FOR KEY SHARE', [
         data.tenantId,
       ]);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import type { IsolationTier } from '../context/tenant-context.ts';
+import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { open, seal } from '../secrets/secret-box.ts';
 import { writeAudit } from './audit.ts';
@@ -85,9 +86,7 @@ export class PlacementRegistry {
     const data = parseInput(CreatePlacementInput, input);
     const id = randomUUID();
     const credentials = data.connectionUrl ? seal(this.#key, JSON.stringify({ url: data.connectionUrl }), id) : null;
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<PlacementRow>(
         `INSERT INTO tenantry.placements (id, name, tier, schema_name, credentials) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name) DO NOTHING RETURNING *`,
@@ -101,14 +100,8 @@ export class PlacementRegistry {
         action: 'placement.created',
         details: { name: row.name, tier: row.tier },
       });
-      await client.query('COMMIT');
       return toRecord(row);
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** All placements, by name. */

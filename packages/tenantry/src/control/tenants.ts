@@ -1,5 +1,6 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import type { IsolationTier, TenantContext, TenantStatus } from '../context/tenant-context.ts';
+import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { writeAudit } from './audit.ts';
 import { notifyTenantChanged } from './change-feed.ts';
@@ -120,21 +121,6 @@ export class TenantRegistry {
     this.#purge = purge;
   }
 
-  async #inTransaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
-
   /**
    * Provisions a tenant (active, at the shared placement for the pool tier).
    *
@@ -145,7 +131,7 @@ export class TenantRegistry {
    */
   async create(input: CreateTenantInput, options: ActorOption = {}): Promise<TenantRecord> {
     const data = parseInput(CreateTenantInput, input);
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<TenantRow>(
         `INSERT INTO tenantry.tenants
            (slug, name, tier, placement_id, plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
@@ -233,7 +219,7 @@ export class TenantRegistry {
     const data = parseInput(UpdateTenantInput, input);
     if (Object.keys(data).length === 0) throw new TenantryError('INVALID_INPUT', 'nothing to update');
     const current = await this.get(idOrSlug);
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<TenantRow>(
         `UPDATE tenantry.tenants SET
            name = coalesce($2, name), plan = coalesce($3, plan),
@@ -272,7 +258,7 @@ export class TenantRegistry {
   async #transition(idOrSlug: string, kind: keyof typeof TRANSITIONS, options: ActorOption): Promise<TenantRecord> {
     const current = await this.get(idOrSlug);
     const rule = TRANSITIONS[kind];
-    return this.#inTransaction(async (client) => {
+    return inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<TenantRow>(
         `UPDATE tenantry.tenants SET status = $2, status_changed_at = now(), updated_at = now()
           WHERE id = $1 AND status = ANY($3) RETURNING *`,
@@ -320,7 +306,7 @@ export class TenantRegistry {
     if (tenant.status !== 'deleted') tenant = await this.#transition(tenant.id, 'delete', options);
     if (!options.hard) return tenant;
     const deleted = await this.#purge(tenant);
-    await this.#inTransaction(async (client) => {
+    await inTransaction(this.#pool, async (client) => {
       await client.query('DELETE FROM tenantry.tenants WHERE id = $1', [tenant.id]);
       await notifyTenantChanged(client, tenant.id);
       await writeAudit(client, {
