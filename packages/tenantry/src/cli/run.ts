@@ -9,6 +9,31 @@ export function note(message: string): void {
 }
 
 /**
+ * Resolves the environment (starting embedded PostgreSQL if needed), connects Tenantry
+ * with it and runs the idempotent setup. The caller closes both.
+ */
+export async function connectFromEnvironment(
+  migrations: readonly TenantMigration[] = [],
+): Promise<{ tenantry: Tenantry; env: CliEnvironment }> {
+  const env = await resolveEnvironment();
+  for (const line of env.notes) note(line);
+  const tenantry = await Tenantry.connect({
+    databaseUrl: env.databaseUrl,
+    secret: env.secret,
+    roles: env.roles,
+    migrations,
+  });
+  try {
+    await tenantry.setup();
+  } catch (error) {
+    await tenantry.close();
+    await env.embedded?.stop();
+    throw error;
+  }
+  return { tenantry, env };
+}
+
+/**
  * Runs a CLI action with a connected, set-up Tenantry, then closes it (and the embedded
  * PostgreSQL it started, if any).
  */
@@ -16,16 +41,8 @@ export async function withTenantry<T>(
   action: (tenantry: Tenantry, env: CliEnvironment) => Promise<T>,
   options: { migrations?: readonly TenantMigration[] } = {},
 ): Promise<T> {
-  const env = await resolveEnvironment();
-  for (const line of env.notes) note(line);
-  const tenantry = await Tenantry.connect({
-    databaseUrl: env.databaseUrl,
-    secret: env.secret,
-    roles: env.roles,
-    migrations: options.migrations ?? [],
-  });
+  const { tenantry, env } = await connectFromEnvironment(options.migrations);
   try {
-    await tenantry.setup();
     return await action(tenantry, env);
   } finally {
     await tenantry.close();

@@ -2,9 +2,7 @@ import type { Command } from 'commander';
 import { createClient } from 'redis';
 import { itemsMigrations } from '../../example/items.ts';
 import { createServer } from '../../http/server.ts';
-import { Tenantry } from '../../tenantry.ts';
-import { resolveEnvironment } from '../environment.ts';
-import { loadMigrations, note } from '../run.ts';
+import { connectFromEnvironment, loadMigrations, note } from '../run.ts';
 
 /**
  * A node-redis client for shared rate limits, when `REDIS_URL` is set. It is connected
@@ -60,16 +58,11 @@ export function registerServe(program: Command): void {
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${opts.port}`);
       const telemetry = await startTelemetry();
-      const env = await resolveEnvironment();
-      for (const line of env.notes) note(line);
-      const tenantry = await Tenantry.connect({
-        databaseUrl: env.databaseUrl,
-        secret: env.secret,
-        roles: env.roles,
-        // The example application's tables, then the caller's own.
-        migrations: [...itemsMigrations, ...(await loadMigrations(opts.migrations))],
-      });
-      await tenantry.setup();
+      // The example application's tables, then the caller's own.
+      const { tenantry, env } = await connectFromEnvironment([
+        ...itemsMigrations,
+        ...(await loadMigrations(opts.migrations)),
+      ]);
       await tenantry.migrate();
       const adminToken = process.env.TENANTRY_ADMIN_TOKEN;
       if (!adminToken) note('TENANTRY_ADMIN_TOKEN is unset: the control plane (/v1/tenants…) answers 401');
