@@ -32,6 +32,11 @@ export interface TenantryOptions {
   adminPoolMax?: number;
   /** Prefix of new API keys, 2–8 lower-case letters (default `tnt`). */
   apiKeyPrefix?: string;
+  /**
+   * Prepare the context statement once per connection (default true). Turn off behind a
+   * transaction-mode pooler without protocol-level prepared statements (PgBouncer < 1.21).
+   */
+  prepareContextStatement?: boolean;
   /** Lifetime of a context entry token, in ms (default 10 s): bounds its reuse. */
   contextTokenTtlMs?: number;
   /** How the verified context is set and read; default {@link postgresDialect}. */
@@ -50,6 +55,7 @@ export interface ResolvedConfig {
   readonly pool: { readonly max: number; readonly idleTimeoutMs: number };
   readonly adminPoolMax: number;
   readonly apiKeyPrefix: string | undefined;
+  readonly prepareContextStatement: boolean;
   readonly contextTokenTtlMs: number;
   readonly dialect: ContextDialect;
   readonly logger: Logger | undefined;
@@ -120,6 +126,7 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
     }),
     adminPoolMax: positiveInt(options.adminPoolMax, 10, 'adminPoolMax'),
     apiKeyPrefix: apiKeyPrefix(options.apiKeyPrefix),
+    prepareContextStatement: options.prepareContextStatement ?? true,
     contextTokenTtlMs: positiveInt(options.contextTokenTtlMs, 10_000, 'contextTokenTtlMs'),
     dialect: options.dialect ?? postgresDialect,
     logger: options.logger,

@@ -112,6 +112,7 @@ export class Tenantry<DB = unknown> {
       contextKey: this.#keys.key('context-hmac'),
       dialect: config.dialect,
       tokenTtlMs: config.contextTokenTtlMs,
+      prepareContextStatement: config.prepareContextStatement,
       db,
       ensureSafe: (client) => {
         // Only a passing check is remembered: a failure (or a dropped connection during

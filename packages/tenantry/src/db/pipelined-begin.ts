@@ -1,43 +1,70 @@
-import type { ClientBase } from 'pg';
+import type { ClientBase, QueryResult } from 'pg';
+// pg's own row parsing and parameter conversion, so results and values behave exactly as
+// with client.query() (pg ships these as CommonJS modules without type declarations).
+import PgResult from 'pg/lib/result.js';
+import pgUtils from 'pg/lib/utils.js';
 
 /** The slice of pg's connection that a custom submittable talks to. */
 interface WireConnection {
   parse(config: { text: string; name?: string; types?: number[] }): void;
-  bind(config: { portal?: string; statement?: string; values?: unknown[] }): void;
+  bind(config: {
+    portal?: string;
+    statement?: string;
+    values?: unknown[];
+    valueMapper?: (value: unknown, index: number) => unknown;
+  }): void;
   describe(config: { type: 'P' | 'S'; name?: string }): void;
   execute(config: { portal?: string; rows?: number }): void;
   sync(): void;
   stream: { cork?: () => void; uncork?: () => void };
 }
 
-interface DataRowMessage {
-  fields: (string | null)[];
+interface ResultLike {
+  addFields(fields: unknown[]): void;
+  parseRow(fields: unknown[]): unknown;
+  addRow(row: unknown): void;
+  addCommandComplete(message: unknown): void;
 }
 
+/** Which step of the pipeline an error came from. */
+export type PipelineStage = 'begin' | 'enter' | 'statement';
+
+/** What the pipeline sends: `BEGIN`, the context statement, and optionally the first statement. */
+export interface PipelineRequest {
+  readonly begin: string;
+  readonly enter: { readonly text: string; readonly values: readonly unknown[]; readonly name?: string };
+  /** Parse `enter` (under `enter.name`) before executing it; false when this connection already has it. */
+  readonly parseEnter: boolean;
+  readonly statement?: { readonly text: string; readonly values?: readonly unknown[] };
+}
+
+/** The outcome: the context statement's first column, and the first statement's result. */
+export interface PipelineResponse {
+  readonly enterValue: string | null;
+  readonly result: QueryResult | undefined;
+}
+
+const STAGES: PipelineStage[] = ['begin', 'enter', 'statement'];
+
 /**
- * Sends `BEGIN` and the context statement (with its bind parameters) in one pipelined
- * extended-protocol exchange ending in a single Sync: one round trip instead of two.
- * pg accepts any object with `submit(connection)` as a query ("submittable"); this one
- * resolves with the first column of the context statement's first row.
- *
- * If `BEGIN` succeeded and the context statement failed, the session is left in an
- * aborted transaction; the caller rolls it back.
+ * Sends `BEGIN`, the context statement and (optionally) the application's first statement
+ * as one pipelined extended-protocol exchange ending in a single Sync: one round trip
+ * where a plain client would take three. pg accepts any object with `submit(connection)`
+ * as a query (a "submittable"). PostgreSQL stops at the first error and skips the rest up
+ * to the Sync, so a refused context never runs the statement; the error carries `stage`.
  */
-class PipelinedBegin {
-  readonly promise: Promise<string | null>;
-  #resolve!: (value: string | null) => void;
+class Pipeline {
+  readonly promise: Promise<PipelineResponse>;
+  readonly #request: PipelineRequest;
+  #resolve!: (value: PipelineResponse) => void;
   #reject!: (error: unknown) => void;
-  #value: string | null = null;
+  #completed = 0;
+  #enterValue: string | null = null;
+  #result: ResultLike | undefined;
   #failed = false;
 
-  readonly beginSql: string;
-  readonly text: string;
-  readonly values: unknown[];
-
-  constructor(beginSql: string, text: string, values: unknown[]) {
-    this.beginSql = beginSql;
-    this.text = text;
-    this.values = values;
+  constructor(request: PipelineRequest) {
+    this.#request = request;
     this.promise = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -45,15 +72,22 @@ class PipelinedBegin {
   }
 
   submit(connection: WireConnection): null {
+    const { begin, enter, parseEnter, statement } = this.#request;
     connection.stream.cork?.();
     try {
-      connection.parse({ text: this.beginSql });
+      connection.parse({ text: begin });
       connection.bind({ values: [] });
       connection.execute({});
-      connection.parse({ text: this.text });
-      connection.bind({ values: this.values });
+      if (parseEnter) connection.parse({ text: enter.text, ...(enter.name ? { name: enter.name } : {}) });
+      connection.bind({ ...(enter.name ? { statement: enter.name } : {}), values: [...enter.values] });
       connection.describe({ type: 'P' });
       connection.execute({});
+      if (statement) {
+        connection.parse({ text: statement.text });
+        connection.bind({ values: [...(statement.values ?? [])], valueMapper: pgUtils.prepareValue });
+        connection.describe({ type: 'P' });
+        connection.execute({});
+      }
       connection.sync();
     } finally {
       connection.stream.uncork?.();
@@ -61,37 +95,55 @@ class PipelinedBegin {
     return null;
   }
 
-  handleRowDescription(): void {}
-  handleDataRow(message: DataRowMessage): void {
-    this.#value ??= message.fields[0] ?? null;
+  handleRowDescription(message: { fields: unknown[] }): void {
+    if (this.#completed === 2) {
+      this.#result = new PgResult(undefined, undefined) as ResultLike;
+      this.#result.addFields(message.fields);
+    }
   }
-  handleCommandComplete(): void {}
-  handleEmptyQuery(): void {}
+  handleDataRow(message: { fields: unknown[] }): void {
+    if (this.#completed === 1) this.#enterValue ??= (message.fields[0] as string | null) ?? null;
+    else if (this.#result) this.#result.addRow(this.#result.parseRow(message.fields));
+  }
+  handleCommandComplete(message: unknown): void {
+    if (this.#completed === 2) {
+      this.#result ??= new PgResult(undefined, undefined) as ResultLike;
+      this.#result.addCommandComplete(message);
+    }
+    this.#completed++;
+  }
+  handleEmptyQuery(): void {
+    this.#completed++;
+  }
   handlePortalSuspended(): void {}
   handleCopyInResponse(): void {}
   handleCopyData(): void {}
   handleError(error: unknown): void {
     this.#failed = true;
+    if (error && typeof error === 'object') {
+      Object.defineProperty(error, 'stage', { value: STAGES[Math.min(this.#completed, 2)], enumerable: false });
+    }
     this.#reject(error);
   }
   handleReadyForQuery(): void {
-    if (!this.#failed) this.#resolve(this.#value);
+    if (!this.#failed) {
+      this.#resolve({ enterValue: this.#enterValue, result: this.#result as unknown as QueryResult | undefined });
+    }
   }
 }
 
 /**
- * Opens a transaction and runs `text` inside it, in one round trip.
- *
- * @returns the first column of the statement's first row, as text.
+ * Opens a transaction, places the tenant context and runs the first statement, in one
+ * round trip.
  */
-export function pipelinedBegin(
-  client: ClientBase,
-  text: string,
-  values: unknown[],
-  beginSql = 'BEGIN',
-): Promise<string | null> {
-  const submittable = new PipelinedBegin(beginSql, text, values);
+export function pipelinedBegin(client: ClientBase, request: PipelineRequest): Promise<PipelineResponse> {
+  const pipeline = new Pipeline(request);
   // pg types `query()` for its own Query class; a submittable is the documented extension point.
-  (client as unknown as { query(s: PipelinedBegin): unknown }).query(submittable);
-  return submittable.promise;
+  (client as unknown as { query(s: Pipeline): unknown }).query(pipeline);
+  return pipeline.promise;
+}
+
+/** The pipeline stage an error came from, if it came from {@link pipelinedBegin}. */
+export function stageOf(error: unknown): PipelineStage | undefined {
+  return (error as { stage?: PipelineStage } | null)?.stage;
 }

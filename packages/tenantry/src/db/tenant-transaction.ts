@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Kysely } from 'kysely';
+import type pg from 'pg';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import type { ContextPurpose } from '../context/context-token.ts';
 import { mintContextToken } from '../context/context-token.ts';
@@ -7,7 +8,7 @@ import type { TenantContext } from '../context/tenant-context.ts';
 import type { ContextDialect } from '../dialect/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { translatePgError } from '../errors/sqlstate.ts';
-import { pipelinedBegin } from './pipelined-begin.ts';
+import { pipelinedBegin, stageOf } from './pipelined-begin.ts';
 
 /** Result of {@link TenantTransaction.query}. */
 export interface QueryResult<R> {
@@ -35,8 +36,9 @@ export interface TenantTransaction<DB = unknown> {
 /** The transaction the current async context runs in (what the Kysely driver reads). */
 export interface ActiveTransaction {
   readonly tenant: TenantContext;
-  readonly client: PoolClient;
   open: boolean;
+  /** Runs one statement in this transaction; the first one also opens it (see {@link runTenantTransaction}). */
+  execute(text: string, values?: readonly unknown[]): Promise<pg.QueryResult>;
 }
 
 const active = new AsyncLocalStorage<ActiveTransaction>();
@@ -46,6 +48,15 @@ export function currentTransaction(): ActiveTransaction | undefined {
   const tx = active.getStore();
   return tx?.open ? tx : undefined;
 }
+
+/**
+ * Name of the context statement prepared on a connection, kept on the pg client itself
+ * (it lives and dies with the server session). A failed attempt clears it, and the next
+ * one prepares under a fresh name, so a half-done Parse can never collide.
+ */
+const PREPARED = Symbol('tenantry.preparedEnter');
+let preparedSerial = 0;
+type PreparingClient = PoolClient & { [PREPARED]?: string };
 
 /** The server process id pg learnt at connect time (BackendKeyData). */
 function backendPid(client: PoolClient): number {
@@ -63,13 +74,20 @@ export interface TransactionRunnerDeps {
   readonly db: Kysely<unknown>;
   /** Resolves once the runtime role is known to be unable to bypass RLS. */
   readonly ensureSafe: (client: PoolClient) => Promise<void>;
+  /** Prepare the context statement once per connection (off behind poolers without prepared-statement support). */
+  readonly prepareContextStatement: boolean;
 }
 
 /**
- * Runs `fn` in a tenant transaction (step 5 of the request path). The context statement
- * rides with `BEGIN` in one round trip; any error rolls back; the connection goes back
- * to the pool with no tenant state (it only ever existed transaction-locally), and a
- * connection whose rollback failed is destroyed rather than reused.
+ * Runs `fn` in a tenant transaction (step 5 of the request path).
+ *
+ * The transaction opens lazily: the first statement of `fn` travels with `BEGIN` and the
+ * context statement in one pipelined round trip (a one-statement transaction costs two
+ * round trips in all, with `COMMIT`), and `fn` that runs no statement costs none. If
+ * PostgreSQL refuses the context (suspended tenant, forged or expired token), the
+ * statement never runs. Any error rolls back; the connection goes back to the pool with
+ * no tenant state (it only ever existed transaction-locally), and a connection whose
+ * rollback failed is destroyed rather than reused.
  */
 export async function runTenantTransaction<T, DB>(
   deps: TransactionRunnerDeps,
@@ -77,38 +95,90 @@ export async function runTenantTransaction<T, DB>(
   purpose: ContextPurpose,
   fn: (tx: TenantTransaction<DB>) => Promise<T>,
 ): Promise<T> {
-  const client = await deps.pool.connect();
+  if (purpose === 'work' && tenant.status !== 'active') {
+    // Known before any round trip; a stale 'active' is caught by PostgreSQL at BEGIN.
+    throw new TenantryError(tenant.status === 'suspended' ? 'TENANT_SUSPENDED' : 'TENANT_NOT_ACTIVE');
+  }
+  const client = (await deps.pool.connect()) as PreparingClient;
   let discard: Error | undefined;
+  /** The opening pipeline, once the first statement was issued. */
+  let begun: Promise<pg.QueryResult> | undefined;
+  /** Whether PostgreSQL accepted the context (the transaction is open on the server). */
+  let entered = false;
+  const rollback = async () => {
+    await client.query('ROLLBACK').catch((e: Error) => {
+      discard = e;
+    });
+  };
+  const begin = async (first: { text: string; values?: readonly unknown[] }): Promise<pg.QueryResult> => {
+    for (let attempt = 0; ; attempt++) {
+      const token = mintContextToken(
+        deps.contextKey,
+        purpose,
+        tenant.id,
+        backendPid(client),
+        Date.now() + deps.tokenTtlMs,
+      );
+      const prepared = deps.prepareContextStatement ? client[PREPARED] : undefined;
+      const name = deps.prepareContextStatement ? (prepared ?? `tenantry_enter_${++preparedSerial}`) : undefined;
+      try {
+        const { result } = await pipelinedBegin(client, {
+          begin: 'BEGIN',
+          enter: { text: deps.dialect.enterSql, values: [token], ...(name ? { name } : {}) },
+          parseEnter: prepared === undefined,
+          statement: first,
+        });
+        if (name) client[PREPARED] = name;
+        entered = true;
+        return result as pg.QueryResult;
+      } catch (error) {
+        const stage = stageOf(error);
+        if (stage === 'statement') {
+          // The context is in place; the application's statement failed, as it would alone.
+          if (name) client[PREPARED] = name;
+          entered = true;
+          throw error;
+        }
+        client[PREPARED] = undefined;
+        await rollback();
+        // The prepared statement vanished from the session (e.g. DISCARD ALL): prepare again, once.
+        if ((error as { code?: string }).code === '26000' && attempt === 0 && !discard) continue;
+        throw error;
+      }
+    }
+  };
+  const state: ActiveTransaction = {
+    tenant,
+    open: true,
+    async execute(text, values) {
+      if (!state.open) throw new TenantryError('NO_TENANT_TRANSACTION', 'this transaction has ended');
+      try {
+        if (!begun) {
+          begun = begin({ text, ...(values ? { values } : {}) });
+          // Awaited just below; the no-op catch keeps a concurrent waiter's copy from
+          // being reported as unhandled.
+          begun.catch(() => {});
+          return await begun;
+        }
+        // Statements issued while the pipeline is in flight queue behind it on the
+        // connection; a refused context fails them too.
+        await begun.catch((error: unknown) => {
+          if (stageOf(error) !== 'statement') throw error;
+        });
+        return await client.query(text, values ? [...values] : undefined);
+      } catch (error) {
+        throw translatePgError(error);
+      }
+    },
+  };
   try {
     await deps.ensureSafe(client);
-    const token = mintContextToken(
-      deps.contextKey,
-      purpose,
-      tenant.id,
-      backendPid(client),
-      Date.now() + deps.tokenTtlMs,
-    );
-    const state: ActiveTransaction = { tenant, client, open: true };
-    try {
-      await pipelinedBegin(client, deps.dialect.enterSql, [token]);
-    } catch (error) {
-      state.open = false;
-      await client.query('ROLLBACK').catch((e: Error) => {
-        discard = e;
-      });
-      throw translatePgError(error);
-    }
     const tx: TenantTransaction<DB> = {
       tenant,
       db: deps.db as Kysely<DB>,
       query: async <R extends QueryResultRow>(text: string, values?: readonly unknown[]) => {
-        if (!state.open) throw new TenantryError('NO_TENANT_TRANSACTION', 'this transaction has ended');
-        try {
-          const result = await client.query<R>(text, values ? [...values] : undefined);
-          return { rows: result.rows, rowCount: result.rowCount ?? 0 };
-        } catch (error) {
-          throw translatePgError(error);
-        }
+        const result = await state.execute(text, values);
+        return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
       },
     };
     let result: T;
@@ -116,22 +186,23 @@ export async function runTenantTransaction<T, DB>(
       result = await active.run(state, () => fn(tx));
     } catch (error) {
       state.open = false;
-      await client.query('ROLLBACK').catch((e: Error) => {
-        discard = e;
-      });
+      if (begun) await rollback();
       throw translatePgError(error);
     }
     state.open = false;
+    if (!begun) return result; // no statement ran: nothing to commit
+    if (!entered) {
+      // The context was refused and the callback swallowed the error: nothing ran.
+      throw new TenantryError('TRANSACTION_ABORTED');
+    }
     try {
       const committed = await client.query('COMMIT');
       if (committed.command === 'ROLLBACK') {
         throw new TenantryError('TRANSACTION_ABORTED');
       }
     } catch (error) {
-      await client.query('ROLLBACK').catch((e: Error) => {
-        discard = e;
-      });
-      throw translatePgError(error);
+      await rollback();
+      throw error instanceof TenantryError ? error : translatePgError(error);
     }
     return result;
   } finally {

@@ -11,7 +11,6 @@ import {
 } from 'kysely';
 import { currentTransaction } from '../db/tenant-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { translatePgError } from '../errors/sqlstate.ts';
 
 function notHere(): never {
   throw new TenantryError(
@@ -31,21 +30,15 @@ class TransactionBoundDriver implements Driver {
   async acquireConnection(): Promise<DatabaseConnection> {
     const tx = currentTransaction();
     if (!tx) throw new TenantryError('NO_TENANT_TRANSACTION');
-    const { client } = tx;
     return {
       async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
-        if (!tx.open) throw new TenantryError('NO_TENANT_TRANSACTION', 'this transaction has ended');
-        try {
-          const result = await client.query(compiled.sql, [...compiled.parameters]);
-          const { command, rowCount } = result;
-          const affected = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
-          return {
-            rows: (result.rows ?? []) as R[],
-            numAffectedRows: affected ? BigInt(rowCount ?? 0) : undefined,
-          };
-        } catch (error) {
-          throw translatePgError(error);
-        }
+        const result = await tx.execute(compiled.sql, compiled.parameters);
+        const { command, rowCount } = result;
+        const affected = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
+        return {
+          rows: (result.rows ?? []) as R[],
+          numAffectedRows: affected ? BigInt(rowCount ?? 0) : undefined,
+        };
       },
       // biome-ignore lint/correctness/useYield: streaming is refused before the first row.
       async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {

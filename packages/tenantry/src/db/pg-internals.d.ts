@@ -1,0 +1,9 @@
+// pg's internal modules used by db/pipelined-begin.ts (CommonJS, shipped without types).
+declare module 'pg/lib/result.js' {
+  const Result: new (rowMode: string | undefined, types: unknown) => unknown;
+  export default Result;
+}
+declare module 'pg/lib/utils.js' {
+  const utils: { prepareValue(value: unknown): unknown };
+  export default utils;
+}
