@@ -1,13 +1,24 @@
 import { z } from 'zod';
 import { TenantryError } from '../errors/catalog.ts';
 
-const jsonObject = z.record(z.string(), z.json());
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+/**
+ * Any JSON value, registered as an OpenAPI component: zod's own `z.json()` leaves a
+ * dangling `#/components/schemas/schema0` reference in the generated document.
+ */
+const JsonValue: z.ZodType<Json> = z
+  .lazy(() =>
+    z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(JsonValue), z.record(z.string(), JsonValue)]),
+  )
+  .meta({ id: 'JsonValue' });
+const jsonObject = z.record(z.string(), JsonValue);
 
 /** Limits of a tenant's plan; `null` means unlimited. */
 export const LimitsInput = z
   .object({
-    maxUsers: z.number().int().positive().nullable(),
-    maxStorageMb: z.number().int().positive().nullable(),
+    // PostgreSQL integer columns: a larger value is bad input, not a 500.
+    maxUsers: z.number().int().positive().max(2_147_483_647).nullable(),
+    maxStorageMb: z.number().int().positive().max(2_147_483_647).nullable(),
     statementTimeoutMs: z.number().int().min(1).max(86_400_000),
   })
   .partial()

@@ -3,7 +3,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -22,6 +22,7 @@ import { registerTracing } from '../ops/tracing.ts';
 import type { Tenantry } from '../tenantry.ts';
 import type { Authenticator } from './authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from './authenticators.ts';
+import { findUnstorableInput } from './input-guard.ts';
 import { type TenantClaim, type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
 import { PROBLEM_JSON, toProblem } from './problem.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
@@ -90,6 +91,36 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     // Plain objects only in JSON bodies: `__proto__`/`constructor` keys are refused.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // Bad percent-encoding (FST_ERR_BAD_URL) and params past maxParamLength (414): problem details too.
+    frameworkErrors: (error, req, reply) => {
+      const problem = toProblem(error, req.id);
+      void (reply as FastifyReply).code(problem.status).type(PROBLEM_JSON).send(problem);
+    },
+  });
+  // JSON bodies must be UTF-8 (RFC 8259 §8.1); a decoder that substitutes U+FFFD stores what nobody sent.
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    let text: string;
+    try {
+      text = utf8.decode(body as Buffer);
+    } catch {
+      done(new TenantryError('INVALID_INPUT', 'the body is not valid UTF-8'), undefined);
+      return;
+    }
+    parseJson(req, text, done);
+  });
+  app.addHook('preValidation', async (req) => {
+    const problem =
+      findUnstorableInput(req.params, 'params') ??
+      findUnstorableInput(req.query, 'querystring') ??
+      findUnstorableInput(req.body, 'body');
+    if (problem) {
+      throw new TenantryError('INVALID_INPUT', `${problem.path}: ${problem.message}`, {
+        details: { problems: [problem] },
+      });
+    }
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
