@@ -33,6 +33,13 @@ export interface TenantryOptions {
   /** Prefix of new API keys, 2–8 lower-case letters (default `tnt`). */
   apiKeyPrefix?: string;
   /**
+   * Declare full-text matching (`tsvector @@ tsquery`, `ts_match_vq`) LEAKPROOF in this
+   * database during `setup()` (needs a superuser `databaseUrl`). Under RLS PostgreSQL will
+   * not use a non-leakproof operator as an index condition, so without this a search reads
+   * every row of the tenant; see `docs/isolation-tiers.md` for the trade-off. Default false.
+   */
+  leakproofFullTextSearch?: boolean;
+  /**
    * Prepare the context statement once per connection (default true). Turn off behind a
    * transaction-mode pooler without protocol-level prepared statements (PgBouncer < 1.21).
    */
@@ -56,6 +63,7 @@ export interface ResolvedConfig {
   readonly adminPoolMax: number;
   readonly apiKeyPrefix: string | undefined;
   readonly prepareContextStatement: boolean;
+  readonly leakproofFullTextSearch: boolean;
   readonly contextTokenTtlMs: number;
   readonly dialect: ContextDialect;
   readonly logger: Logger | undefined;
@@ -127,6 +135,7 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
     adminPoolMax: positiveInt(options.adminPoolMax, 10, 'adminPoolMax'),
     apiKeyPrefix: apiKeyPrefix(options.apiKeyPrefix),
     prepareContextStatement: options.prepareContextStatement ?? true,
+    leakproofFullTextSearch: options.leakproofFullTextSearch ?? false,
     contextTokenTtlMs: positiveInt(options.contextTokenTtlMs, 10_000, 'contextTokenTtlMs'),
     dialect: options.dialect ?? postgresDialect,
     logger: options.logger,

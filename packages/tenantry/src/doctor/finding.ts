@@ -65,6 +65,10 @@ export const FINDINGS = {
     severity: 'warning',
     summary: 'A GIN/GiST full-text index without tenant_id: under RLS the runtime role never uses it.',
   },
+  FULL_TEXT_SEARCH_FILTERED: {
+    severity: 'warning',
+    summary: 'A full-text index led by tenant_id, but `@@` is not LEAKPROOF: searches read every row of the tenant.',
+  },
   PARTITION_BYPASSES_POLICY: {
     severity: 'error',
     summary:

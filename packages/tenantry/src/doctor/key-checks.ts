@@ -79,6 +79,18 @@ export function checkKeys(
 
   for (const i of indexes) {
     const has = i.keys.includes(attnum);
+    if (leads(i, attnum) && i.fullTextUnderRls) {
+      out.push(
+        finding('FULL_TEXT_SEARCH_FILTERED', {
+          table: t,
+          message:
+            `${t}: full-text index "${i.name}" serves the tenant condition, but \`@@\` (ts_match_vq) is not LEAKPROOF here, so under row-level security ` +
+            `PostgreSQL tests it on every row of the tenant instead of using the index: search cost grows with the tenant's size. ` +
+            `Declaring ts_match_vq LEAKPROOF lets the index serve the match (a security judgement: see docs/isolation-tiers.md).`,
+          fix: `-- as a superuser, in this database (or Tenantry's leakproofFullTextSearch: true):\nALTER FUNCTION pg_catalog.ts_match_vq(tsvector, tsquery) LEAKPROOF;`,
+        }),
+      );
+    }
     if (i.method === 'brin' || leads(i, attnum)) continue; // BRIN summarises block ranges: no leading column
     const backed = i.constraint === null ? undefined : constraints.find((c) => c.name === i.constraint);
     // An index behind a constraint is rebuilt through the constraint, never dropped on its own.

@@ -83,6 +83,17 @@ export async function setupDatabase(
     dialect: config.dialect,
     migrations: controlPlaneMigrations(runtime),
   });
+  if (config.leakproofFullTextSearch) {
+    if (!me.su) {
+      throw new TenantryError(
+        'CONFIG_INVALID',
+        'leakproofFullTextSearch needs a superuser DATABASE_URL (only a superuser can mark a function LEAKPROOF)',
+      );
+    }
+    // Per database (pg_proc is per database). The equality and containment functions Tenantry
+    // relies on are leakproof already; this adds the full-text match operator's function.
+    await client.query('ALTER FUNCTION pg_catalog.ts_match_vq(tsvector, tsquery) LEAKPROOF');
+  }
   const { ipad, opad } = hmacPads(keys.key('context-hmac'));
   await client.query(
     `INSERT INTO tenantry.context_key (id, ipad, opad) VALUES (1, $1, $2)
