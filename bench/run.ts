@@ -1,0 +1,22 @@
+/**
+ * `npm run bench -- <name> [options]`: runs one benchmark of `bench/`.
+ *
+ *   npm run bench -- core --quick
+ *   npm run bench -- core --tenants 1000 --rows 1000000 --seconds 10 --clients 1,16
+ */
+const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
+  core: () => import('./core.ts'),
+  'api-keys': () => import('./api-keys.ts'),
+  http: () => import('./http.ts'),
+};
+
+// `npm run bench -- --quick` means the core benchmark.
+const args = process.argv.slice(2);
+const [name, ...rest] = args[0] === undefined || args[0].startsWith('-') ? ['core', ...args] : args;
+const load = BENCHMARKS[name as string];
+if (!load) {
+  process.stderr.write(`unknown benchmark ${JSON.stringify(name)}; available: ${Object.keys(BENCHMARKS).join(', ')}\n`);
+  process.exitCode = 2;
+} else {
+  process.exitCode = await (await load()).main(rest);
+}
