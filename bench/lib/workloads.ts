@@ -1,5 +1,6 @@
 import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import type pg from 'pg';
+import { inTransaction } from '../../packages/tenantry/src/db/admin-transaction.ts';
 import type { TenantContext, Tenantry } from '../../packages/tenantry/src/index.ts';
 import type { BenchDB } from './dataset.ts';
 import { type ScanNode, scanNodes } from './plan.ts';
@@ -81,20 +82,8 @@ interface Spec<P> {
   after?(admin: pg.Pool): Promise<void>;
 }
 
-export async function inBaselineTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
+/** Plain `BEGIN … COMMIT` on the baseline's pool. */
+export const inBaselineTransaction = inTransaction;
 
 function idsOf(rows: readonly unknown[]): string {
   return rows

@@ -3,7 +3,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
+import type { TestDatabase } from '../../../test-support/database.ts';
 import {
   accepts,
   badValue,
@@ -27,11 +27,10 @@ import {
   UNSTORABLE,
   withUnstorable,
 } from '../../../test-support/fuzz.ts';
-import { startServer, type TestServer } from '../../../test-support/http.ts';
+import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
 import { definePlans } from '../src/admit/plans.ts';
 import { ERRORS } from '../src/errors/catalog.ts';
-import { itemsMigrations } from '../src/example/items.ts';
-import { Tenantry } from '../src/index.ts';
+import type { Tenantry } from '../src/index.ts';
 
 /**
  * Invariant 10 of DESIGN.md, over real sockets: every route the OpenAPI document lists is
@@ -467,15 +466,7 @@ async function auditSince(lastId: number): Promise<string[]> {
 // ---------------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  db = await createTestDatabase('http_fuzz');
-  tenantry = await Tenantry.connect({
-    databaseUrl: db.url,
-    secret: db.secret,
-    roles: db.roles,
-    migrations: itemsMigrations,
-  });
-  await tenantry.setup();
-  await tenantry.migrate();
+  ({ db, tenantry } = await createAppTenantry('http_fuzz'));
   // A plan with room for the whole fuzz, so that no 429 hides what a handler does with the input.
   server = await startServer(tenantry, {
     adminToken: ADMIN,

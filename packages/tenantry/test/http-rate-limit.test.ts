@@ -4,13 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
-import { startServer, type TestServer } from '../../../test-support/http.ts';
+import type { TestDatabase } from '../../../test-support/database.ts';
+import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
 import { hasRedisServer, killProcess, startRedisServer } from '../../../test-support/redis.ts';
 import { definePlans } from '../src/admit/plans.ts';
 import { freePort } from '../src/embedded/embedded-postgres.ts';
-import { itemsMigrations } from '../src/example/items.ts';
-import { Tenantry } from '../src/index.ts';
+import type { Tenantry } from '../src/index.ts';
 
 const ADMIN = 'rate-limit-admin-token-000';
 const redisUrl = inject('redisUrl');
@@ -33,15 +32,7 @@ async function tenantWithKey(server: TestServer, slug: string): Promise<string> 
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase('http_rl');
-  tenantry = await Tenantry.connect({
-    databaseUrl: db.url,
-    secret: db.secret,
-    roles: db.roles,
-    migrations: itemsMigrations,
-  });
-  await tenantry.setup();
-  await tenantry.migrate();
+  ({ db, tenantry } = await createAppTenantry('http_rl'));
 });
 
 afterAll(async () => {

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
-import { startServer, type TestServer } from '../../../test-support/http.ts';
-import { itemsMigrations } from '../src/example/items.ts';
-import { Tenantry } from '../src/index.ts';
+import type { TestDatabase } from '../../../test-support/database.ts';
+import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
+import type { Tenantry } from '../src/index.ts';
 
 const ADMIN = 'test-admin-token-0123456789';
 let db: TestDatabase;
@@ -17,15 +16,7 @@ let itemB: string;
 const allScopes = ['tenant:read', 'items:read', 'items:write', 'users:read', 'users:write'];
 
 beforeAll(async () => {
-  db = await createTestDatabase('http');
-  tenantry = await Tenantry.connect({
-    databaseUrl: db.url,
-    secret: db.secret,
-    roles: db.roles,
-    migrations: itemsMigrations,
-  });
-  await tenantry.setup();
-  await tenantry.migrate();
+  ({ db, tenantry } = await createAppTenantry('http'));
   server = await startServer(tenantry, { adminToken: ADMIN });
   for (const slug of ['alpha', 'bravo']) {
     const r = await server.request('POST', '/v1/tenants', { token: ADMIN, body: { slug, name: slug.toUpperCase() } });
