@@ -2,16 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type pg from 'pg';
+import type { Machine as BaseMachine } from '../lib/report.ts';
 
-/** Where the figures came from. */
-export interface Machine {
-  readonly cpus: number;
-  readonly cpuModel: string;
-  readonly memoryGiB: number;
-  readonly kernel: string;
-  readonly node: string;
-  readonly postgres: string;
-  readonly loadAverage: readonly number[];
+/** Where the figures came from: the core benchmark's machine facts, plus the source measured. */
+export interface Machine extends BaseMachine {
   /** The commit measured, and how many files of `packages/tenantry/src` differ from it. */
   readonly source: string;
 }

@@ -7,6 +7,7 @@ import { parseInput } from '../control/tenant-input.ts';
 import type { ActorOption } from '../control/tenants.ts';
 import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { UUID_PATTERN as UUID } from '../uuid.ts';
 import {
   API_KEY_ENVIRONMENTS,
   type ApiKeyEnvironment,
@@ -132,8 +133,6 @@ interface Usage {
 /** Every column but `hash`: what leaves the store. */
 const COLUMNS =
   'id, tenant_id, name, environment, display_prefix, scopes, expires_at, revoked_at, last_used_at, created_at, created_by';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * One lookup through the unique index on `display_prefix`. Revoked and expired keys are

@@ -7,6 +7,7 @@ import { parseInput } from '../control/tenant-input.ts';
 import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { hmacHex, type KeyRing } from '../secrets/keys.ts';
+import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { PasswordHasher } from './passwords.ts';
 import { BUILTIN_ROLES, isPermission, type Principal } from './permissions.ts';
 import { isBuiltinRole, rolePermissions, userPrincipal } from './roles.ts';
@@ -50,7 +51,6 @@ export const LoginInput = z
   .strict();
 export type LoginInput = z.input<typeof LoginInput>;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** 32 random bytes, base64url without padding. */
 const REFRESH_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 

@@ -5,6 +5,7 @@ import { parseInput } from '../control/tenant-input.ts';
 import type { ActorOption } from '../control/tenants.ts';
 import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { PasswordHasher, PasswordInput } from './passwords.ts';
 import type { Principal } from './permissions.ts';
 import {
@@ -40,7 +41,6 @@ export interface UserStoreOptions {
   readonly enforceMaxUsers?: boolean;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const Id = z.string().regex(UUID, 'must be a UUID');
 
 /** Input of {@link UserStore.create}. */

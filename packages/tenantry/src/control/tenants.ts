@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { IsolationTier, TenantContext, TenantStatus } from '../context/tenant-context.ts';
 import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { writeAudit } from './audit.ts';
 import { notifyTenantChanged } from './change-feed.ts';
 import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
@@ -57,7 +58,6 @@ interface TenantRow {
   status_changed_at: Date;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A cursor's creation time, as `list()` writes it (UTC, microseconds). */
 const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/;
 

@@ -5,6 +5,7 @@ import { TenantryError } from '../errors/catalog.ts';
 import type { TenantIdColumn } from '../kysely/index.ts';
 import type { TenantMigration } from '../migrate/migration.ts';
 import { qualified } from '../schema/sql.ts';
+import { UUID_PATTERN as UUID } from '../uuid.ts';
 
 /**
  * The reference server's example application: seed 001's `Item`, a tenant table with a
@@ -99,7 +100,6 @@ const toItem = (r: Row): Item => ({
 });
 
 const COLUMNS = ['id', 'title', 'description', 'created_at', 'updated_at'] as const;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A cursor's time as `list()` writes it (UTC, microseconds). */
 const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
