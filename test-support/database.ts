@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { tenantDatabasePrefix } from '../packages/tenantry/src/tiers/provisioner.ts';
 
 /** Admin URL of the server the suite runs on (DATABASE_URL, else the embedded one). */
 export function serverUrl(): string {
@@ -46,6 +47,12 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
       const c = new pg.Client({ connectionString: serverUrl() });
       await c.connect();
       try {
+        // Tenant databases and templates the file's database-tier tenants got.
+        const { rows } = await c.query<{ datname: string }>(
+          'SELECT datname FROM pg_database WHERE left(datname, length($1) + 1) = $1 || $2',
+          [tenantDatabasePrefix(name), '_'],
+        );
+        for (const { datname } of rows) await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
         await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
         for (const role of [roles.runtime, roles.owner]) await c.query(`DROP ROLE IF EXISTS "${role}"`);
       } finally {

@@ -14,6 +14,12 @@ declare module 'vitest' {
 }
 
 /**
+ * `tenantry_test_<label>_<born, base 36>_<hex>`, optionally followed by `_t_<hex>` or
+ * `_tpl_<hex>` for the tenant databases and templates of a test file's database-tier tenants.
+ */
+const NAME = /_([0-9a-z]+)_([0-9a-f]{8})(?:_(?:t|tpl)_[0-9a-f]+)?$/;
+
+/**
  * Drops what earlier, interrupted runs left on a server that keeps state: test databases
  * created more than two hours ago (their names carry the creation time), so a run going
  * on beside this one keeps its own, and then roles that no remaining database uses.
@@ -27,14 +33,14 @@ async function dropLeftovers(url: string): Promise<void> {
     );
     const cutoff = Date.now() / 1000 - 2 * 3600;
     for (const { datname } of rows) {
-      const born = Number.parseInt(datname.split('_').at(-2) ?? '', 36);
+      const born = Number.parseInt(NAME.exec(datname)?.[1] ?? '', 36);
       if (Number.isFinite(born) && born > cutoff) continue;
       await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
     }
     const roles = await c.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname LIKE 'tt\\_%'");
     const live = (
       await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'tenantry\\_test\\_%'")
-    ).rows.map((r) => r.datname.split('_').at(-1));
+    ).rows.map((r) => NAME.exec(r.datname)?.[2]);
     for (const { rolname } of roles.rows) {
       if (live.includes(rolname.split('_')[1])) continue;
       await c.query(`DROP ROLE IF EXISTS "${rolname}"`).catch(() => {});

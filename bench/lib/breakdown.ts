@@ -128,7 +128,7 @@ async function handMade(pool: pg.Pool, key: Buffer, opening: Opening, p: Params)
       const pid = (client as unknown as { processID: number }).processID;
       const token = mintContextToken(key, 'work', p.tenant.id, pid, Date.now() + 10_000);
       const text = opening === 'pipelined-enter' ? postgresDialect.enterSql : 'SELECT $1::text AS token';
-      await pipelinedBegin(client, { begin: 'BEGIN', enter: { text, values: [token] }, parseEnter: true });
+      await pipelinedBegin(client, { begin: 'BEGIN', enter: { text, values: [token, 'public'] }, parseEnter: true });
     }
     const { rows } = await client.query(POINT_SQL, [p.tenant.id, p.id]);
     await client.query('COMMIT');

@@ -26,8 +26,14 @@ export interface TenantryOptions {
   tenantSchema?: string;
   /** Tenant-table migrations, applied in order by `migrate()`. */
   migrations?: readonly TenantMigration[];
-  /** Runtime pool size (default 10) and idle timeout (default 30 s). */
-  pool?: { max?: number; idleTimeoutMs?: number };
+  /**
+   * Runtime pool size (default 10), idle timeout (default 30 s), and transactions a
+   * connection serves before it is replaced (default 2,000): a backend keeps the catalog
+   * entries and compiled functions of every tenant schema it has served (about 140 KiB
+   * each) until it closes, so with thousands of schema-tier tenants an unbounded connection
+   * grows without limit.
+   */
+  pool?: { max?: number; idleTimeoutMs?: number; maxUses?: number };
   /** Size of the admin pool: control plane, API key and login lookups (default 10). */
   adminPoolMax?: number;
   /** Prefix of new API keys, 2–8 lower-case letters (default `tnt`). */
@@ -40,12 +46,29 @@ export interface TenantryOptions {
    */
   leakproofFullTextSearch?: boolean;
   /**
-   * Prepare the context statement once per connection (default true). Turn off behind a
-   * transaction-mode pooler without protocol-level prepared statements (PgBouncer < 1.21).
+   * Prepare the context statement once per connection (default true, false with
+   * `contextBinding: 'pooler'`). Turn off behind a transaction-mode pooler without
+   * protocol-level prepared statements (PgBouncer < 1.21).
    */
   prepareContextStatement?: boolean;
   /** Lifetime of a context entry token, in ms (default 10 s): bounds its reuse. */
   contextTokenTtlMs?: number;
+  /**
+   * What a context entry token is bound to. `session` (default): the backend process the
+   * client connected to, so a token is worthless on any other connection. `pooler`: behind
+   * a transaction-mode pooler (PgBouncer), where the client cannot know which server
+   * process runs its transaction; tokens are then bound to their 10 s lifetime only, and the
+   * context placed in the session stays bound to the real backend and transaction. Set by
+   * `setup()` in each database. See `docs/security-model.md`.
+   */
+  contextBinding?: 'session' | 'pooler';
+  /**
+   * Connections to tenant databases (database tier), across all of them: `max` is a global
+   * budget never exceeded (default 20), `perDatabase` the most one tenant database gets
+   * (default 5), `idleTimeoutMs` (default 30 s), `acquireTimeoutMs` how long a transaction
+   * waits for a connection before `POOL_EXHAUSTED` (default 5 s).
+   */
+  tenantDatabases?: { max?: number; perDatabase?: number; idleTimeoutMs?: number; acquireTimeoutMs?: number };
   /** How the verified context is set and read; default {@link postgresDialect}. */
   dialect?: ContextDialect;
   logger?: Logger;
@@ -59,12 +82,19 @@ export interface ResolvedConfig {
   readonly roles: { readonly owner: string; readonly runtime: string };
   readonly tenantSchema: string;
   readonly migrations: readonly TenantMigration[];
-  readonly pool: { readonly max: number; readonly idleTimeoutMs: number };
+  readonly pool: { readonly max: number; readonly idleTimeoutMs: number; readonly maxUses: number };
   readonly adminPoolMax: number;
   readonly apiKeyPrefix: string | undefined;
   readonly prepareContextStatement: boolean;
   readonly leakproofFullTextSearch: boolean;
   readonly contextTokenTtlMs: number;
+  readonly contextBinding: 'session' | 'pooler';
+  readonly tenantDatabases: {
+    readonly max: number;
+    readonly perDatabase: number;
+    readonly idleTimeoutMs: number;
+    readonly acquireTimeoutMs: number;
+  };
   readonly dialect: ContextDialect;
   readonly logger: Logger | undefined;
 }
@@ -100,6 +130,17 @@ function apiKeyPrefix(value: unknown): string | undefined {
   return value;
 }
 
+function contextBinding(value: unknown): 'session' | 'pooler' {
+  if (value === undefined) return 'session';
+  if (value !== 'session' && value !== 'pooler') {
+    throw new TenantryError(
+      'CONFIG_INVALID',
+      `contextBinding must be 'session' or 'pooler', got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
 /** Validates and defaults options once; the result is frozen. */
 export function resolveConfig(options: TenantryOptions): ResolvedConfig {
   if (!options || typeof options.databaseUrl !== 'string' || options.databaseUrl === '') {
@@ -131,12 +172,26 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
     pool: Object.freeze({
       max: positiveInt(options.pool?.max, 10, 'pool.max'),
       idleTimeoutMs: positiveInt(options.pool?.idleTimeoutMs, 30_000, 'pool.idleTimeoutMs'),
+      maxUses: positiveInt(options.pool?.maxUses, 2_000, 'pool.maxUses'),
     }),
     adminPoolMax: positiveInt(options.adminPoolMax, 10, 'adminPoolMax'),
     apiKeyPrefix: apiKeyPrefix(options.apiKeyPrefix),
-    prepareContextStatement: options.prepareContextStatement ?? true,
+    // Behind a transaction-mode pooler, named statements live on server connections the
+    // client does not choose; prepare only when asked to (PgBouncer 1.21+ tracks them).
+    prepareContextStatement: options.prepareContextStatement ?? options.contextBinding !== 'pooler',
     leakproofFullTextSearch: options.leakproofFullTextSearch ?? false,
     contextTokenTtlMs: positiveInt(options.contextTokenTtlMs, 10_000, 'contextTokenTtlMs'),
+    contextBinding: contextBinding(options.contextBinding),
+    tenantDatabases: Object.freeze({
+      max: positiveInt(options.tenantDatabases?.max, 20, 'tenantDatabases.max'),
+      perDatabase: positiveInt(options.tenantDatabases?.perDatabase, 5, 'tenantDatabases.perDatabase'),
+      idleTimeoutMs: positiveInt(options.tenantDatabases?.idleTimeoutMs, 30_000, 'tenantDatabases.idleTimeoutMs'),
+      acquireTimeoutMs: positiveInt(
+        options.tenantDatabases?.acquireTimeoutMs,
+        5_000,
+        'tenantDatabases.acquireTimeoutMs',
+      ),
+    }),
     dialect: options.dialect ?? postgresDialect,
     logger: options.logger,
   });

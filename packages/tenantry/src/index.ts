@@ -70,6 +70,12 @@ export {
   type TenantRecord,
   TenantRegistry,
 } from './control/tenants.ts';
+export {
+  type PooledConnection,
+  PoolMap,
+  type PoolMapOptions,
+  type PoolMapStats,
+} from './db/pool-map.ts';
 export type { QueryResult, TenantTransaction } from './db/tenant-transaction.ts';
 export {
   CONTEXT_SCHEMA,
@@ -81,6 +87,18 @@ export {
 export { type DoctorOptions, runDoctor } from './doctor/doctor.ts';
 export { type DoctorReport, FINDINGS, type Finding, type FindingCode, type Severity } from './doctor/finding.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
+export {
+  FLEET_MAX_CONCURRENCY,
+  type FleetFailure,
+  type FleetOptions,
+  type FleetPlan,
+  type FleetReport,
+  type FleetTarget,
+} from './migrate/fleet.ts';
 export type { MigrationContext, TenantMigration } from './migrate/migration.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
+export { type Placed, Provisioner } from './tiers/provisioner.ts';
+export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
+export type { MovedTable, MoveOptions, MoveReport } from './tiers/tenant-move.ts';
+export { type WarmPoolOptions, WarmPoolRefiller } from './tiers/warm-pool.ts';

@@ -9,7 +9,8 @@ import type { ContextPurpose } from './context/context-token.ts';
 import { getTenant, type TenantContext, withTenant } from './context/tenant-context.ts';
 import { PlacementRegistry } from './control/placements.ts';
 import { listTenantTables, purgeStatements } from './control/tenant-tables.ts';
-import { contextOf, type TenantRecord, TenantRegistry } from './control/tenants.ts';
+import { contextOf, type TenantPlacer, type TenantRecord, TenantRegistry } from './control/tenants.ts';
+import { PoolMap } from './db/pool-map.ts';
 import { assertSafeRuntimeRole } from './db/runtime-guard.ts';
 import {
   currentTransaction,
@@ -22,10 +23,14 @@ import type { DoctorReport } from './doctor/finding.ts';
 import { TenantryError } from './errors/catalog.ts';
 import { TenantFilterPlugin } from './kysely/tenant-filter-plugin.ts';
 import { TenantTransactionDialect } from './kysely/transaction-driver.ts';
-import { applyMigrations, type MigrationReport } from './migrate/runner.ts';
+import { type FleetOptions, type FleetPlan, type FleetReport, migrateFleet, planFleet } from './migrate/fleet.ts';
+import { applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
 import { withSpan } from './ops/tracing.ts';
 import { KeyRing } from './secrets/keys.ts';
+import { type Placed, Provisioner } from './tiers/provisioner.ts';
+import { TenantRouter } from './tiers/router.ts';
+import { type MoveOptions, type MoveReport, TenantMover } from './tiers/tenant-move.ts';
 
 /** How a caller names a tenant: its context, its record, or its id or slug. */
 export type TenantRef = TenantContext | TenantRecord | string;
@@ -72,10 +77,16 @@ export class Tenantry<DB = unknown> {
   readonly adminPool: pg.Pool;
   /** Pool on the runtime role: tenant work only. */
   readonly runtimePool: pg.Pool;
+  /** Runtime connections to tenant databases and other placements, under one global budget. */
+  readonly poolMap: PoolMap;
+  /** Creates and removes tenant schemas and databases (warm pool, templates). */
+  readonly provisioner: Provisioner;
   readonly #keys: KeyRing;
   readonly #deps: TransactionRunnerDeps;
+  readonly #mover: TenantMover;
   #tenantTables = new Set<string>();
-  #safe: Promise<void> | undefined;
+  /** Per server: a passing runtime-role check (see `assertSafeRuntimeRole`). */
+  readonly #safe = new Map<string, Promise<void>>();
 
   private constructor(config: ResolvedConfig) {
     this.config = config;
@@ -84,15 +95,24 @@ export class Tenantry<DB = unknown> {
       connectionString: config.databaseUrl,
       max: config.adminPoolMax,
       idleTimeoutMillis: 10_000,
+      // Without it a connect to an unreachable host (or a wait for a pool slot) never ends:
+      // requests would hang instead of answering DATABASE_UNAVAILABLE.
+      connectionTimeoutMillis: 5_000,
     });
     this.runtimePool = new pg.Pool({
       connectionString: runtimeUrlFrom(config, this.#keys),
       max: config.pool.max,
       idleTimeoutMillis: config.pool.idleTimeoutMs,
+      maxUses: config.pool.maxUses,
+      connectionTimeoutMillis: 5_000, // see adminPool
     });
     for (const pool of [this.adminPool, this.runtimePool]) {
       // An idle client losing its server must not crash the process; the pool drops it.
       pool.on('error', (error) => config.logger?.warn({ err: error.message }, 'idle PostgreSQL connection failed'));
+      // A checked-out client has no listener of the pool's: a server crash mid-transaction
+      // would be an uncaught 'error' and end the process. The statement in flight fails on
+      // its own, and the pool discards a failed client when it is released.
+      pool.on('connect', (client) => client.on('error', () => {}));
     }
     const db = new Kysely<unknown>({
       dialect: new TenantTransactionDialect(),
@@ -107,25 +127,59 @@ export class Tenantry<DB = unknown> {
         }),
       ],
     });
+    this.placements = new PlacementRegistry(this.adminPool, this.#keys.key('credential-encryption'));
+    this.poolMap = new PoolMap({
+      globalMax: config.tenantDatabases.max,
+      perPoolMax: config.tenantDatabases.perDatabase,
+      idleTimeoutMs: config.tenantDatabases.idleTimeoutMs,
+      acquireTimeoutMs: config.tenantDatabases.acquireTimeoutMs,
+      onError: (error) => config.logger?.warn({ err: error.message }, 'idle tenant-database connection failed'),
+    });
+    this.provisioner = new Provisioner(this.adminPool, config, this.#keys, this.placements);
+    const router = new TenantRouter({
+      mainPool: this.runtimePool,
+      poolMap: this.poolMap,
+      placements: this.placements,
+      mainUrl: config.runtimeUrl ?? config.databaseUrl,
+      runtime: { user: config.roles.runtime, password: this.#keys.runtimePassword(config.roles.runtime) },
+      locate: async (tenantId) => {
+        const t = await this.tenants.get(tenantId);
+        return { placementId: t.placementId, database: t.databaseName };
+      },
+      ensureSafe: (server, client) => {
+        // Only a passing check is remembered: a failure (or a dropped connection during
+        // it) is checked again on the next transaction.
+        let check = this.#safe.get(server);
+        if (!check) {
+          check = assertSafeRuntimeRole(client).catch((error: unknown) => {
+            this.#safe.delete(server);
+            throw error;
+          });
+          this.#safe.set(server, check);
+        }
+        return check;
+      },
+    });
     this.#deps = {
-      pool: this.runtimePool,
+      connect: (tenant) => router.connect(tenant),
       contextKey: this.#keys.key('context-hmac'),
       dialect: config.dialect,
       tokenTtlMs: config.contextTokenTtlMs,
       prepareContextStatement: config.prepareContextStatement,
+      contextBinding: config.contextBinding,
+      sharedSchema: config.tenantSchema,
       db,
-      ensureSafe: (client) => {
-        // Only a passing check is remembered: a failure (or a dropped connection during
-        // it) is checked again on the next transaction.
-        this.#safe ??= assertSafeRuntimeRole(client).catch((error: unknown) => {
-          this.#safe = undefined;
-          throw error;
-        });
-        return this.#safe;
-      },
     };
-    this.tenants = new TenantRegistry(this.adminPool, (tenant) => this.#purge(tenant));
-    this.placements = new PlacementRegistry(this.adminPool, this.#keys.key('credential-encryption'));
+    this.tenants = new TenantRegistry(this.adminPool, (tenant) => this.#purge(tenant), this.#placer());
+    this.#mover = new TenantMover({
+      admin: this.adminPool,
+      config,
+      contextKey: this.#keys.key('context-hmac'),
+      tenants: this.tenants,
+      placements: this.placements,
+      provisioner: this.provisioner,
+      poolMap: this.poolMap,
+    });
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
     this.auth = new TokenService(this.adminPool, this.#keys, { passwords });
@@ -157,30 +211,138 @@ export class Tenantry<DB = unknown> {
     }
   }
 
-  /** Applies pending tenant-table migrations (pool tier: the shared tables). */
+  /**
+   * Applies pending tenant-table migrations to the shared tables (pool tier). Tenant
+   * schemas and databases are migrated by the fleet runner (`tenantry migrate`).
+   */
   async migrate(): Promise<MigrationReport> {
     const client = await this.adminPool.connect();
     try {
-      const report = await applyMigrations(client, {
+      await client.query('BEGIN');
+      const { migrations } = this.config;
+      const report = await applyPendingMigrations(client, {
         chain: 'tenant',
         target: 'shared',
         schema: this.config.tenantSchema,
         ownerRole: this.config.roles.owner,
         runtimeRole: this.config.roles.runtime,
         dialect: this.config.dialect,
-        migrations: this.config.migrations,
+        migrations,
+        place: '',
       });
+      await this.provisioner.ensureSharedTarget(client, migrations.length, migrations.at(-1)?.id ?? null);
+      await client.query('COMMIT');
       await this.refreshTenantTables();
       return report;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
     } finally {
       client.release();
     }
   }
 
+  /**
+   * Which targets (shared tables, tenant schemas and databases, warm schemas, templates)
+   * are behind this instance's migrations, from the control plane alone; changes nothing.
+   *
+   * @example
+   * ```ts
+   * const plan = await tenantry.planFleet();
+   * console.log(`${plan.targets.length} targets behind ${plan.version}`);
+   * ```
+   */
+  planFleet(): Promise<FleetPlan> {
+    return planFleet({
+      config: this.config,
+      admin: this.adminPool,
+      placements: this.placements,
+      provisioner: this.provisioner,
+    });
+  }
+
+  /**
+   * Brings every target to head, `concurrency` at a time, each in its own transaction;
+   * failures are recorded and reported while the others go on, and rerunning after a kill
+   * finishes the job (see `docs/migrations.md`).
+   *
+   * @example
+   * ```ts
+   * const report = await tenantry.migrateFleet({ concurrency: 8, canary: ['acme'] });
+   * if (report.failed.length > 0) process.exitCode = 1;
+   * ```
+   */
+  async migrateFleet(options: FleetOptions = {}): Promise<FleetReport> {
+    const report = await migrateFleet(
+      { config: this.config, admin: this.adminPool, placements: this.placements, provisioner: this.provisioner },
+      options,
+    );
+    if (report.migrated > 0) await this.refreshTenantTables(); // the shared tables may have changed
+    return report;
+  }
+
+  /**
+   * Moves a tenant to another tier or placement: copies its rows, verifies row counts and
+   * checksums per table, switches atomically and removes the old copy. The tenant is
+   * read-only only while its rows are copied (writes get the retryable `TENANT_MOVING`);
+   * no acknowledged write is lost or duplicated. See `docs/isolation-tiers.md`.
+   *
+   * @example
+   * ```ts
+   * const report = await tenantry.moveTenant('acme', { to: 'database' });
+   * console.log(report.frozenMs, report.tables);
+   * ```
+   */
+  moveTenant(tenant: string, options: MoveOptions): Promise<MoveReport> {
+    return this.#mover.move(tenant, options);
+  }
+
   /** Reloads which tables are tenant tables (the Kysely tenant filter uses the list). */
   async refreshTenantTables(): Promise<void> {
-    const tables = await listTenantTables(this.adminPool);
+    // The shared schema's copy is the reference: every tenant schema has the same tables.
+    const tables = await listTenantTables(this.adminPool, [this.config.tenantSchema]);
     this.#tenantTables = new Set(tables.map((t) => `${t.schema}.${t.table}`));
+  }
+
+  /** How the registry provisions a new tenant's place (see {@link Provisioner}). */
+  #placer(): TenantPlacer {
+    const defaults = { pool: 'shared', schema: 'schemas', database: 'databases' } as const;
+    type Prepared = { tier: 'pool' | 'schema' | 'database'; placementId: string; placed?: Placed };
+    return {
+      prepare: async ({ id, tier, placement, statementTimeoutMs }): Promise<Prepared> => {
+        const bad = (message: string) =>
+          new TenantryError('INVALID_INPUT', `placement: ${message}`, {
+            details: { problems: [{ path: 'placement', message }] },
+          });
+        const resolved = await this.placements.resolveByName(placement ?? defaults[tier]).catch(() => {
+          throw bad(`no placement named ${placement ?? defaults[tier]}`);
+        });
+        if (resolved.tier !== tier) throw bad(`${resolved.name} is a ${resolved.tier}-tier placement`);
+        if (tier === 'pool' && resolved.url !== undefined) throw bad('pool-tier tenants live in the main database');
+        if (tier !== 'database') return { tier, placementId: resolved.id };
+        return {
+          tier,
+          placementId: resolved.id,
+          placed: await this.provisioner.createDatabase(id, resolved, statementTimeoutMs),
+        };
+      },
+      place: async (client, tenantId, prepared) => {
+        const p = prepared as Prepared;
+        if (p.tier === 'pool')
+          return { placementId: p.placementId, schemaName: null, databaseName: null, dataHere: true };
+        if (p.tier === 'schema') {
+          return this.provisioner.placeSchema(client, tenantId, await this.placements.resolve(p.placementId));
+        }
+        const placed = p.placed as Placed;
+        await this.provisioner.activate(client, placed.targetId, tenantId);
+        return placed;
+      },
+      abort: async (prepared) => {
+        const placed = (prepared as Prepared | undefined)?.placed;
+        if (placed) await this.provisioner.dropTarget(placed.targetId);
+      },
+      changed: (tenant) => this.provisioner.syncMirror(tenant),
+    };
   }
 
   /**
@@ -213,7 +375,7 @@ export class Tenantry<DB = unknown> {
 
   async #resolve(tenant: TenantRef): Promise<TenantContext> {
     if (typeof tenant === 'string') return contextOf(await this.tenants.get(tenant));
-    if ('placementId' in tenant) return contextOf(tenant);
+    if ('createdAt' in tenant) return contextOf(tenant);
     return tenant;
   }
 
@@ -224,7 +386,13 @@ export class Tenantry<DB = unknown> {
   }
 
   async #purge(tenant: TenantRecord): Promise<Record<string, number>> {
-    const tables = await listTenantTables(this.adminPool);
+    if (tenant.tier !== 'pool') {
+      // Its own schema or database goes as a whole.
+      if (tenant.databaseName) await this.poolMap.closePool(TenantRouter.key(tenant.placementId, tenant.databaseName));
+      await this.provisioner.dropTenantTargets(tenant.id);
+      return {};
+    }
+    const tables = await listTenantTables(this.adminPool, [this.config.tenantSchema]);
     return this.runMaintenance(contextOf(tenant), async (tx) => {
       const deleted: Record<string, number> = {};
       const statements = purgeStatements(tables);
@@ -271,9 +439,9 @@ export class Tenantry<DB = unknown> {
     }
   }
 
-  /** Flushes API key usage, stops listeners and closes both pools. */
+  /** Flushes API key usage, stops listeners and closes every pool. */
   async close(): Promise<void> {
     await this.apiKeys.close();
-    await Promise.all([this.adminPool.end(), this.runtimePool.end()]);
+    await Promise.all([this.adminPool.end(), this.runtimePool.end(), this.poolMap.close()]);
   }
 }

@@ -74,6 +74,20 @@ describe('tenantry CLI', () => {
     expect(JSON.parse((await cli('tenants', 'list', '--json')).stdout).tenants).toEqual([]);
   }, 240_000); // ~20 CLI processes, each connecting and running the idempotent setup
 
+  it('tenants create --tier schema, then tenants move --to pool, with a report', async () => {
+    expect((await cli('migrate')).code).toBe(0);
+    const created = await cli('tenants', 'create', 'globex', '--tier', 'schema', '--json');
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ tier: 'schema', schemaName: expect.stringMatching(/^t_/) });
+    const moved = await cli('tenants', 'move', 'globex', '--to', 'pool');
+    expect(moved.code).toBe(0);
+    expect(moved.stdout).toMatch(/moved globex: schema\/schemas → pool\/shared in \d+ ms \(read-only for \d+ ms\)/);
+    expect(JSON.parse((await cli('tenants', 'show', 'globex', '--json')).stdout).tier).toBe('pool');
+    const bad = await cli('tenants', 'move', 'globex', '--to', 'moon');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('INVALID_INPUT');
+  }, 120_000);
+
   it('refuses to run against a real server without TENANTRY_SECRET', async () => {
     const { TENANTRY_SECRET: _, ...rest } = env;
     const saved = env;

@@ -254,6 +254,8 @@ describe('observability', () => {
     expect(text).not.toContain(itemB); // ids never become labels
     expect(text).toContain('tenantry_pool_runtime_connections{state="total"}');
     expect(text).toContain('tenantry_rate_limit_decisions_total');
+    expect(text).toMatch(/tenantry_pool_map_connections_open \d+/);
+    expect(text).toMatch(/tenantry_pool_map_waiters \d+/);
     const named = text.split('\n').filter((l) => l.startsWith('tenantry_tenant_requests_top{'));
     expect(named.length).toBeGreaterThan(0);
     expect(named.length).toBeLessThanOrEqual(10);

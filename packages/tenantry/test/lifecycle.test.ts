@@ -81,7 +81,9 @@ describe('create', () => {
     ['an unknown field', { slug: 'life-unknown', name: 'x', colour: 'red' }],
     ['an unknown limit', { slug: 'life-limit', name: 'x', limits: { maxWidgets: 3 } }],
     ['a zero statement timeout', { slug: 'life-timeout', name: 'x', limits: { statementTimeoutMs: 0 } }],
-    ['tier schema (not available yet)', { slug: 'life-schema', name: 'x', tier: 'schema' }],
+    ['an unknown tier', { slug: 'life-tier', name: 'x', tier: 'galaxy' }],
+    ['an unknown placement', { slug: 'life-place', name: 'x', tier: 'schema', placement: 'nowhere' }],
+    ['a placement of another tier', { slug: 'life-mixed', name: 'x', tier: 'schema', placement: 'shared' }],
     ['features that are not an object', { slug: 'life-features', name: 'x', features: [1, 2] }],
     ['no input at all', undefined],
   ];
@@ -98,7 +100,12 @@ describe('create', () => {
   }
 
   it('names the offending field', async () => {
-    await expect(f.tenantry.tenants.create({ slug: 'life-x', name: 'x', tier: 'schema' })).rejects.toThrow(/tier:/);
+    await expect(f.tenantry.tenants.create({ slug: 'life-x', name: 'x', tier: 'cloud' as never })).rejects.toThrow(
+      /tier:/,
+    );
+    await expect(f.tenantry.tenants.create({ slug: 'life-y', name: 'x', placement: 'nope' })).rejects.toThrow(
+      /placement:/,
+    );
     await expect(f.tenantry.tenants.create({ slug: 'NO', name: 'x' })).rejects.toThrow(/slug:/);
   });
 
@@ -289,7 +296,7 @@ describe('lifecycle transitions', () => {
         }
       });
     }
-    const tables = await listTenantTables(f.tenantry.adminPool);
+    const tables = await listTenantTables(f.tenantry.adminPool, ['public']);
     expect(tables.map((t) => t.table).sort()).toEqual(['comments', 'items']);
     const countAll = async (tenantId: string) => {
       const out: Record<string, number> = {};

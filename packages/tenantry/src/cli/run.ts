@@ -69,6 +69,17 @@ export function reportError(error: unknown): number {
   return 1;
 }
 
+/**
+ * The tenant-table chain a CLI command works with: the module given with `--migrations`,
+ * else the reference server's own tables (what `npm start` creates), so that `migrate`,
+ * `tenants create` and `tenants move` agree with the server they operate.
+ */
+export async function cliMigrations(path: string | undefined): Promise<TenantMigration[]> {
+  if (path) return loadMigrations(path);
+  const { itemsMigrations } = await import('../example/items.ts');
+  return [...itemsMigrations];
+}
+
 /** Loads tenant migrations from a module exporting `migrations` (or a default array). */
 export async function loadMigrations(path: string | undefined): Promise<TenantMigration[]> {
   if (!path) return [];

@@ -19,6 +19,10 @@ export interface TenantContext {
   readonly tier: IsolationTier;
   readonly plan: string;
   readonly status: TenantStatus;
+  /** The placement holding its rows (routing); looked up when absent. */
+  readonly placementId?: string | undefined;
+  /** Its own database (database tier), on its placement's server. */
+  readonly database?: string | null | undefined;
   /** Correlation id of the request or job doing the work, when there is one. */
   readonly requestId?: string | undefined;
 }

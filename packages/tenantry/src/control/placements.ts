@@ -20,6 +20,11 @@ export interface PlacementRecord {
   readonly createdAt: Date;
 }
 
+/** A placement with its decrypted connection URL (`undefined`: the main database). Internal use only. */
+export interface ResolvedPlacement extends PlacementRecord {
+  readonly url: string | undefined;
+}
+
 /** Input of {@link PlacementRegistry.create}. */
 export const CreatePlacementInput = z
   .object({
@@ -67,6 +72,8 @@ function toRecord(row: PlacementRow): PlacementRecord {
 export class PlacementRegistry {
   readonly #pool: Pool;
   readonly #key: Buffer;
+  /** Placements never change once created: their decrypted form is kept for routing. */
+  readonly #resolved = new Map<string, Promise<ResolvedPlacement>>();
 
   /** @internal Built by `Tenantry`. */
   constructor(pool: Pool, key: Buffer) {
@@ -115,6 +122,34 @@ export class PlacementRegistry {
     const { rows } = await this.#pool.query<PlacementRow>('SELECT * FROM tenantry.placements WHERE name = $1', [name]);
     if (!rows[0]) throw new TenantryError('NOT_FOUND', 'no such placement');
     return toRecord(rows[0]);
+  }
+
+  /**
+   * A placement by id, with its decrypted connection URL (`undefined`: the main database),
+   * cached for routing. Throws `NOT_FOUND`.
+   */
+  resolve(id: string): Promise<ResolvedPlacement> {
+    let found = this.#resolved.get(id);
+    if (!found) {
+      found = this.#pool
+        .query<PlacementRow>('SELECT * FROM tenantry.placements WHERE id = $1', [id])
+        .then(({ rows }) => {
+          const row = rows[0];
+          if (!row) throw new TenantryError('NOT_FOUND', 'no such placement');
+          const url = row.credentials
+            ? (JSON.parse(open(this.#key, row.credentials, row.id)) as { url: string }).url
+            : undefined;
+          return Object.freeze({ ...toRecord(row), url });
+        });
+      found.catch(() => this.#resolved.delete(id));
+      this.#resolved.set(id, found);
+    }
+    return found;
+  }
+
+  /** Like {@link resolve}, by name. */
+  async resolveByName(name: string): Promise<ResolvedPlacement> {
+    return this.resolve((await this.get(name)).id);
   }
 
   /** The decrypted connection URL of a placement, or `undefined` for the main database. */

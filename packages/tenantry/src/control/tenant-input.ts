@@ -31,13 +31,12 @@ export const CreateTenantInput = z
       .string()
       .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens, 1-63 characters'),
     name: z.string().trim().min(1).max(200),
-    tier: z
-      .enum(['pool', 'schema', 'database'])
-      .default('pool')
-      .refine(
-        (t) => t === 'pool',
-        'only the pool tier is available in this version (schema and database tiers are planned)',
-      ),
+    tier: z.enum(['pool', 'schema', 'database']).default('pool'),
+    /** Placement name; default `shared`, `schemas` or `databases` by tier. */
+    placement: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/)
+      .optional(),
     plan: z.string().min(1).max(100).default('free'),
     limits: LimitsInput.default({}),
     features: jsonObject.default({}),

@@ -9,19 +9,23 @@ export interface TenantTableRef {
 }
 
 /**
- * The tenant tables of a database (those with Tenantry's isolation policy), ordered so
+ * The tenant tables of a database (those with Tenantry's isolation policy; of `schemas`
+ * only, when given: a database with thousands of tenant schemas has as many copies), ordered so
  * that a table comes before every table it references: deleting in this order never
  * trips a foreign key.
  */
-export async function listTenantTables(client: Pool | ClientBase): Promise<TenantTableRef[]> {
+export async function listTenantTables(
+  client: Pool | ClientBase,
+  schemas?: readonly string[],
+): Promise<TenantTableRef[]> {
   const { rows: tables } = await client.query<{ oid: number; schema: string; table: string }>(
     `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS table
        FROM pg_policy p
        JOIN pg_class c ON c.oid = p.polrelid
        JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE p.polname = $1
+      WHERE p.polname = $1 AND ($2::text[] IS NULL OR n.nspname = ANY($2))
       ORDER BY n.nspname, c.relname`,
-    [POLICY_NAME],
+    [POLICY_NAME, schemas ? [...schemas] : null],
   );
   const { rows: edges } = await client.query<{ child: number; parent: number }>(
     `SELECT conrelid::int AS child, confrelid::int AS parent FROM pg_constraint

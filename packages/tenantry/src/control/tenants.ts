@@ -1,4 +1,5 @@
-import type { Pool } from 'pg';
+import { randomUUID } from 'node:crypto';
+import type { ClientBase, Pool } from 'pg';
 import type { IsolationTier, TenantContext, TenantStatus } from '../context/tenant-context.ts';
 import { inTransaction } from '../db/admin-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
@@ -15,6 +16,12 @@ export interface TenantRecord {
   readonly status: TenantStatus;
   readonly tier: IsolationTier;
   readonly placementId: string;
+  /** Schema of a schema-tier tenant's tables. */
+  readonly schemaName: string | null;
+  /** Database of a database-tier tenant, on its placement's server. */
+  readonly databaseName: string | null;
+  /** True while the tenant is read-only for a move between placements. */
+  readonly frozen: boolean;
   readonly plan: string;
   readonly limits: {
     readonly maxUsers: number | null;
@@ -47,6 +54,9 @@ interface TenantRow {
   status: TenantStatus;
   tier: IsolationTier;
   placement_id: string;
+  schema_name: string | null;
+  database_name: string | null;
+  frozen: boolean;
   plan: string;
   max_users: number | null;
   max_storage_mb: number | null;
@@ -80,6 +90,9 @@ function toRecord(row: TenantRow): TenantRecord {
     status: row.status,
     tier: row.tier,
     placementId: row.placement_id,
+    schemaName: row.schema_name,
+    databaseName: row.database_name,
+    frozen: row.frozen,
     plan: row.plan,
     limits: Object.freeze({
       maxUsers: row.max_users,
@@ -96,7 +109,43 @@ function toRecord(row: TenantRow): TenantRecord {
 
 /** The {@link TenantContext} for a tenant record (what enters `withTenant`). */
 export function contextOf(tenant: TenantRecord, requestId?: string): TenantContext {
-  return { id: tenant.id, slug: tenant.slug, tier: tenant.tier, plan: tenant.plan, status: tenant.status, requestId };
+  return {
+    id: tenant.id,
+    slug: tenant.slug,
+    tier: tenant.tier,
+    plan: tenant.plan,
+    status: tenant.status,
+    placementId: tenant.placementId,
+    database: tenant.databaseName,
+    requestId,
+  };
+}
+
+/** Where a new tenant's rows went (what {@link TenantPlacer} reports). */
+export interface TenantPlacement {
+  readonly placementId: string;
+  readonly schemaName: string | null;
+  readonly databaseName: string | null;
+  /** Whether its rows are in the main database. */
+  readonly dataHere: boolean;
+}
+
+/**
+ * Provisions the place a new tenant's rows live in (implemented by the tiers module):
+ * `prepare` runs before the tenant's transaction (a database cannot be created inside
+ * one), `place` inside it, `abort` undoes `prepare` when the transaction fails.
+ */
+export interface TenantPlacer {
+  prepare(tenant: {
+    id: string;
+    tier: IsolationTier;
+    placement?: string | undefined;
+    statementTimeoutMs: number;
+  }): Promise<unknown>;
+  place(client: ClientBase, tenantId: string, prepared: unknown): Promise<TenantPlacement>;
+  abort(prepared: unknown): Promise<void>;
+  /** After a committed change of status or limits: copies them where the rows live. */
+  changed?(tenant: TenantRecord): Promise<void>;
 }
 
 /** Which statuses each transition may start from, and where it goes. */
@@ -114,29 +163,63 @@ const TRANSITIONS = {
 export class TenantRegistry {
   readonly #pool: Pool;
   readonly #purge: (tenant: TenantRecord) => Promise<Record<string, number>>;
+  readonly #placer: TenantPlacer;
 
-  /** @internal Built by `Tenantry`; `purge` deletes the tenant's rows from every tenant table. */
-  constructor(pool: Pool, purge: (tenant: TenantRecord) => Promise<Record<string, number>>) {
+  /**
+   * @internal Built by `Tenantry`; `purge` deletes the tenant's rows (or drops its schema or
+   * database), `placer` provisions where a new tenant's rows live.
+   */
+  constructor(pool: Pool, purge: (tenant: TenantRecord) => Promise<Record<string, number>>, placer: TenantPlacer) {
     this.#pool = pool;
     this.#purge = purge;
+    this.#placer = placer;
   }
 
   /**
-   * Provisions a tenant (active, at the shared placement for the pool tier).
+   * Provisions a tenant, active, in its tier: shared tables (`pool`, the default), a schema
+   * of its own (`schema`: a warm one is claimed when available) or a database of its own
+   * (`database`: copied from the placement's template). Either everything is created or
+   * nothing is.
    *
    * @example
    * ```ts
    * const acme = await tenantry.tenants.create({ slug: 'acme', name: 'Acme Inc.', plan: 'pro' });
+   * const bank = await tenantry.tenants.create({ slug: 'bank', name: 'Bank', tier: 'database' });
    * ```
    */
   async create(input: CreateTenantInput, options: ActorOption = {}): Promise<TenantRecord> {
     const data = parseInput(CreateTenantInput, input);
+    // Cheap check first: a taken slug must not cost a database.
+    const taken = await this.#pool.query('SELECT 1 FROM tenantry.tenants WHERE slug = $1', [data.slug]);
+    if (taken.rowCount) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
+    const id = randomUUID();
+    const prepared = await this.#placer.prepare({
+      id,
+      tier: data.tier,
+      placement: data.placement,
+      statementTimeoutMs: data.limits.statementTimeoutMs ?? 30_000,
+    });
+    try {
+      return await this.#insert(id, data, prepared, options);
+    } catch (error) {
+      await this.#placer.abort(prepared).catch(() => {});
+      throw error;
+    }
+  }
+
+  async #insert(
+    id: string,
+    data: ReturnType<typeof CreateTenantInput.parse>,
+    prepared: unknown,
+    options: ActorOption,
+  ): Promise<TenantRecord> {
     return inTransaction(this.#pool, async (client) => {
+      const placed = await this.#placer.place(client, id, prepared);
       const { rows } = await client.query<TenantRow>(
         `INSERT INTO tenantry.tenants
-           (slug, name, tier, placement_id, plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
-         SELECT $1, $2, $3, p.id, $4, $5, $6, coalesce($7, 30000), $8, $9
-           FROM tenantry.placements p WHERE p.name = 'shared'
+           (id, slug, name, tier, placement_id, schema_name, database_name, data_here,
+            plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
+         VALUES ($10, $1, $2, $3, $11, $12, $13, $14, $4, $5, $6, coalesce($7, 30000), $8, $9)
          ON CONFLICT (slug) DO NOTHING
          RETURNING *`,
         [
@@ -149,6 +232,11 @@ export class TenantRegistry {
           data.limits.statementTimeoutMs ?? null,
           JSON.stringify(data.features),
           JSON.stringify(data.settings),
+          id,
+          placed.placementId,
+          placed.schemaName,
+          placed.databaseName,
+          placed.dataHere,
         ],
       );
       const row = rows[0];
@@ -219,7 +307,7 @@ export class TenantRegistry {
     const data = parseInput(UpdateTenantInput, input);
     if (Object.keys(data).length === 0) throw new TenantryError('INVALID_INPUT', 'nothing to update');
     const current = await this.get(idOrSlug);
-    return inTransaction(this.#pool, async (client) => {
+    const updated = await inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<TenantRow>(
         `UPDATE tenantry.tenants SET
            name = coalesce($2, name), plan = coalesce($3, plan),
@@ -253,12 +341,14 @@ export class TenantRegistry {
       });
       return toRecord(row);
     });
+    await this.#placer.changed?.(updated);
+    return updated;
   }
 
   async #transition(idOrSlug: string, kind: keyof typeof TRANSITIONS, options: ActorOption): Promise<TenantRecord> {
     const current = await this.get(idOrSlug);
     const rule = TRANSITIONS[kind];
-    return inTransaction(this.#pool, async (client) => {
+    const changed = await inTransaction(this.#pool, async (client) => {
       const { rows } = await client.query<TenantRow>(
         `UPDATE tenantry.tenants SET status = $2, status_changed_at = now(), updated_at = now()
           WHERE id = $1 AND status = ANY($3) RETURNING *`,
@@ -279,6 +369,8 @@ export class TenantRegistry {
       });
       return toRecord(row);
     });
+    await this.#placer.changed?.(changed);
+    return changed;
   }
 
   /** Suspends an active tenant: its tenant work is refused with `TENANT_SUSPENDED` until resumed. */

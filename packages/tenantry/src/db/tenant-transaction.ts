@@ -1,7 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
-import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import type { ClientBase, QueryResultRow } from 'pg';
 import type { ContextPurpose } from '../context/context-token.ts';
 import { mintContextToken } from '../context/context-token.ts';
 import type { TenantContext } from '../context/tenant-context.ts';
@@ -56,26 +57,45 @@ export function currentTransaction(): ActiveTransaction | undefined {
  */
 const PREPARED = Symbol('tenantry.preparedEnter');
 let preparedSerial = 0;
-type PreparingClient = PoolClient & { [PREPARED]?: string };
+/**
+ * Per process: behind a pooler that forwards named statements (PgBouncer < 1.21 in
+ * transaction mode), two processes sharing a server connection must not pick the same name.
+ */
+const PREPARED_PREFIX = `tenantry_enter_${randomBytes(4).toString('hex')}_`;
+type PreparingClient = ClientBase & { [PREPARED]?: string };
 
 /** The server process id pg learnt at connect time (BackendKeyData). */
-function backendPid(client: PoolClient): number {
+function backendPid(client: ClientBase): number {
   const pid = (client as unknown as { processID?: unknown }).processID;
   if (typeof pid !== 'number') throw new TenantryError('INTERNAL', 'the pg client did not report its backend pid');
   return pid;
 }
 
+/** A runtime-role connection lent for one tenant transaction. */
+export interface TenantConnection {
+  readonly client: ClientBase;
+  /** Gives the connection back; with an error, it is destroyed instead of reused. */
+  release(discard?: Error): void;
+}
+
 /** What the runner needs from its owner: no `Tenantry` import, so no cycle. */
 export interface TransactionRunnerDeps {
-  readonly pool: Pool;
+  /**
+   * A runtime-role connection to where `tenant`'s rows live (the shared pool, the database
+   * of its schema, or its own database through the pool map), already checked to be unable
+   * to bypass RLS.
+   */
+  readonly connect: (tenant: TenantContext) => Promise<TenantConnection>;
   readonly contextKey: Buffer;
   readonly dialect: ContextDialect;
   readonly tokenTtlMs: number;
   readonly db: Kysely<unknown>;
-  /** Resolves once the runtime role is known to be unable to bypass RLS. */
-  readonly ensureSafe: (client: PoolClient) => Promise<void>;
   /** Prepare the context statement once per connection (off behind poolers without prepared-statement support). */
   readonly prepareContextStatement: boolean;
+  /** `pooler`: tokens carry pid 0, for a transaction-mode pooler (see `contextBinding`). */
+  readonly contextBinding: 'session' | 'pooler';
+  /** Schema of the shared tables: `search_path` of pool- and database-tier transactions. */
+  readonly sharedSchema: string;
 }
 
 /**
@@ -99,7 +119,8 @@ export async function runTenantTransaction<T, DB>(
     // Known before any round trip; a stale 'active' is caught by PostgreSQL at BEGIN.
     throw new TenantryError(tenant.status === 'suspended' ? 'TENANT_SUSPENDED' : 'TENANT_NOT_ACTIVE');
   }
-  const client = (await deps.pool.connect()) as PreparingClient;
+  const connection = await deps.connect(tenant);
+  const client = connection.client as PreparingClient;
   let discard: Error | undefined;
   /** The opening pipeline, once the first statement was issued. */
   let begun: Promise<pg.QueryResult> | undefined;
@@ -116,15 +137,15 @@ export async function runTenantTransaction<T, DB>(
         deps.contextKey,
         purpose,
         tenant.id,
-        backendPid(client),
+        deps.contextBinding === 'pooler' ? 0 : backendPid(client),
         Date.now() + deps.tokenTtlMs,
       );
       const prepared = deps.prepareContextStatement ? client[PREPARED] : undefined;
-      const name = deps.prepareContextStatement ? (prepared ?? `tenantry_enter_${++preparedSerial}`) : undefined;
+      const name = deps.prepareContextStatement ? (prepared ?? `${PREPARED_PREFIX}${++preparedSerial}`) : undefined;
       try {
         const { result } = await pipelinedBegin(client, {
           begin: 'BEGIN',
-          enter: { text: deps.dialect.enterSql, values: [token], ...(name ? { name } : {}) },
+          enter: { text: deps.dialect.enterSql, values: [token, deps.sharedSchema], ...(name ? { name } : {}) },
           parseEnter: prepared === undefined,
           statement: first,
         });
@@ -141,8 +162,10 @@ export async function runTenantTransaction<T, DB>(
         }
         client[PREPARED] = undefined;
         await rollback();
-        // The prepared statement vanished from the session (e.g. DISCARD ALL): prepare again, once.
-        if ((error as { code?: string }).code === '26000' && attempt === 0 && !discard) continue;
+        // The prepared statement vanished from the session (e.g. DISCARD ALL), or a pooler
+        // handed us a server connection that already has the name: prepare again, once.
+        const code = (error as { code?: string }).code;
+        if ((code === '26000' || code === '42P05') && attempt === 0 && !discard) continue;
         throw error;
       }
     }
@@ -172,7 +195,6 @@ export async function runTenantTransaction<T, DB>(
     },
   };
   try {
-    await deps.ensureSafe(client);
     const tx: TenantTransaction<DB> = {
       tenant,
       db: deps.db as Kysely<DB>,
@@ -206,6 +228,6 @@ export async function runTenantTransaction<T, DB>(
     }
     return result;
   } finally {
-    client.release(discard);
+    connection.release(discard);
   }
 }

@@ -6,19 +6,29 @@
  */
 export interface ContextDialect {
   readonly name: string;
-  /** Statement run right after `BEGIN`, in the same round trip; `$1` is the signed entry token. */
+  /**
+   * Statement run right after `BEGIN`, in the same round trip; `$1` is the signed entry
+   * token, `$2` the schema of the shared tables. It also sets `search_path`,
+   * transaction-locally and for every tier: to the schema `enter()` returns for a
+   * schema-tier tenant, else to `$2`; `pg_temp` last. Setting it every time means neither a
+   * session-level `SET search_path` nor a temporary table that injected SQL left on a
+   * pooled connection can redirect the next tenant's statements.
+   */
   readonly enterSql: string;
   /** SQL expression for the verified current tenant id; used by column defaults. */
   readonly currentTenantExpression: string;
   /**
    * The boolean a policy uses, for `USING` and `WITH CHECK`. Wrapped in a sub-select so
    * PostgreSQL evaluates it once per statement (an InitPlan) and indexes led by
-   * `tenant_id` stay usable.
+   * `tenant_id` stay usable. `place` binds the policy to one copy of the tables: the schema
+   * of a schema-tier copy, `''` for the shared tables and tenant databases; a tenant whose
+   * rows live elsewhere then sees nothing there and cannot write there. Without it, any
+   * verified tenant matches (what `doctor` suggests for tables it did not create).
    */
-  policyPredicate(column: string): string;
+  policyPredicate(column: string, place?: string): string;
 }
 
-/** Schema holding the only two functions the runtime role may call. */
+/** Schema holding the only functions the runtime role may call. */
 export const CONTEXT_SCHEMA = 'tenantry_context';
 
 /** Name of the custom setting that carries the verified context inside a transaction. */
@@ -30,9 +40,12 @@ export const POLICY_NAME = 'tenant_isolation';
 /** Plain PostgreSQL (13+): `set_config(…, true)` from a SECURITY DEFINER function. */
 export const postgresDialect: ContextDialect = Object.freeze({
   name: 'postgres',
-  enterSql: `SELECT ${CONTEXT_SCHEMA}.enter($1) AS tenant_id`,
+  enterSql: `SELECT set_config('search_path', coalesce(s, quote_ident($2)) || ', pg_temp', true) FROM ${CONTEXT_SCHEMA}.enter($1) AS s`,
   currentTenantExpression: `${CONTEXT_SCHEMA}.current_tenant_id()`,
-  policyPredicate(column: string): string {
-    return `${column} = (SELECT ${CONTEXT_SCHEMA}.current_tenant_id())`;
+  policyPredicate(column: string, place?: string): string {
+    if (place === undefined) return `${column} = (SELECT ${CONTEXT_SCHEMA}.current_tenant_id())`;
+    // The tenant only where this copy is its own: schema names are plain identifiers, and
+    // quote_literal's rule is applied here so a stray quote could never end the literal.
+    return `${column} = (SELECT ${CONTEXT_SCHEMA}.current_tenant_id_in('${place.replaceAll("'", "''")}'))`;
   },
 });

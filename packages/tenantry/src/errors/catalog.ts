@@ -44,6 +44,10 @@ export const ERRORS = {
   STATEMENT_TIMEOUT: { status: 503, message: "The statement exceeded the tenant plan's statement timeout" },
   NOT_FOUND: { status: 404, message: 'Not found' },
   NOT_READY: { status: 503, message: 'Not ready: a dependency is unreachable' },
+  DATABASE_UNAVAILABLE: {
+    status: 503,
+    message: 'PostgreSQL is unreachable or restarting: retry later (a write may or may not have committed)',
+  },
   UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials' },
   FORBIDDEN: { status: 403, message: 'Not allowed' },
   QUOTA_EXCEEDED: { status: 409, message: "The tenant's plan quota would be exceeded" },
@@ -53,7 +57,19 @@ export const ERRORS = {
     status: 500,
     message: 'The tenant transaction was aborted by an earlier error and rolled back; nothing was committed',
   },
+  TENANT_MOVING: {
+    status: 503,
+    message: 'The tenant is read-only for a moment while it is moved between placements; retry shortly',
+  },
+  TENANT_MOVED: {
+    status: 503,
+    message: "The tenant's data moved to another placement during this request; retry",
+  },
+  PROVISIONING_FAILED: { status: 500, message: "A tenant's schema or database could not be provisioned" },
   INTERNAL: { status: 500, message: 'Internal error' },
+  POOL_EXHAUSTED: { status: 503, message: 'The database connection budget is exhausted; retry shortly' },
+  POOL_CONNECT_FAILED: { status: 503, message: 'Could not open a connection to the tenant database' },
+  POOL_CLOSED: { status: 503, message: 'The tenant database pools are closed (shutting down)' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

@@ -1,4 +1,5 @@
 import { ERRORS, type ErrorCode, TenantryError } from '../errors/catalog.ts';
+import { isConnectionFailure } from '../errors/sqlstate.ts';
 
 /** An RFC 9457 problem details body, with Tenantry's stable `code` and the request id. */
 export interface ProblemDetails {
@@ -16,7 +17,8 @@ export const PROBLEM_JSON = 'application/problem+json';
 
 /**
  * Converts any error into problem details at the HTTP edge. A {@link TenantryError} keeps
- * its code, status and message; anything else becomes a generic 500 — no stack trace, no
+ * its code, status and message; a lost or refused PostgreSQL connection becomes
+ * `DATABASE_UNAVAILABLE` (503); anything else becomes a generic 500 — no stack trace, no
  * driver message (it could name another tenant's row) ever leaves the server.
  */
 export function toProblem(error: unknown, requestId?: string): ProblemDetails {
@@ -42,6 +44,12 @@ export function toProblem(error: unknown, requestId?: string): ProblemDetails {
       code: status === 404 ? 'NOT_FOUND' : 'INVALID_INPUT',
       ...(requestId ? { requestId } : {}),
     };
+  }
+  if (isConnectionFailure(error)) {
+    // Raised outside a tenant transaction (API key or tenant lookup on the admin pool, a
+    // pool connect): the same 503 as inside one, so clients see one code for an outage.
+    // Checked after the framework's 4xx: a client that hung up mid-body is no outage.
+    return toProblem(new TenantryError('DATABASE_UNAVAILABLE'), requestId);
   }
   return {
     type: 'https://tenantry.dev/errors/INTERNAL',

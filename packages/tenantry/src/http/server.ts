@@ -20,6 +20,7 @@ import { TenantCache } from '../identify/tenant-cache.ts';
 import { registerMetrics } from '../ops/metrics.ts';
 import { registerTracing } from '../ops/tracing.ts';
 import type { Tenantry } from '../tenantry.ts';
+import { WarmPoolRefiller } from '../tiers/warm-pool.ts';
 import type { Authenticator } from './authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from './authenticators.ts';
 import { findUnstorableInput } from './input-guard.ts';
@@ -57,6 +58,8 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /** Milliseconds a tenant lookup may be served from cache (default 5000; invalidated on change). */
   tenantCacheTtlMs?: number;
+  /** Warm schemas kept waiting for new schema-tier tenants, refilled in the background (default 0: none). */
+  warmSchemas?: number;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -212,6 +215,14 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     .start()
     .catch((error: unknown) => app.log.warn({ err: error }, 'tenant change feed unavailable; cache TTL only'));
   app.addHook('onClose', async () => feed.close());
+  if (options.warmSchemas) {
+    const refiller = new WarmPoolRefiller(tenantry.provisioner, {
+      size: options.warmSchemas,
+      logger: tenantry.config.logger,
+    });
+    refiller.start();
+    app.addHook('onClose', () => refiller.stop());
+  }
 
   await app.register(tenantryPlugin, {
     tenantry,

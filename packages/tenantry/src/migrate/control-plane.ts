@@ -3,20 +3,16 @@ import { usersMigration } from '../auth/users-migration.ts';
 import { CONTEXT_SCHEMA, CONTEXT_SETTING } from '../dialect/context-dialect.ts';
 import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
 import { quoteIdent } from '../schema/sql.ts';
+import { HMAC_SQL } from './context-functions.ts';
 import type { TenantMigration } from './migration.ts';
-
-/**
- * HMAC-SHA256 over `msg` with the key in `tenantry.context_key`, computed with the
- * built-in `sha256()` (no extension needed, works wherever PostgreSQL 11+ does).
- */
-const HMAC_SQL = (msg: string) => `encode(sha256(k.opad || sha256(k.ipad || convert_to(${msg}, 'UTF8'))), 'hex')`;
+import { tiersMigration } from './tiers-migration.ts';
 
 /**
  * The control plane's own chain (schema `tenantry`). Runs as the owner role. The
  * runtime role is granted nothing here except EXECUTE on the two context functions.
  */
 export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
-  return [...coreMigrations(runtimeRole), apiKeysMigration, usersMigration];
+  return [...coreMigrations(runtimeRole), apiKeysMigration, usersMigration, tiersMigration(runtimeRole)];
 }
 
 function coreMigrations(runtimeRole: string): TenantMigration[] {

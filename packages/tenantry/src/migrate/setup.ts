@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { ClientBase } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
 import { CONTEXT_SCHEMA } from '../dialect/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
@@ -6,10 +6,11 @@ import { quoteIdent, quoteLiteral } from '../schema/sql.ts';
 import { hmacPads, type KeyRing } from '../secrets/keys.ts';
 import { controlPlaneMigrations } from './control-plane.ts';
 import { applyMigrations, type MigrationReport } from './runner.ts';
+import { satelliteMigrations } from './tiers-migration.ts';
 
 const DUPLICATE = new Set(['42710', '23505']);
 
-async function createRoleIfMissing(client: PoolClient, name: string, attributes: string): Promise<void> {
+async function createRoleIfMissing(client: ClientBase, name: string, attributes: string): Promise<void> {
   const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
   if (rowCount) return;
   try {
@@ -25,11 +26,16 @@ async function createRoleIfMissing(client: PoolClient, name: string, attributes:
  * the owner role (owns tables, runs DDL), the runtime role (LOGIN, NOSUPERUSER,
  * NOBYPASSRLS, owns nothing, cannot read the control plane), the `tenantry` and
  * `tenantry_context` schemas, the control-plane migrations, and the context HMAC key.
+ *
+ * `kind: 'satellite'` sets up a database that holds tenant rows but not the control
+ * plane (a tenant database, a template, a database of tenant schemas): the same roles,
+ * schemas, context functions and key, plus a mirror of its tenants' rows.
  */
 export async function setupDatabase(
-  client: PoolClient,
+  client: ClientBase,
   config: ResolvedConfig,
   keys: KeyRing,
+  kind: 'main' | 'satellite' = 'main',
 ): Promise<MigrationReport> {
   const { owner, runtime } = config.roles;
   const o = quoteIdent(owner);
@@ -54,7 +60,13 @@ export async function setupDatabase(
   );
   if (!me.su) await client.query(`GRANT ${o} TO CURRENT_USER`);
   const db = quoteIdent(me.db);
-  await client.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${db} TO ${r}`);
+  // No temporary objects for the runtime role: a temp table survives the transaction on a
+  // pooled connection and could shadow or collect the next tenant's rows. TEMPORARY is a
+  // PUBLIC default, so it is revoked from PUBLIC (the owner keeps it for migrations).
+  await client.query(`REVOKE TEMPORARY ON DATABASE ${db} FROM PUBLIC`);
+  await client.query(`REVOKE TEMPORARY ON DATABASE ${db} FROM ${r}`);
+  await client.query(`GRANT CONNECT ON DATABASE ${db} TO ${r}`);
+  await client.query(`GRANT TEMPORARY ON DATABASE ${db} TO ${o}`);
   await client.query(`GRANT CREATE ON DATABASE ${db} TO ${o}`);
   for (const schema of ['tenantry', CONTEXT_SCHEMA]) {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)} AUTHORIZATION ${o}`);
@@ -75,13 +87,13 @@ export async function setupDatabase(
     )`);
   await client.query(`ALTER TABLE tenantry.migrations OWNER TO ${o}`);
   const report = await applyMigrations(client, {
-    chain: 'control',
+    chain: kind === 'main' ? 'control' : 'satellite',
     target: 'main',
     schema: 'tenantry',
     ownerRole: owner,
     runtimeRole: runtime,
     dialect: config.dialect,
-    migrations: controlPlaneMigrations(runtime),
+    migrations: kind === 'main' ? controlPlaneMigrations(runtime) : satelliteMigrations(runtime),
   });
   if (config.leakproofFullTextSearch) {
     if (!me.su) {
@@ -96,10 +108,12 @@ export async function setupDatabase(
   }
   const { ipad, opad } = hmacPads(keys.key('context-hmac'));
   await client.query(
-    `INSERT INTO tenantry.context_key (id, ipad, opad) VALUES (1, $1, $2)
-     ON CONFLICT (id) DO UPDATE SET ipad = EXCLUDED.ipad, opad = EXCLUDED.opad, updated_at = now()
-     WHERE (tenantry.context_key.ipad, tenantry.context_key.opad) IS DISTINCT FROM (EXCLUDED.ipad, EXCLUDED.opad)`,
-    [ipad, opad],
+    `INSERT INTO tenantry.context_key (id, ipad, opad, allow_unbound) VALUES (1, $1, $2, $3)
+     ON CONFLICT (id) DO UPDATE
+       SET ipad = EXCLUDED.ipad, opad = EXCLUDED.opad, allow_unbound = EXCLUDED.allow_unbound, updated_at = now()
+     WHERE (tenantry.context_key.ipad, tenantry.context_key.opad, tenantry.context_key.allow_unbound)
+       IS DISTINCT FROM (EXCLUDED.ipad, EXCLUDED.opad, EXCLUDED.allow_unbound)`,
+    [ipad, opad, config.contextBinding === 'pooler'],
   );
   return report;
 }

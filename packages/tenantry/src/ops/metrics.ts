@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolMap, PoolMapStats } from '../db/pool-map.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { TopTenants } from './top-tenants.ts';
 
@@ -16,6 +17,7 @@ export function registerMetrics(
 ): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tenantry_process_' });
+  registerPoolMapMetrics(registry, tenantry.poolMap);
   const requests = new Counter({
     name: 'tenantry_http_requests_total',
     help: 'HTTP requests by route template, method and status',
@@ -70,4 +72,47 @@ export function registerMetrics(
     return reply.type(merged.contentType).send(await merged.metrics());
   });
   return registry;
+}
+
+/**
+ * Gauges of a database-tier {@link PoolMap} on `registry`, read from its `stats()` at each
+ * scrape: pools open, connections open (every slot of the global budget taken, including
+ * connections still connecting or closing), connections in use, waiters, and evictions.
+ * Keys (tenants) are never labels: there can be thousands.
+ *
+ * `tenantry_pool_map_evictions_total` only ever grows, like a counter; it is a gauge
+ * because its value is the map's own running total, set at each scrape.
+ *
+ * @example
+ * ```ts
+ * const registry = registerMetrics(app, tenantry);
+ * registerPoolMapMetrics(registry, poolMap);
+ * ```
+ */
+export function registerPoolMapMetrics(registry: Registry, poolMap: Pick<PoolMap, 'stats'>): void {
+  const gauges: readonly [string, string, keyof PoolMapStats][] = [
+    ['tenantry_pool_map_pools_open', 'Tenant database pools open in the pool map', 'poolsOpen'],
+    [
+      'tenantry_pool_map_connections_open',
+      'Connections of the pool map holding a slot of its global budget (connecting, idle, in use or closing)',
+      'connectionsOpen',
+    ],
+    ['tenantry_pool_map_connections_in_use', 'Connections of the pool map borrowed by requests', 'connectionsInUse'],
+    ['tenantry_pool_map_waiters', 'Requests waiting for a slot of the pool map budget', 'waiters'],
+    [
+      'tenantry_pool_map_evictions_total',
+      'Idle connections the pool map closed so another tenant database could have their slot',
+      'evictions',
+    ],
+  ];
+  for (const [name, help, stat] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(poolMap.stats()[stat]);
+      },
+    });
+  }
 }

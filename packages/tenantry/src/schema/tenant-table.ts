@@ -51,6 +51,12 @@ export interface TenantTableOptions {
   readonly runtimeRole: string;
   readonly dialect?: ContextDialect;
   readonly tenantColumn?: string;
+  /**
+   * The copy of the tables this one belongs to (see `ContextDialect.policyPredicate`): the
+   * schema of a schema-tier copy, `''` for shared tables and tenant databases. Set by the
+   * migration runner; omitted, the policy accepts any verified tenant.
+   */
+  readonly place?: string;
 }
 
 const PLAIN_COLUMN = /^([a-z_][a-z0-9_$]*)((?:\s+(?:asc|desc))?(?:\s+nulls\s+(?:first|last))?)$/i;
@@ -186,7 +192,7 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
       `CREATE ${index.unique ? 'UNIQUE ' : ''}INDEX ${quoteIdent(indexName)} ON ${target} USING ${using} (${t}, ${elements.join(', ')})${include}${where}`,
     );
   }
-  const predicate = dialect.policyPredicate(t);
+  const predicate = dialect.policyPredicate(t, options.place);
   return [
     ...[...extensions].map((e) => `CREATE EXTENSION IF NOT EXISTS ${e}`),
     `CREATE TABLE ${target} (\n  ${lines.join(',\n  ')}\n)`,

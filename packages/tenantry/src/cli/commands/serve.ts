@@ -54,9 +54,18 @@ export function registerServe(program: Command): void {
     .option('-p, --port <port>', 'port to listen on (env PORT)', process.env.PORT ?? '3000')
     .option('--host <host>', 'interface to bind', process.env.HOST ?? '127.0.0.1')
     .option('--migrations <module>', 'module exporting the tenant-table migrations to apply')
-    .action(async (opts: { port: string; host: string; migrations?: string }) => {
+    .option(
+      '--warm-schemas <n>',
+      'warm schemas kept ready for new schema-tier tenants (env TENANTRY_WARM_SCHEMAS)',
+      process.env.TENANTRY_WARM_SCHEMAS ?? '0',
+    )
+    .action(async (opts: { port: string; host: string; migrations?: string; warmSchemas: string }) => {
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${opts.port}`);
+      const warmSchemas = Number(opts.warmSchemas);
+      if (!Number.isInteger(warmSchemas) || warmSchemas < 0 || warmSchemas > 10_000) {
+        throw new Error(`invalid --warm-schemas ${opts.warmSchemas}: an integer from 0 to 10000`);
+      }
       const telemetry = await startTelemetry();
       // The example application's tables, then the caller's own.
       const { tenantry, env } = await connectFromEnvironment([
@@ -71,6 +80,7 @@ export function registerServe(program: Command): void {
         ...(adminToken ? { adminToken } : {}),
         ...(redis ? { redis } : {}),
         onRedisError: process.env.TENANTRY_RATE_LIMIT_ON_REDIS_ERROR === 'fail-closed' ? 'fail-closed' : 'fail-open',
+        warmSchemas,
       });
       const address = await app.listen({ port, host: opts.host });
       process.stdout.write(`Tenantry is serving on ${address} (try ${address}/health)\n`);

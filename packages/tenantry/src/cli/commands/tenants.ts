@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { CreateTenantInput } from '../../control/tenant-input.ts';
 import type { TenantRecord } from '../../control/tenants.ts';
-import { withTenantry } from '../run.ts';
+import { cliMigrations, withTenantry } from '../run.ts';
 
 function print(tenant: TenantRecord, json: boolean | undefined): void {
   if (json) {
@@ -15,7 +15,7 @@ function print(tenant: TenantRecord, json: boolean | undefined): void {
       `slug:     ${tenant.slug}`,
       `name:     ${tenant.name}`,
       `status:   ${tenant.status}`,
-      `tier:     ${tenant.tier}`,
+      `tier:     ${tenant.tier}${tenant.schemaName ? ` (schema ${tenant.schemaName})` : ''}${tenant.databaseName ? ` (database ${tenant.databaseName})` : ''}${tenant.frozen ? ', frozen for a move' : ''}`,
       `plan:     ${tenant.plan}`,
       `limits:   users ${l.maxUsers ?? '∞'}, storage ${l.maxStorageMb ?? '∞'} MB, statement timeout ${l.statementTimeoutMs} ms`,
       `features: ${JSON.stringify(tenant.features)}`,
@@ -34,7 +34,7 @@ function parseJsonOption<T>(value: string | undefined, name: string): T | undefi
   }
 }
 
-/** `tenantry tenants create|list|show|suspend|resume|delete`. */
+/** `tenantry tenants create|list|show|suspend|resume|move|delete`. */
 export function registerTenants(program: Command): void {
   const tenants = program.command('tenants').description('create, inspect and change the lifecycle of tenants');
   const actor = `cli:${process.env.USER ?? 'operator'}`;
@@ -44,31 +44,49 @@ export function registerTenants(program: Command): void {
     .description('provision a tenant')
     .option('--name <name>', 'display name (default: the slug)')
     .option('--plan <plan>', 'plan name', 'free')
-    .option('--tier <tier>', 'isolation tier', 'pool')
+    .option('--tier <tier>', 'isolation tier: pool, schema or database', 'pool')
+    .option('--placement <name>', 'placement (default: shared, schemas or databases by tier)')
+    .option(
+      '--migrations <module>',
+      'module exporting the tenant-table migrations (default: the reference server’s); new schemas and databases start at its head',
+    )
     .option('--features <json>', 'feature flags, a JSON object')
     .option('--limits <json>', 'limits, e.g. {"maxUsers":10,"statementTimeoutMs":5000}')
     .option('--json', 'print JSON')
     .action(
       async (
         slug: string,
-        o: { name?: string; plan: string; tier: string; features?: string; limits?: string; json?: boolean },
+        o: {
+          name?: string;
+          plan: string;
+          tier: string;
+          placement?: string;
+          migrations?: string;
+          features?: string;
+          limits?: string;
+          json?: boolean;
+        },
       ) => {
-        await withTenantry(async (t) => {
-          const tenant = await t.tenants.create(
-            {
-              slug,
-              name: o.name ?? slug,
-              plan: o.plan,
-              tier: o.tier as 'pool',
-              ...(o.features
-                ? { features: parseJsonOption<CreateTenantInput['features']>(o.features, 'features') }
-                : {}),
-              ...(o.limits ? { limits: parseJsonOption<CreateTenantInput['limits']>(o.limits, 'limits') } : {}),
-            },
-            { actor },
-          );
-          print(tenant, o.json);
-        });
+        await withTenantry(
+          async (t) => {
+            const tenant = await t.tenants.create(
+              {
+                slug,
+                name: o.name ?? slug,
+                plan: o.plan,
+                tier: o.tier as 'pool',
+                ...(o.placement ? { placement: o.placement } : {}),
+                ...(o.features
+                  ? { features: parseJsonOption<CreateTenantInput['features']>(o.features, 'features') }
+                  : {}),
+                ...(o.limits ? { limits: parseJsonOption<CreateTenantInput['limits']>(o.limits, 'limits') } : {}),
+              },
+              { actor },
+            );
+            print(tenant, o.json);
+          },
+          { migrations: await cliMigrations(o.migrations) },
+        );
       },
     );
 
@@ -117,6 +135,40 @@ export function registerTenants(program: Command): void {
         await withTenantry(async (t) => print(await t.tenants[verb](ref, { actor }), o.json));
       });
   }
+
+  tenants
+    .command('move <tenant>')
+    .description('move a tenant to another tier or placement (copy, verify, switch, remove the old copy)')
+    .requiredOption('--to <tier>', 'destination tier: pool, schema or database')
+    .option('--placement <name>', 'destination placement (default: shared, schemas or databases by tier)')
+    .option('--migrations <module>', 'module exporting the tenant-table migrations (default: the reference server’s)')
+    .option('--json', 'print the report as JSON')
+    .action(async (ref: string, o: { to: string; placement?: string; migrations?: string; json?: boolean }) => {
+      const migrations = await cliMigrations(o.migrations);
+      await withTenantry(
+        async (t) => {
+          const report = await t.moveTenant(ref, {
+            to: o.to as 'pool',
+            actor,
+            ...(o.placement ? { placement: o.placement } : {}),
+          });
+          if (o.json) {
+            process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+            return;
+          }
+          process.stdout.write(
+            `moved ${ref}: ${report.from.tier}/${report.from.placement} → ${report.to.tier}/${report.to.placement} ` +
+              `in ${report.durationMs} ms (read-only for ${report.frozenMs} ms)\n`,
+          );
+          for (const table of report.tables) {
+            process.stdout.write(
+              `  ${table.table.padEnd(24)} ${String(table.rows).padStart(9)} rows  md5 ${table.checksum}\n`,
+            );
+          }
+        },
+        { migrations },
+      );
+    });
 
   tenants
     .command('delete <tenant>')

@@ -1,0 +1,86 @@
+import type pg from 'pg';
+import type { TenantContext } from '../context/tenant-context.ts';
+import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
+import type { PoolMap } from '../db/pool-map.ts';
+import type { TenantConnection } from '../db/tenant-transaction.ts';
+import { connectionConfig, type RoleCredentials } from './locations.ts';
+
+/** Where a tenant's rows are, as far as routing needs to know. */
+export interface TenantLocation {
+  readonly placementId: string;
+  /** Its own database (database tier); `null` for the placement's database. */
+  readonly database: string | null;
+}
+
+/** What the router needs from `Tenantry`. */
+export interface TenantRouterDeps {
+  /** The runtime pool of the main database (pool tier, and schemas on the main placement). */
+  readonly mainPool: pg.Pool;
+  /** Runtime connections to every other database, under one global budget. */
+  readonly poolMap: PoolMap;
+  readonly placements: PlacementRegistry;
+  /** The main database's URL (`runtimeUrl` when set, else `databaseUrl`): the server of placements without one. */
+  readonly mainUrl: string;
+  readonly runtime: RoleCredentials;
+  /** Where a tenant is, when its context does not say (a hand-built context). */
+  readonly locate: (tenantId: string) => Promise<TenantLocation>;
+  /** Resolves once the runtime role of a server is known to be unable to bypass RLS. */
+  readonly ensureSafe: (server: string, client: pg.ClientBase) => Promise<void>;
+}
+
+/**
+ * Step 5's "where does the connection come from": the shared runtime pool for tenants whose
+ * rows are in the main database, the pool map (one small pool per database, one global
+ * budget) for everything else. The schema a schema-tier tenant's statements run in is not
+ * chosen here: PostgreSQL's `enter()` sets it from the verified tenant's row.
+ */
+export class TenantRouter {
+  readonly #deps: TenantRouterDeps;
+
+  constructor(deps: TenantRouterDeps) {
+    this.#deps = deps;
+  }
+
+  /** A runtime connection to the database holding `tenant`'s rows. */
+  async connect(tenant: TenantContext): Promise<TenantConnection> {
+    const deps = this.#deps;
+    if (tenant.tier === 'pool') return this.#main();
+    const location =
+      tenant.placementId !== undefined
+        ? { placementId: tenant.placementId, database: tenant.database ?? null }
+        : await deps.locate(tenant.id);
+    const placement = await deps.placements.resolve(location.placementId);
+    if (placement.url === undefined && location.database === null) return this.#main();
+    return this.#other(placement, location.database);
+  }
+
+  /** Pool-map key of a database: its placement and name. */
+  static key(placementId: string, database: string | null): string {
+    return `${placementId}/${database ?? ''}`;
+  }
+
+  async #main(): Promise<TenantConnection> {
+    const client = await this.#deps.mainPool.connect();
+    try {
+      await this.#deps.ensureSafe('main', client);
+    } catch (error) {
+      client.release();
+      throw error;
+    }
+    return { client, release: (discard) => client.release(discard) };
+  }
+
+  async #other(placement: ResolvedPlacement, database: string | null): Promise<TenantConnection> {
+    const deps = this.#deps;
+    const lent = await deps.poolMap.acquire(TenantRouter.key(placement.id, database), () =>
+      connectionConfig(placement.url ?? deps.mainUrl, database ?? undefined, deps.runtime),
+    );
+    try {
+      await deps.ensureSafe(placement.url === undefined ? 'main' : placement.id, lent.client);
+    } catch (error) {
+      lent.release();
+      throw error;
+    }
+    return { client: lent.client, release: (discard) => lent.release(discard ?? false) };
+  }
+}
