@@ -3,11 +3,15 @@
  *
  *   npm run bench -- core --quick
  *   npm run bench -- core --tenants 1000 --rows 1000000 --seconds 10 --clients 1,16
+ *   npm run bench -- tiers --tenants 1000
+ *   npm run bench -- fleet --tenants 10000
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
   'api-keys': () => import('./api-keys.ts'),
   http: () => import('./http.ts'),
+  tiers: () => import('./tiers.ts'),
+  fleet: () => import('./fleet.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.
