@@ -10,10 +10,12 @@ export function note(message: string): void {
 
 /**
  * Resolves the environment (starting embedded PostgreSQL if needed), connects Tenantry
- * with it and runs the idempotent setup. The caller closes both.
+ * with it and runs the idempotent setup (unless `setup: false`, for commands that must
+ * change nothing). The caller closes both.
  */
 export async function connectFromEnvironment(
   migrations: readonly TenantMigration[] = [],
+  options: { setup?: boolean } = {},
 ): Promise<{ tenantry: Tenantry; env: CliEnvironment }> {
   const env = await resolveEnvironment();
   for (const line of env.notes) note(line);
@@ -24,7 +26,7 @@ export async function connectFromEnvironment(
     migrations,
   });
   try {
-    await tenantry.setup();
+    if (options.setup !== false) await tenantry.setup();
   } catch (error) {
     await tenantry.close();
     await env.embedded?.stop();

@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { TenantryError } from '../../errors/catalog.ts';
 import { FLEET_MAX_CONCURRENCY, type FleetPlan, type FleetReport } from '../../migrate/fleet.ts';
 import type { TenantMigration } from '../../migrate/migration.ts';
-import { Tenantry } from '../../tenantry.ts';
-import { resolveEnvironment } from '../environment.ts';
-import { cliMigrations, note, withTenantry } from '../run.ts';
+import type { Tenantry } from '../../tenantry.ts';
+import { cliMigrations, connectFromEnvironment, note, withTenantry } from '../run.ts';
 
 interface MigrateFlags {
   migrations?: string;
@@ -101,14 +100,7 @@ async function assertTenantsExist(tenantry: Tenantry, slugs: readonly string[]):
  * nothing even when the control plane itself is behind.
  */
 async function printPlan(migrations: readonly TenantMigration[], json: boolean): Promise<void> {
-  const env = await resolveEnvironment();
-  for (const line of env.notes) note(line);
-  const tenantry = await Tenantry.connect({
-    databaseUrl: env.databaseUrl,
-    secret: env.secret,
-    roles: env.roles,
-    migrations,
-  });
+  const { tenantry, env } = await connectFromEnvironment(migrations, { setup: false });
   try {
     const plan = await tenantry.planFleet();
     process.stdout.write(json ? `${JSON.stringify(plan, null, 2)}\n` : describePlan(plan));
