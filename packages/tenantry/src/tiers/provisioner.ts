@@ -29,13 +29,16 @@ export interface Placed {
 
 /**
  * Tenant and template databases are named `<prefix>_t_<random>` and `<prefix>_tpl_<random>`,
- * the prefix being the main database's name (shortened with a hash past 40 characters, to
- * stay within PostgreSQL's 63), so installations sharing a server never collide.
+ * the prefix being the main database's name, so installations sharing a server never
+ * collide. Past 40 characters (PostgreSQL allows 63) it keeps the name's start and end
+ * around a hash of the whole: names that differ only in the middle stay apart, and a
+ * trailing timestamp or random suffix stays readable.
  */
 export function tenantDatabasePrefix(mainDatabase: string): string {
   const clean = mainDatabase.toLowerCase().replace(/[^a-z0-9_]/g, '_');
   if (clean.length <= 40) return clean;
-  return `${clean.slice(0, 31)}_${createHash('sha256').update(mainDatabase).digest('hex').slice(0, 8)}`;
+  const hash = createHash('sha256').update(mainDatabase).digest('hex').slice(0, 8);
+  return `${clean.slice(0, 14)}_${hash}_${clean.slice(-16)}`.replace(/__+/g, '_');
 }
 
 /** SQLSTATEs of CREATE DATABASE … TEMPLATE while someone is connected to the template. */
