@@ -102,7 +102,7 @@ async function lazyOpening(pool: pg.Pool, key: Buffer, p: Params): Promise<unkno
   try {
     const pid = (client as unknown as { processID: number }).processID;
     const token = mintContextToken(key, 'work', p.tenant.id, pid, Date.now() + 10_000);
-    const first = new PipelinedFirstStatement([token], POINT_SQL, [p.tenant.id, p.id]);
+    const first = new PipelinedFirstStatement([token, 'public'], POINT_SQL, [p.tenant.id, p.id]);
     (client as unknown as { query(s: PipelinedFirstStatement): unknown }).query(first);
     const rows = await first.promise;
     await client.query('COMMIT');
@@ -127,8 +127,11 @@ async function handMade(pool: pg.Pool, key: Buffer, opening: Opening, p: Params)
     } else {
       const pid = (client as unknown as { processID: number }).processID;
       const token = mintContextToken(key, 'work', p.tenant.id, pid, Date.now() + 10_000);
-      const text = opening === 'pipelined-enter' ? postgresDialect.enterSql : 'SELECT $1::text AS token';
-      await pipelinedBegin(client, { begin: 'BEGIN', enter: { text, values: [token, 'public'] }, parseEnter: true });
+      const enter =
+        opening === 'pipelined-enter'
+          ? { text: postgresDialect.enterSql, values: [token, 'public'] }
+          : { text: 'SELECT $1::text AS token', values: [token] };
+      await pipelinedBegin(client, { begin: 'BEGIN', enter, parseEnter: true });
     }
     const { rows } = await client.query(POINT_SQL, [p.tenant.id, p.id]);
     await client.query('COMMIT');
