@@ -6,7 +6,7 @@ export const CHANNELS = {
 } as const;
 
 /** Tells every instance's caches, once the surrounding transaction commits, that `tenantId` changed. */
-export async function notifyTenantChanged(client: pg.ClientBase, tenantId: string): Promise<void> {
+export async function notifyTenantChanged(client: Pick<pg.ClientBase, 'query'>, tenantId: string): Promise<void> {
   await client.query('SELECT pg_notify($1, $2)', [CHANNELS.tenants, tenantId]);
 }
 

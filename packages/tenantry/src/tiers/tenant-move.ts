@@ -217,7 +217,7 @@ export class TenantMover {
       frozen,
     ]);
     if (tenant.databaseName !== null) await deps.provisioner.syncMirror({ ...tenant, frozen });
-    await deps.admin.query('SELECT pg_notify($1, $2)', ['tenantry_tenants', tenant.id]);
+    await notifyTenantChanged(deps.admin, tenant.id);
   }
 
   /** Waits, in the source database, for every tenant transaction that began before the freeze. */
@@ -232,6 +232,8 @@ export class TenantMover {
       await conn.client.query('COMMIT');
     } catch (error) {
       await conn.client.query('ROLLBACK').catch(() => {});
+      // 55P03 lock_not_available: the lock timeout; anything else keeps its own meaning.
+      if ((error as { code?: string }).code !== '55P03') throw error;
       throw new TenantryError('INVALID_TENANT_STATE', 'in-flight writes did not finish in time; the move was undone', {
         cause: error,
       });
@@ -374,7 +376,7 @@ export class TenantMover {
       client.release();
     }
     if (destination.database !== null) {
-      await deps.provisioner.syncMirror({ ...(await deps.tenants.get(tenant.id)) });
+      await deps.provisioner.syncMirror(await deps.tenants.get(tenant.id));
     }
   }
 
