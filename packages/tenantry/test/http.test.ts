@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
-import type { Tenantry } from '../src/index.ts';
+import { ERRORS, type Tenantry } from '../src/index.ts';
 
 const ADMIN = 'test-admin-token-0123456789';
 let db: TestDatabase;
@@ -242,6 +242,33 @@ describe('ops', () => {
     expect(big.status).toBe(413);
     for (const r of [bad, big]) expect(JSON.stringify(r.body)).not.toMatch(/at .*\.(ts|js):\d+/);
   });
+
+  it('a 413 and a 415 carry the catalog code and title of their status', async () => {
+    const big = await server.request('POST', '/v1/items', {
+      token: keyA,
+      body: { title: 'x'.repeat(2 * 1024 * 1024) },
+    });
+    expect(big.status).toBe(413);
+    expect(big.body).toMatchObject({
+      status: 413,
+      code: 'PAYLOAD_TOO_LARGE',
+      title: ERRORS.PAYLOAD_TOO_LARGE.message,
+      type: 'https://tenantry.dev/errors/PAYLOAD_TOO_LARGE',
+    });
+    const text = await server.request('POST', '/v1/items', {
+      token: keyA,
+      raw: '<item><title>hello</title></item>',
+      headers: { 'content-type': 'application/xml' },
+    });
+    expect(text.status).toBe(415);
+    expect(text.headers.get('content-type')).toContain('application/problem+json');
+    expect(text.body).toMatchObject({
+      status: 415,
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      title: ERRORS.UNSUPPORTED_MEDIA_TYPE.message,
+      type: 'https://tenantry.dev/errors/UNSUPPORTED_MEDIA_TYPE',
+    });
+  });
 });
 
 describe('observability', () => {
@@ -256,6 +283,12 @@ describe('observability', () => {
     expect(text).toContain('tenantry_rate_limit_decisions_total');
     expect(text).toMatch(/tenantry_pool_map_connections_open \d+/);
     expect(text).toMatch(/tenantry_pool_map_waiters \d+/);
+    // prom-client's process and Node.js metrics, under our prefix once.
+    expect(text).toMatch(/^tenantry_process_cpu_user_seconds_total \d/m);
+    expect(text).toMatch(/^tenantry_nodejs_eventloop_lag_seconds \d/m);
+    const names = new Set(text.split('\n').flatMap((l) => /^# TYPE (\S+)/.exec(l)?.[1] ?? []));
+    const misnamed = [...names].filter((n) => !n.startsWith('tenantry_') || /^tenantry_\w+_(process|nodejs)_/.test(n));
+    expect(misnamed).toEqual([]);
     const named = text.split('\n').filter((l) => l.startsWith('tenantry_tenant_requests_top{'));
     expect(named.length).toBeGreaterThan(0);
     expect(named.length).toBeLessThanOrEqual(10);

@@ -20,6 +20,8 @@ export const ERRORS = {
   TENANT_SLUG_TAKEN: { status: 409, message: 'A tenant with this slug already exists' },
   INVALID_TENANT_STATE: { status: 409, message: 'This lifecycle transition is not allowed from the current status' },
   INVALID_INPUT: { status: 400, message: 'Invalid input' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is larger than the server accepts' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type: send the body as application/json' },
   INVALID_TENANT_CONTEXT: {
     status: 403,
     message: 'The tenant context of this session was rejected by PostgreSQL (forged, replayed or expired)',

@@ -15,6 +15,13 @@ export interface ProblemDetails {
 /** Media type of problem details responses. */
 export const PROBLEM_JSON = 'application/problem+json';
 
+/** Codes of the framework's client errors by status; any other 4xx is `INVALID_INPUT`. */
+const FRAMEWORK_CODES: Readonly<Partial<Record<number, ErrorCode>>> = {
+  404: 'NOT_FOUND',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
 /**
  * Converts any error into problem details at the HTTP edge. A {@link TenantryError} keeps
  * its code, status and message; a lost or refused PostgreSQL connection becomes
@@ -35,13 +42,15 @@ export function toProblem(error: unknown, requestId?: string): ProblemDetails {
   }
   const status = (error as { statusCode?: unknown })?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    // A client error raised by the HTTP framework (bad JSON, body too large, validation).
+    // A client error raised by the HTTP framework (bad JSON, body too large, validation):
+    // the catalog's code for its status where there is one, so code and title match it.
+    const code = FRAMEWORK_CODES[status] ?? 'INVALID_INPUT';
     return {
-      type: 'https://tenantry.dev/errors/INVALID_INPUT',
-      title: ERRORS.INVALID_INPUT.message,
+      type: `https://tenantry.dev/errors/${code}`,
+      title: ERRORS[code].message,
       status,
       detail: String((error as Error).message ?? ''),
-      code: status === 404 ? 'NOT_FOUND' : 'INVALID_INPUT',
+      code,
       ...(requestId ? { requestId } : {}),
     };
   }

@@ -16,7 +16,8 @@ export function registerMetrics(
   extra: readonly Registry[] = [],
 ): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tenantry_process_' });
+  // prom-client's names already start with `process_` or `nodejs_`: prefix them with ours only.
+  collectDefaultMetrics({ register: registry, prefix: 'tenantry_' });
   registerPoolMapMetrics(registry, tenantry.poolMap);
   const requests = new Counter({
     name: 'tenantry_http_requests_total',
