@@ -80,4 +80,13 @@ describe('exit codes on the embedded PostgreSQL path', () => {
     expect(JSON.parse(list.stdout)).toEqual({ tenants: [] });
     expect(list.code).toBe(0);
   }, 180_000);
+
+  it('the example application, migrated there, passes its own doctor with no finding', async () => {
+    expect((await run([main, 'migrate'], cwd)).code).toBe(0);
+    const doctor = await run([main, 'doctor', '--json'], cwd);
+    expect(doctor.code).toBe(0);
+    const report = JSON.parse(doctor.stdout) as { ok: boolean; tablesChecked: number; findings: { code: string }[] };
+    expect(report.findings.map((f) => f.code)).toEqual([]);
+    expect(report).toMatchObject({ ok: true, tablesChecked: 2 }); // items, tenant_usage
+  }, 180_000);
 });

@@ -13,6 +13,12 @@ export interface CliEnvironment {
   readonly roles: { owner?: string; runtime?: string };
   /** Set when the CLI started (or joined) the embedded PostgreSQL under `./.tenantry/`. */
   readonly embedded: EmbeddedPostgresHandle | undefined;
+  /**
+   * `leakproofFullTextSearch` for setup: `TENANTRY_LEAKPROOF_FULL_TEXT_SEARCH` (`true` or
+   * `false`), else on for the embedded server only, whose superuser is this development
+   * setup's own. The example application searches its items, and passes its own `doctor`.
+   */
+  readonly leakproofFullTextSearch: boolean;
   readonly notes: readonly string[];
 }
 
@@ -80,5 +86,10 @@ export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): 
     ...(env.TENANTRY_OWNER_ROLE ? { owner: env.TENANTRY_OWNER_ROLE } : {}),
     ...(env.TENANTRY_RUNTIME_ROLE ? { runtime: env.TENANTRY_RUNTIME_ROLE } : {}),
   };
-  return { databaseUrl, secret, roles, embedded, notes };
+  const leakproof = env.TENANTRY_LEAKPROOF_FULL_TEXT_SEARCH;
+  if (leakproof !== undefined && leakproof !== 'true' && leakproof !== 'false') {
+    throw new TenantryError('CONFIG_INVALID', `TENANTRY_LEAKPROOF_FULL_TEXT_SEARCH is "${leakproof}": true or false`);
+  }
+  const leakproofFullTextSearch = leakproof === undefined ? embedded !== undefined : leakproof === 'true';
+  return { databaseUrl, secret, roles, embedded, leakproofFullTextSearch, notes };
 }

@@ -23,6 +23,7 @@ export async function connectFromEnvironment(
     databaseUrl: env.databaseUrl,
     secret: env.secret,
     roles: env.roles,
+    leakproofFullTextSearch: env.leakproofFullTextSearch,
     migrations,
   });
   try {
