@@ -1,0 +1,20 @@
+import { Command } from 'commander';
+import { registerDoctor } from './commands/doctor.ts';
+import { registerKeys } from './commands/keys.ts';
+import { registerMigrate } from './commands/migrate.ts';
+import { registerServe } from './commands/serve.ts';
+import { registerTenants } from './commands/tenants.ts';
+
+/** The `tenantry` command line, every command registered, not yet parsed. */
+export function createProgram(): Command {
+  const program = new Command()
+    .name('tenantry')
+    .description('Multi-tenancy for TypeScript backends on PostgreSQL')
+    .showHelpAfterError();
+  registerServe(program);
+  registerMigrate(program);
+  registerTenants(program);
+  registerDoctor(program);
+  registerKeys(program);
+  return program;
+}
