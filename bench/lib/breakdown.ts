@@ -129,7 +129,7 @@ async function handMade(pool: pg.Pool, key: Buffer, opening: Opening, p: Params)
       const token = mintContextToken(key, 'work', p.tenant.id, pid, Date.now() + 10_000);
       const enter =
         opening === 'pipelined-enter'
-          ? { text: postgresDialect.enterSql, values: [token, 'public'] }
+          ? { text: postgresDialect.enterSql, values: [token, null, 'public'] }
           : { text: 'SELECT $1::text AS token', values: [token] };
       await pipelinedBegin(client, { begin: 'BEGIN', enter, parseEnter: true });
     }

@@ -1,5 +1,5 @@
 import { Kysely } from 'kysely';
-import pg from 'pg';
+import pg, { type QueryResultRow } from 'pg';
 import { ApiKeyStore } from './auth/api-keys.ts';
 import { PasswordHasher } from './auth/passwords.ts';
 import { TokenService } from './auth/tokens.ts';
@@ -14,6 +14,8 @@ import { PoolMap } from './db/pool-map.ts';
 import { assertSafeRuntimeRole } from './db/runtime-guard.ts';
 import {
   currentTransaction,
+  type QueryResult,
+  runTenantQuery,
   runTenantTransaction,
   type TenantTransaction,
   type TransactionRunnerDeps,
@@ -370,6 +372,28 @@ export class Tenantry<DB = unknown> {
       withSpan('tenantry.transaction', { 'tenantry.tenant_id': context.id }, () =>
         runTenantTransaction(this.#deps, context, 'work', fn),
       ),
+    );
+  }
+
+  /**
+   * Runs one statement for `tenant` as a whole tenant transaction, in one round trip to
+   * PostgreSQL (`BEGIN`, the verified context, the statement and `COMMIT` pipelined):
+   * the fastest way to do a one-statement read or write. Row-level security filters it
+   * like any tenant transaction; an error rolls everything back.
+   *
+   * @example
+   * ```ts
+   * const { rows } = await tenantry.query('acme', 'SELECT * FROM items WHERE id = $1', [id]);
+   * ```
+   */
+  async query<R extends QueryResultRow = Record<string, unknown>>(
+    tenant: TenantRef,
+    text: string,
+    values?: readonly unknown[],
+  ): Promise<QueryResult<R>> {
+    const context = await this.#resolve(tenant);
+    return withSpan('tenantry.query', { 'tenantry.tenant_id': context.id }, () =>
+      runTenantQuery<R>(this.#deps, context, 'work', text, values),
     );
   }
 

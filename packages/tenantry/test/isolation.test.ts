@@ -145,7 +145,9 @@ describe.each(TIERS)('%s tier', (tier) => {
           Date.now() + 10_000,
         );
         await mine.query('BEGIN');
-        await expect(mine.query('SELECT tenantry_context.enter($1)', [token])).rejects.toMatchObject({ code: 'TN001' });
+        await expect(mine.query('SELECT tenantry_context.enter($1, NULL)', [token])).rejects.toMatchObject({
+          code: 'TN001',
+        });
         await mine.query('ROLLBACK');
       } finally {
         await other.end();

@@ -266,7 +266,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
       const enter = async (token: string) => {
         await c.query('BEGIN');
         try {
-          await c.query('SELECT tenantry_context.enter($1)', [token]);
+          await c.query('SELECT tenantry_context.enter($1, NULL)', [token]);
           return (await c.query<{ title: string }>('SELECT title FROM items ORDER BY title')).rows.map((r) => r.title);
         } finally {
           await c.query('ROLLBACK');
@@ -463,7 +463,7 @@ describe('an unbound (pid 0) token without pooler binding', () => {
       const enter = async (pid: number) => {
         await c.query('BEGIN');
         try {
-          return await c.query('SELECT tenantry_context.enter($1)', [
+          return await c.query('SELECT tenantry_context.enter($1, NULL)', [
             mintContextToken(key, 'work', t.id, pid, Date.now() + 10_000),
           ]);
         } finally {

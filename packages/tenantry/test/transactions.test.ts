@@ -402,6 +402,21 @@ describe('round trips', () => {
     expect(proxy.requests).toEqual([['BEGIN', 'SELECT 1'], ['COMMIT']]);
   });
 
+  it('tenantry.query() is a whole one-statement transaction in 1 round trip: BEGIN, context, statement, COMMIT', async () => {
+    proxy.reset();
+    const { rows } = await proxied.query<{ n: string }>(a, 'SELECT count(*) AS n FROM items');
+    expect(Number(rows[0]?.n)).toBeGreaterThan(0);
+    expect(proxy.requests).toEqual([['BEGIN', 'SELECT count(*) AS n FROM items', 'COMMIT']]);
+    expect(proxy.readyForQuery).toBe(1);
+    // A failing statement commits nothing, surfaces as usual and leaves the connection usable.
+    proxy.reset();
+    await expect(proxied.query(a, 'SELECT 1/0')).rejects.toMatchObject({ code: '22012' });
+    expect(proxy.requests[0]).toEqual(['BEGIN', 'SELECT 1/0', 'COMMIT']);
+    expect(proxy.requests[1]).toEqual(['ROLLBACK']);
+    const again = await proxied.query<{ n: string }>(a, 'SELECT count(*) AS n FROM items');
+    expect(again.rows).toEqual(rows);
+  });
+
   it('the same through Kysely, one more round trip per further statement, none without a statement', async () => {
     proxy.reset();
     await proxied.withTenant(a, (tx) => tx.db.selectFrom('items').select('title').execute());

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hmacHex } from '../secrets/keys.ts';
 
 /**
@@ -24,4 +25,19 @@ export function mintContextToken(
 ): string {
   const body = `v1.${purpose}.${tenantId}.${backendPid}.${Math.floor(expiresAtMs)}`;
   return `${body}.${hmacHex(key, `enter|${body}`)}`;
+}
+
+/**
+ * The session form of the entry token, `s1.<purpose>.<tenant>.<secret>`: `secret` is the
+ * one-time value the previous `enter()` on the same backend stored (see
+ * {@link newContextSecret}). It needs no signature: only the process that chose it knows it,
+ * PostgreSQL keeps it where the runtime role cannot read it, and it works once.
+ */
+export function secretContextToken(purpose: ContextPurpose, tenantId: string, secret: string): string {
+  return `s1.${purpose}.${tenantId}.${secret}`;
+}
+
+/** A fresh one-time session secret: 64 random bits, as the decimal text of an int8. */
+export function newContextSecret(): string {
+  return randomBytes(8).readBigInt64BE().toString();
 }

@@ -27,7 +27,7 @@ interface ResultLike {
 }
 
 /** Which step of the pipeline an error came from. */
-export type PipelineStage = 'begin' | 'enter' | 'statement';
+export type PipelineStage = 'begin' | 'enter' | 'statement' | 'commit';
 
 /** What the pipeline sends: `BEGIN`, the context statement, and optionally the first statement. */
 export interface PipelineRequest {
@@ -36,20 +36,24 @@ export interface PipelineRequest {
   /** Parse `enter` (under `enter.name`) before executing it; false when this connection already has it. */
   readonly parseEnter: boolean;
   readonly statement?: { readonly text: string; readonly values?: readonly unknown[] };
+  /** Also send `COMMIT` after the statement: the whole transaction in one round trip. */
+  readonly commit?: boolean;
 }
 
 /** The outcome: the context statement's first column, and the first statement's result. */
 export interface PipelineResponse {
   readonly enterValue: string | null;
   readonly result: QueryResult | undefined;
+  /** With `commit`: whether PostgreSQL answered `COMMIT` (not `ROLLBACK`). */
+  readonly committed: boolean;
 }
 
-const STAGES: PipelineStage[] = ['begin', 'enter', 'statement'];
+const STAGES: PipelineStage[] = ['begin', 'enter', 'statement', 'commit'];
 
 /**
- * Sends `BEGIN`, the context statement and (optionally) the application's first statement
- * as one pipelined extended-protocol exchange ending in a single Sync: one round trip
- * where a plain client would take three. pg accepts any object with `submit(connection)`
+ * Sends `BEGIN`, the context statement, (optionally) the application's first statement and
+ * (optionally) `COMMIT` as one pipelined extended-protocol exchange ending in a single Sync:
+ * one round trip where a plain client would take three or four. pg accepts any object with `submit(connection)`
  * as a query (a "submittable"). PostgreSQL stops at the first error and skips the rest up
  * to the Sync, so a refused context never runs the statement; the error carries `stage`.
  */
@@ -62,6 +66,7 @@ class Pipeline {
   #enterValue: string | null = null;
   #result: ResultLike | undefined;
   #failed = false;
+  #committed = false;
 
   constructor(request: PipelineRequest) {
     this.#request = request;
@@ -72,7 +77,7 @@ class Pipeline {
   }
 
   submit(connection: WireConnection): null {
-    const { begin, enter, parseEnter, statement } = this.#request;
+    const { begin, enter, parseEnter, statement, commit } = this.#request;
     connection.stream.cork?.();
     try {
       connection.parse({ text: begin });
@@ -87,6 +92,11 @@ class Pipeline {
         connection.bind({ values: [...(statement.values ?? [])], valueMapper: pgUtils.prepareValue });
         connection.describe({ type: 'P' });
         connection.execute({});
+        if (commit) {
+          connection.parse({ text: 'COMMIT' });
+          connection.bind({ values: [] });
+          connection.execute({});
+        }
       }
       connection.sync();
     } finally {
@@ -109,6 +119,8 @@ class Pipeline {
     if (this.#completed === 2) {
       this.#result ??= new PgResult(undefined, undefined) as ResultLike;
       this.#result.addCommandComplete(message);
+    } else if (this.#completed === 3) {
+      this.#committed = (message as { text?: string }).text === 'COMMIT';
     }
     this.#completed++;
   }
@@ -121,13 +133,17 @@ class Pipeline {
   handleError(error: unknown): void {
     this.#failed = true;
     if (error && typeof error === 'object') {
-      Object.defineProperty(error, 'stage', { value: STAGES[Math.min(this.#completed, 2)], enumerable: false });
+      Object.defineProperty(error, 'stage', { value: STAGES[Math.min(this.#completed, 3)], enumerable: false });
     }
     this.#reject(error);
   }
   handleReadyForQuery(): void {
     if (!this.#failed) {
-      this.#resolve({ enterValue: this.#enterValue, result: this.#result as unknown as QueryResult | undefined });
+      this.#resolve({
+        enterValue: this.#enterValue,
+        result: this.#result as unknown as QueryResult | undefined,
+        committed: this.#committed,
+      });
     }
   }
 }

@@ -6,7 +6,8 @@ import { TenantryError } from '../errors/catalog.ts';
  * a BYPASSRLS role, the owner of any table, or a member of such a role (a member
  * can `SET ROLE` to it, so an injection could too). Before PostgreSQL 16 a CREATEROLE role
  * may grant itself membership in any non-superuser role (the owner role included), so it
- * is refused there too. Says what to do instead.
+ * is refused there too; so is a role that may create temporary objects (it could make its
+ * own context registers). Says what to do instead.
  */
 export async function assertSafeRuntimeRole(client: ClientBase): Promise<void> {
   const { rows } = await client.query<{ role: string; why: string; me: string }>(`
@@ -27,7 +28,21 @@ export async function assertSafeRuntimeRole(client: ClientBase): Promise<void> {
                           AND c.relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'pg\\_temp\\_%')))
      ORDER BY r.rolname = current_user DESC, r.rolname`);
   const bad = rows[0];
-  if (!bad) return;
+  if (!bad) {
+    // A runtime role that may create temporary objects could create its own context
+    // registers in a fresh session (they are temporary sequences) before enter() does.
+    const temp = await client.query<{ me: string; db: string; temp: boolean }>(
+      `SELECT current_user AS me, current_database() AS db,
+              has_database_privilege(current_user, current_database(), 'TEMPORARY') AS temp`,
+    );
+    const t = temp.rows[0];
+    if (!t?.temp) return;
+    throw new TenantryError(
+      'UNSAFE_RUNTIME_ROLE',
+      `role "${t.me}" may create temporary objects in database "${t.db}", which would let it forge the tenant context registers. Run \`REVOKE TEMPORARY ON DATABASE "${t.db}" FROM PUBLIC, "${t.me}"\` (setup() does).`,
+      { details: { role: t.me, reason: 'TEMPORARY' } },
+    );
+  }
   const via =
     bad.role === bad.me
       ? `role "${bad.me}" is ${bad.why}`

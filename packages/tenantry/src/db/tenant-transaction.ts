@@ -4,12 +4,13 @@ import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import type { ClientBase, QueryResultRow } from 'pg';
 import type { ContextPurpose } from '../context/context-token.ts';
-import { mintContextToken } from '../context/context-token.ts';
+import { mintContextToken, newContextSecret, secretContextToken } from '../context/context-token.ts';
+import { backendPid } from '../context/enter-context.ts';
 import type { TenantContext } from '../context/tenant-context.ts';
 import type { ContextDialect } from '../dialect/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { translatePgError } from '../errors/sqlstate.ts';
-import { pipelinedBegin, stageOf } from './pipelined-begin.ts';
+import { TENANTRY_SQLSTATE, translatePgError } from '../errors/sqlstate.ts';
+import { type PipelineResponse, pipelinedBegin, stageOf } from './pipelined-begin.ts';
 
 /** Result of {@link TenantTransaction.query}. */
 export interface QueryResult<R> {
@@ -56,20 +57,15 @@ export function currentTransaction(): ActiveTransaction | undefined {
  * one prepares under a fresh name, so a half-done Parse can never collide.
  */
 const PREPARED = Symbol('tenantry.preparedEnter');
+/** The one-time secret the last `enter()` stored on this connection's backend (session binding). */
+const SECRET = Symbol('tenantry.contextSecret');
 let preparedSerial = 0;
 /**
  * Per process: behind a pooler that forwards named statements (PgBouncer < 1.21 in
  * transaction mode), two processes sharing a server connection must not pick the same name.
  */
 const PREPARED_PREFIX = `tenantry_enter_${randomBytes(4).toString('hex')}_`;
-type PreparingClient = ClientBase & { [PREPARED]?: string };
-
-/** The server process id pg learnt at connect time (BackendKeyData). */
-function backendPid(client: ClientBase): number {
-  const pid = (client as unknown as { processID?: unknown }).processID;
-  if (typeof pid !== 'number') throw new TenantryError('INTERNAL', 'the pg client did not report its backend pid');
-  return pid;
-}
+type PreparingClient = ClientBase & { [PREPARED]?: string | undefined; [SECRET]?: string | undefined };
 
 /** A runtime-role connection lent for one tenant transaction. */
 export interface TenantConnection {
@@ -96,6 +92,67 @@ export interface TransactionRunnerDeps {
   readonly contextBinding: 'session' | 'pooler';
   /** Schema of the shared tables: `search_path` of pool- and database-tier transactions. */
   readonly sharedSchema: string;
+}
+
+/**
+ * Sends `BEGIN`, the context statement and `statement` (and `COMMIT`, when asked) in one
+ * round trip on `client`, choosing the entry token: the session's one-time secret when this
+ * connection has one (no cryptography in PostgreSQL), else an HMAC-signed token. A refused
+ * secret (the backend lost it: `DISCARD ALL`, a pooler, another client) is retried once with
+ * a signed token; so is a prepared context statement that vanished or collides.
+ */
+async function openPipelined(
+  deps: TransactionRunnerDeps,
+  client: PreparingClient,
+  tenant: TenantContext,
+  purpose: ContextPurpose,
+  request: { statement: { text: string; values?: readonly unknown[] }; commit?: boolean },
+): Promise<PipelineResponse> {
+  for (let attempt = 0; ; attempt++) {
+    const session = deps.contextBinding === 'session';
+    // A secret works once: forget it now, whatever happens, and keep the next on success.
+    const secret = session && attempt === 0 ? client[SECRET] : undefined;
+    client[SECRET] = undefined;
+    const token =
+      secret !== undefined
+        ? secretContextToken(purpose, tenant.id, secret)
+        : mintContextToken(
+            deps.contextKey,
+            purpose,
+            tenant.id,
+            session ? backendPid(client) : 0,
+            Date.now() + deps.tokenTtlMs,
+          );
+    const next = session ? newContextSecret() : null;
+    const prepared = deps.prepareContextStatement ? client[PREPARED] : undefined;
+    const name = deps.prepareContextStatement ? (prepared ?? `${PREPARED_PREFIX}${++preparedSerial}`) : undefined;
+    try {
+      const response = await pipelinedBegin(client, {
+        begin: 'BEGIN',
+        enter: { text: deps.dialect.enterSql, values: [token, next, deps.sharedSchema], ...(name ? { name } : {}) },
+        parseEnter: prepared === undefined,
+        ...request,
+      });
+      if (name) client[PREPARED] = name;
+      if (next !== null) client[SECRET] = next;
+      return response;
+    } catch (error) {
+      const stage = stageOf(error);
+      if (stage === 'statement' || stage === 'commit') {
+        if (name) client[PREPARED] = name;
+        if (next !== null) client[SECRET] = next;
+        throw error;
+      }
+      client[PREPARED] = undefined;
+      const code = (error as { code?: string }).code;
+      const retry =
+        attempt === 0 &&
+        (code === '26000' || code === '42P05' || (secret !== undefined && code === TENANTRY_SQLSTATE.invalidContext));
+      if (!retry) throw error;
+      // The failed pipeline left the transaction aborted (or never opened): close it first.
+      await client.query('ROLLBACK');
+    }
+  }
 }
 
 /**
@@ -132,43 +189,19 @@ export async function runTenantTransaction<T, DB>(
     });
   };
   const begin = async (first: { text: string; values?: readonly unknown[] }): Promise<pg.QueryResult> => {
-    for (let attempt = 0; ; attempt++) {
-      const token = mintContextToken(
-        deps.contextKey,
-        purpose,
-        tenant.id,
-        deps.contextBinding === 'pooler' ? 0 : backendPid(client),
-        Date.now() + deps.tokenTtlMs,
-      );
-      const prepared = deps.prepareContextStatement ? client[PREPARED] : undefined;
-      const name = deps.prepareContextStatement ? (prepared ?? `${PREPARED_PREFIX}${++preparedSerial}`) : undefined;
-      try {
-        const { result } = await pipelinedBegin(client, {
-          begin: 'BEGIN',
-          enter: { text: deps.dialect.enterSql, values: [token, deps.sharedSchema], ...(name ? { name } : {}) },
-          parseEnter: prepared === undefined,
-          statement: first,
-        });
-        if (name) client[PREPARED] = name;
-        entered = true;
-        return result as pg.QueryResult;
-      } catch (error) {
-        const stage = stageOf(error);
-        if (stage === 'statement') {
+    const { result } = await openPipelined(deps, client, tenant, purpose, { statement: first }).catch(
+      async (error: unknown) => {
+        if (stageOf(error) === 'statement') {
           // The context is in place; the application's statement failed, as it would alone.
-          if (name) client[PREPARED] = name;
           entered = true;
-          throw error;
+        } else {
+          await rollback();
         }
-        client[PREPARED] = undefined;
-        await rollback();
-        // The prepared statement vanished from the session (e.g. DISCARD ALL), or a pooler
-        // handed us a server connection that already has the name: prepare again, once.
-        const code = (error as { code?: string }).code;
-        if ((code === '26000' || code === '42P05') && attempt === 0 && !discard) continue;
         throw error;
-      }
-    }
+      },
+    );
+    entered = true;
+    return result as pg.QueryResult;
   };
   const state: ActiveTransaction = {
     tenant,
@@ -188,7 +221,9 @@ export async function runTenantTransaction<T, DB>(
         await begun.catch((error: unknown) => {
           if (stageOf(error) !== 'statement') throw error;
         });
-        return await client.query(text, values ? [...values] : undefined);
+        // Always the extended protocol: one statement per message, so injected text cannot
+        // end the transaction and run more statements after it (see docs/security-model.md).
+        return await client.query({ text, values: values ? [...values] : [], queryMode: 'extended' } as pg.QueryConfig);
       } catch (error) {
         throw translatePgError(error);
       }
@@ -227,6 +262,44 @@ export async function runTenantTransaction<T, DB>(
       throw error instanceof TenantryError ? error : translatePgError(error);
     }
     return result;
+  } finally {
+    connection.release(discard);
+  }
+}
+
+/**
+ * Runs one statement as a whole tenant transaction in one round trip: `BEGIN`, the context,
+ * `text` and `COMMIT` go in a single pipeline with one Sync. PostgreSQL stops at the first
+ * error, so a refused context runs nothing and a failed statement commits nothing; either
+ * way the error surfaces as from {@link runTenantTransaction}.
+ */
+export async function runTenantQuery<R extends QueryResultRow>(
+  deps: TransactionRunnerDeps,
+  tenant: TenantContext,
+  purpose: ContextPurpose,
+  text: string,
+  values?: readonly unknown[],
+): Promise<QueryResult<R>> {
+  if (purpose === 'work' && tenant.status !== 'active') {
+    throw new TenantryError(tenant.status === 'suspended' ? 'TENANT_SUSPENDED' : 'TENANT_NOT_ACTIVE');
+  }
+  const connection = await deps.connect(tenant);
+  const client = connection.client as PreparingClient;
+  let discard: Error | undefined;
+  try {
+    const statement = { text, ...(values ? { values } : {}) };
+    const { result, committed } = await openPipelined(deps, client, tenant, purpose, { statement, commit: true });
+    if (!committed) throw new TenantryError('TRANSACTION_ABORTED');
+    return { rows: (result?.rows ?? []) as R[], rowCount: result?.rowCount ?? 0 };
+  } catch (error) {
+    // Whatever stage failed, the transaction is over or aborted: end it before the
+    // connection goes back (a no-op warning when COMMIT itself failed).
+    if (!(error instanceof TenantryError)) {
+      await client.query('ROLLBACK').catch((e: Error) => {
+        discard = e;
+      });
+    }
+    throw error instanceof TenantryError ? error : translatePgError(error);
   } finally {
     connection.release(discard);
   }

@@ -7,8 +7,9 @@
 export interface ContextDialect {
   readonly name: string;
   /**
-   * Statement run right after `BEGIN`, in the same round trip; `$1` is the signed entry
-   * token, `$2` the schema of the shared tables. It also sets `search_path`,
+   * Statement run right after `BEGIN`, in the same round trip; `$1` is the entry token,
+   * `$2` the session's next one-time secret (NULL behind a pooler), `$3` the schema of the
+   * shared tables. It also sets `search_path`,
    * transaction-locally and for every tier: to the schema `enter()` returns for a
    * schema-tier tenant, else to `$2`; `pg_temp` last. Setting it every time means neither a
    * session-level `SET search_path` nor a temporary table that injected SQL left on a
@@ -20,7 +21,7 @@ export interface ContextDialect {
   /**
    * The boolean a policy uses, for `USING` and `WITH CHECK`. Wrapped in a sub-select so
    * PostgreSQL evaluates it once per statement (an InitPlan) and indexes led by
-   * `tenant_id` stay usable. `place` binds the policy to one copy of the tables: the schema
+   * `tenant_id` stay usable (the function is inlined, and VOLATILE: it reads the registers). `place` binds the policy to one copy of the tables: the schema
    * of a schema-tier copy, `''` for the shared tables and tenant databases; a tenant whose
    * rows live elsewhere then sees nothing there and cannot write there. Without it, any
    * verified tenant matches (what `doctor` suggests for tables it did not create).
@@ -40,7 +41,7 @@ export const POLICY_NAME = 'tenant_isolation';
 /** Plain PostgreSQL (13+): `set_config(…, true)` from a SECURITY DEFINER function. */
 export const postgresDialect: ContextDialect = Object.freeze({
   name: 'postgres',
-  enterSql: `SELECT set_config('search_path', coalesce(s, quote_ident($2)) || ', pg_temp', true) FROM ${CONTEXT_SCHEMA}.enter($1) AS s`,
+  enterSql: `SELECT set_config('search_path', coalesce(s, quote_ident($3)) || ', pg_temp', true) FROM ${CONTEXT_SCHEMA}.enter($1, $2::int8) AS s`,
   currentTenantExpression: `${CONTEXT_SCHEMA}.current_tenant_id()`,
   policyPredicate(column: string, place?: string): string {
     if (place === undefined) return `${column} = (SELECT ${CONTEXT_SCHEMA}.current_tenant_id())`;

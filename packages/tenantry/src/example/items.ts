@@ -171,6 +171,22 @@ export const items = {
     return row ? toItem(row) : undefined;
   },
 
+  /**
+   * {@link items.get} as one statement that is its whole transaction, for
+   * `tenantry.query()` / `request.tenantQuery()` (one round trip). The explicit tenant
+   * predicate is what the Kysely plugin would add; RLS holds without it.
+   */
+  getQuery(tenantId: string, id: string): { text: string; values: unknown[] } | undefined {
+    if (!UUID.test(id)) return undefined;
+    return { text: `SELECT ${COLUMNS.join(', ')} FROM items WHERE tenant_id = $1 AND id = $2`, values: [tenantId, id] };
+  },
+
+  /** The item of a {@link items.getQuery} result. */
+  fromRows(rows: readonly Record<string, unknown>[]): Item | undefined {
+    const row = rows[0];
+    return row ? toItem(row as Row) : undefined;
+  },
+
   async list(
     tx: TenantTransaction<ItemsDB>,
     options: { q?: string; cursor?: string; limit: number },

@@ -1,10 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { QueryResultRow } from 'pg';
 import type { Permission, Principal } from '../auth/permissions.ts';
 import type { TenantContext } from '../context/tenant-context.ts';
 import { contextOf, type TenantRecord } from '../control/tenants.ts';
-import type { TenantTransaction } from '../db/tenant-transaction.ts';
+import type { QueryResult, TenantTransaction } from '../db/tenant-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantCache } from '../identify/tenant-cache.ts';
 import type { Tenantry } from '../tenantry.ts';
@@ -56,6 +57,14 @@ declare module 'fastify' {
     principal: Principal | undefined;
     /** Runs `fn` in a tenant transaction for this request's tenant; throws on non-tenant routes. */
     tenantTransaction<T, DB = unknown>(fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T>;
+    /**
+     * Runs one statement as a whole transaction of the request's tenant, in one round trip
+     * (see `Tenantry.query`).
+     */
+    tenantQuery<R extends QueryResultRow = Record<string, unknown>>(
+      text: string,
+      values?: readonly unknown[],
+    ): Promise<QueryResult<R>>;
   }
   interface FastifyContextConfig {
     tenantry?: TenantryRouteConfig;
@@ -167,6 +176,12 @@ export const tenantryPlugin = fp(
       if (!this.tenant) return Promise.reject(new TenantryError('NO_TENANT_CONTEXT'));
       const context: TenantContext = contextOf(this.tenant, this.id);
       return (options.tenantry as unknown as Tenantry<DB>).withTenant(context, fn);
+    });
+    app.decorateRequest('tenantQuery', function tenantQuery<
+      R extends QueryResultRow,
+    >(this: FastifyRequest, text: string, values?: readonly unknown[]): Promise<QueryResult<R>> {
+      if (!this.tenant) return Promise.reject(new TenantryError('NO_TENANT_CONTEXT'));
+      return (options.tenantry as Tenantry).query<R>(contextOf(this.tenant, this.id), text, values);
     });
     app.addHook('preHandler', async (request, reply) => {
       const config = request.routeOptions.config.tenantry;

@@ -10,10 +10,9 @@ export const HMAC_SQL = (msg: string) =>
   `encode(sha256(k.opad || sha256(k.ipad || convert_to(${msg}, 'UTF8'))), 'hex')`;
 
 /**
- * The two functions the runtime role may call, in their current version: installed in the
- * main database by control-plane migration 0005 and in every satellite database (a tenant
- * database, or a database holding tenant schemas) by the satellite chain, so the context
- * is checked by the same code wherever a tenant's rows live.
+ * The context functions as control-plane migration 0005 and satellite migration s0001
+ * installed them (kept as applied; migration 0006 and s0002 replace them with
+ * {@link contextFunctionsSql}). Both chains run in every database that holds tenant rows.
  *
  * `enter(token)` checks a signed entry token (`v1.<purpose>.<tenant>.<pid>.<expiry>.<hmac>`),
  * reads the tenant's row *in this database* and places the verified context. It returns
@@ -29,7 +28,7 @@ export const HMAC_SQL = (msg: string) =>
  * - work takes a shared advisory lock on the tenant, so a move can wait for in-flight
  *   writers before it copies.
  */
-export function contextFunctionsSql(runtimeRole: string): string {
+export function contextFunctionsV1Sql(runtimeRole: string): string {
   const runtime = quoteIdent(runtimeRole);
   return `
 CREATE FUNCTION ${CONTEXT_SCHEMA}.enter(token text) RETURNS text

@@ -4,6 +4,7 @@ import { CONTEXT_SCHEMA, CONTEXT_SETTING } from '../dialect/context-dialect.ts';
 import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
 import { quoteIdent } from '../schema/sql.ts';
 import { HMAC_SQL } from './context-functions.ts';
+import { contextRegistersMigration } from './context-registers-migration.ts';
 import type { TenantMigration } from './migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 
@@ -12,7 +13,13 @@ import { tiersMigration } from './tiers-migration.ts';
  * runtime role is granted nothing here except EXECUTE on the two context functions.
  */
 export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
-  return [...coreMigrations(runtimeRole), apiKeysMigration, usersMigration, tiersMigration(runtimeRole)];
+  return [
+    ...coreMigrations(runtimeRole),
+    apiKeysMigration,
+    usersMigration,
+    tiersMigration(runtimeRole),
+    contextRegistersMigration(runtimeRole, 'control'),
+  ];
 }
 
 function coreMigrations(runtimeRole: string): TenantMigration[] {

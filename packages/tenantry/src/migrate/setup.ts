@@ -62,7 +62,8 @@ export async function setupDatabase(
   const db = quoteIdent(me.db);
   // No temporary objects for the runtime role: a temp table survives the transaction on a
   // pooled connection and could shadow or collect the next tenant's rows. TEMPORARY is a
-  // PUBLIC default, so it is revoked from PUBLIC (the owner keeps it for migrations).
+  // PUBLIC default, so it is revoked from PUBLIC. The owner keeps it: enter() creates the
+  // session's context registers (temporary sequences) as the owner.
   await client.query(`REVOKE TEMPORARY ON DATABASE ${db} FROM PUBLIC`);
   await client.query(`REVOKE TEMPORARY ON DATABASE ${db} FROM ${r}`);
   await client.query(`GRANT CONNECT ON DATABASE ${db} TO ${r}`);

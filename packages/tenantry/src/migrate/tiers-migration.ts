@@ -1,5 +1,6 @@
 import { CONTEXT_SCHEMA } from '../dialect/context-dialect.ts';
-import { contextFunctionsSql } from './context-functions.ts';
+import { contextFunctionsV1Sql } from './context-functions.ts';
+import { contextRegistersMigration } from './context-registers-migration.ts';
 import type { TenantMigration } from './migration.ts';
 
 /**
@@ -54,7 +55,7 @@ CREATE INDEX targets_warm_idx ON tenantry.targets (placement_id, kind, applied_c
   WHERE state = 'warm';
 
 DROP FUNCTION ${CONTEXT_SCHEMA}.enter(text);
-${contextFunctionsSql(runtimeRole)}
+${contextFunctionsV1Sql(runtimeRole)}
 `),
   };
 }
@@ -89,8 +90,9 @@ CREATE TABLE tenantry.context_key (
   allow_unbound boolean NOT NULL DEFAULT false,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
-${contextFunctionsSql(runtimeRole)}
+${contextFunctionsV1Sql(runtimeRole)}
 `),
     },
+    contextRegistersMigration(runtimeRole, 'satellite'),
   ];
 }

@@ -367,10 +367,14 @@ export class Provisioner {
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       }
-      // Database privileges are not copied from the template (see setup for TEMPORARY).
+      // Database privileges are not copied from the template (see setup for TEMPORARY: the
+      // owner keeps it for the context registers, nobody else has it).
       await server.client.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${quoteIdent(database)} FROM PUBLIC`);
       await server.client.query(
         `GRANT CONNECT ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(this.#config.roles.runtime)}`,
+      );
+      await server.client.query(
+        `GRANT TEMPORARY ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(this.#config.roles.owner)}`,
       );
     } finally {
       await server.release();

@@ -1,6 +1,6 @@
 import type { ClientBase, Pool } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
-import { mintContextToken } from '../context/context-token.ts';
+import { enterContext } from '../context/enter-context.ts';
 import type { IsolationTier } from '../context/tenant-context.ts';
 import { writeAudit } from '../control/audit.ts';
 import { notifyTenantChanged } from '../control/change-feed.ts';
@@ -248,17 +248,25 @@ export class TenantMover {
 
   /** Enters the tenant's verified maintenance context on an admin connection (RLS applies to non-superusers). */
   async #enter(client: ClientBase, tenantId: string): Promise<void> {
-    const pid = (client as unknown as { processID: number }).processID;
-    const token = mintContextToken(this.#deps.contextKey, 'maintenance', tenantId, pid, Date.now() + 10_000);
-    await client.query('SELECT tenantry_context.enter($1)', [token]);
+    const { config, contextKey } = this.#deps;
+    await enterContext(client, 'maintenance', tenantId, {
+      contextKey,
+      dialect: config.dialect,
+      sharedSchema: config.tenantSchema,
+      tokenTtlMs: config.contextTokenTtlMs,
+      binding: 'session', // admin connections are direct
+    });
   }
 
   async #copy(tenant: TenantRecord, source: Side, destination: Side, batchSize: number): Promise<MovedTable[]> {
     const src = await this.#connect(source);
     const dst = await this.#connect(destination);
     try {
-      await src.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      // Read-only only once the context is entered: a session's first enter() creates its
+      // context registers, which a read-only transaction could not.
+      await src.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       await this.#enter(src.client, tenant.id);
+      await src.client.query('SET TRANSACTION READ ONLY');
       await dst.client.query('BEGIN');
       await this.#enter(dst.client, tenant.id);
       // Children first in the listing: copy in reverse, parents before the rows pointing at them.

@@ -1,0 +1,207 @@
+import { CONTEXT_SCHEMA, CONTEXT_SETTING } from '../dialect/context-dialect.ts';
+import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
+import { quoteIdent } from '../schema/sql.ts';
+
+/**
+ * HMAC-SHA256 over `msg` with the key in `tenantry.context_key` (aliased `k`), computed
+ * with the built-in `sha256()` (no extension needed), every name schema-qualified.
+ */
+const hmacSql = (msg: string) =>
+  `pg_catalog.encode(pg_catalog.sha256(k.opad OPERATOR(pg_catalog.||) pg_catalog.sha256(k.ipad OPERATOR(pg_catalog.||) pg_catalog.convert_to(${msg}, 'UTF8'))), 'hex')`;
+
+/**
+ * The registers: temporary sequences that `enter()` (running as the owner) creates once per
+ * session. A temporary relation is private to its session, and only its owner may `setval()`
+ * it, so each is a per-backend value that injected SQL can read (where granted) but never
+ * write. `setval()` on a temporary sequence writes no WAL, assigns no transaction id and is
+ * not undone by a rollback: free to do in every transaction, and never left half-done.
+ *
+ * - `x`: the start of the transaction that entered, in µs: a context is only ever valid in it;
+ * - `h`, `l`: the tenant id, as two int8;
+ * - `p`: the copy of the tables the tenant may use (`hashtextextended(schema, 0)`, the
+ *   shared tables and a tenant database's being schema `''`), or 0 for maintenance work;
+ * - `s`: the session's one-time secret; never readable by the runtime role.
+ */
+export const REGISTER = {
+  xact: 'pg_temp.tenantry_ctx_x',
+  tenantHigh: 'pg_temp.tenantry_ctx_h',
+  tenantLow: 'pg_temp.tenantry_ctx_l',
+  place: 'pg_temp.tenantry_ctx_p',
+  secret: 'pg_temp.tenantry_ctx_s',
+} as const;
+
+/** The value of register `x` for the current transaction (the same expression on both sides). */
+const XACT = `(pg_catalog.date_part('epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8`;
+/** A fresh 60-bit secret from the server's strong random source (`random()` can be seeded by anyone). */
+const RANDOM_SECRET = `('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 16))::bit(64)::pg_catalog.int8`;
+/** A register's value in the policy check: NULL when the session has none (never entered). */
+const read = (register: string) => `pg_catalog.pg_sequence_last_value(pg_catalog.to_regclass('${register}'))`;
+
+/**
+ * The context functions, in their current version (control-plane migration 0006, satellite
+ * migration s0002), installed in every database that holds tenant rows, so the context is
+ * checked by the same code wherever a tenant's rows live. See docs/security-model.md.
+ *
+ * `enter(token, next_secret)` authenticates the caller, reads the tenant's row *in this
+ * database* and writes the verified context into the session's registers (and, for
+ * information, the tenant id into the `tenantry.ctx` setting). Two token forms:
+ * - `v1.<purpose>.<tenant>.<pid>.<expiry ms>.<hmac>`: HMAC-signed with the context key (first
+ *   use of a session, behind a transaction-mode pooler, or after any refusal);
+ * - `s1.<purpose>.<tenant>.<secret>`: the session's one-time secret, which the previous
+ *   `enter()` on this backend stored from the caller's `next_secret`. Comparing it costs no
+ *   cryptography and no table read, and each value works once: a token seen in a log is
+ *   already spent. A wrong secret destroys the session's secret, so guessing gets one try.
+ *
+ * It returns the quoted schema of a schema-tier tenant (the caller sets `search_path` in the
+ * same statement, see the dialect). Work on a tenant whose rows are not in this database
+ * raises `tenantMoved`; on a frozen tenant (being moved) the transaction becomes read-only;
+ * work takes a shared advisory lock on the tenant first, so a move can wait for writers.
+ *
+ * `current_tenant_id_in(place)` is what every policy calls (once per statement, through a
+ * sub-select): a plain SQL expression that PostgreSQL inlines into the query, comparing the
+ * registers with the current transaction. No function call, no table read, no hash.
+ *
+ * Neither function depends on `search_path` (every name and operator is schema-qualified),
+ * so `enter()` needs no `SET` clause, whose per-call cost was measured at a tenth of a
+ * point lookup's (BENCHMARKS.md).
+ */
+export function contextFunctionsSql(runtimeRole: string): string {
+  const runtime = quoteIdent(runtimeRole);
+  const c = CONTEXT_SCHEMA;
+  const eq = 'OPERATOR(pg_catalog.=)';
+  const ne = 'OPERATOR(pg_catalog.<>)';
+  const cat = 'OPERATOR(pg_catalog.||)';
+  return `
+DROP FUNCTION IF EXISTS ${c}.enter(text);
+
+-- Raises one of Tenantry's SQLSTATEs; called only on the refusing branch of a CASE.
+CREATE OR REPLACE FUNCTION ${c}.refuse(code text, message text) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$ BEGIN RAISE EXCEPTION 'tenantry: %', message USING ERRCODE = code; END $fn$;
+
+-- Once per session: the registers (see REGISTER in the source), owned by the owner.
+CREATE OR REPLACE FUNCTION ${c}.make_registers() RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  DROP SEQUENCE IF EXISTS ${REGISTER.xact}, ${REGISTER.tenantHigh}, ${REGISTER.tenantLow}, ${REGISTER.place}, ${REGISTER.secret};
+  CREATE TEMPORARY SEQUENCE tenantry_ctx_x MINVALUE -9223372036854775808;
+  CREATE TEMPORARY SEQUENCE tenantry_ctx_h MINVALUE -9223372036854775808;
+  CREATE TEMPORARY SEQUENCE tenantry_ctx_l MINVALUE -9223372036854775808;
+  CREATE TEMPORARY SEQUENCE tenantry_ctx_p MINVALUE -9223372036854775808;
+  CREATE TEMPORARY SEQUENCE tenantry_ctx_s MINVALUE -9223372036854775808;
+  PERFORM setval('${REGISTER.secret}', ${RANDOM_SECRET});
+  GRANT SELECT ON SEQUENCE ${REGISTER.xact}, ${REGISTER.tenantHigh}, ${REGISTER.tenantLow}, ${REGISTER.place} TO ${runtime};
+END
+$fn$;
+
+CREATE FUNCTION ${c}.enter(token text, next_secret bigint) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+AS $fn$
+DECLARE
+  purpose text := pg_catalog.split_part(token, '.', 2);
+  result text;
+BEGIN
+  IF pg_catalog.to_regclass('${REGISTER.secret}') IS NULL THEN
+    PERFORM ${c}.make_registers();
+  END IF;
+  IF pg_catalog.split_part(token, '.', 1) ${eq} 's1' THEN
+    IF coalesce(pg_catalog.pg_sequence_last_value('${REGISTER.secret}'::pg_catalog.regclass)
+         ${ne} pg_catalog.split_part(token, '.', 4)::pg_catalog.int8, true)
+       OR pg_catalog.split_part(token, '.', 5) ${ne} '' THEN
+      PERFORM pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, ${RANDOM_SECRET});
+      PERFORM ${c}.refuse('${S.invalidContext}', 'tenant context secret rejected');
+    END IF;
+  ELSE
+    SELECT CASE
+        WHEN pg_catalog.cardinality(a) ${ne} 6 OR a[1] ${ne} 'v1'
+          THEN ${c}.refuse('${S.invalidContext}', 'malformed tenant context token')
+        WHEN k.id IS NULL OR ${hmacSql(`'enter|' ${cat} pg_catalog.array_to_string(a[1:5], '.')`)} ${ne} a[6]
+          THEN ${c}.refuse('${S.invalidContext}', 'tenant context token rejected')
+        WHEN a[4] ${ne} pg_catalog.pg_backend_pid()::pg_catalog.text AND NOT (k.allow_unbound AND a[4] ${eq} '0')
+          THEN ${c}.refuse('${S.invalidContext}', 'tenant context token belongs to another session')
+        WHEN a[5]::pg_catalog.int8 OPERATOR(pg_catalog.<)
+             (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8
+          THEN ${c}.refuse('${S.invalidContext}', 'tenant context token expired')
+      END
+      INTO result
+      FROM (SELECT pg_catalog.string_to_array(token, '.') AS a) p
+      LEFT JOIN tenantry.context_key k ON k.id ${eq} 1;
+  END IF;
+  IF purpose ${eq} 'work' THEN
+    -- Taken before the row is read (the next statement, with a new snapshot): a move that
+    -- holds the lock exclusively has committed its freeze by the time the row is read.
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(
+      pg_catalog.hashtextextended('tenantry:tenant:' ${cat} pg_catalog.split_part(token, '.', 3), 0));
+  ELSIF purpose ${ne} 'maintenance' THEN
+    PERFORM ${c}.refuse('${S.invalidContext}', 'unknown context purpose');
+  END IF;
+  SELECT CASE
+      WHEN t.id IS NULL THEN ${c}.refuse('${S.tenantNotFound}', 'tenant not found')
+      WHEN purpose ${eq} 'work' AND t.status ${eq} 'suspended'
+        THEN ${c}.refuse('${S.tenantSuspended}', 'tenant is suspended')
+      WHEN purpose ${eq} 'work' AND t.status ${ne} 'active'
+        THEN ${c}.refuse('${S.tenantNotActive}', 'tenant is not active')
+      WHEN purpose ${eq} 'work' AND NOT t.data_here
+        THEN ${c}.refuse('${S.tenantMoved}', 'tenant data is not in this database (moved)')
+      -- concat() evaluates every argument and is never NULL: the writes, then the result.
+      WHEN pg_catalog.concat(
+          pg_catalog.setval('${REGISTER.tenantHigh}'::pg_catalog.regclass,
+            ('x' ${cat} pg_catalog.left(pg_catalog.replace(t.id::pg_catalog.text, '-', ''), 16))::bit(64)::pg_catalog.int8),
+          pg_catalog.setval('${REGISTER.tenantLow}'::pg_catalog.regclass,
+            ('x' ${cat} pg_catalog.right(pg_catalog.replace(t.id::pg_catalog.text, '-', ''), 16))::bit(64)::pg_catalog.int8),
+          pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass,
+            CASE WHEN purpose ${eq} 'maintenance' THEN 0
+                 ELSE pg_catalog.hashtextextended(coalesce(t.schema_name, ''), 0) END),
+          pg_catalog.setval('${REGISTER.xact}'::pg_catalog.regclass, ${XACT}),
+          pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, coalesce(next_secret, ${RANDOM_SECRET})),
+          pg_catalog.set_config('${CONTEXT_SETTING}', t.id::pg_catalog.text, true),
+          CASE WHEN purpose ${eq} 'work' THEN pg_catalog.set_config('statement_timeout', t.statement_timeout_ms::pg_catalog.text, true) END,
+          -- Going read-only is allowed at any point; going back is not once a query ran.
+          CASE WHEN purpose ${eq} 'work' AND t.frozen THEN pg_catalog.set_config('transaction_read_only', 'on', true) END
+        ) IS NOT NULL THEN pg_catalog.quote_ident(t.schema_name)
+    END
+    INTO result
+    FROM (SELECT) AS one
+    LEFT JOIN tenantry.tenants t ON t.id ${eq} pg_catalog.split_part(token, '.', 3)::pg_catalog.uuid;
+  RETURN result;
+END
+$fn$;
+
+-- The verified tenant, if this copy of the tables is its own: \`place\` is the schema of a
+-- schema-tier copy, '' for the shared tables and a tenant database's tables, NULL for "any".
+-- No context: NULL (the policy then hides every row and refuses every write). A
+-- \`tenantry.ctx\` setting that the registers do not vouch for in this transaction (forged,
+-- copied, left from another one): TN001. Inlined by the planner (SQL, not SECURITY DEFINER,
+-- no SET clause, one SELECT without FROM), so it costs what its expression costs.
+CREATE OR REPLACE FUNCTION ${c}.current_tenant_id_in(place text) RETURNS uuid
+LANGUAGE sql VOLATILE
+AS $fn$
+SELECT CASE
+  WHEN pg_catalog.current_setting('${CONTEXT_SETTING}', true) IS NULL
+    OR pg_catalog.current_setting('${CONTEXT_SETTING}', true) ${eq} '' THEN NULL
+  WHEN coalesce(${read(REGISTER.xact)} ${ne} ${XACT}, true)
+    OR coalesce(pg_catalog.current_setting('${CONTEXT_SETTING}', true) ${ne}
+       pg_catalog.encode(pg_catalog.int8send(${read(REGISTER.tenantHigh)}) ${cat} pg_catalog.int8send(${read(REGISTER.tenantLow)}), 'hex')::pg_catalog.uuid::pg_catalog.text, true)
+    THEN ${c}.refuse('${S.invalidContext}', 'tenant context rejected')::pg_catalog.uuid
+  WHEN place IS NULL OR ${read(REGISTER.place)} ${eq} ANY (ARRAY[0, pg_catalog.hashtextextended(place, 0)])
+    THEN pg_catalog.current_setting('${CONTEXT_SETTING}', true)::pg_catalog.uuid
+END
+$fn$;
+
+-- The verified tenant of the current transaction, in any copy; NULL when none was entered.
+CREATE OR REPLACE FUNCTION ${c}.current_tenant_id() RETURNS uuid
+LANGUAGE sql VOLATILE
+AS $fn$ SELECT ${c}.current_tenant_id_in(NULL) $fn$;
+
+REVOKE ALL ON FUNCTION ${c}.enter(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${c}.make_registers() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${c}.refuse(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint) TO ${runtime};
+GRANT EXECUTE ON FUNCTION ${c}.refuse(text, text) TO ${runtime};
+GRANT EXECUTE ON FUNCTION ${c}.current_tenant_id() TO ${runtime};
+GRANT EXECUTE ON FUNCTION ${c}.current_tenant_id_in(text) TO ${runtime};
+`;
+}

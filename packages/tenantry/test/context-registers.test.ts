@@ -1,0 +1,193 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AppDB, appMigrations, createFixture, type Fixture } from '../../../test-support/fixture.ts';
+import { CONTEXT_SETTING, mintContextToken, type TenantRecord, Tenantry } from '../src/index.ts';
+import { KeyRing } from '../src/secrets/keys.ts';
+
+/**
+ * The surfaces the fast context opens (docs/security-model.md, "The verified context"):
+ * the per-session registers `enter()` writes and policies read, and the one-time session
+ * secret that replaces the signed token after a session's first transaction. Each test works
+ * on a raw runtime-role connection, as injected SQL would.
+ */
+let f: Fixture;
+let a: TenantRecord;
+let b: TenantRecord;
+let key: Buffer;
+const clients: pg.Client[] = [];
+
+beforeAll(async () => {
+  f = await createFixture('ctxregs');
+  key = new KeyRing(f.database.secret).key('context-hmac');
+  a = await f.tenantry.tenants.create({ slug: 'reg-a', name: 'A' });
+  b = await f.tenantry.tenants.create({ slug: 'reg-b', name: 'B' });
+  await f.tenantry.withTenant(a, (tx) => tx.db.insertInto('items').values({ title: 'alpha' }).execute());
+  await f.tenantry.withTenant(b, (tx) => tx.db.insertInto('items').values({ title: 'bravo' }).execute());
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.end().catch(() => {})));
+  await f?.close();
+});
+
+async function runtimeClient(): Promise<pg.Client> {
+  const url = (f.tenantry.runtimePool as unknown as { options: { connectionString: string } }).options.connectionString;
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  clients.push(c);
+  return c;
+}
+
+const pidOf = (c: pg.Client) => (c as unknown as { processID: number }).processID;
+const signed = (c: pg.Client, t: TenantRecord) => mintContextToken(key, 'work', t.id, pidOf(c), Date.now() + 10_000);
+const titles = async (c: pg.Client) => (await c.query<{ title: string }>('SELECT title FROM items')).rows;
+
+/** BEGIN and enter `t` with `token`, storing `next` as the session's next secret. */
+async function enter(c: pg.Client, token: string, next: string | null = null): Promise<void> {
+  await c.query('BEGIN');
+  await c.query('SELECT tenantry_context.enter($1, $2::int8)', [token, next]);
+}
+
+describe('the one-time session secret', () => {
+  it('enters with the secret the previous enter() stored, once', async () => {
+    const c = await runtimeClient();
+    await enter(c, signed(c, a), '1234567890123');
+    expect(await titles(c)).toEqual([{ title: 'alpha' }]);
+    await c.query('COMMIT');
+    await enter(c, `s1.work.${a.id}.1234567890123`, '-42');
+    expect(await titles(c)).toEqual([{ title: 'alpha' }]);
+    await c.query('COMMIT');
+    // Spent: the same value again is refused, and the refusal destroys the next secret too.
+    await c.query('BEGIN');
+    await expect(
+      c.query('SELECT tenantry_context.enter($1, 7)', [`s1.work.${a.id}.1234567890123`]),
+    ).rejects.toMatchObject({ code: 'TN001' });
+    await c.query('ROLLBACK');
+    await c.query('BEGIN');
+    await expect(c.query('SELECT tenantry_context.enter($1, 7)', [`s1.work.${b.id}.-42`])).rejects.toMatchObject({
+      code: 'TN001',
+    });
+    await c.query('ROLLBACK');
+    // A signed token still works and starts a new chain.
+    await enter(c, signed(c, b), '99');
+    expect(await titles(c)).toEqual([{ title: 'bravo' }]);
+    await c.query('COMMIT');
+  });
+
+  it('a secret is worthless on another backend, and the runtime role can neither read nor write a register', async () => {
+    const one = await runtimeClient();
+    const two = await runtimeClient();
+    await enter(one, signed(one, a), '555');
+    await one.query('COMMIT');
+    await enter(two, signed(two, a), '777');
+    await two.query('COMMIT');
+    await two.query('BEGIN');
+    await expect(two.query('SELECT tenantry_context.enter($1, 1)', [`s1.work.${b.id}.555`])).rejects.toMatchObject({
+      code: 'TN001',
+    });
+    await two.query('ROLLBACK');
+    for (const attempt of [
+      "SELECT pg_sequence_last_value('pg_temp.tenantry_ctx_s')",
+      "SELECT setval('pg_temp.tenantry_ctx_h', 1)",
+      "SELECT nextval('pg_temp.tenantry_ctx_x')",
+      "SELECT setval('pg_temp.tenantry_ctx_p', 0)",
+      'DROP SEQUENCE pg_temp.tenantry_ctx_x',
+      'ALTER SEQUENCE pg_temp.tenantry_ctx_l OWNED BY NONE',
+      'CREATE TEMPORARY SEQUENCE mine',
+    ]) {
+      await expect(one.query(attempt), attempt).rejects.toMatchObject({ code: '42501' });
+    }
+  });
+});
+
+describe('nothing of a context outlives its transaction', () => {
+  it('a rolled-back transaction leaves registers that vouch for no later transaction', async () => {
+    const c = await runtimeClient();
+    await enter(c, signed(c, a));
+    await c.query('ROLLBACK');
+    await c.query('BEGIN');
+    expect(await titles(c)).toEqual([]);
+    await c.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [a.id]);
+    await expect(titles(c)).rejects.toMatchObject({ code: 'TN001' });
+    await c.query('ROLLBACK');
+  });
+
+  it('a forged or copied setting is refused inside a verified transaction', async () => {
+    const c = await runtimeClient();
+    await enter(c, signed(c, a));
+    await c.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [b.id]);
+    await expect(titles(c)).rejects.toMatchObject({ code: 'TN001' });
+    await c.query('ROLLBACK');
+  });
+
+  it('RESET ALL inside the transaction drops the context; DISCARD ALL drops the registers, and enter() makes new ones', async () => {
+    const c = await runtimeClient();
+    await enter(c, signed(c, a));
+    await c.query('RESET ALL');
+    expect(await titles(c)).toEqual([]);
+    await c.query('COMMIT');
+    await c.query('DISCARD ALL');
+    await c.query('BEGIN');
+    expect(
+      (await c.query<{ r: string | null }>("SELECT to_regclass('pg_temp.tenantry_ctx_x')::text AS r")).rows[0]?.r,
+    ).toBeNull();
+    await c.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [a.id]);
+    await expect(titles(c)).rejects.toMatchObject({ code: 'TN001' });
+    await c.query('ROLLBACK');
+    await enter(c, signed(c, a));
+    expect(await titles(c)).toEqual([{ title: 'alpha' }]);
+    await c.query('COMMIT');
+  });
+
+  it('SET ROLE to the owner is refused, so the registers stay the owner’s', async () => {
+    const c = await runtimeClient();
+    await expect(c.query(`SET ROLE ${f.database.roles.owner}`)).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it('one message cannot end the verified transaction and reuse its registers in the next (extended protocol only)', async () => {
+    await expect(
+      f.tenantry.withTenant(a, (tx) => tx.query("COMMIT; SELECT set_config('tenantry.ctx', 'x', false)")),
+    ).rejects.toMatchObject({ code: '42601' });
+  });
+
+  it('Tenantry recovers when a backend lost its secret (DISCARD ALL by someone else)', async () => {
+    const pool = f.tenantry.runtimePool;
+    // Serially, so the same few backends are reused.
+    for (let i = 0; i < 3; i++) await f.tenantry.withTenant(a, (tx) => tx.query('SELECT 1'));
+    const client = await pool.connect();
+    try {
+      await client.query('DISCARD ALL');
+    } finally {
+      client.release();
+    }
+    for (let i = 0; i < 3; i++) {
+      const { rows } = await f.tenantry.withTenant(a, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
+      expect(rows).toEqual([{ title: 'alpha' }]);
+    }
+  });
+});
+
+describe('a runtime role that may create temporary objects', () => {
+  it('is refused before any tenant work: it could make its own registers', async () => {
+    const admin = new pg.Client({ connectionString: f.database.url });
+    await admin.connect();
+    const grant = `ON DATABASE "${f.database.name}" TO "${f.database.roles.runtime}"`;
+    await admin.query(`GRANT TEMPORARY ${grant}`);
+    const other = await Tenantry.connect<AppDB>({
+      databaseUrl: f.database.url,
+      secret: f.database.secret,
+      roles: f.database.roles,
+      migrations: appMigrations,
+    });
+    try {
+      await expect(other.withTenant(a, (tx) => tx.query('SELECT 1'))).rejects.toMatchObject({
+        code: 'UNSAFE_RUNTIME_ROLE',
+        message: expect.stringContaining('TEMPORARY'),
+      });
+    } finally {
+      await other.close();
+      await admin.query(`REVOKE TEMPORARY ${grant.replace(' TO ', ' FROM ')}`);
+      await admin.end();
+    }
+  });
+});
