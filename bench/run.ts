@@ -5,6 +5,7 @@
  *   npm run bench -- core --tenants 1000 --rows 1000000 --seconds 10 --clients 1,16
  *   npm run bench -- tiers --tenants 1000
  *   npm run bench -- fleet --tenants 10000
+ *   npm run bench -- sql --clients 1,8   (pgbench; server cost of the context)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -12,6 +13,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   http: () => import('./http.ts'),
   tiers: () => import('./tiers.ts'),
   fleet: () => import('./fleet.ts'),
+  sql: () => import('./sql.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

@@ -102,7 +102,7 @@ async function lazyOpening(pool: pg.Pool, key: Buffer, p: Params): Promise<unkno
   try {
     const pid = (client as unknown as { processID: number }).processID;
     const token = mintContextToken(key, 'work', p.tenant.id, pid, Date.now() + 10_000);
-    const first = new PipelinedFirstStatement([token, 'public'], POINT_SQL, [p.tenant.id, p.id]);
+    const first = new PipelinedFirstStatement([token, null, 'public'], POINT_SQL, [p.tenant.id, p.id]);
     (client as unknown as { query(s: PipelinedFirstStatement): unknown }).query(first);
     const rows = await first.promise;
     await client.query('COMMIT');

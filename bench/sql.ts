@@ -1,0 +1,204 @@
+/**
+ * `npm run bench -- sql [--rounds 5] [--seconds 4] [--clients 1,8] [--rows 200000]`
+ *
+ * The server cost of a point-lookup transaction under each way of placing a tenant context,
+ * measured with pgbench (a C client: no Node in the way), sides alternating within a round,
+ * throughput relative to the plain transaction, medians over rounds:
+ *
+ * - `plain`: superuser, `BEGIN; SELECT … WHERE tenant_id = … AND id = …; COMMIT` (3 round trips);
+ * - `autocommit`: the superuser's `SELECT` alone (1 round trip);
+ * - `recipe`: the unverified recipe: runtime role, RLS on `current_setting('app.tenant_id')`,
+ *   `set_config` pipelined with `BEGIN` and the `SELECT` (2 round trips);
+ * - `signed`: Tenantry's context statement with an HMAC-signed token each time (first use
+ *   of a session, and always behind a transaction-mode pooler), pipelined the same way;
+ * - `secret`: Tenantry's context statement with the session's one-time secret (2 round trips);
+ * - `one-trip`: `BEGIN`, the context (secret), the `SELECT` and `COMMIT` in one pipeline,
+ *   what `tenantry.query()` sends (1 round trip).
+ *
+ * Needs pgbench (Debian: postgresql-client) on PATH and `DATABASE_URL` (a superuser; default
+ * the local server). Creates a database of its own and drops it.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { mintContextToken, Tenantry } from '../packages/tenantry/src/index.ts';
+import { KeyRing } from '../packages/tenantry/src/secrets/keys.ts';
+import { createBenchDatabase, withDatabase } from './lib/database.ts';
+import { benchMigrations } from './lib/dataset.ts';
+import { median } from './lib/measure.ts';
+import { describeMachine } from './lib/report.ts';
+
+const run = promisify(execFile);
+
+const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip'] as const;
+type Side = (typeof SIDES)[number];
+
+interface Options {
+  rounds: number;
+  seconds: number;
+  clients: number[];
+  rows: number;
+}
+
+function parse(argv: readonly string[]): Options {
+  const o: Options = { rounds: 5, seconds: 4, clients: [1, 8], rows: 200_000 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [flag, value] = [argv[i], argv[i + 1] ?? ''];
+    if (flag === '--rounds') o.rounds = Number(value);
+    else if (flag === '--seconds') o.seconds = Number(value);
+    else if (flag === '--clients') o.clients = value.split(',').map(Number);
+    else if (flag === '--rows') o.rows = Number(value);
+    else throw new Error(`unknown option ${flag}; see the comment at the top of bench/sql.ts`);
+  }
+  if (![o.rounds, o.seconds, o.rows, ...o.clients].every((n) => Number.isInteger(n) && n > 0)) {
+    throw new Error('--rounds, --seconds, --clients and --rows take positive integers');
+  }
+  return o;
+}
+
+/** The pgbench script of each side; `:id` is a random row of tenant T. */
+function scripts(tenant: string, enterSql: string): Record<Side, string> {
+  const pick = '\\set id random(1, :rows)\n';
+  const select = (table: string) => `SELECT * FROM bench.${table} WHERE tenant_id = '${tenant}' AND n = :id;\n`;
+  // pgbench substitutes :variables as bind parameters in prepared mode; the context
+  // statement is Tenantry's own text with its $1/$2/$3 spelled as pgbench variables.
+  const enter = enterSql.replace('$1', ':tok').replace('$2', ':nx').replace('$3', "'bench'");
+  const chained = enterSql.replace('$1', `'s1.work.${tenant}.' || :prev`).replace('$2', ':nx').replace('$3', "'bench'");
+  // The first transaction of each pgbench client has no secret yet: it signs, as Tenantry does.
+  const secretEnter = `\\set nx random(1, 4611686018427387903)
+\\if :first
+\\startpipeline
+BEGIN;
+${enter};
+\\endpipeline
+COMMIT;
+\\set first 0
+\\else
+`;
+  return {
+    plain: `${pick}BEGIN;\n${select('items')}COMMIT;\n`,
+    autocommit: `${pick}${select('items')}`,
+    recipe: `${pick}\\startpipeline\nBEGIN;\nSELECT set_config('app.tenant_id', '${tenant}', true);\n${select('items_recipe')}\\endpipeline\nCOMMIT;\n`,
+    signed: `${pick}\\set nx 0\n\\startpipeline\nBEGIN;\n${enter.replace(':nx', 'NULL')};\n${select('items')}\\endpipeline\nCOMMIT;\n`,
+    secret: `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}\\endpipeline\nCOMMIT;\n\\endif\n\\set prev :nx\n`,
+    'one-trip': `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}COMMIT;\n\\endpipeline\n\\endif\n\\set prev :nx\n`,
+  };
+}
+
+async function pgbench(url: string, file: string, clients: number, seconds: number, vars: string[]): Promise<number> {
+  const u = new URL(url);
+  const args = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(clients), '-T', String(seconds)];
+  args.push('-h', u.hostname, '-p', u.port || '5432', '-U', decodeURIComponent(u.username));
+  for (const v of vars) args.push('-D', v);
+  args.push('-f', file, u.pathname.slice(1));
+  const env = { ...process.env, PGPASSWORD: decodeURIComponent(u.password) };
+  const { stdout } = await run('pgbench', args, { env, maxBuffer: 1 << 24 });
+  const failed = /number of failed transactions: (\d+)/.exec(stdout)?.[1];
+  if (failed && failed !== '0') throw new Error(`pgbench ${file}: ${failed} failed transactions\n${stdout}`);
+  const tps = /tps = ([\d.]+)/.exec(stdout)?.[1];
+  if (!tps) throw new Error(`pgbench ${file}: no tps in\n${stdout}`);
+  return Number(tps);
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const options = parse(argv);
+  try {
+    await run('pgbench', ['--version']);
+  } catch {
+    process.stderr.write(
+      'pgbench not found: install PostgreSQL client tools (Debian: apt-get install postgresql-client)\n',
+    );
+    return 2;
+  }
+  const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const db = await createBenchDatabase(adminUrl);
+  const dir = await mkdtemp(join(os.tmpdir(), 'tenantry-bench-sql-'));
+  // `pooler` binding: a pgbench client cannot know its backend pid, so the signed side uses pid 0.
+  const tenantry = await Tenantry.connect({
+    databaseUrl: db.url,
+    secret: db.secret,
+    roles: db.roles,
+    migrations: benchMigrations,
+    tenantSchema: 'bench',
+    contextBinding: 'pooler',
+  });
+  try {
+    await tenantry.setup();
+    await tenantry.migrate();
+    const tenant = await tenantry.tenants.create({ slug: 'bench', name: 'Bench' });
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    try {
+      const rt = `"${db.roles.runtime}"`;
+      await admin.query(
+        `
+        ALTER TABLE bench.items ADD COLUMN n bigint;
+        INSERT INTO bench.items (tenant_id, title, n) SELECT $1, 'item ' || g, g FROM generate_series(1, ${options.rows}) g;
+        CREATE UNIQUE INDEX items_n ON bench.items (tenant_id, n);
+        CREATE TABLE bench.items_recipe (tenant_id uuid NOT NULL, n bigint NOT NULL, title text, PRIMARY KEY (tenant_id, n));
+        INSERT INTO bench.items_recipe SELECT tenant_id, n, title FROM bench.items;
+        ALTER TABLE bench.items_recipe ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+        CREATE POLICY recipe ON bench.items_recipe USING (tenant_id = (SELECT current_setting('app.tenant_id', true)::uuid));
+        GRANT SELECT ON bench.items_recipe TO ${rt};
+        ANALYZE bench.items; ANALYZE bench.items_recipe;`.replace('$1', `'${tenant.id}'`),
+      );
+    } finally {
+      await admin.end();
+    }
+    const key = new KeyRing(db.secret).key('context-hmac');
+    const token = mintContextToken(key, 'work', tenant.id, 0, Date.now() + 24 * 3600_000);
+    const files = scripts(tenant.id, tenantry.config.dialect.enterSql);
+    for (const side of SIDES) await writeFile(join(dir, `${side}.sql`), files[side]);
+    const runtimeUrl = (tenantry.runtimePool as unknown as { options: { connectionString: string } }).options
+      .connectionString;
+    const vars = [`tok=${token}`, `rows=${options.rows}`, 'first=1', 'prev=0'];
+    const machine = await describeMachine(
+      (await tenantry.adminPool.query('SHOW server_version')).rows[0].server_version,
+    );
+    console.log(
+      `# SQL level (pgbench), point lookup; ${machine.cpus} CPU ${machine.cpuModel}, PostgreSQL ${machine.postgres}`,
+    );
+    console.log(`# ${options.rounds} rounds × ${options.seconds} s per side, alternating; throughput / plain (median)`);
+    for (const clients of options.clients) {
+      const ratios: Record<Side, number[]> = Object.fromEntries(SIDES.map((s) => [s, []])) as never;
+      const tps: Record<Side, number[]> = Object.fromEntries(SIDES.map((s) => [s, []])) as never;
+      for (let r = 0; r < options.rounds; r++) {
+        const order = r % 2 ? [...SIDES].reverse() : [...SIDES];
+        const got = {} as Record<Side, number>;
+        for (const side of order) {
+          const superuser = side === 'plain' || side === 'autocommit';
+          got[side] = await pgbench(
+            superuser ? withDatabase(adminUrl, db.name) : runtimeUrl,
+            join(dir, `${side}.sql`),
+            clients,
+            options.seconds,
+            vars,
+          );
+          tps[side].push(got[side]);
+        }
+        for (const side of SIDES) ratios[side].push(got[side] / got.plain);
+      }
+      console.log(`\n${clients} client${clients > 1 ? 's' : ''}:`);
+      for (const side of SIDES) {
+        console.log(
+          `  ${side.padEnd(11)} ${median(ratios[side]).toFixed(2)}   (${Math.round(median(tps[side]))} tps; ` +
+            `vs recipe ${(median(ratios[side]) / median(ratios.recipe)).toFixed(2)})`,
+        );
+      }
+    }
+    console.log(
+      `\nload average after: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
+    return 0;
+  } finally {
+    await tenantry.close();
+    await db.drop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
