@@ -74,6 +74,24 @@ describe('the one-time session secret', () => {
     await c.query('COMMIT');
   });
 
+  it('a secret is spent even when enter() then refuses (suspended tenant)', async () => {
+    const c = await runtimeClient();
+    const gone = await f.tenantry.tenants.create({ slug: 'reg-suspended', name: 'S' });
+    await enter(c, signed(c, a), '31337');
+    await c.query('COMMIT');
+    await f.tenantry.tenants.suspend(gone.id);
+    await c.query('BEGIN');
+    await expect(c.query('SELECT tenantry_context.enter($1, 8)', [`s1.work.${gone.id}.31337`])).rejects.toMatchObject({
+      code: 'TN002',
+    });
+    await c.query('ROLLBACK');
+    await c.query('BEGIN');
+    await expect(c.query('SELECT tenantry_context.enter($1, 9)', [`s1.work.${a.id}.31337`])).rejects.toMatchObject({
+      code: 'TN001',
+    });
+    await c.query('ROLLBACK');
+  });
+
   it('a secret is worthless on another backend, and the runtime role can neither read nor write a register', async () => {
     const one = await runtimeClient();
     const two = await runtimeClient();

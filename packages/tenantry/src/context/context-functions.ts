@@ -130,6 +130,9 @@ BEGIN
       FROM (SELECT pg_catalog.string_to_array(token, '.') AS a) p
       LEFT JOIN tenantry.context_key k ON k.id ${eq} 1;
   END IF;
+  -- Authenticated: the presented secret is spent now, before any later check can refuse
+  -- (a refused enter() must not leave it usable), and the caller's next one takes its place.
+  PERFORM pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, coalesce(next_secret, ${RANDOM_SECRET}));
   IF purpose ${eq} 'work' THEN
     -- Taken before the row is read (the next statement, with a new snapshot): a move that
     -- holds the lock exclusively has committed its freeze by the time the row is read.
@@ -156,7 +159,6 @@ BEGIN
             CASE WHEN purpose ${eq} 'maintenance' THEN 0
                  ELSE pg_catalog.hashtextextended(coalesce(t.schema_name, ''), 0) END),
           pg_catalog.setval('${REGISTER.xact}'::pg_catalog.regclass, ${XACT}),
-          pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, coalesce(next_secret, ${RANDOM_SECRET})),
           pg_catalog.set_config('${CONTEXT_SETTING}', t.id::pg_catalog.text, true),
           CASE WHEN purpose ${eq} 'work' THEN pg_catalog.set_config('statement_timeout', t.statement_timeout_ms::pg_catalog.text, true) END,
           -- Going read-only is allowed at any point; going back is not once a query ran.
