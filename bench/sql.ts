@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- sql [--rounds 5] [--seconds 4] [--clients 1,8] [--rows 200000]`
+ * `npm run bench -- sql [--rounds 5] [--seconds 4] [--clients 1,8] [--rows 200000] [--protocol prepared|extended]`
  *
  * The server cost of a point-lookup transaction under each way of placing a tenant context,
  * measured with pgbench (a C client: no Node in the way), sides alternating within a round,
@@ -37,6 +37,8 @@ const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip'] 
 type Side = (typeof SIDES)[number];
 
 interface Options {
+  /** pgbench's query mode: `prepared` (plans cached per connection) or `extended` (planned every time, as pg sends unnamed statements). */
+  protocol: 'prepared' | 'extended';
   rounds: number;
   seconds: number;
   clients: number[];
@@ -44,13 +46,14 @@ interface Options {
 }
 
 function parse(argv: readonly string[]): Options {
-  const o: Options = { rounds: 5, seconds: 4, clients: [1, 8], rows: 200_000 };
+  const o: Options = { protocol: 'prepared', rounds: 5, seconds: 4, clients: [1, 8], rows: 200_000 };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1] ?? ''];
     if (flag === '--rounds') o.rounds = Number(value);
     else if (flag === '--seconds') o.seconds = Number(value);
     else if (flag === '--clients') o.clients = value.split(',').map(Number);
     else if (flag === '--rows') o.rows = Number(value);
+    else if (flag === '--protocol' && (value === 'prepared' || value === 'extended')) o.protocol = value;
     else throw new Error(`unknown option ${flag}; see the comment at the top of bench/sql.ts`);
   }
   if (![o.rounds, o.seconds, o.rows, ...o.clients].every((n) => Number.isInteger(n) && n > 0)) {
@@ -88,9 +91,16 @@ COMMIT;
   };
 }
 
-async function pgbench(url: string, file: string, clients: number, seconds: number, vars: string[]): Promise<number> {
+async function pgbench(
+  url: string,
+  file: string,
+  clients: number,
+  seconds: number,
+  vars: string[],
+  protocol: Options['protocol'],
+): Promise<number> {
   const u = new URL(url);
-  const args = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(clients), '-T', String(seconds)];
+  const args = ['-n', '-M', protocol, '-c', String(clients), '-j', String(clients), '-T', String(seconds)];
   args.push('-h', u.hostname, '-p', u.port || '5432', '-U', decodeURIComponent(u.username));
   for (const v of vars) args.push('-D', v);
   args.push('-f', file, u.pathname.slice(1));
@@ -161,7 +171,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.log(
       `# SQL level (pgbench), point lookup; ${machine.cpus} CPU ${machine.cpuModel}, PostgreSQL ${machine.postgres}`,
     );
-    console.log(`# ${options.rounds} rounds × ${options.seconds} s per side, alternating; throughput / plain (median)`);
+    console.log(
+      `# ${options.rounds} rounds × ${options.seconds} s per side, alternating, ${options.protocol} statements; throughput / plain (median)`,
+    );
     for (const clients of options.clients) {
       const ratios: Record<Side, number[]> = Object.fromEntries(SIDES.map((s) => [s, []])) as never;
       const tps: Record<Side, number[]> = Object.fromEntries(SIDES.map((s) => [s, []])) as never;
@@ -176,6 +188,7 @@ export async function main(argv: readonly string[]): Promise<number> {
             clients,
             options.seconds,
             vars,
+            options.protocol,
           );
           tps[side].push(got[side]);
         }

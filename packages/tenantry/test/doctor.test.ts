@@ -196,13 +196,9 @@ const BROKEN: { name: string; expect: string[]; sql(s: string): string[] }[] = [
     expect: ['warning:POLICY_FUNCTION_PER_ROW'], // index still usable (see the EXPLAIN test)
     sql: (s) => [
       ...base(s, 'policy_stable_call'),
-      // Tenantry's own functions are VOLATILE (they read the context registers), so the
-      // STABLE call here is an application's wrapper, as a hand-written policy might have.
-      `CREATE FUNCTION ${s}.my_tenant() RETURNS uuid LANGUAGE sql STABLE
-         AS 'SELECT tenantry_context.current_tenant_id()'`,
       `ALTER POLICY tenant_isolation ON ${s}.policy_stable_call
-         USING (tenant_id = ${s}.my_tenant())
-         WITH CHECK (tenant_id = ${s}.my_tenant())`,
+         USING (tenant_id = tenantry_context.current_tenant_id())
+         WITH CHECK (tenant_id = tenantry_context.current_tenant_id())`,
     ],
   },
   {

@@ -21,7 +21,7 @@ export interface ContextDialect {
   /**
    * The boolean a policy uses, for `USING` and `WITH CHECK`. Wrapped in a sub-select so
    * PostgreSQL evaluates it once per statement (an InitPlan) and indexes led by
-   * `tenant_id` stay usable (the function is inlined, and VOLATILE: it reads the registers). `place` binds the policy to one copy of the tables: the schema
+   * `tenant_id` stay usable. `place` binds the policy to one copy of the tables: the schema
    * of a schema-tier copy, `''` for the shared tables and tenant databases; a tenant whose
    * rows live elsewhere then sees nothing there and cannot write there. Without it, any
    * verified tenant matches (what `doctor` suggests for tables it did not create).

@@ -4,7 +4,7 @@ import type { TenantMigration } from './migration.ts';
 /**
  * Control-plane migration 0006 and satellite migration s0002: the verified context moves
  * from a signed session value checked by PL/pgSQL in every statement to per-session
- * registers that `enter()` writes once per transaction and policies compare inline (see
+ * registers that `enter()` writes once per transaction and policies compare once per statement (see
  * `contextFunctionsSql` and docs/security-model.md). Policies and column defaults keep
  * calling `current_tenant_id_in()` / `current_tenant_id()` by name, so every tenant table,
  * old or new, gets the new check without being touched.
