@@ -37,7 +37,16 @@ export function secretContextToken(purpose: ContextPurpose, tenantId: string, se
   return `s1.${purpose}.${tenantId}.${secret}`;
 }
 
+/** Random bytes drawn in blocks: one `randomBytes()` call per 512 secrets, not per transaction. */
+const pool = { bytes: Buffer.alloc(0), offset: 0 };
+
 /** A fresh one-time session secret: 64 random bits, as the decimal text of an int8. */
 export function newContextSecret(): string {
-  return randomBytes(8).readBigInt64BE().toString();
+  if (pool.offset + 8 > pool.bytes.length) {
+    pool.bytes = randomBytes(4096);
+    pool.offset = 0;
+  }
+  const secret = pool.bytes.readBigInt64BE(pool.offset);
+  pool.offset += 8;
+  return secret.toString();
 }
