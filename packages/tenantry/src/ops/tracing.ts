@@ -44,9 +44,14 @@ export function registerTracing(app: FastifyInstance): void {
   });
 }
 
-/** Runs `fn` in a child span named `name` (a no-op without an SDK). */
+/**
+ * Runs `fn` in a child span named `name`. Without an SDK the span does not record, and `fn`
+ * runs directly: no context switch and no extra promise on every tenant transaction.
+ */
 export function withSpan<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  return tracer.startActiveSpan(name, { attributes }, async (span) => {
+  const span = tracer.startSpan(name, { attributes });
+  if (!span.isRecording()) return fn();
+  return context.with(trace.setSpan(context.active(), span), async () => {
     try {
       return await fn();
     } catch (error) {
