@@ -68,7 +68,7 @@ export function ratios(results: readonly SideResult[]): Ratios[] {
   const c = get('c');
   if (!a) return [];
   return results
-    .filter((r) => r.key === 'b' || r.key === 'b-raw')
+    .filter((r) => r.key === 'b' || r.key === 'b-raw' || r.key === 'q')
     .map((r) => {
       const latency = paired(r, a, (s) => s.p50);
       const throughput = paired(r, a, (s) => s.tps);

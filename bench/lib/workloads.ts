@@ -11,7 +11,9 @@ import { type ScanNode, scanNodes } from './plan.ts';
  *   on a pool of the `DATABASE_URL` role (a superuser), which bypasses row-level security;
  * - `b`: `tenantry.withTenant(context, tx => tx.db…)` — Kysely, the tenant predicate added by Tenantry;
  * - `b-raw`: `tenantry.withTenant(context, tx => tx.query(…))` — raw SQL with no tenant predicate, RLS alone;
- * - `c`: the baseline statement alone, autocommit, on the superuser pool (one round trip).
+ * - `c`: the baseline statement alone, autocommit, on the superuser pool (one round trip);
+ * - `q`: the baseline statement as a whole tenant transaction, `tenantry.query()` (one round trip),
+ *   where `c` is measured: what a one-statement route costs against the bare autocommit query.
  * The breakdown workload adds steps between `a` and `b` (see `breakdown.ts`).
  */
 export type SideKey = string;
@@ -21,6 +23,7 @@ export const SIDE_LABELS = {
   b: 'tenantry.withTenant + Kysely tx.db',
   'b-raw': 'tenantry.withTenant + raw tx.query, RLS only',
   c: 'bare autocommit statement, superuser pool',
+  q: 'tenantry.query: BEGIN+context+statement+COMMIT, 1 RT',
 } as const;
 
 /** One way of running a workload's transaction; `run` picks fresh random parameters. */
@@ -136,6 +139,14 @@ function define<P>(spec: Spec<P>): Workload {
           run: () => {
             const p = spec.next();
             return baseline.query(spec.baseline.sql, spec.baseline.values(p));
+          },
+        });
+        sides.push({
+          key: 'q',
+          label: SIDE_LABELS.q,
+          run: () => {
+            const p = spec.next();
+            return tenantry.query(spec.tenant(p), spec.baseline.sql, spec.baseline.values(p));
           },
         });
       }
