@@ -22,7 +22,7 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type TenantMigration, Tenantry } from '../packages/tenantry/src/index.ts';
-import { quoteIdent } from '../packages/tenantry/src/schema/sql.ts';
+import { quoteIdent } from '../packages/tenantry/src/sql.ts';
 import { createBenchDatabase, withDatabase } from './lib/database.ts';
 import { type BenchDB, benchMigrations } from './lib/dataset.ts';
 import { describeMachine } from './lib/report.ts';

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { contextOf, type TenantContext, type TenantRecord, Tenantry } from '../packages/tenantry/src/index.ts';
-import { quoteIdent } from '../packages/tenantry/src/schema/sql.ts';
+import { quoteIdent } from '../packages/tenantry/src/sql.ts';
 import { type BenchDatabase, createBenchDatabase, withDatabase } from './lib/database.ts';
 import { measureSides, median, ServerCpu, type SideResult } from './lib/measure.ts';
 import { describeScans, scanNodes } from './lib/plan.ts';

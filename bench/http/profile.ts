@@ -30,7 +30,7 @@ export interface ProfileSummary {
   readonly topSelf: Costs;
 }
 
-/** Where a script lives, short: `node:http`, `kysely`, `tenantry/db/tenant-transaction.ts`, `bench/http/probes.ts`. */
+/** Where a script lives, short: `node:http`, `kysely`, `tenantry/transaction/tenant-transaction.ts`, `bench/http/probes.ts`. */
 function place(url: string): string {
   return file(url, false);
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { pipelinedBegin } from '../../packages/tenantry/src/db/pipelined-begin.ts';
 import { mintContextToken, postgresDialect, type TenantContext } from '../../packages/tenantry/src/index.ts';
+import { pipelinedBegin } from '../../packages/tenantry/src/transaction/pipelined-begin.ts';
 import {
   inBaselineTransaction,
   pick,

@@ -1,6 +1,6 @@
 import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import type pg from 'pg';
-import { inTransaction } from '../../packages/tenantry/src/db/admin-transaction.ts';
+import { inTransaction } from '../../packages/tenantry/src/control/admin-transaction.ts';
 import type { TenantContext, Tenantry } from '../../packages/tenantry/src/index.ts';
 import type { BenchDB } from './dataset.ts';
 import { type ScanNode, scanNodes } from './plan.ts';

@@ -1,6 +1,6 @@
-import { type ContextDialect, postgresDialect } from './dialect/context-dialect.ts';
+import { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 import { TenantryError } from './errors/catalog.ts';
-import type { TenantMigration } from './migrate/migration.ts';
+import type { TenantMigration } from './schema/migration.ts';
 
 /** A logger with pino's shape; Tenantry never logs secrets or tokens. */
 export interface Logger {

@@ -50,6 +50,13 @@ export { isBuiltinRole, type RoleRecord } from './auth/roles.ts';
 export { type TokenPair, TokenService, type TokenServiceOptions } from './auth/tokens.ts';
 export { type CreateUserInput, type UserRecord, UserStore, type UserStoreOptions } from './auth/users.ts';
 export type { Logger, ResolvedConfig, TenantryOptions } from './config.ts';
+export {
+  CONTEXT_SCHEMA,
+  CONTEXT_SETTING,
+  type ContextDialect,
+  POLICY_NAME,
+  postgresDialect,
+} from './context/context-dialect.ts';
 export { type ContextPurpose, mintContextToken } from './context/context-token.ts';
 export {
   getTenant,
@@ -59,7 +66,6 @@ export {
   tryGetTenant,
   withTenant,
 } from './context/tenant-context.ts';
-export type { AuditEntry } from './control/audit.ts';
 export { type CreatePlacementInput, type PlacementRecord, PlacementRegistry } from './control/placements.ts';
 export type { CreateTenantInput, UpdateTenantInput } from './control/tenant-input.ts';
 export { listTenantTables, type TenantTableRef } from './control/tenant-tables.ts';
@@ -70,22 +76,9 @@ export {
   type TenantRecord,
   TenantRegistry,
 } from './control/tenants.ts';
-export {
-  type PooledConnection,
-  PoolMap,
-  type PoolMapOptions,
-  type PoolMapStats,
-} from './db/pool-map.ts';
-export type { QueryResult, TenantTransaction } from './db/tenant-transaction.ts';
-export {
-  CONTEXT_SCHEMA,
-  CONTEXT_SETTING,
-  type ContextDialect,
-  POLICY_NAME,
-  postgresDialect,
-} from './dialect/context-dialect.ts';
 export { type DoctorOptions, runDoctor } from './doctor/doctor.ts';
 export { type DoctorReport, FINDINGS, type Finding, type FindingCode, type Severity } from './doctor/finding.ts';
+export type { AuditEntry } from './effects/audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
 export {
   FLEET_MAX_CONCURRENCY,
@@ -94,11 +87,18 @@ export {
   type FleetPlan,
   type FleetReport,
   type FleetTarget,
-} from './migrate/fleet.ts';
-export type { MigrationContext, TenantMigration } from './migrate/migration.ts';
+} from './fleet/fleet.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
+export type { MigrationContext, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
 export { type Placed, Provisioner } from './tiers/provisioner.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
 export type { MovedTable, MoveOptions, MoveReport } from './tiers/tenant-move.ts';
 export { type WarmPoolOptions, WarmPoolRefiller } from './tiers/warm-pool.ts';
+export {
+  type PooledConnection,
+  PoolMap,
+  type PoolMapOptions,
+  type PoolMapStats,
+} from './transaction/pool-map.ts';
+export type { QueryResult, TenantTransaction } from './transaction/tenant-transaction.ts';

@@ -10,8 +10,21 @@ import { getTenant, type TenantContext, withTenant } from './context/tenant-cont
 import { PlacementRegistry } from './control/placements.ts';
 import { listTenantTables, purgeStatements } from './control/tenant-tables.ts';
 import { contextOf, type TenantPlacer, type TenantRecord, TenantRegistry } from './control/tenants.ts';
-import { PoolMap } from './db/pool-map.ts';
-import { assertSafeRuntimeRole } from './db/runtime-guard.ts';
+import { runDoctor } from './doctor/doctor.ts';
+import type { DoctorReport } from './doctor/finding.ts';
+import { TenantryError } from './errors/catalog.ts';
+import { type FleetOptions, type FleetPlan, type FleetReport, migrateFleet, planFleet } from './fleet/fleet.ts';
+import { TenantFilterPlugin } from './kysely/tenant-filter-plugin.ts';
+import { TenantTransactionDialect } from './kysely/transaction-driver.ts';
+import { applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
+import { setupDatabase } from './migrate/setup.ts';
+import { withSpan } from './ops/tracing.ts';
+import { KeyRing } from './secrets/keys.ts';
+import { type Placed, Provisioner } from './tiers/provisioner.ts';
+import { type MoveOptions, type MoveReport, TenantMover } from './tiers/tenant-move.ts';
+import { TenantRouter } from './transaction/connection-router.ts';
+import { PoolMap } from './transaction/pool-map.ts';
+import { assertSafeRuntimeRole } from './transaction/runtime-guard.ts';
 import {
   currentTransaction,
   type QueryResult,
@@ -19,20 +32,7 @@ import {
   runTenantTransaction,
   type TenantTransaction,
   type TransactionRunnerDeps,
-} from './db/tenant-transaction.ts';
-import { runDoctor } from './doctor/doctor.ts';
-import type { DoctorReport } from './doctor/finding.ts';
-import { TenantryError } from './errors/catalog.ts';
-import { TenantFilterPlugin } from './kysely/tenant-filter-plugin.ts';
-import { TenantTransactionDialect } from './kysely/transaction-driver.ts';
-import { type FleetOptions, type FleetPlan, type FleetReport, migrateFleet, planFleet } from './migrate/fleet.ts';
-import { applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
-import { setupDatabase } from './migrate/setup.ts';
-import { withSpan } from './ops/tracing.ts';
-import { KeyRing } from './secrets/keys.ts';
-import { type Placed, Provisioner } from './tiers/provisioner.ts';
-import { TenantRouter } from './tiers/router.ts';
-import { type MoveOptions, type MoveReport, TenantMover } from './tiers/tenant-move.ts';
+} from './transaction/tenant-transaction.ts';
 
 /** How a caller names a tenant: its context, its record, or its id or slug. */
 export type TenantRef = TenantContext | TenantRecord | string;

@@ -10,8 +10,8 @@ import {
   parseApiKey,
 } from '../src/auth/api-key-format.ts';
 import { ApiKeyStore, type ApiKeyStoreOptions } from '../src/auth/api-keys.ts';
-import { API_KEYS_CHANNEL, apiKeysMigration } from '../src/auth/api-keys-migration.ts';
 import { postgresDialect, type TenantRecord, type TenantryError } from '../src/index.ts';
+import { API_KEYS_CHANNEL, apiKeysMigration } from '../src/migrate/api-keys-migration.ts';
 import { controlPlaneMigrations } from '../src/migrate/control-plane.ts';
 import { applyMigrations } from '../src/migrate/runner.ts';
 import { KeyRing } from '../src/secrets/keys.ts';

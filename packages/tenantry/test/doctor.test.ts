@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
 import { runDoctor } from '../src/doctor/doctor.ts';
 import type { DoctorReport, Finding } from '../src/doctor/finding.ts';
-import { quoteIdent } from '../src/schema/sql.ts';
 import { tenantTableSql } from '../src/schema/tenant-table.ts';
+import { quoteIdent } from '../src/sql.ts';
 
 let f: Fixture;
 let admin: pg.Pool;

@@ -4,9 +4,9 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverUrl } from '../../../test-support/database.ts';
-import { type PooledConnection, PoolMap, type PoolMapOptions } from '../src/db/pool-map.ts';
 import { isTenantryError, TenantryError } from '../src/errors/catalog.ts';
-import { registerPoolMapMetrics } from '../src/ops/metrics.ts';
+import { registerPoolMapMetrics } from '../src/http/metrics.ts';
+import { type PooledConnection, PoolMap, type PoolMapOptions } from '../src/transaction/pool-map.ts';
 
 const DATABASES = 60;
 // Named as test-support names a test file's tenant databases (`…_<born>_<hex>_t_<n>`):

@@ -2,11 +2,12 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import pg from 'pg';
 import { z } from 'zod';
 import type { Logger } from '../config.ts';
-import { writeAudit } from '../control/audit.ts';
+import { inTransaction } from '../control/admin-transaction.ts';
 import { parseInput } from '../control/tenant-input.ts';
 import type { ActorOption } from '../control/tenants.ts';
-import { inTransaction } from '../db/admin-transaction.ts';
+import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { API_KEYS_CHANNEL } from '../migrate/api-keys-migration.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 import {
   API_KEY_ENVIRONMENTS,
@@ -16,7 +17,6 @@ import {
   isApiKeyPrefix,
   parseApiKey,
 } from './api-key-format.ts';
-import { API_KEYS_CHANNEL } from './api-keys-migration.ts';
 import { isPermission, type Permission } from './permissions.ts';
 
 /** An API key as `list()` shows it: never the full key, never its hash. */

@@ -1,9 +1,9 @@
 import type { Pool, PoolClient } from 'pg';
 import { z } from 'zod';
-import { writeAudit } from '../control/audit.ts';
+import { inTransaction } from '../control/admin-transaction.ts';
 import { parseInput } from '../control/tenant-input.ts';
 import type { ActorOption } from '../control/tenants.ts';
-import { inTransaction } from '../db/admin-transaction.ts';
+import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { PasswordHasher, PasswordInput } from './passwords.ts';

@@ -1,5 +1,5 @@
 import { isTenantryError } from '../errors/catalog.ts';
-import type { TenantMigration } from '../migrate/migration.ts';
+import type { TenantMigration } from '../schema/migration.ts';
 import { Tenantry } from '../tenantry.ts';
 import { type CliEnvironment, resolveEnvironment } from './environment.ts';
 

@@ -1,6 +1,6 @@
-import { CONTEXT_SCHEMA, CONTEXT_SETTING } from '../dialect/context-dialect.ts';
 import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
-import { quoteIdent } from '../schema/sql.ts';
+import { quoteIdent } from '../sql.ts';
+import { CONTEXT_SCHEMA, CONTEXT_SETTING } from './context-dialect.ts';
 
 /**
  * HMAC-SHA256 over `msg` with the key in `tenantry.context_key` (aliased `k`), computed

@@ -1,6 +1,6 @@
 import type { ClientBase } from 'pg';
-import type { ContextDialect } from '../dialect/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import type { ContextDialect } from './context-dialect.ts';
 import { type ContextPurpose, mintContextToken } from './context-token.ts';
 
 /** What {@link enterContext} needs to sign an entry token and run the context statement. */
@@ -26,7 +26,7 @@ export function backendPid(client: ClientBase): number {
  * Enters `tenantId`'s verified context on `client`, inside the transaction the caller has
  * already begun, with an HMAC-signed token: for Tenantry's own work on connections that are
  * not the tenant runtime pool's (moves, purges). Tenant transactions use the pipelined path
- * in `db/tenant-transaction.ts`, which also uses the session's one-time secret.
+ * in `transaction/tenant-transaction.ts`, which also uses the session's one-time secret.
  *
  * @example
  * ```ts

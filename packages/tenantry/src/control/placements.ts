@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import type { IsolationTier } from '../context/tenant-context.ts';
-import { inTransaction } from '../db/admin-transaction.ts';
+import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { open, seal } from '../secrets/secret-box.ts';
-import { writeAudit } from './audit.ts';
+import { inTransaction } from './admin-transaction.ts';
 import { parseInput } from './tenant-input.ts';
 import type { ActorOption } from './tenants.ts';
 

@@ -1,6 +1,6 @@
 import type { ClientBase, Pool } from 'pg';
-import { POLICY_NAME } from '../dialect/context-dialect.ts';
-import { qualified, quoteIdent } from '../schema/sql.ts';
+import { POLICY_NAME } from '../context/context-dialect.ts';
+import { qualified, quoteIdent } from '../sql.ts';
 
 /** A table carrying Tenantry's isolation policy. */
 export interface TenantTableRef {

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientBase, Pool } from 'pg';
 import type { IsolationTier, TenantContext, TenantStatus } from '../context/tenant-context.ts';
-import { inTransaction } from '../db/admin-transaction.ts';
+import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
-import { writeAudit } from './audit.ts';
+import { inTransaction } from './admin-transaction.ts';
 import { notifyTenantChanged } from './change-feed.ts';
 import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
 

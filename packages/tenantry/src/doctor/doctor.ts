@@ -1,5 +1,5 @@
 import type { ClientBase, Pool } from 'pg';
-import { type ContextDialect, postgresDialect } from '../dialect/context-dialect.ts';
+import { type ContextDialect, postgresDialect } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { DoctorReport, Finding } from './finding.ts';
 import { inspectCatalog } from './inspect.ts';

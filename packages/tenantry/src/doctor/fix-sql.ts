@@ -1,5 +1,5 @@
-import { type ContextDialect, postgresDialect } from '../dialect/context-dialect.ts';
-import { quoteIdent } from '../schema/sql.ts';
+import { type ContextDialect, postgresDialect } from '../context/context-dialect.ts';
+import { quoteIdent } from '../sql.ts';
 
 /** The parenthesised group starting at the first `(` at or after `from`, outside quotes. */
 function group(def: string, from: number): { open: number; close: number; items: string[] } | undefined {

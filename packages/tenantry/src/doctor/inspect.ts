@@ -1,5 +1,5 @@
 import type { ClientBase, Pool } from 'pg';
-import { qualified } from '../schema/sql.ts';
+import { qualified } from '../sql.ts';
 import { parseNodeTree, type TreeValue } from './node-tree.ts';
 import { type ExpressionCatalog, type FunctionInfo, referencedOids } from './policy-expression.ts';
 

@@ -1,4 +1,4 @@
-import { quoteIdent } from '../schema/sql.ts';
+import { quoteIdent } from '../sql.ts';
 import { type Finding, finding } from './finding.ts';
 import { foreignKeyWithTenant, indexWithTenant, leadWith } from './fix-sql.ts';
 import type { ConstraintInfo, IndexInfo, TableInfo } from './inspect.ts';

@@ -1,5 +1,5 @@
-import { type ContextDialect, POLICY_NAME } from '../dialect/context-dialect.ts';
-import { quoteIdent } from '../schema/sql.ts';
+import { type ContextDialect, POLICY_NAME } from '../context/context-dialect.ts';
+import { quoteIdent } from '../sql.ts';
 import { type Finding, finding } from './finding.ts';
 import { clause, oneLine, tenantPredicate } from './fix-sql.ts';
 import type { PolicyCommand, PolicyInfo, TableInfo } from './inspect.ts';

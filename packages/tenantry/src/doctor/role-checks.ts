@@ -1,4 +1,4 @@
-import { qualified, quoteIdent } from '../schema/sql.ts';
+import { qualified, quoteIdent } from '../sql.ts';
 import { type Finding, finding } from './finding.ts';
 import type { Queryable, TableInfo } from './inspect.ts';
 

@@ -1,5 +1,5 @@
-import type { ContextDialect } from '../dialect/context-dialect.ts';
-import { quoteIdent, quoteLiteral } from '../schema/sql.ts';
+import type { ContextDialect } from '../context/context-dialect.ts';
+import { quoteIdent, quoteLiteral } from '../sql.ts';
 import { type Finding, finding } from './finding.ts';
 import type { ExposedPartition, TableInfo } from './inspect.ts';
 

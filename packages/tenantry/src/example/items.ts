@@ -1,10 +1,10 @@
 import type { Generated } from 'kysely';
 import { sql } from 'kysely';
-import type { TenantTransaction } from '../db/tenant-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantIdColumn } from '../kysely/index.ts';
-import type { TenantMigration } from '../migrate/migration.ts';
-import { qualified } from '../schema/sql.ts';
+import type { TenantMigration } from '../schema/migration.ts';
+import { qualified } from '../sql.ts';
+import type { TenantTransaction } from '../transaction/tenant-transaction.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 
 /**

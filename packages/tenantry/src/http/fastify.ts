@@ -4,9 +4,10 @@
  *
  * @packageDocumentation
  */
+
+export type { Authenticator } from '../auth/authenticator.ts';
 export { ChangeFeed } from '../control/change-feed.ts';
 export { TenantCache } from '../identify/tenant-cache.ts';
-export type { Authenticator } from './authenticator.ts';
 export {
   type AdmissionDecision,
   type TenantClaim,

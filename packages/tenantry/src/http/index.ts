@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-export type { Authenticator } from './authenticator.ts';
-export { accessTokenAuthenticator, apiKeyAuthenticator } from './authenticators.ts';
+export type { Authenticator } from '../auth/authenticator.ts';
+export { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
 export { PROBLEM_JSON, type ProblemDetails, toProblem } from './problem.ts';
 export { createServer, type ServerOptions } from './server.ts';

@@ -2,14 +2,14 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { QueryResultRow } from 'pg';
+import type { Authenticator } from '../auth/authenticator.ts';
 import type { Permission, Principal } from '../auth/permissions.ts';
 import type { TenantContext } from '../context/tenant-context.ts';
 import { contextOf, type TenantRecord } from '../control/tenants.ts';
-import type { QueryResult, TenantTransaction } from '../db/tenant-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantCache } from '../identify/tenant-cache.ts';
 import type { Tenantry } from '../tenantry.ts';
-import type { Authenticator } from './authenticator.ts';
+import type { QueryResult, TenantTransaction } from '../transaction/tenant-transaction.ts';
 
 /** Where a request may name its tenant, besides its credential. */
 export type TenantClaim = 'header' | 'subdomain' | 'path';

@@ -9,8 +9,8 @@ import {
   PostgresQueryCompiler,
   type QueryResult,
 } from 'kysely';
-import { currentTransaction } from '../db/tenant-transaction.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { currentTransaction } from '../transaction/tenant-transaction.ts';
 
 function notHere(): never {
   throw new TenantryError(

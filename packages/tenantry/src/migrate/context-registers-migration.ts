@@ -1,5 +1,5 @@
 import { contextFunctionsSql } from '../context/context-functions.ts';
-import type { TenantMigration } from './migration.ts';
+import type { TenantMigration } from '../schema/migration.ts';
 
 /**
  * Control-plane migration 0006 and satellite migration s0002: the verified context moves

@@ -1,12 +1,12 @@
-import { apiKeysMigration } from '../auth/api-keys-migration.ts';
-import { usersMigration } from '../auth/users-migration.ts';
-import { CONTEXT_SCHEMA, CONTEXT_SETTING } from '../dialect/context-dialect.ts';
+import { CONTEXT_SCHEMA, CONTEXT_SETTING } from '../context/context-dialect.ts';
 import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
-import { quoteIdent } from '../schema/sql.ts';
-import { HMAC_SQL } from './context-functions.ts';
+import type { TenantMigration } from '../schema/migration.ts';
+import { quoteIdent } from '../sql.ts';
+import { apiKeysMigration } from './api-keys-migration.ts';
+import { HMAC_SQL } from './context-functions-v1.ts';
 import { contextRegistersMigration } from './context-registers-migration.ts';
-import type { TenantMigration } from './migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
+import { usersMigration } from './users-migration.ts';
 
 /**
  * The control plane's own chain (schema `tenantry`). Runs as the owner role. The

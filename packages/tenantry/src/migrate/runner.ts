@@ -1,9 +1,9 @@
 import type { ClientBase } from 'pg';
-import type { ContextDialect } from '../dialect/context-dialect.ts';
+import type { ContextDialect } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { quoteIdent } from '../schema/sql.ts';
+import type { MigrationContext, TenantMigration } from '../schema/migration.ts';
 import { tenantTableSql } from '../schema/tenant-table.ts';
-import type { MigrationContext, TenantMigration } from './migration.ts';
+import { quoteIdent } from '../sql.ts';
 
 /**
  * Which chain a migration belongs to: Tenantry's own control plane, the slice of it a

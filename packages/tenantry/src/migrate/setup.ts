@@ -1,9 +1,9 @@
 import type { ClientBase } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
-import { CONTEXT_SCHEMA } from '../dialect/context-dialect.ts';
+import { CONTEXT_SCHEMA } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { quoteIdent, quoteLiteral } from '../schema/sql.ts';
 import { hmacPads, type KeyRing } from '../secrets/keys.ts';
+import { quoteIdent, quoteLiteral } from '../sql.ts';
 import { controlPlaneMigrations } from './control-plane.ts';
 import { applyMigrations, type MigrationReport } from './runner.ts';
 import { satelliteMigrations } from './tiers-migration.ts';

@@ -3,7 +3,7 @@
  *
  * @packageDocumentation
  */
-export { qualified, quoteIdent, quoteLiteral } from './sql.ts';
+export { qualified, quoteIdent, quoteLiteral } from '../sql.ts';
 export {
   type TenantForeignKey,
   type TenantIndex,

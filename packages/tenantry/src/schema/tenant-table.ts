@@ -1,6 +1,6 @@
-import { type ContextDialect, POLICY_NAME, postgresDialect } from '../dialect/context-dialect.ts';
+import { type ContextDialect, POLICY_NAME, postgresDialect } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { qualified, quoteIdent } from './sql.ts';
+import { qualified, quoteIdent } from '../sql.ts';
 
 /** An index on a tenant table; `tenant_id` is put in front of `columns` for you. */
 export interface TenantIndex {

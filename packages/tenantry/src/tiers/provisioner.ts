@@ -1,14 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import pg, { type ClientBase, type Pool } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
+import { connectionConfig, databaseOf } from '../control/connection-url.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
 import type { TenantRecord } from '../control/tenants.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { applyMigrations, applyPendingMigrations } from '../migrate/runner.ts';
 import { setupDatabase } from '../migrate/setup.ts';
-import { quoteIdent } from '../schema/sql.ts';
 import type { KeyRing } from '../secrets/keys.ts';
-import { connectionConfig, databaseOf } from './locations.ts';
+import { quoteIdent } from '../sql.ts';
 import { recordProgress, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
 
 /** An admin connection to one database; `release()` closes or returns it. */

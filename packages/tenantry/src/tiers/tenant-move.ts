@@ -2,16 +2,16 @@ import type { ClientBase, Pool } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
 import { enterContext } from '../context/enter-context.ts';
 import type { IsolationTier } from '../context/tenant-context.ts';
-import { writeAudit } from '../control/audit.ts';
 import { notifyTenantChanged } from '../control/change-feed.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
 import { listTenantTables, purgeStatements, type TenantTableRef } from '../control/tenant-tables.ts';
 import type { TenantRecord, TenantRegistry } from '../control/tenants.ts';
-import type { PoolMap } from '../db/pool-map.ts';
+import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { qualified, quoteIdent } from '../schema/sql.ts';
+import { qualified, quoteIdent } from '../sql.ts';
+import { TenantRouter } from '../transaction/connection-router.ts';
+import type { PoolMap } from '../transaction/pool-map.ts';
 import type { AdminConnection, Provisioner } from './provisioner.ts';
-import { TenantRouter } from './router.ts';
 import { type TargetRecord, type TargetRow, toTarget } from './targets.ts';
 
 /** Options of `tenantry.moveTenant()`. */

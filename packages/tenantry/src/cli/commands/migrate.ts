@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { TenantryError } from '../../errors/catalog.ts';
-import { FLEET_MAX_CONCURRENCY, type FleetPlan, type FleetReport } from '../../migrate/fleet.ts';
-import type { TenantMigration } from '../../migrate/migration.ts';
+import { FLEET_MAX_CONCURRENCY, type FleetPlan, type FleetReport } from '../../fleet/fleet.ts';
+import type { TenantMigration } from '../../schema/migration.ts';
 import type { Tenantry } from '../../tenantry.ts';
 import { cliMigrations, connectFromEnvironment, note, withTenantry } from '../run.ts';
 

@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { TenantContext } from '../context/tenant-context.ts';
+import { connectionConfig, type RoleCredentials } from '../control/connection-url.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
-import type { PoolMap } from '../db/pool-map.ts';
-import type { TenantConnection } from '../db/tenant-transaction.ts';
-import { connectionConfig, type RoleCredentials } from './locations.ts';
+import type { PoolMap } from './pool-map.ts';
+import type { TenantConnection } from './tenant-transaction.ts';
 
 /** Where a tenant's rows are, as far as routing needs to know. */
 export interface TenantLocation {

@@ -1,4 +1,4 @@
-import type { Principal } from '../auth/permissions.ts';
+import type { Principal } from './permissions.ts';
 
 /**
  * Turns a presented credential (API key or access token) into a {@link Principal}. The

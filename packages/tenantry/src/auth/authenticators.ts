@@ -1,7 +1,7 @@
-import type { ApiKeyStore } from '../auth/api-keys.ts';
-import type { Principal } from '../auth/permissions.ts';
-import type { TokenService } from '../auth/tokens.ts';
+import type { ApiKeyStore } from './api-keys.ts';
 import type { Authenticator } from './authenticator.ts';
+import type { Principal } from './permissions.ts';
+import type { TokenService } from './tokens.ts';
 
 const API_KEY_SHAPE = /^[a-z]{2,8}_(?:live|test|dev)_[0-9A-Za-z]+$/;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;

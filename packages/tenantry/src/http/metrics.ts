@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { PoolMap, PoolMapStats } from '../db/pool-map.ts';
+import { TopTenants } from '../ops/top-tenants.ts';
 import type { Tenantry } from '../tenantry.ts';
-import { TopTenants } from './top-tenants.ts';
+import type { PoolMap, PoolMapStats } from '../transaction/pool-map.ts';
 
 /**
  * Prometheus metrics of the reference server, on a registry of its own: requests by

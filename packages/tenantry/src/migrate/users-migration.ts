@@ -1,4 +1,4 @@
-import type { TenantMigration } from '../migrate/migration.ts';
+import type { TenantMigration } from '../schema/migration.ts';
 
 /**
  * Users, tenant memberships, custom roles and refresh tokens, in the control-plane schema

@@ -1,4 +1,4 @@
-import type { TenantMigration } from '../migrate/migration.ts';
+import type { TenantMigration } from '../schema/migration.ts';
 
 /** The channel a store LISTENs on; the payload is the id of the key that changed. */
 export const API_KEYS_CHANNEL = 'tenantry_api_keys';

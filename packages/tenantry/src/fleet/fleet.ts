@@ -2,9 +2,9 @@ import pg, { type ClientBase, type Pool, type PoolClient } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
 import type { PlacementRegistry } from '../control/placements.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { applyPendingMigrations, type MigrationTarget } from '../migrate/runner.ts';
 import type { Provisioner } from '../tiers/provisioner.ts';
 import { recordFailure, recordProgress, type TargetKind, type TargetState } from '../tiers/targets.ts';
-import { applyPendingMigrations, type MigrationTarget } from './runner.ts';
 
 /**
  * Most targets a fleet run migrates at once: each holds a connection to the main database

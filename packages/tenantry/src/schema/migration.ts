@@ -1,4 +1,4 @@
-import type { TenantTableDefinition } from '../schema/tenant-table.ts';
+import type { TenantTableDefinition } from './tenant-table.ts';
 
 /** What a migration's `up()` receives: a query function on the owner role, inside the run's transaction. */
 export interface MigrationContext {
