@@ -23,14 +23,15 @@ import { apiKeysMigration } from '../packages/tenantry/src/migrate/api-keys-migr
 import { controlPlaneMigrations } from '../packages/tenantry/src/migrate/control-plane.ts';
 import { applyMigrations } from '../packages/tenantry/src/migrate/runner.ts';
 import { KeyRing } from '../packages/tenantry/src/secrets/keys.ts';
+import { benchDatabaseUrl, positive } from './lib/argv.ts';
 import { createBenchDatabase, withAddress } from './lib/database.ts';
 import { measureSides, type SideResult } from './lib/measure.ts';
+import { fixed, log } from './lib/print.ts';
 import { describeMachine } from './lib/report.ts';
+import { table } from './lib/table.ts';
 import { WireCounter } from './lib/wire-counter.ts';
-import type { Side } from './lib/workloads.ts';
+import { pick, type Side } from './lib/workloads.ts';
 
-const log = (line = '') => process.stdout.write(`${line}\n`);
-const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)] as T;
 const BCRYPT_COST = 10;
 const MALFORMED = 100_000;
 
@@ -55,20 +56,15 @@ function parseOptions(argv: readonly string[]): Options {
       quick: { type: 'boolean', default: false },
     },
   });
-  const num = (value: string | undefined, fallback: number, what: string) => {
-    const n = value === undefined ? fallback : Number(value);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${what} must be a positive number`);
-    return n;
-  };
   const quick = values.quick === true;
-  const clients = (values.clients ?? '1,4').split(',').map((c) => num(c, 1, 'clients'));
+  const clients = (values.clients ?? '1,4').split(',').map((c) => positive(c, 1, '--clients', false));
   return Object.freeze({
-    databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
-    seconds: num(values.seconds, quick ? 3 : 12, 'seconds'),
-    rounds: Math.round(num(values.rounds, quick ? 2 : 6, 'rounds')),
-    warmup: num(values.warmup, quick ? 0.3 : 1, 'warmup'),
+    databaseUrl: benchDatabaseUrl(),
+    seconds: positive(values.seconds, quick ? 3 : 12, '--seconds', false),
+    rounds: Math.round(positive(values.rounds, quick ? 2 : 6, '--rounds', false)),
+    warmup: positive(values.warmup, quick ? 0.3 : 1, '--warmup', false),
     clients: Object.freeze(clients.map(Math.round)),
-    keys: Math.round(num(values.keys, quick ? 100 : 1000, 'keys')),
+    keys: Math.round(positive(values.keys, quick ? 100 : 1000, '--keys', false)),
   });
 }
 
@@ -110,8 +106,6 @@ function malformedKeys(template: string): string[] {
   return Array.from({ length: MALFORMED }, (_, i) => (variants[i % variants.length] as (i: number) => string)(i));
 }
 
-const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-
 function formatResults(clients: number, results: readonly SideResult[], labels: Record<string, string>): string {
   const rows = results.map((r) => [
     r.key,
@@ -121,14 +115,10 @@ function formatResults(clients: number, results: readonly SideResult[], labels: 
     fixed(r.p99, 3),
   ]);
   const header = ['side', 'what', 'verify/s', 'p50 ms', 'p99 ms'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i >= 2 ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
   const tps = (key: string) => results.find((r) => r.key === key)?.tps ?? Number.NaN;
   return [
     `── API key verification — ${clients} client${clients === 1 ? '' : 's'} ${'─'.repeat(30)}`,
-    line(header),
-    ...rows.map(line),
+    table(header, rows, 2),
     `hmac/bcrypt ${fixed(tps('hmac') / tps('bcrypt'), 1)}×   hmac-cached/bcrypt ${fixed(
       tps('hmac-cached') / tps('bcrypt'),
       1,

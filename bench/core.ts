@@ -22,12 +22,10 @@ import {
 import { measureSides, ServerCpu, type SideResult } from './lib/measure.ts';
 import { type CoreOptions, parseCoreOptions, USAGE } from './lib/options.ts';
 import { describeScans, searchesThroughIndex } from './lib/plan.ts';
+import { log, since } from './lib/print.ts';
 import { describeMachine, formatBlock, formatSteps, formatSummary, formatWire, ratios, TARGET } from './lib/report.ts';
 import { WireCounter, type WireCounts } from './lib/wire-counter.ts';
 import { type SideEnv, type SideKey, type Workload, workloads } from './lib/workloads.ts';
-
-const log = (line = '') => process.stdout.write(`${line}\n`);
-const since = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 
 /** The pools one phase of the benchmark runs on. */
 async function openEnv(db: BenchDatabase, adminUrl: string, clients: number, viaPort?: number): Promise<SideEnv> {

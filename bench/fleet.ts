@@ -23,11 +23,12 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type TenantMigration, Tenantry } from '../packages/tenantry/src/index.ts';
 import { quoteIdent } from '../packages/tenantry/src/sql.ts';
+import { benchDatabaseUrl } from './lib/argv.ts';
 import { createBenchDatabase, withDatabase } from './lib/database.ts';
 import { type BenchDB, benchMigrations } from './lib/dataset.ts';
+import { log } from './lib/print.ts';
 import { describeMachine } from './lib/report.ts';
 
-const log = (line = '') => process.stdout.write(`${line}\n`);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 const USAGE = 'usage: npm run bench -- fleet [--tenants 10000] [--concurrency 4] [--keep]\n';
@@ -54,7 +55,7 @@ function parseOptions(argv: readonly string[]): Options {
     return n;
   };
   return Object.freeze({
-    databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
+    databaseUrl: benchDatabaseUrl(),
     tenants: int(values.tenants, 10_000, 'tenants', 2),
     concurrency: int(values.concurrency, 4, 'concurrency', 1),
     keep: values.keep === true,

@@ -1,7 +1,7 @@
 /**
  * `npm run fuzz:isolation -- --ops N --seed S [--concurrency C] [--exclude kind,kind]`
  *
- * Runs the isolation fuzzer (test-support/isolation-fuzzer.ts) on a database of its own:
+ * Runs the isolation fuzzer (test-support/isolation-fuzzer/) on a database of its own:
  * twelve tenants on the three tiers, N random operations (library and HTTP, honest and
  * adversarial) checked against a model of who owns what, then a superuser sweep of every
  * copy of `items`. Prints progress about every 10 s, then the figures and every distinct
@@ -27,7 +27,12 @@ import { itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { createServer } from '../packages/tenantry/src/http/server.ts';
 import { Tenantry } from '../packages/tenantry/src/index.ts';
 import { tenantDatabasePrefix } from '../packages/tenantry/src/tiers/provisioner.ts';
-import { formatIsolationReport, fuzzPlans, OP_KINDS, runIsolationFuzz } from '../test-support/isolation-fuzzer.ts';
+import {
+  formatIsolationReport,
+  fuzzPlans,
+  OP_KINDS,
+  runIsolationFuzz,
+} from '../test-support/isolation-fuzzer/index.ts';
 
 const USAGE = `usage: npm run fuzz:isolation -- --ops N --seed S [--concurrency C] [--exclude kind,kind]
 

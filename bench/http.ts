@@ -41,14 +41,16 @@ import {
   machineTicks,
 } from './http/system.ts';
 import { VARIANT_PATHS } from './http/variants.ts';
+import { benchDatabaseUrl, positive } from './lib/argv.ts';
+import { log } from './lib/print.ts';
+import { median } from './lib/stats.ts';
+import { markdownTable } from './lib/table.ts';
 
 /** The issue's target: Tenantry keeps at least 80% of the bare route's throughput. */
 export const TARGET_THROUGHPUT_RATIO = 0.8;
 
 /** PostgreSQL flushes a backend's pending statistics at most every 1 s, and an idle one after 10 s. */
 const STATS_FLUSH_WAIT_MS = 11_500;
-
-const log = (line = '') => process.stdout.write(`${line}\n`);
 
 interface Options {
   readonly databaseUrl: string;
@@ -88,23 +90,16 @@ function parseOptions(argv: readonly string[]): Options {
     },
   });
   const quick = values.quick === true;
-  const num = (value: string | undefined, fallback: number, what: string, integer = true) => {
-    const n = value === undefined ? fallback : Number(value);
-    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-      throw new Error(`--${what} must be a positive ${integer ? 'integer' : 'number'}`);
-    }
-    return n;
-  };
   return Object.freeze({
-    databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
-    seconds: num(values.seconds, quick ? 2 : 10, 'seconds', false),
-    rounds: num(values.rounds, quick ? 1 : 3, 'rounds'),
-    warmup: num(values.warmup, quick ? 1 : 5, 'warmup', false),
-    connections: num(values.connections, 16, 'connections'),
-    tenants: num(values.tenants, quick ? 2 : 4, 'tenants'),
-    items: num(values.items, quick ? 500 : 2500, 'items'),
-    mix: num(values.mix, 1024, 'mix'),
-    anatomy: num(values.anatomy, quick ? 500 : 4000, 'anatomy'),
+    databaseUrl: benchDatabaseUrl(),
+    seconds: positive(values.seconds, quick ? 2 : 10, '--seconds', false),
+    rounds: positive(values.rounds, quick ? 1 : 3, '--rounds', true),
+    warmup: positive(values.warmup, quick ? 1 : 5, '--warmup', false),
+    connections: positive(values.connections, 16, '--connections', true),
+    tenants: positive(values.tenants, quick ? 2 : 4, '--tenants', true),
+    items: positive(values.items, quick ? 500 : 2500, '--items', true),
+    mix: positive(values.mix, 1024, '--mix', true),
+    anatomy: positive(values.anatomy, quick ? 500 : 4000, '--anatomy', true),
     xacts: values.xacts ?? !quick,
     profile: values.profile === true,
     matrix: values.matrix === true,
@@ -178,13 +173,6 @@ async function checkSameAnswers(sides: readonly Side[], count: number): Promise<
       throw new Error(`sides disagree on ${ra.path}: ${a.name} ${x.status} ${bx} / ${b.name} ${y.status} ${by}`);
     }
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  if (sorted.length === 0) return Number.NaN;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 function cpuUs(before: { userUs: number; systemUs: number }, after: { userUs: number; systemUs: number }): number {
@@ -350,12 +338,7 @@ const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 const pct = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : `${Math.round(x * 100)}%`);
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ')} |`;
-  log(line(header));
-  log(`|${widths.map((w, i) => (i === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
-  for (const row of rows) log(line(row));
+  log(markdownTable(header, rows));
 }
 
 interface SideSummary {

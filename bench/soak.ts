@@ -24,12 +24,12 @@ import { definePlans } from '../packages/tenantry/src/admit/plans.ts';
 import { itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { createServer } from '../packages/tenantry/src/http/server.ts';
 import { Tenantry } from '../packages/tenantry/src/index.ts';
-import { quantile } from './http/load.ts';
 import { describeMachine } from './http/system.ts';
+import { benchDatabaseUrl, positive } from './lib/argv.ts';
 import { createBenchDatabase } from './lib/database.ts';
 import { prng, vocabulary } from './lib/dataset.ts';
-
-const log = (line = '') => process.stdout.write(`${line}\n`);
+import { log } from './lib/print.ts';
+import { quantile } from './lib/stats.ts';
 
 const PLAN = 'soak';
 const REPORT_EVERY_MS = 30_000;
@@ -57,19 +57,12 @@ function parseOptions(argv: readonly string[]): Options {
       seed: { type: 'string' },
     },
   });
-  const num = (value: string | undefined, fallback: number, what: string, integer = true) => {
-    const n = value === undefined ? fallback : Number(value);
-    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-      throw new Error(`--${what} must be a positive ${integer ? 'integer' : 'number'}`);
-    }
-    return n;
-  };
   return Object.freeze({
-    databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
-    minutes: num(values.minutes, 10, 'minutes', false),
-    tenants: num(values.tenants, 50, 'tenants'),
-    connections: num(values.connections, 16, 'connections'),
-    seed: num(values.seed, 10, 'seed'),
+    databaseUrl: benchDatabaseUrl(),
+    minutes: positive(values.minutes, 10, '--minutes', false),
+    tenants: positive(values.tenants, 50, '--tenants', true),
+    connections: positive(values.connections, 16, '--connections', true),
+    seed: positive(values.seed, 10, '--seed', true),
   });
 }
 

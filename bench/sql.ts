@@ -28,8 +28,8 @@ import { mintContextToken, Tenantry } from '../packages/tenantry/src/index.ts';
 import { KeyRing } from '../packages/tenantry/src/secrets/keys.ts';
 import { createBenchDatabase, withDatabase } from './lib/database.ts';
 import { benchMigrations } from './lib/dataset.ts';
-import { median } from './lib/measure.ts';
 import { describeMachine } from './lib/report.ts';
+import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
 

@@ -17,16 +17,15 @@ import pg from 'pg';
 import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { contextOf, type TenantContext, type TenantRecord, Tenantry } from '../packages/tenantry/src/index.ts';
 import { quoteIdent } from '../packages/tenantry/src/sql.ts';
+import { benchDatabaseUrl, positive } from './lib/argv.ts';
 import { type BenchDatabase, createBenchDatabase, withDatabase } from './lib/database.ts';
-import { measureSides, median, ServerCpu, type SideResult } from './lib/measure.ts';
+import { measureSides, ServerCpu, type SideResult } from './lib/measure.ts';
 import { describeScans, scanNodes } from './lib/plan.ts';
+import { fixed, log, since } from './lib/print.ts';
 import { describeMachine } from './lib/report.ts';
-import type { Side } from './lib/workloads.ts';
-
-const log = (line = '') => process.stdout.write(`${line}\n`);
-const since = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
-const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)] as T;
-const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+import { median, quantile } from './lib/stats.ts';
+import { table } from './lib/table.ts';
+import { pick, type Side } from './lib/workloads.ts';
 
 /** The issue's target for warm claims. */
 const CLAIM_TARGET = 100;
@@ -85,45 +84,26 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     allowPositionals: false,
   });
   if (values.help) return 'help';
-  const num = (value: string | undefined, fallback: number, what: string, integer = true) => {
-    const n = value === undefined ? fallback : Number(value);
-    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-      throw new Error(`--${what} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
-    }
-    return n;
-  };
-  const tenants = num(values.tenants, 10_000, 'tenants');
+  const tenants = positive(values.tenants, 10_000, '--tenants', true);
   if (tenants % BLOCKS !== 0 || tenants < 2 * BLOCKS) {
     throw new Error(`--tenants must be a multiple of ${BLOCKS} and at least ${2 * BLOCKS}`);
   }
-  const concurrency = num(values.concurrency, 8, 'concurrency');
-  const clients = num(values.clients, 8, 'clients');
+  const concurrency = positive(values.concurrency, 8, '--concurrency', true);
+  const clients = positive(values.clients, 8, '--clients', true);
   // Two tiers' pools plus the admin connections must fit in a stock max_connections of 100.
   if (concurrency > 32 || clients > 32) throw new Error('--concurrency and --clients are at most 32');
   return Object.freeze({
-    databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
+    databaseUrl: benchDatabaseUrl(),
     tenants,
     concurrency,
     clients,
-    seconds: num(values.seconds, 5, 'seconds', false),
-    rounds: num(values.rounds, 10, 'rounds'),
-    warmup: values.warmup === '0' ? 0 : num(values.warmup, 1, 'warmup', false),
-    rows: num(values.rows, 10, 'rows'),
+    seconds: positive(values.seconds, 5, '--seconds', false),
+    rounds: positive(values.rounds, 10, '--rounds', true),
+    warmup: values.warmup === '0' ? 0 : positive(values.warmup, 1, '--warmup', false),
+    rows: positive(values.rows, 10, '--rows', true),
     keep: values.keep ?? false,
     json: values.json,
   });
-}
-
-function quantile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
-}
-
-function table(header: readonly string[], rows: readonly (readonly string[])[], rightFrom = 1): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i >= rightFrom ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
-  return [line(header), ...rows.map(line)].join('\n');
 }
 
 // ── Provisioning ────────────────────────────────────────────────────────────────────────

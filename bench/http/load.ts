@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { quantile } from '../lib/stats.ts';
 
 /** One request of the mix a connection cycles through. */
 export interface BenchRequest {
@@ -48,13 +49,6 @@ export interface LoadResult {
   readonly errors: number;
   readonly non2xx: number;
   readonly statuses: Readonly<Record<string, number>>;
-}
-
-/** The `q`-quantile of sorted values (nearest rank). */
-export function quantile(sorted: Float64Array | readonly number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i] as number;
 }
 
 let running: AutocannonInstance | undefined;

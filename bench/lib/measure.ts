@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
+import { median, quantile } from './stats.ts';
 import type { Side, SideKey } from './workloads.ts';
 
 /** One timed run of one side. */
@@ -24,18 +25,6 @@ export interface SideResult extends Slice {
   readonly key: SideKey;
   readonly label: string;
   readonly rounds: readonly Slice[];
-}
-
-export function median(values: readonly number[]): number {
-  const s = [...values].sort((x, y) => x - y);
-  if (s.length === 0) return Number.NaN;
-  const mid = s.length >> 1;
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
 }
 
 /**
@@ -120,8 +109,8 @@ export async function runSlice(
     transactions: n,
     seconds: elapsed,
     tps: n / elapsed,
-    p50: percentile(sorted, 0.5),
-    p99: percentile(sorted, 0.99),
+    p50: quantile(sorted, 0.5),
+    p99: quantile(sorted, 0.99),
     nodeCpuUs: (node.user + node.system) / n,
     pgCpuUs: serverNs / 1000 / n,
   };
@@ -150,8 +139,8 @@ export function summarize(
     transactions: rounds.reduce((sum, r) => sum + r.transactions, 0),
     seconds: rounds.reduce((sum, r) => sum + r.seconds, 0),
     tps: m((r) => r.tps),
-    p50: percentile(all, 0.5),
-    p99: percentile(all, 0.99),
+    p50: quantile(all, 0.5),
+    p99: quantile(all, 0.99),
     nodeCpuUs: m((r) => r.nodeCpuUs),
     pgCpuUs: m((r) => r.pgCpuUs),
   };

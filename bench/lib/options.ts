@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { benchDatabaseUrl, positive } from './argv.ts';
 
 /** What one run of `bench/core.ts` measures, validated once and frozen. */
 export interface CoreOptions {
@@ -46,15 +47,6 @@ export const USAGE = `Usage: node bench/core.ts [options]
   DATABASE_URL       superuser connection (default postgres://postgres@127.0.0.1:5432/postgres)
 `;
 
-function positive(value: string | undefined, fallback: number, what: string, integer: boolean): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-    throw new Error(`${what} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
 /** Parses `argv` (without the node and script paths). Throws with a readable message on bad input. */
 export function parseCoreOptions(argv: readonly string[], env: NodeJS.ProcessEnv): CoreOptions | 'help' {
   const { values } = parseArgs({
@@ -92,7 +84,7 @@ export function parseCoreOptions(argv: readonly string[], env: NodeJS.ProcessEnv
     }
   }
   return Object.freeze({
-    databaseUrl: env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
+    databaseUrl: benchDatabaseUrl(env),
     tenants,
     rows,
     seconds: positive(values.seconds, quick ? 2 : 10, '--seconds', false),

@@ -1,6 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { median, type SideResult, type Slice } from './measure.ts';
+import type { SideResult, Slice } from './measure.ts';
+import { fixed } from './print.ts';
+import { median } from './stats.ts';
+import { table } from './table.ts';
 import type { WireCounts } from './wire-counter.ts';
 import type { SideKey } from './workloads.ts';
 
@@ -81,15 +84,6 @@ export function ratios(results: readonly SideResult[]): Ratios[] {
         vsAutocommit: c ? { latency: paired(r, c, (s) => s.p50), throughput: paired(r, c, (s) => s.tps) } : undefined,
       };
     });
-}
-
-const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-
-function table(header: readonly string[], rows: readonly (readonly string[])[], rightFrom = 1): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i >= rightFrom ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
-  return [line(header), ...rows.map(line)].join('\n');
 }
 
 /** The block printed after each workload and client count. */

@@ -8,11 +8,11 @@ import {
   fuzzPlans,
   OP_KINDS,
   runIsolationFuzz,
-} from '../../../test-support/isolation-fuzzer.ts';
+} from '../../../test-support/isolation-fuzzer/index.ts';
 import type { Tenantry } from '../src/index.ts';
 
 /**
- * The isolation fuzzer (test-support/isolation-fuzzer.ts) inside `npm test`: 100,000
+ * The isolation fuzzer (test-support/isolation-fuzzer/) inside `npm test`: 100,000
  * random operations — library and HTTP, honest and adversarial — by twelve tenants on the
  * three tiers, checked against a model of who owns what, then a superuser sweep of every
  * copy of `items`. The acceptance figure of the issue: not one leak.
