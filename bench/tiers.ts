@@ -406,7 +406,7 @@ async function openTier(
 
 /** The measured transaction: a point lookup by primary key and an insert, in one tenant transaction. */
 function tenantTransaction(tenantry: Tenantry<ItemsDB>, tenant: TenantContext, ids: readonly string[]) {
-  return tenantry.withTenant(tenant, async (tx) => {
+  return tenantry.transaction(tenant, async (tx) => {
     const found = await items.get(tx, pick(ids));
     if (!found) throw new Error(`seeded item of tenant ${tenant.slug} not found`);
     await items.create(tx, { title: 'benchmark item' });
@@ -498,8 +498,8 @@ async function firstTouch(
     for (const i of order) {
       const tenant = tenants[i] as TenantContext;
       const tenantIds = ids[i] as string[];
-      const lookup = () => tenantry.withTenant(tenant, (tx) => items.get(tx, pick(tenantIds)));
-      const insert = () => tenantry.withTenant(tenant, (tx) => items.create(tx, { title: 'first touch' }));
+      const lookup = () => tenantry.transaction(tenant, (tx) => items.get(tx, pick(tenantIds)));
+      const insert = () => tenantry.transaction(tenant, (tx) => items.create(tx, { title: 'first touch' }));
       await timed(samples.lookup, 0, lookup);
       await timed(samples.lookup, 2, lookup);
       await timed(samples.insert, 0, insert);
@@ -631,7 +631,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         const i = Math.floor(Math.random() * options.tenants);
         const tenant = (tier === 'pool' ? poolContexts : schemaContexts)[i] as TenantContext;
         const id = ((tier === 'pool' ? poolIds : schemaIds)[i] as string[])[0];
-        const plan = await check[tier].withTenant(tenant, async (tx) => {
+        const plan = await check[tier].transaction(tenant, async (tx) => {
           const { rows } = await tx.query<{ 'QUERY PLAN': unknown }>(
             `EXPLAIN (ANALYZE, COSTS OFF, FORMAT JSON) SELECT id, title FROM items WHERE tenant_id = $1 AND id = $2`,
             [tenant.id, id],

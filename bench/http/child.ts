@@ -38,14 +38,15 @@ async function startTenantry(config: ChildConfig): Promise<ChildReady> {
   tenantry.apiKeys.verify = probe(meter, TENANTRY_PROBES.verify, tenantry.apiKeys.verify);
   const pool = tenantry.runtimePool as unknown as { connect: (...a: unknown[]) => Promise<unknown> };
   pool.connect = probe(meter, TENANTRY_PROBES.connect, pool.connect);
-  const withTenant = tenantry.withTenant as (ref: unknown, fn: (tx: unknown) => Promise<unknown>) => Promise<unknown>;
-  const timedWithTenant = probe(meter, TENANTRY_PROBES.transaction, withTenant);
-  (tenantry as unknown as { withTenant: typeof withTenant }).withTenant = function (
+  // The plugin runs tenant transactions as `transaction(context, fn)`.
+  const transaction = tenantry.transaction as (ref: unknown, fn: (tx: unknown) => Promise<unknown>) => Promise<unknown>;
+  const timedTransaction = probe(meter, TENANTRY_PROBES.transaction, transaction);
+  (tenantry as unknown as { transaction: typeof transaction }).transaction = function (
     this: unknown,
     ref: unknown,
     fn: (tx: unknown) => Promise<unknown>,
   ) {
-    return timedWithTenant.call(this, ref, meter.on ? probe(meter, TENANTRY_PROBES.work, fn) : fn);
+    return timedTransaction.call(this, ref, meter.on ? probe(meter, TENANTRY_PROBES.work, fn) : fn);
   };
 
   const server = await createServer(tenantry, {

@@ -88,7 +88,7 @@ export async function createFixture(
         scopes: ['items:read'],
       });
       // Descriptions of 0–300 characters, a third of them NULL, so bodies vary like real rows.
-      const { rows } = await tenantry.withTenant(tenant, (tx) =>
+      const { rows } = await tenantry.transaction(tenant, (tx) =>
         tx.query<{ id: string }>(
           `INSERT INTO items (title, description)
            SELECT 'Item ' || g || ' of ' || $2::text,

@@ -61,7 +61,7 @@ export const TENANTRY_PROBES = Object.freeze({
   verify: 'tenantry: apiKeys.verify (HMAC, 1 s cache)',
   tenant: 'tenantry: TenantCache.get',
   admit: 'tenantry: rate limiter consume',
-  transaction: 'tenantry: withTenant (connect … COMMIT, release)',
+  transaction: 'tenantry: transaction (connect … COMMIT, release)',
   connect: 'tenantry: runtimePool.connect() (wait for a connection)',
   work: 'tenantry: route work in the transaction (Kysely + SELECT)',
 });

@@ -10,7 +10,7 @@ import { BARE_SQL } from './bare-server.ts';
  * The two mixed variants of `--matrix`, which split the gap between Tenantry and the
  * baseline into its HTTP half and its database half:
  *
- * | | autocommit SELECT (superuser) | tenant transaction (`withTenant` + Kysely) |
+ * | | autocommit SELECT (superuser) | tenant transaction (`transaction` + Kysely) |
  * | --- | --- | --- |
  * | bare Fastify, tenant from `X-Tenant-ID` | **bare** | **bare HTTP + Tenantry tx** (`/v1/items-tx/:id`) |
  * | Tenantry's server (key, tenant, limit, …) | **Tenantry HTTP + autocommit** (`/v1/items-autocommit/:id`) | **tenantry** |
@@ -96,7 +96,7 @@ export function addAutocommitRoute(
 
 /**
  * On the bare server: the tenant taken from `X-Tenant-ID` on trust as in the baseline, then
- * exactly the example route's data access — `tenantry.withTenant(context, tx => items.get(tx, id))`
+ * exactly the example route's data access — `tenantry.transaction(context, tx => items.get(tx, id))`
  * (runtime pool, pipelined BEGIN + verified context, Kysely with the tenant filter, RLS,
  * COMMIT). A `TenantContext` is passed, so no registry lookup happens. Returns what closes
  * the Tenantry instance.
@@ -125,7 +125,7 @@ export async function addTransactionRoute(
   app.get<{ Params: { id: string } }>(`${VARIANT_PATHS.transaction}/:id`, async (req, reply) => {
     const tenant = contexts.get(String(req.headers['x-tenant-id']));
     if (!tenant) return reply.code(404).send({ status: 404 });
-    const item = await tenantry.withTenant({ ...tenant, requestId: req.id }, (tx) => items.get(tx, req.params.id));
+    const item = await tenantry.transaction({ ...tenant, requestId: req.id }, (tx) => items.get(tx, req.params.id));
     if (!item) return reply.code(404).send({ status: 404 });
     return item;
   });

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { mintContextToken, postgresDialect, type TenantContext } from '../../packages/tenantry/src/index.ts';
+import { mintContextToken } from '../../packages/tenantry/src/context/context-token.ts';
+import { postgresDialect, type TenantContext } from '../../packages/tenantry/src/index.ts';
 import { pipelinedBegin } from '../../packages/tenantry/src/transaction/pipelined-begin.ts';
 import {
   inBaselineTransaction,
@@ -193,18 +194,19 @@ export function breakdownWorkload(data: WorkloadData): Workload {
       {
         key: 'b-sql',
         label: 'tenantry.withTenant + tx.query, explicit tenant_id',
-        exec: (p) => tenantry.withTenant(p.tenant, async (tx) => (await tx.query(POINT_SQL, [p.tenant.id, p.id])).rows),
+        exec: (p) =>
+          tenantry.transaction(p.tenant, async (tx) => (await tx.query(POINT_SQL, [p.tenant.id, p.id])).rows),
       },
       {
         key: 'b-raw',
         label: SIDE_LABELS['b-raw'],
-        exec: (p) => tenantry.withTenant(p.tenant, async (tx) => (await tx.query(RAW_SQL, [p.id])).rows),
+        exec: (p) => tenantry.transaction(p.tenant, async (tx) => (await tx.query(RAW_SQL, [p.id])).rows),
       },
       {
         key: 'b',
         label: SIDE_LABELS.b,
         exec: (p) =>
-          tenantry.withTenant(p.tenant, (tx) =>
+          tenantry.transaction(p.tenant, (tx) =>
             tx.db
               .selectFrom('items')
               .select(['id', 'title', 'description', 'created_at'])

@@ -9,8 +9,8 @@ import { type ScanNode, scanNodes } from './plan.ts';
  * The sides of a workload:
  * - `a`: baseline — the statement with an explicit `tenant_id = $1`, inside plain `BEGIN … COMMIT`,
  *   on a pool of the `DATABASE_URL` role (a superuser), which bypasses row-level security;
- * - `b`: `tenantry.withTenant(context, tx => tx.db…)` — Kysely, the tenant predicate added by Tenantry;
- * - `b-raw`: `tenantry.withTenant(context, tx => tx.query(…))` — raw SQL with no tenant predicate, RLS alone;
+ * - `b`: `tenantry.transaction(context, tx => tx.db…)` — Kysely, the tenant predicate added by Tenantry;
+ * - `b-raw`: `tenantry.transaction(context, tx => tx.query(…))` — raw SQL with no tenant predicate, RLS alone;
  * - `c`: the baseline statement alone, autocommit, on the superuser pool (one round trip);
  * - `q`: the baseline statement as a whole tenant transaction, `tenantry.query()` (one round trip),
  *   where `c` is measured: what a one-statement route costs against the bare autocommit query.
@@ -120,7 +120,7 @@ function define<P>(spec: Spec<P>): Workload {
           label: SIDE_LABELS.b,
           run: () => {
             const p = spec.next();
-            return tenantry.withTenant(spec.tenant(p), (tx) => spec.kysely(tx.db, p).execute());
+            return tenantry.transaction(spec.tenant(p), (tx) => spec.kysely(tx.db, p).execute());
           },
         },
         {
@@ -128,7 +128,7 @@ function define<P>(spec: Spec<P>): Workload {
           label: SIDE_LABELS['b-raw'],
           run: () => {
             const p = spec.next();
-            return tenantry.withTenant(spec.tenant(p), (tx) => tx.query(spec.raw.sql, spec.raw.values(p)));
+            return tenantry.transaction(spec.tenant(p), (tx) => tx.query(spec.raw.sql, spec.raw.values(p)));
           },
         },
       ];
@@ -176,14 +176,14 @@ function define<P>(spec: Spec<P>): Workload {
       );
       out.push({ key: 'a', rows: a.length, ids: idsOf(a), plan: aPlan });
       // b and b-raw: as the runtime role, inside a tenant transaction.
-      const { b, bPlan } = await env.tenantry.withTenant(spec.tenant(p), async (tx) => {
+      const { b, bPlan } = await env.tenantry.transaction(spec.tenant(p), async (tx) => {
         const query = spec.kysely(tx.db, p);
         const compiled = query.compile();
         const plan = await explained((t, v) => tx.query(t, v), compiled.sql, [...compiled.parameters]);
         return { b: spec.writes ? [] : await query.execute(), bPlan: plan };
       });
       out.push({ key: 'b', rows: b.length, ids: idsOf(b), plan: bPlan });
-      const { raw, rawPlan } = await env.tenantry.withTenant(spec.tenant(p), async (tx) => {
+      const { raw, rawPlan } = await env.tenantry.transaction(spec.tenant(p), async (tx) => {
         const plan = await explained((t, v) => tx.query(t, v), spec.raw.sql, spec.raw.values(p));
         return { raw: spec.writes ? [] : (await tx.query(spec.raw.sql, spec.raw.values(p))).rows, rawPlan: plan };
       });

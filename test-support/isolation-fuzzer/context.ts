@@ -24,5 +24,5 @@ export function withTenant<T>(
   t: TenantState,
   fn: (tx: TenantTransaction<unknown>, db: Kysely<ItemsDB>) => Promise<T>,
 ): Promise<T> {
-  return c.tenantry.withTenant(t.record, (tx) => fn(tx, tx.db as unknown as Kysely<ItemsDB>));
+  return c.tenantry.transaction(t.record, (tx) => fn(tx, tx.db as unknown as Kysely<ItemsDB>));
 }

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { CONTEXT_SETTING } from '../../packages/tenantry/src/index.ts';
+import { CONTEXT_SETTING } from '../../packages/tenantry/src/context/context-dialect.ts';
 import { type FuzzContext, withTenant } from './context.ts';
 import type { Op, Row, TenantState } from './model.ts';
 import type { Rng } from './rng.ts';

@@ -1,4 +1,5 @@
-import { definePlans, type IsolationTier, type PlanCatalog, type Tenantry } from '../../packages/tenantry/src/index.ts';
+import { definePlans, type PlanCatalog } from '../../packages/tenantry/src/admit/plans.ts';
+import type { IsolationTier, Tenantry } from '../../packages/tenantry/src/index.ts';
 import type { ApiKey, Model, TenantState } from './model.ts';
 import { type IsolationFuzzOptions, RunError } from './options.ts';
 

@@ -1,4 +1,4 @@
-import { CONTEXT_SETTING } from '../../packages/tenantry/src/index.ts';
+import { CONTEXT_SETTING } from '../../packages/tenantry/src/context/context-dialect.ts';
 import { UNICODE_EDGES } from '../fuzz.ts';
 import type { Rng } from './rng.ts';
 

@@ -1,63 +1,18 @@
 /**
  * Tenantry: multi-tenancy for TypeScript backends on PostgreSQL.
  *
- * The root entry point holds the core: {@link Tenantry}, the tenant context, the error
- * catalog. Integrations live behind subpath exports (`tenantry/kysely`, `tenantry/schema`,
- * `tenantry/server`).
+ * The root entry point is the core: {@link Tenantry} (registry, tenant transactions,
+ * migrations, moves, doctor), the tenant context and the error catalog. It loads no HTTP
+ * framework, Redis client, metrics library or crypto package. Each integration is a subpath
+ * export: `tenantry/fastify` (the plugin), `tenantry/server` (the reference server),
+ * `tenantry/auth` (API keys, users, tokens), `tenantry/admit` (rate limits, plans, quotas,
+ * features), `tenantry/kysely`, `tenantry/schema`, `tenantry/doctor`.
  *
  * @packageDocumentation
  */
 
-export { type FeatureHolder, isFeatureEnabled, requireFeature } from './admit/features.ts';
-export { DEFAULT_PLANS, definePlans, type PlanCatalog, type PlanLimits } from './admit/plans.ts';
-export { type QuotaHolder, type QuotaLimits, type QuotaName, remainingQuota, requireQuota } from './admit/quotas.ts';
-export {
-  type RateLimitDecision,
-  type RateLimitRedisClient,
-  type RedisErrorPolicy,
-  TenantRateLimiter,
-  type TenantRateLimiterOptions,
-} from './admit/rate-limit.ts';
-export { rateLimitHeaders } from './admit/rate-limit-headers.ts';
-export {
-  API_KEY_ENVIRONMENTS,
-  type ApiKeyEnvironment,
-  apiKeyChecksum,
-  DEFAULT_API_KEY_PREFIX,
-  generateApiKey,
-  isApiKeyPrefix,
-  type ParsedApiKey,
-  parseApiKey,
-} from './auth/api-key-format.ts';
-export {
-  type ApiKeyRecord,
-  ApiKeyStore,
-  type ApiKeyStoreOptions,
-  CreateApiKeyInput,
-  type CreatedApiKey,
-  type VerifiedKey,
-} from './auth/api-keys.ts';
-export { ARGON2ID_PARAMS, PasswordHasher } from './auth/passwords.ts';
-export {
-  BUILTIN_PERMISSIONS,
-  BUILTIN_ROLES,
-  isPermission,
-  type Permission,
-  type Principal,
-  requirePermission,
-} from './auth/permissions.ts';
-export { isBuiltinRole, type RoleRecord } from './auth/roles.ts';
-export { type TokenPair, TokenService, type TokenServiceOptions } from './auth/tokens.ts';
-export { type CreateUserInput, type UserRecord, UserStore, type UserStoreOptions } from './auth/users.ts';
 export type { Logger, ResolvedConfig, TenantryOptions } from './config.ts';
-export {
-  CONTEXT_SCHEMA,
-  CONTEXT_SETTING,
-  type ContextDialect,
-  POLICY_NAME,
-  postgresDialect,
-} from './context/context-dialect.ts';
-export { type ContextPurpose, mintContextToken } from './context/context-token.ts';
+export { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 export {
   getTenant,
   type IsolationTier,
@@ -68,7 +23,6 @@ export {
 } from './context/tenant-context.ts';
 export { type CreatePlacementInput, type PlacementRecord, PlacementRegistry } from './control/placements.ts';
 export type { CreateTenantInput, UpdateTenantInput } from './control/tenant-input.ts';
-export { listTenantTables, type TenantTableRef } from './control/tenant-tables.ts';
 export {
   type ActorOption,
   contextOf,
@@ -76,8 +30,7 @@ export {
   type TenantRecord,
   TenantRegistry,
 } from './control/tenants.ts';
-export { type DoctorOptions, runDoctor } from './doctor/doctor.ts';
-export { type DoctorReport, FINDINGS, type Finding, type FindingCode, type Severity } from './doctor/finding.ts';
+export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
 export {
@@ -91,14 +44,7 @@ export {
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
 export type { MigrationContext, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
-export { type Placed, Provisioner } from './tiers/provisioner.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
 export type { MovedTable, MoveOptions, MoveReport } from './tiers/tenant-move.ts';
 export { type WarmPoolOptions, WarmPoolRefiller } from './tiers/warm-pool.ts';
-export {
-  type PooledConnection,
-  PoolMap,
-  type PoolMapOptions,
-  type PoolMapStats,
-} from './transaction/pool-map.ts';
 export type { QueryResult, TenantTransaction } from './transaction/tenant-transaction.ts';

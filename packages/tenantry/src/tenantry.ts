@@ -1,32 +1,32 @@
-import { Kysely } from 'kysely';
-import pg, { type QueryResultRow } from 'pg';
+import type pg from 'pg';
+import type { QueryResultRow } from 'pg';
 import { ApiKeyStore } from './auth/api-keys.ts';
 import { PasswordHasher } from './auth/passwords.ts';
 import { TokenService } from './auth/tokens.ts';
 import { UserStore } from './auth/users.ts';
 import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './config.ts';
-import type { ContextPurpose } from './context/context-token.ts';
-import { getTenant, type TenantContext, withTenant } from './context/tenant-context.ts';
+import { getTenant, type TenantContext } from './context/tenant-context.ts';
 import { PlacementRegistry } from './control/placements.ts';
-import { listTenantTables, purgeStatements } from './control/tenant-tables.ts';
-import { contextOf, type TenantPlacer, type TenantRecord, TenantRegistry } from './control/tenants.ts';
+import { TenantTableSet } from './control/tenant-tables.ts';
+import { contextOf, type TenantRecord, TenantRegistry } from './control/tenants.ts';
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { TenantryError } from './errors/catalog.ts';
 import { type FleetOptions, type FleetPlan, type FleetReport, migrateFleet, planFleet } from './fleet/fleet.ts';
-import { TenantFilterPlugin } from './kysely/tenant-filter-plugin.ts';
-import { TenantTransactionDialect } from './kysely/transaction-driver.ts';
+import { createTenantKysely } from './kysely/tenant-kysely.ts';
 import { applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
-import { withSpan } from './ops/tracing.ts';
+import { loadTracing, withSpan } from './ops/tracing.ts';
 import { KeyRing } from './secrets/keys.ts';
-import { type Placed, Provisioner } from './tiers/provisioner.ts';
+import { PlacementPolicy } from './tiers/placement-policy.ts';
+import { Provisioner } from './tiers/provisioner.ts';
 import { type MoveOptions, type MoveReport, TenantMover } from './tiers/tenant-move.ts';
+import { TenantPurger } from './tiers/tenant-purge.ts';
 import { TenantRouter } from './transaction/connection-router.ts';
 import { PoolMap } from './transaction/pool-map.ts';
-import { assertSafeRuntimeRole } from './transaction/runtime-guard.ts';
+import { createAdminPool, createRuntimePool } from './transaction/pools.ts';
+import { RuntimeRoleGuard } from './transaction/runtime-guard.ts';
 import {
-  currentTransaction,
   type QueryResult,
   runTenantQuery,
   runTenantTransaction,
@@ -36,19 +36,6 @@ import {
 
 /** How a caller names a tenant: its context, its record, or its id or slug. */
 export type TenantRef = TenantContext | TenantRecord | string;
-
-function runtimeUrlFrom(config: ResolvedConfig, keys: KeyRing): string {
-  if (config.runtimeUrl) return config.runtimeUrl;
-  let url: URL;
-  try {
-    url = new URL(config.databaseUrl);
-  } catch {
-    throw new TenantryError('CONFIG_INVALID', 'databaseUrl is not a URL; pass runtimeUrl explicitly');
-  }
-  url.username = config.roles.runtime;
-  url.password = keys.runtimePassword(config.roles.runtime);
-  return url.toString();
-}
 
 /**
  * Tenantry: verified tenant context, RLS-isolated tenant transactions, tenant lifecycle.
@@ -60,7 +47,7 @@ function runtimeUrlFrom(config: ResolvedConfig, keys: KeyRing): string {
  * await tenantry.setup();    // roles, control plane, context key (idempotent)
  * await tenantry.migrate();  // tenant tables
  * const acme = await tenantry.tenants.create({ slug: 'acme', name: 'Acme' });
- * const items = await tenantry.withTenant(acme, (tx) => tx.db.selectFrom('items').selectAll().execute());
+ * const items = await tenantry.transaction(acme, (tx) => tx.db.selectFrom('items').selectAll().execute());
  * ```
  */
 export class Tenantry<DB = unknown> {
@@ -84,52 +71,19 @@ export class Tenantry<DB = unknown> {
   /** Creates and removes tenant schemas and databases (warm pool, templates). */
   readonly provisioner: Provisioner;
   readonly #keys: KeyRing;
-  readonly #deps: TransactionRunnerDeps;
+  readonly #runner: TransactionRunnerDeps;
   readonly #mover: TenantMover;
-  #tenantTables = new Set<string>();
-  /** Per server: a passing runtime-role check (see `assertSafeRuntimeRole`). */
-  readonly #safe = new Map<string, Promise<void>>();
+  readonly #tenantTables: TenantTableSet;
 
+  /** The composition root: builds each part from the parts it needs, passed explicitly. */
   private constructor(config: ResolvedConfig) {
     this.config = config;
-    this.#keys = new KeyRing(config.secret);
-    this.adminPool = new pg.Pool({
-      connectionString: config.databaseUrl,
-      max: config.adminPoolMax,
-      idleTimeoutMillis: 10_000,
-      // Without it a connect to an unreachable host (or a wait for a pool slot) never ends:
-      // requests would hang instead of answering DATABASE_UNAVAILABLE.
-      connectionTimeoutMillis: 5_000,
-    });
-    this.runtimePool = new pg.Pool({
-      connectionString: runtimeUrlFrom(config, this.#keys),
-      max: config.pool.max,
-      idleTimeoutMillis: config.pool.idleTimeoutMs,
-      maxUses: config.pool.maxUses,
-      connectionTimeoutMillis: 5_000, // see adminPool
-    });
-    for (const pool of [this.adminPool, this.runtimePool]) {
-      // An idle client losing its server must not crash the process; the pool drops it.
-      pool.on('error', (error) => config.logger?.warn({ err: error.message }, 'idle PostgreSQL connection failed'));
-      // A checked-out client has no listener of the pool's: a server crash mid-transaction
-      // would be an uncaught 'error' and end the process. The statement in flight fails on
-      // its own, and the pool discards a failed client when it is released.
-      pool.on('connect', (client) => client.on('error', () => {}));
-    }
-    const db = new Kysely<unknown>({
-      dialect: new TenantTransactionDialect(),
-      plugins: [
-        new TenantFilterPlugin({
-          isTenantTable: (table, schema) => this.#tenantTables.has(`${schema ?? config.tenantSchema}.${table}`),
-          tenantId: () => {
-            const tx = currentTransaction();
-            if (!tx) throw new TenantryError('NO_TENANT_TRANSACTION');
-            return tx.tenant.id;
-          },
-        }),
-      ],
-    });
-    this.placements = new PlacementRegistry(this.adminPool, this.#keys.key('credential-encryption'));
+    const keys = new KeyRing(config.secret);
+    this.#keys = keys;
+    this.adminPool = createAdminPool(config);
+    this.runtimePool = createRuntimePool(config, keys);
+    this.#tenantTables = new TenantTableSet(this.adminPool, config.tenantSchema);
+    this.placements = new PlacementRegistry(this.adminPool, keys.key('credential-encryption'));
     this.poolMap = new PoolMap({
       globalMax: config.tenantDatabases.max,
       perPoolMax: config.tenantDatabases.perDatabase,
@@ -137,46 +91,41 @@ export class Tenantry<DB = unknown> {
       acquireTimeoutMs: config.tenantDatabases.acquireTimeoutMs,
       onError: (error) => config.logger?.warn({ err: error.message }, 'idle tenant-database connection failed'),
     });
-    this.provisioner = new Provisioner(this.adminPool, config, this.#keys, this.placements);
-    const router = new TenantRouter({
-      mainPool: this.runtimePool,
-      poolMap: this.poolMap,
-      placements: this.placements,
-      mainUrl: config.runtimeUrl ?? config.databaseUrl,
-      runtime: { user: config.roles.runtime, password: this.#keys.runtimePassword(config.roles.runtime) },
-      locate: async (tenantId) => {
-        const t = await this.tenants.get(tenantId);
-        return { placementId: t.placementId, database: t.databaseName };
-      },
-      ensureSafe: (server, client) => {
-        // Only a passing check is remembered: a failure (or a dropped connection during
-        // it) is checked again on the next transaction.
-        let check = this.#safe.get(server);
-        if (!check) {
-          check = assertSafeRuntimeRole(client).catch((error: unknown) => {
-            this.#safe.delete(server);
-            throw error;
-          });
-          this.#safe.set(server, check);
-        }
-        return check;
-      },
-    });
-    this.#deps = {
-      connect: (tenant) => router.connect(tenant),
-      contextKey: this.#keys.key('context-hmac'),
+    this.provisioner = new Provisioner(this.adminPool, config, keys, this.placements);
+    const tables = this.#tenantTables;
+    this.tenants = new TenantRegistry(
+      this.adminPool,
+      new PlacementPolicy(this.placements, this.provisioner),
+      new TenantPurger({
+        admin: this.adminPool,
+        sharedSchema: config.tenantSchema,
+        poolMap: this.poolMap,
+        provisioner: this.provisioner,
+        maintenance: (tenant, fn) => runTenantTransaction(this.#runner, tenant, 'maintenance', fn),
+      }),
+    );
+    this.#runner = {
+      connections: new TenantRouter({
+        mainPool: this.runtimePool,
+        poolMap: this.poolMap,
+        placements: this.placements,
+        mainUrl: config.runtimeUrl ?? config.databaseUrl,
+        runtime: { user: config.roles.runtime, password: keys.runtimePassword(config.roles.runtime) },
+        locator: this.tenants,
+        guard: new RuntimeRoleGuard(),
+      }),
+      contextKey: keys.key('context-hmac'),
       dialect: config.dialect,
       tokenTtlMs: config.contextTokenTtlMs,
       prepareContextStatement: config.prepareContextStatement,
       contextBinding: config.contextBinding,
       sharedSchema: config.tenantSchema,
-      db,
+      db: createTenantKysely<unknown>((table, schema) => tables.has(table, schema)),
     };
-    this.tenants = new TenantRegistry(this.adminPool, (tenant) => this.#purge(tenant), this.#placer());
     this.#mover = new TenantMover({
       admin: this.adminPool,
       config,
-      contextKey: this.#keys.key('context-hmac'),
+      contextKey: keys.key('context-hmac'),
       tenants: this.tenants,
       placements: this.placements,
       provisioner: this.provisioner,
@@ -184,8 +133,8 @@ export class Tenantry<DB = unknown> {
     });
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
-    this.auth = new TokenService(this.adminPool, this.#keys, { passwords });
-    this.apiKeys = new ApiKeyStore(this.adminPool, this.#keys.key('api-key-hash'), {
+    this.auth = new TokenService(this.adminPool, keys, { passwords });
+    this.apiKeys = new ApiKeyStore(this.adminPool, keys.key('api-key-hash'), {
       ...(config.apiKeyPrefix ? { prefix: config.apiKeyPrefix } : {}),
       ...(config.logger ? { logger: config.logger } : {}),
     });
@@ -197,6 +146,7 @@ export class Tenantry<DB = unknown> {
    */
   static async connect<DB = unknown>(options: TenantryOptions): Promise<Tenantry<DB>> {
     const tenantry = new Tenantry<DB>(resolveConfig(options));
+    await loadTracing();
     await tenantry.refreshTenantTables().catch(() => {
       // Not set up yet: setup()/migrate() load the list.
     });
@@ -300,78 +250,43 @@ export class Tenantry<DB = unknown> {
   }
 
   /** Reloads which tables are tenant tables (the Kysely tenant filter uses the list). */
-  async refreshTenantTables(): Promise<void> {
-    // The shared schema's copy is the reference: every tenant schema has the same tables.
-    const tables = await listTenantTables(this.adminPool, [this.config.tenantSchema]);
-    this.#tenantTables = new Set(tables.map((t) => `${t.schema}.${t.table}`));
-  }
-
-  /** How the registry provisions a new tenant's place (see {@link Provisioner}). */
-  #placer(): TenantPlacer {
-    const defaults = { pool: 'shared', schema: 'schemas', database: 'databases' } as const;
-    type Prepared = { tier: 'pool' | 'schema' | 'database'; placementId: string; placed?: Placed };
-    return {
-      prepare: async ({ id, tier, placement, statementTimeoutMs }): Promise<Prepared> => {
-        const bad = (message: string) =>
-          new TenantryError('INVALID_INPUT', `placement: ${message}`, {
-            details: { problems: [{ path: 'placement', message }] },
-          });
-        const resolved = await this.placements.resolveByName(placement ?? defaults[tier]).catch(() => {
-          throw bad(`no placement named ${placement ?? defaults[tier]}`);
-        });
-        if (resolved.tier !== tier) throw bad(`${resolved.name} is a ${resolved.tier}-tier placement`);
-        if (tier === 'pool' && resolved.url !== undefined) throw bad('pool-tier tenants live in the main database');
-        if (tier !== 'database') return { tier, placementId: resolved.id };
-        return {
-          tier,
-          placementId: resolved.id,
-          placed: await this.provisioner.createDatabase(id, resolved, statementTimeoutMs),
-        };
-      },
-      place: async (client, tenantId, prepared) => {
-        const p = prepared as Prepared;
-        if (p.tier === 'pool')
-          return { placementId: p.placementId, schemaName: null, databaseName: null, dataHere: true };
-        if (p.tier === 'schema') {
-          return this.provisioner.placeSchema(client, tenantId, await this.placements.resolve(p.placementId));
-        }
-        const placed = p.placed as Placed;
-        await this.provisioner.activate(client, placed.targetId, tenantId);
-        return placed;
-      },
-      abort: async (prepared) => {
-        const placed = (prepared as Prepared | undefined)?.placed;
-        if (placed) await this.provisioner.dropTarget(placed.targetId);
-      },
-      changed: (tenant) => this.provisioner.syncMirror(tenant),
-    };
+  refreshTenantTables(): Promise<void> {
+    return this.#tenantTables.refresh();
   }
 
   /**
-   * Runs `fn` in a tenant transaction for the current tenant (from {@link withTenant}).
-   * Throws `NO_TENANT_CONTEXT` outside one: there is no default tenant.
-   */
-  async transaction<T>(fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T> {
-    const tenant = getTenant();
-    return withSpan('tenantry.transaction', { 'tenantry.tenant_id': tenant.id }, () =>
-      runTenantTransaction(this.#deps, tenant, 'work', fn),
-    );
-  }
-
-  /**
-   * Enters `tenant`'s context and runs `fn` in a tenant transaction.
+   * Runs `fn` in a tenant transaction (step 5 of the request path): of `tenant`, entering
+   * its context for the duration, or of the current context's tenant (from `withTenant`,
+   * or the Fastify plugin's request) when no tenant is given. Throws `NO_TENANT_CONTEXT`
+   * when there is neither: there is no default tenant.
    *
    * @example
    * ```ts
-   * await tenantry.withTenant('acme', (tx) => tx.query('SELECT count(*) FROM items'));
+   * await tenantry.transaction('acme', (tx) => tx.query('SELECT count(*) FROM items'));
+   * await withTenant(acme, () => tenantry.transaction((tx) => tx.db.selectFrom('items').selectAll().execute()));
    * ```
    */
-  async withTenant<T>(tenant: TenantRef, fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T> {
-    const context = await this.#resolve(tenant);
-    return withTenant(context, () =>
-      withSpan('tenantry.transaction', { 'tenantry.tenant_id': context.id }, () =>
-        runTenantTransaction(this.#deps, context, 'work', fn),
-      ),
+  transaction<T>(fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T>;
+  transaction<T>(tenant: TenantRef, fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T>;
+  async transaction<T>(
+    tenantOrFn: TenantRef | ((tx: TenantTransaction<DB>) => Promise<T>),
+    maybeFn?: (tx: TenantTransaction<DB>) => Promise<T>,
+  ): Promise<T> {
+    if (typeof tenantOrFn === 'function') return this.#transaction(getTenant(), 'work', tenantOrFn);
+    if (typeof maybeFn !== 'function') {
+      throw new TenantryError('USAGE_ERROR', 'transaction(tenant, fn) needs a function to run');
+    }
+    // The runner puts the transaction and its tenant in the async context for `fn`.
+    return this.#transaction(await this.#resolve(tenantOrFn), 'work', maybeFn);
+  }
+
+  #transaction<T>(
+    tenant: TenantContext,
+    purpose: 'work' | 'maintenance',
+    fn: (tx: TenantTransaction<DB>) => Promise<T>,
+  ): Promise<T> {
+    return withSpan('tenantry.transaction', { 'tenantry.tenant_id': tenant.id }, () =>
+      runTenantTransaction(this.#runner, tenant, purpose, fn),
     );
   }
 
@@ -393,7 +308,7 @@ export class Tenantry<DB = unknown> {
   ): Promise<QueryResult<R>> {
     const context = await this.#resolve(tenant);
     return withSpan('tenantry.query', { 'tenantry.tenant_id': context.id }, () =>
-      runTenantQuery<R>(this.#deps, context, 'work', text, values),
+      runTenantQuery<R>(this.#runner, context, 'work', text, values),
     );
   }
 
@@ -403,37 +318,12 @@ export class Tenantry<DB = unknown> {
     return tenant;
   }
 
-  /** @internal Maintenance transaction for Tenantry's own work on a tenant in any status. */
-  runMaintenance<T>(tenant: TenantContext, fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T> {
-    const purpose: ContextPurpose = 'maintenance';
-    return withTenant(tenant, () => runTenantTransaction(this.#deps, tenant, purpose, fn));
-  }
-
-  async #purge(tenant: TenantRecord): Promise<Record<string, number>> {
-    if (tenant.tier !== 'pool') {
-      // Its own schema or database goes as a whole.
-      if (tenant.databaseName) await this.poolMap.closePool(TenantRouter.key(tenant.placementId, tenant.databaseName));
-      await this.provisioner.dropTenantTargets(tenant.id);
-      return {};
-    }
-    const tables = await listTenantTables(this.adminPool, [this.config.tenantSchema]);
-    return this.runMaintenance(contextOf(tenant), async (tx) => {
-      const deleted: Record<string, number> = {};
-      const statements = purgeStatements(tables);
-      // Triggers may write to a table already emptied (a usage counter, say): go again
-      // until a pass deletes nothing, a bounded number of times.
-      for (let pass = 0; pass < 3; pass++) {
-        let removed = 0;
-        for (const [i, statement] of statements.entries()) {
-          const t = tables[i] as { schema: string; table: string };
-          const n = (await tx.query(statement, [tenant.id])).rowCount;
-          deleted[`${t.schema}.${t.table}`] = (deleted[`${t.schema}.${t.table}`] ?? 0) + n;
-          removed += n;
-        }
-        if (removed === 0) break;
-      }
-      return deleted;
-    });
+  /**
+   * @internal A maintenance transaction: Tenantry's own work on a tenant in any status
+   * (purges, moves), which tenant work can never ask for.
+   */
+  maintenanceTransaction<T>(tenant: TenantContext, fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T> {
+    return this.#transaction(tenant, 'maintenance', fn);
   }
 
   /**

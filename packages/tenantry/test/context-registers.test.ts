@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppDB, appMigrations, createFixture, type Fixture } from '../../../test-support/fixture.ts';
-import { CONTEXT_SETTING, mintContextToken, type TenantRecord, Tenantry } from '../src/index.ts';
+import { CONTEXT_SETTING } from '../src/context/context-dialect.ts';
+import { mintContextToken } from '../src/context/context-token.ts';
+import { type TenantRecord, Tenantry } from '../src/index.ts';
 import { KeyRing } from '../src/secrets/keys.ts';
 
 /**
@@ -21,8 +23,8 @@ beforeAll(async () => {
   key = new KeyRing(f.database.secret).key('context-hmac');
   a = await f.tenantry.tenants.create({ slug: 'reg-a', name: 'A' });
   b = await f.tenantry.tenants.create({ slug: 'reg-b', name: 'B' });
-  await f.tenantry.withTenant(a, (tx) => tx.db.insertInto('items').values({ title: 'alpha' }).execute());
-  await f.tenantry.withTenant(b, (tx) => tx.db.insertInto('items').values({ title: 'bravo' }).execute());
+  await f.tenantry.transaction(a, (tx) => tx.db.insertInto('items').values({ title: 'alpha' }).execute());
+  await f.tenantry.transaction(b, (tx) => tx.db.insertInto('items').values({ title: 'bravo' }).execute());
 });
 
 afterAll(async () => {
@@ -164,14 +166,14 @@ describe('nothing of a context outlives its transaction', () => {
 
   it('one message cannot end the verified transaction and reuse its registers in the next (extended protocol only)', async () => {
     await expect(
-      f.tenantry.withTenant(a, (tx) => tx.query("COMMIT; SELECT set_config('tenantry.ctx', 'x', false)")),
+      f.tenantry.transaction(a, (tx) => tx.query("COMMIT; SELECT set_config('tenantry.ctx', 'x', false)")),
     ).rejects.toMatchObject({ code: '42601' });
   });
 
   it('Tenantry recovers when a backend lost its secret (DISCARD ALL by someone else)', async () => {
     const pool = f.tenantry.runtimePool;
     // Serially, so the same few backends are reused.
-    for (let i = 0; i < 3; i++) await f.tenantry.withTenant(a, (tx) => tx.query('SELECT 1'));
+    for (let i = 0; i < 3; i++) await f.tenantry.transaction(a, (tx) => tx.query('SELECT 1'));
     const client = await pool.connect();
     try {
       await client.query('DISCARD ALL');
@@ -179,7 +181,7 @@ describe('nothing of a context outlives its transaction', () => {
       client.release();
     }
     for (let i = 0; i < 3; i++) {
-      const { rows } = await f.tenantry.withTenant(a, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
+      const { rows } = await f.tenantry.transaction(a, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
       expect(rows).toEqual([{ title: 'alpha' }]);
     }
   });
@@ -198,7 +200,7 @@ describe('a runtime role that may create temporary objects', () => {
       migrations: appMigrations,
     });
     try {
-      await expect(other.withTenant(a, (tx) => tx.query('SELECT 1'))).rejects.toMatchObject({
+      await expect(other.transaction(a, (tx) => tx.query('SELECT 1'))).rejects.toMatchObject({
         code: 'UNSAFE_RUNTIME_ROLE',
         message: expect.stringContaining('TEMPORARY'),
       });

@@ -422,10 +422,10 @@ describe('a schema built by tenantTable()', () => {
 
   it('rejects unusable options', async () => {
     await expect(runDoctor(admin, { schemas: [], runtimeRole: runtime })).rejects.toMatchObject({
-      code: 'INVALID_INPUT',
+      code: 'USAGE_ERROR',
     });
     await expect(runDoctor(admin, { schemas: ['public'], runtimeRole: '' })).rejects.toMatchObject({
-      code: 'INVALID_INPUT',
+      code: 'USAGE_ERROR',
     });
   });
 });

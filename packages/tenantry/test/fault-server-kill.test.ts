@@ -282,7 +282,7 @@ const tenant = await tenantry.tenants.get(env.tenant);
 await Promise.all([0, 1, 2, 3].map(async (w) => {
   for (let n = 0; ; n++) {
     const batch = 'b' + w + '-' + n;
-    await tenantry.withTenant(tenant, async (tx) => {
+    await tenantry.transaction(tenant, async (tx) => {
       for (let part = 0; part < 3; part++) {
         await tx.query('INSERT INTO items (title) VALUES ($1)', [batch + '/' + part]);
         await tx.query('SELECT pg_sleep(0.005)');

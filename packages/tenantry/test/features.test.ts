@@ -66,8 +66,8 @@ describe('quotas', () => {
     expect(() => requireQuota(tenant, 'maxStorageMb', 1e9, 1e9)).not.toThrow();
   });
 
-  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY])('refuses a count of %s with INVALID_INPUT', (used) => {
-    expect(() => requireQuota(tenant, 'maxUsers', used)).toThrow(expect.objectContaining({ code: 'INVALID_INPUT' }));
-    expect(() => remainingQuota(tenant, 'maxUsers', used)).toThrow(expect.objectContaining({ code: 'INVALID_INPUT' }));
+  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY])('refuses a count of %s with USAGE_ERROR', (used) => {
+    expect(() => requireQuota(tenant, 'maxUsers', used)).toThrow(expect.objectContaining({ code: 'USAGE_ERROR' }));
+    expect(() => remainingQuota(tenant, 'maxUsers', used)).toThrow(expect.objectContaining({ code: 'USAGE_ERROR' }));
   });
 });

@@ -222,7 +222,7 @@ describe('fleet migrations', () => {
       "SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'note'",
     );
     expect(copy?.n).toBe(1);
-    await next.withTenant(fresh, (tx) => tx.query("INSERT INTO items (title, note) VALUES ('x', 'y')"));
+    await next.transaction(fresh, (tx) => tx.query("INSERT INTO items (title, note) VALUES ('x', 'y')"));
 
     // Fix the cause, run again: only the failed target is left, and it completes.
     await f.tenantry.adminPool.query(`ALTER TABLE "${broken.schemaName}".items DROP COLUMN note`);

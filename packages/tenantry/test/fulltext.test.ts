@@ -18,7 +18,7 @@ const connect = (leakproofFullTextSearch: boolean) =>
   });
 
 async function plan(tenantry: Tenantry<unknown>): Promise<string> {
-  const { rows } = await tenantry.withTenant(tenant, async (tx) => {
+  const { rows } = await tenantry.transaction(tenant, async (tx) => {
     await tx.query('SET LOCAL enable_seqscan = off');
     return tx.query<{ 'QUERY PLAN': string }>(
       `EXPLAIN SELECT id FROM items WHERE tenant_id = $1 AND search @@ websearch_to_tsquery('english', 'zebra')`,
@@ -35,7 +35,7 @@ beforeAll(async () => {
     await tenantry.setup();
     await tenantry.migrate();
     tenant = await tenantry.tenants.create({ slug: 'fts', name: 'FTS' });
-    await tenantry.withTenant(tenant, (tx) =>
+    await tenantry.transaction(tenant, (tx) =>
       tx.query(
         `INSERT INTO items (title, description)
          SELECT 'item ' || g, CASE WHEN g % 50 = 0 THEN 'zebra crossing' ELSE 'plain text ' || g END
@@ -72,7 +72,7 @@ describe('full-text search under row-level security', () => {
       await tenantry.setup();
       const text = await plan(tenantry);
       expect(text).toMatch(/Index Cond: .*search @@/s);
-      const found = await tenantry.withTenant(tenant, (tx) =>
+      const found = await tenantry.transaction(tenant, (tx) =>
         tx.query("SELECT count(*)::int AS n FROM items WHERE search @@ websearch_to_tsquery('english', 'zebra')"),
       );
       expect(found.rows[0]).toEqual({ n: 60 });

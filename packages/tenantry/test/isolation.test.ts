@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
-import { CONTEXT_SETTING, type IsolationTier, type TenantRecord, TenantryError, withTenant } from '../src/index.ts';
+import { CONTEXT_SETTING } from '../src/context/context-dialect.ts';
+import { type IsolationTier, type TenantRecord, TenantryError, withTenant } from '../src/index.ts';
 
 let f: Fixture;
 
@@ -38,32 +39,32 @@ describe.each(TIERS)('%s tier', (tier) => {
     a = await f.tenantry.tenants.create({ slug: `iso-${tier}-a`, name: 'A', tier });
     b = await f.tenantry.tenants.create({ slug: `iso-${tier}-b`, name: 'B', tier });
     expect(a.tier).toBe(tier);
-    await f.tenantry.withTenant(a, (tx) =>
+    await f.tenantry.transaction(a, (tx) =>
       tx.db
         .insertInto('items')
         .values([{ title: 'alpha one' }, { title: 'alpha two' }])
         .execute(),
     );
-    await f.tenantry.withTenant(b, (tx) => tx.db.insertInto('items').values({ title: 'bravo secret' }).execute());
+    await f.tenantry.transaction(b, (tx) => tx.db.insertInto('items').values({ title: 'bravo secret' }).execute());
   });
 
   describe('two tenants', () => {
     it('a query with no tenant filter returns only the caller’s rows (raw SQL and Kysely)', async () => {
-      const raw = await f.tenantry.withTenant(a, (tx) =>
+      const raw = await f.tenantry.transaction(a, (tx) =>
         tx.query<{ title: string }>('SELECT title FROM items ORDER BY title'),
       );
       expect(raw.rows.map((r) => r.title)).toEqual(['alpha one', 'alpha two']);
-      const viaKysely = await f.tenantry.withTenant(b, (tx) => tx.db.selectFrom('items').select('title').execute());
+      const viaKysely = await f.tenantry.transaction(b, (tx) => tx.db.selectFrom('items').select('title').execute());
       expect(viaKysely.map((r) => r.title)).toEqual(['bravo secret']);
     });
 
     it('insert with another tenant’s id is rejected by WITH CHECK', async () => {
       await expect(
-        f.tenantry.withTenant(a, (tx) =>
+        f.tenantry.transaction(a, (tx) =>
           tx.query('INSERT INTO items (tenant_id, title) VALUES ($1, $2)', [b.id, 'planted']),
         ),
       ).rejects.toMatchObject({ code: '42501' });
-      const count = await f.tenantry.withTenant(b, (tx) =>
+      const count = await f.tenantry.transaction(b, (tx) =>
         tx.query('SELECT 1 FROM items WHERE title = $1', ['planted']),
       );
       expect(count.rowCount).toBe(0);
@@ -71,25 +72,25 @@ describe.each(TIERS)('%s tier', (tier) => {
 
     it('update moving a row to another tenant is rejected, and an update cannot reach the other’s rows', async () => {
       await expect(
-        f.tenantry.withTenant(a, (tx) => tx.query('UPDATE items SET tenant_id = $1', [b.id])),
+        f.tenantry.transaction(a, (tx) => tx.query('UPDATE items SET tenant_id = $1', [b.id])),
       ).rejects.toMatchObject({ code: '42501' });
-      const touched = await f.tenantry.withTenant(a, (tx) =>
+      const touched = await f.tenantry.transaction(a, (tx) =>
         tx.query("UPDATE items SET title = 'pwned' WHERE title = 'bravo secret'"),
       );
       expect(touched.rowCount).toBe(0);
-      const deleted = await f.tenantry.withTenant(a, (tx) =>
+      const deleted = await f.tenantry.transaction(a, (tx) =>
         tx.query('DELETE FROM items WHERE tenant_id = $1', [b.id]),
       );
       expect(deleted.rowCount).toBe(0);
-      const still = await f.tenantry.withTenant(b, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
+      const still = await f.tenantry.transaction(b, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
       expect(still.rows).toEqual([{ title: 'bravo secret' }]);
     });
 
     it('a composite foreign key cannot reference the other tenant’s row', async () => {
-      const bItem = await f.tenantry.withTenant(b, (tx) => tx.query<{ id: string }>('SELECT id FROM items'));
+      const bItem = await f.tenantry.transaction(b, (tx) => tx.query<{ id: string }>('SELECT id FROM items'));
       const bId = bItem.rows[0]?.id as string;
       await expect(
-        f.tenantry.withTenant(a, (tx) =>
+        f.tenantry.transaction(a, (tx) =>
           tx.db.insertInto('comments').values({ item_id: bId, body: 'sneaky' }).execute(),
         ),
       ).rejects.toMatchObject({ code: '23503' });
@@ -98,7 +99,7 @@ describe.each(TIERS)('%s tier', (tier) => {
 
   describe('forged and replayed context', () => {
     it('set_config with the other tenant’s id sees none of its rows', async () => {
-      const attempt = f.tenantry.withTenant(a, async (tx) => {
+      const attempt = f.tenantry.transaction(a, async (tx) => {
         await tx.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [`${b.id}.0.0.deadbeef`]);
         return tx.query<{ title: string }>('SELECT title FROM items');
       });
@@ -107,13 +108,13 @@ describe.each(TIERS)('%s tier', (tier) => {
 
     it('a context value copied from another connection does not work', async () => {
       // Capture B's verified session value from inside B's transaction…
-      const stolen = await f.tenantry.withTenant(b, (tx) =>
+      const stolen = await f.tenantry.transaction(b, (tx) =>
         tx.query<{ v: string }>(`SELECT current_setting('${CONTEXT_SETTING}') AS v`),
       );
       const value = stolen.rows[0]?.v as string;
       expect(value.startsWith(b.id)).toBe(true);
       // …and replay it inside A's transaction (another backend, another transaction).
-      const replay = f.tenantry.withTenant(a, async (tx) => {
+      const replay = f.tenantry.transaction(a, async (tx) => {
         await tx.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [value]);
         return tx.query<{ title: string }>('SELECT title FROM items');
       });
@@ -134,7 +135,7 @@ describe.each(TIERS)('%s tier', (tier) => {
       const other = await runtimeClient(b);
       const mine = await runtimeClient(b);
       try {
-        const { mintContextToken } = await import('../src/index.ts');
+        const { mintContextToken } = await import('../src/context/context-token.ts');
         const { KeyRing } = await import('../src/secrets/keys.ts');
         const key = new KeyRing(f.database.secret).key('context-hmac');
         const token = mintContextToken(
@@ -159,7 +160,7 @@ describe.each(TIERS)('%s tier', (tier) => {
       const tables = ['tenantry.tenants', 'tenantry.context_key'];
       if (tier !== 'database') tables.push('tenantry.placements', 'tenantry.audit_log', 'tenantry.targets');
       for (const table of tables) {
-        await expect(f.tenantry.withTenant(a, (tx) => tx.query(`SELECT * FROM ${table}`))).rejects.toMatchObject({
+        await expect(f.tenantry.transaction(a, (tx) => tx.query(`SELECT * FROM ${table}`))).rejects.toMatchObject({
           code: '42501',
         });
       }
@@ -181,7 +182,7 @@ describe.each(TIERS)('%s tier', (tier) => {
 
   describe('automatic tenant filter', () => {
     it('adds the tenant predicate to select, update and delete, and tenant_id to inserts', async () => {
-      const compiled = await f.tenantry.withTenant(a, async (tx) => ({
+      const compiled = await f.tenantry.transaction(a, async (tx) => ({
         select: tx.db.selectFrom('items').selectAll().compile(),
         update: tx.db.updateTable('items').set({ title: 'x' }).where('title', '=', 'y').compile(),
         del: tx.db.deleteFrom('items').compile(),
@@ -205,19 +206,19 @@ describe.each(TIERS)('%s tier', (tier) => {
     });
 
     it('the compiled queries execute and stay within the tenant', async () => {
-      const rows = await f.tenantry.withTenant(a, async (tx) => {
+      const rows = await f.tenantry.transaction(a, async (tx) => {
         await tx.db.insertInto('items').values({ title: 'alpha three' }).execute();
         const n = await tx.db.updateTable('items').set({ description: 'seen' }).executeTakeFirst();
         expect(n.numUpdatedRows).toBe(3n);
         return tx.db.selectFrom('items').select(['title', 'description']).orderBy('title').execute();
       });
       expect(rows.map((r) => r.title)).toEqual(['alpha one', 'alpha three', 'alpha two']);
-      const bRows = await f.tenantry.withTenant(b, (tx) => tx.db.selectFrom('items').select('description').execute());
+      const bRows = await f.tenantry.transaction(b, (tx) => tx.db.selectFrom('items').select('description').execute());
       expect(bRows).toEqual([{ description: null }]);
     });
 
     it('a subquery on a tenant table gets the predicate too', async () => {
-      const q = await f.tenantry.withTenant(a, async (tx) =>
+      const q = await f.tenantry.transaction(a, async (tx) =>
         tx.db
           .selectFrom('comments')
           .select('body')
@@ -228,14 +229,14 @@ describe.each(TIERS)('%s tier', (tier) => {
     });
 
     it('Kysely outside a tenant transaction throws NO_TENANT_TRANSACTION', async () => {
-      const db = await f.tenantry.withTenant(a, async (tx) => tx.db);
+      const db = await f.tenantry.transaction(a, async (tx) => tx.db);
       await expect(db.selectFrom('items').selectAll().execute()).rejects.toMatchObject({
         code: 'NO_TENANT_TRANSACTION',
       });
     });
 
     it('raw SQL still relies on RLS', async () => {
-      const r = await f.tenantry.withTenant(b, (tx) => tx.query(sql`SELECT title FROM items`.compile(tx.db).sql));
+      const r = await f.tenantry.transaction(b, (tx) => tx.query(sql`SELECT title FROM items`.compile(tx.db).sql));
       expect(r.rows).toEqual([{ title: 'bravo secret' }]);
     });
   });
@@ -253,15 +254,15 @@ describe.each(TIERS)('%s tier', (tier) => {
     // No temporary objects: a temp table would outlive the transaction on the connection and
     // could shadow `items` for whoever gets the connection next.
     await expect(
-      f.tenantry.withTenant(b, (tx) => tx.query('CREATE TEMP TABLE items (tenant_id uuid, title text)')),
+      f.tenantry.transaction(b, (tx) => tx.query('CREATE TEMP TABLE items (tenant_id uuid, title text)')),
     ).rejects.toMatchObject({ code: '42501' });
     // A session-level search_path (not LOCAL) survives the transaction on that backend…
-    const pid = await f.tenantry.withTenant(b, async (tx) => {
+    const pid = await f.tenantry.transaction(b, async (tx) => {
       await tx.query(`SET search_path TO ${b.schemaName ? `"${b.schemaName}"` : 'public'}, public`);
       return (await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
     });
     // …but the next tenant on the same backend gets its own, set in its own transaction.
-    const next = await f.tenantry.withTenant(a, (tx) =>
+    const next = await f.tenantry.transaction(a, (tx) =>
       tx.query<{ pid: number; path: string; n: string }>(
         "SELECT pg_backend_pid() AS pid, current_setting('search_path') AS path, (SELECT count(*) FROM items)::text AS n",
       ),
@@ -276,12 +277,12 @@ describe.each(TIERS)('%s tier', (tier) => {
     if (tier === 'pool') return; // one shared copy: covered by the tests above
     if (tier === 'database') {
       // B's database is not even reachable from A's connection: another database.
-      const other = await f.tenantry.withTenant(a, (tx) => tx.query('SELECT current_database() AS db'));
+      const other = await f.tenantry.transaction(a, (tx) => tx.query('SELECT current_database() AS db'));
       expect(other.rows[0]?.db).toBe(a.databaseName);
       expect(a.databaseName).not.toBe(b.databaseName);
       return;
     }
-    const where = await f.tenantry.withTenant(a, (tx) =>
+    const where = await f.tenantry.transaction(a, (tx) =>
       tx.query<{ path: string; n: string }>(
         `SELECT current_setting('search_path') AS path, count(*) AS n FROM ${itemsOf(b)}`,
       ),
@@ -292,7 +293,7 @@ describe.each(TIERS)('%s tier', (tier) => {
     // shared tables (the policy of each copy accepts only the tenants that live in it).
     for (const elsewhere of [itemsOf(b), 'public.items']) {
       await expect(
-        f.tenantry.withTenant(a, (tx) => tx.query(`INSERT INTO ${elsewhere} (title) VALUES ('planted')`)),
+        f.tenantry.transaction(a, (tx) => tx.query(`INSERT INTO ${elsewhere} (title) VALUES ('planted')`)),
       ).rejects.toMatchObject({ code: '42501' });
     }
     expect(where.rows[0]?.path).toBe(`${a.schemaName}, pg_temp`);

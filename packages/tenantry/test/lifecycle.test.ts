@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
-import { listTenantTables, type TenantRecord, type TenantryError } from '../src/index.ts';
+import { listTenantTables } from '../src/control/tenant-tables.ts';
+import type { TenantRecord, TenantryError } from '../src/index.ts';
 
 let f: Fixture;
 
@@ -54,7 +55,7 @@ async function itemCount(tenantId: string): Promise<number> {
 }
 
 const work = (tenant: TenantRecord | string) =>
-  f.tenantry.withTenant(tenant, (tx) => tx.query<{ n: string }>('SELECT count(*) AS n FROM items'));
+  f.tenantry.transaction(tenant, (tx) => tx.query<{ n: string }>('SELECT count(*) AS n FROM items'));
 
 describe('create', () => {
   it('provisions an active pool-tier tenant and audits it in the same transaction', async () => {
@@ -236,7 +237,7 @@ describe('update', () => {
 describe('lifecycle transitions', () => {
   it('suspend refuses work (even through a stale record), resume restores it; one audit row each', async () => {
     const t = await f.tenantry.tenants.create({ slug: 'life-susp', name: 'Susp' });
-    await f.tenantry.withTenant(t, (tx) => tx.query("INSERT INTO items (title) VALUES ('kept')"));
+    await f.tenantry.transaction(t, (tx) => tx.query("INSERT INTO items (title) VALUES ('kept')"));
     const s = await f.tenantry.tenants.suspend(t.id, { actor: 'billing' });
     expect(s.status).toBe('suspended');
     expect(s.statusChangedAt.getTime()).toBeGreaterThanOrEqual(t.statusChangedAt.getTime());
@@ -272,7 +273,7 @@ describe('lifecycle transitions', () => {
 
   it('soft delete keeps the rows and refuses work', async () => {
     const t = await f.tenantry.tenants.create({ slug: 'life-soft', name: 'Soft' });
-    await f.tenantry.withTenant(t, (tx) => tx.query("INSERT INTO items (title) VALUES ('one'), ('two')"));
+    await f.tenantry.transaction(t, (tx) => tx.query("INSERT INTO items (title) VALUES ('one'), ('two')"));
     const d = await f.tenantry.tenants.delete(t.id);
     expect(d.status).toBe('deleted');
     expect(await itemCount(t.id)).toBe(2);
@@ -287,7 +288,7 @@ describe('lifecycle transitions', () => {
     const gone = await f.tenantry.tenants.create({ slug: 'life-hard', name: 'Hard' });
     const other = await f.tenantry.tenants.create({ slug: 'life-other', name: 'Other' });
     for (const t of [gone, other]) {
-      await f.tenantry.withTenant(t, async (tx) => {
+      await f.tenantry.transaction(t, async (tx) => {
         for (let i = 0; i < 3; i++) {
           const { rows } = await tx.query<{ id: string }>('INSERT INTO items (title) VALUES ($1) RETURNING id', [
             `${t.slug} ${i}`,
@@ -331,7 +332,7 @@ describe('lifecycle transitions', () => {
 
   it('hard delete of an already soft-deleted tenant purges it without a second status change', async () => {
     const t = await f.tenantry.tenants.create({ slug: 'life-hard-2', name: 'Hard 2' });
-    await f.tenantry.withTenant(t, (tx) => tx.query("INSERT INTO items (title) VALUES ('x')"));
+    await f.tenantry.transaction(t, (tx) => tx.query("INSERT INTO items (title) VALUES ('x')"));
     await f.tenantry.tenants.delete(t.id);
     await f.tenantry.tenants.delete(t.id, { hard: true });
     expect(await itemCount(t.id)).toBe(0);

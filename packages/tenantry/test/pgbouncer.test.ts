@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, serverUrl, type TestDatabase } from '../../../test-support/database.ts';
 import { type AppDB, appMigrations } from '../../../test-support/fixture.ts';
 import { hasPgBouncer, PGBOUNCER_MISSING, type PgBouncer, startPgBouncer } from '../../../test-support/pgbouncer.ts';
-import { CONTEXT_SETTING, mintContextToken, type TenantRecord, Tenantry } from '../src/index.ts';
+import { CONTEXT_SETTING } from '../src/context/context-dialect.ts';
+import { mintContextToken } from '../src/context/context-token.ts';
+import { type TenantRecord, Tenantry } from '../src/index.ts';
 import { KeyRing } from '../src/secrets/keys.ts';
 
 /**
@@ -203,7 +205,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
       b = await tenantry.tenants.create({ slug: 'core-b', name: 'B' });
       s = await tenantry.tenants.create({ slug: 'core-s', name: 'S', tier: 'schema' });
       for (const t of [a, b, s]) {
-        await tenantry.withTenant(t, (tx) =>
+        await tenantry.transaction(t, (tx) =>
           tx.db
             .insertInto('items')
             .values([{ title: tag(t.id, 'one') }, { title: tag(t.id, 'two') }])
@@ -214,7 +216,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
 
     it('a query with no tenant filter returns only the caller’s rows, in both tiers', async () => {
       for (const t of [a, b, s]) {
-        const rows = await tenantry.withTenant(t, (tx) =>
+        const rows = await tenantry.transaction(t, (tx) =>
           tx.query<{ tenant_id: string; title: string }>('SELECT tenant_id, title FROM items ORDER BY title'),
         );
         expect(rows.rows).toEqual([
@@ -230,7 +232,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
         [s, a],
       ] as const) {
         await expect(
-          tenantry.withTenant(me, (tx) =>
+          tenantry.transaction(me, (tx) =>
             tx.query('INSERT INTO items (tenant_id, title) VALUES ($1, $2)', [other.id, tag(other.id, 'planted')]),
           ),
         ).rejects.toMatchObject({ code: '42501' });
@@ -239,12 +241,12 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
 
     it('a forged or replayed session value is refused', async () => {
       await expect(
-        tenantry.withTenant(a, async (tx) => {
+        tenantry.transaction(a, async (tx) => {
           await tx.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [`${b.id}.0.0.deadbeef`]);
           return tx.query('SELECT title FROM items');
         }),
       ).rejects.toMatchObject({ code: 'INVALID_TENANT_CONTEXT' });
-      const stolen = await tenantry.withTenant(b, (tx) =>
+      const stolen = await tenantry.transaction(b, (tx) =>
         tx.query<{ v: string }>(`SELECT current_setting('${CONTEXT_SETTING}') AS v`),
       );
       const value = stolen.rows[0]?.v as string;
@@ -252,7 +254,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
       // refused, the value is bound to that transaction.
       for (let i = 0; i < 2 * POOL_SIZE; i++) {
         await expect(
-          tenantry.withTenant(a, async (tx) => {
+          tenantry.transaction(a, async (tx) => {
             await tx.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [value]);
             return tx.query('SELECT title FROM items');
           }),
@@ -291,7 +293,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
 
     it('the runtime role reaches no control-plane table through the pooler', async () => {
       for (const table of ['tenantry.tenants', 'tenantry.context_key', 'tenantry.placements']) {
-        await expect(tenantry.withTenant(a, (tx) => tx.query(`SELECT * FROM ${table}`))).rejects.toMatchObject({
+        await expect(tenantry.transaction(a, (tx) => tx.query(`SELECT * FROM ${table}`))).rejects.toMatchObject({
           code: '42501',
         });
       }
@@ -312,7 +314,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
       try {
         for (const t of [a, s]) {
           for (let i = 0; i < 5; i++) {
-            await expect(bound.withTenant(t, (tx) => tx.query('SELECT title FROM items'))).rejects.toMatchObject({
+            await expect(bound.transaction(t, (tx) => tx.query('SELECT title FROM items'))).rejects.toMatchObject({
               code: 'INVALID_TENANT_CONTEXT',
             });
           }
@@ -348,7 +350,7 @@ describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode', () => {
       const kind = rnd();
       const leak = (what: string) => leaks.push(`tx ${n} (${t.slug}, ${t.tier}): ${what}`);
       try {
-        await tenantry.withTenant(t, async (tx) => {
+        await tenantry.transaction(t, async (tx) => {
           const who = await tx.query<{ id: string | null; path: string }>(
             `SELECT tenantry_context.current_tenant_id() AS id, current_setting('search_path') AS path`,
           );

@@ -153,8 +153,8 @@ describe('TenantRateLimiter without Redis (in-process)', () => {
     ['a tenant id with a closing brace', 'a}b'],
     ['a tenant id with an opening brace', '{x'],
     ['a tenant id of 256 characters', 'x'.repeat(256)],
-  ])('refuses %s with INVALID_INPUT', async (_what, id) => {
-    await expect(new TenantRateLimiter({ plans }).consume(id, 'free')).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+  ])('refuses %s with USAGE_ERROR', async (_what, id) => {
+    await expect(new TenantRateLimiter({ plans }).consume(id, 'free')).rejects.toMatchObject({ code: 'USAGE_ERROR' });
   });
 
   it.each<[string, TenantRateLimiterOptions]>([

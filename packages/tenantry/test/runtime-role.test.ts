@@ -55,7 +55,7 @@ async function tenantryAs(role: string): Promise<Tenantry<AppDB>> {
 beforeAll(async () => {
   f = await createFixture('runtime_role');
   tenant = await f.tenantry.tenants.create({ slug: 'role-acme', name: 'Acme' });
-  await f.tenantry.withTenant(tenant, (tx) => tx.query("INSERT INTO items (title) VALUES ('secret')"));
+  await f.tenantry.transaction(tenant, (tx) => tx.query("INSERT INTO items (title) VALUES ('secret')"));
   const { owner, runtime } = f.database.roles;
   await admin(async (c) => {
     const login = `LOGIN PASSWORD '${password}'`;
@@ -103,7 +103,7 @@ describe('tenant work through a role that could bypass row-level security is ref
       const t = await tenantryAs(c.role());
       let ran = false;
       const attempt = () =>
-        t.withTenant(tenant, async (tx) => {
+        t.transaction(tenant, async (tx) => {
           ran = true;
           return tx.query('SELECT title FROM items');
         });
@@ -129,7 +129,7 @@ describe('tenant work through a role that could bypass row-level security is ref
 describe('a CREATEROLE runtime role', () => {
   it('is refused before PostgreSQL 16, where it could grant itself the owner role and read every tenant', async () => {
     const t = await tenantryAs(roles.createRole);
-    const work = t.withTenant(tenant, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
+    const work = t.transaction(tenant, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
     if (serverVersion < 160000) {
       await expect(work).rejects.toMatchObject({
         code: 'UNSAFE_RUNTIME_ROLE',
@@ -153,7 +153,7 @@ describe('a CREATEROLE runtime role', () => {
 
 describe('safe runtime roles work', () => {
   it('the runtime role setup() created (default runtime URL)', async () => {
-    const { rows } = await f.tenantry.withTenant(tenant, (tx) =>
+    const { rows } = await f.tenantry.transaction(tenant, (tx) =>
       tx.query<{ title: string }>('SELECT title FROM items'),
     );
     expect(rows).toEqual([{ title: 'secret' }]);
@@ -161,7 +161,7 @@ describe('safe runtime roles work', () => {
 
   it('a plain LOGIN role that is a member of the runtime role', async () => {
     const t = await tenantryAs(roles.normal);
-    const { rows } = await t.withTenant(tenant, (tx) =>
+    const { rows } = await t.transaction(tenant, (tx) =>
       tx.query<{ title: string; me: string }>('SELECT title, current_user AS me FROM items'),
     );
     expect(rows).toEqual([{ title: 'secret', me: roles.normal }]);

@@ -34,9 +34,9 @@ describe('moving a tenant between tiers', () => {
   it('pool → schema → database → pool under concurrent writes: every acknowledged write present exactly once', async () => {
     const t = await f.tenantry.tenants.create({ slug: 'mover', name: 'Mover' });
     const other = await f.tenantry.tenants.create({ slug: 'bystander', name: 'Bystander' });
-    await f.tenantry.withTenant(other, (tx) => tx.db.insertInto('items').values({ title: 'not yours' }).execute());
+    await f.tenantry.transaction(other, (tx) => tx.db.insertInto('items').values({ title: 'not yours' }).execute());
     // Some rows with children before the first move.
-    await f.tenantry.withTenant(t, async (tx) => {
+    await f.tenantry.transaction(t, async (tx) => {
       for (let i = 0; i < 20; i++) {
         const [item] = await tx.db
           .insertInto('items')
@@ -59,7 +59,7 @@ describe('moving a tenant between tiers', () => {
         const title = `w${w}-${n}`;
         try {
           // Resolved by slug each time, as a request would through the (invalidated) cache.
-          await f.tenantry.withTenant('mover', (tx) => tx.db.insertInto('items').values({ title }).execute());
+          await f.tenantry.transaction('mover', (tx) => tx.db.insertInto('items').values({ title }).execute());
           acknowledged.push(title);
           n++;
         } catch (error) {
@@ -93,14 +93,14 @@ describe('moving a tenant between tiers', () => {
       expect(r.frozenMs).toBeLessThan(15_000);
     }
     // Children came along, pointing at the same parents.
-    const comments = await f.tenantry.withTenant('mover', (tx) =>
+    const comments = await f.tenantry.transaction('mover', (tx) =>
       tx.query(
         'SELECT count(*)::int AS n FROM comments c JOIN items i ON i.id = c.item_id AND i.tenant_id = c.tenant_id',
       ),
     );
     expect(comments.rows[0]?.n).toBe(20);
     // The bystander never noticed; no copy is left behind.
-    const seen = await f.tenantry.withTenant(other, (tx) => tx.db.selectFrom('items').select('title').execute());
+    const seen = await f.tenantry.transaction(other, (tx) => tx.db.selectFrom('items').select('title').execute());
     expect(seen).toEqual([{ title: 'not yours' }]);
     const leftovers = await f.tenantry.adminPool.query(
       "SELECT id, state FROM tenantry.targets WHERE kind IN ('schema', 'database') AND tenant_id IS NULL AND state <> 'warm'",
@@ -135,10 +135,10 @@ describe('moving a tenant between tiers', () => {
 
   it('a move whose in-flight writes do not drain in time is undone: the tenant is thawed where it was', async () => {
     const t = await f.tenantry.tenants.create({ slug: 'fails', name: 'Fails' });
-    await f.tenantry.withTenant(t, (tx) => tx.db.insertInto('items').values({ title: 'keep me' }).execute());
+    await f.tenantry.transaction(t, (tx) => tx.db.insertInto('items').values({ title: 'keep me' }).execute());
     const before = await f.tenantry.adminPool.query('SELECT count(*)::int AS n FROM tenantry.targets');
     // A long tenant transaction holds the tenant's work lock, so the drain times out.
-    const blocking = f.tenantry.withTenant(t, (tx) => tx.query('SELECT pg_sleep(2)'));
+    const blocking = f.tenantry.transaction(t, (tx) => tx.query('SELECT pg_sleep(2)'));
     await new Promise((resolve) => setTimeout(resolve, 200));
     await expect(f.tenantry.moveTenant('fails', { to: 'schema', drainTimeoutMs: 300 })).rejects.toMatchObject({
       code: 'INVALID_TENANT_STATE',
@@ -149,7 +149,7 @@ describe('moving a tenant between tiers', () => {
     expect((await f.tenantry.adminPool.query('SELECT count(*)::int AS n FROM tenantry.targets')).rows).toEqual(
       before.rows,
     );
-    await f.tenantry.withTenant('fails', (tx) =>
+    await f.tenantry.transaction('fails', (tx) =>
       tx.db.insertInto('items').values({ title: 'still writable' }).execute(),
     );
   });

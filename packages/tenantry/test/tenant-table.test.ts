@@ -299,7 +299,7 @@ describe('executed in a migration', () => {
 
   it('works for tenant work: cascades, SET NULL keeps tenant_id, keys are per tenant, full-text search uses RLS', async () => {
     const seed = (t: TenantRecord) =>
-      tenantry.withTenant(t, async (tx) => {
+      tenantry.transaction(t, async (tx) => {
         const { rows } = await tx.query<{ id: string }>(
           "INSERT INTO projects (code, title) VALUES ('P1', 'alpha launch') RETURNING id",
         );
@@ -314,16 +314,16 @@ describe('executed in a migration', () => {
     // The same code (and the same case-insensitive code) is fine in another tenant.
     const bProject = await seed(b);
     await expect(
-      tenantry.withTenant(a, (tx) => tx.query("INSERT INTO projects (code, title) VALUES ('p1', 'dup')")),
+      tenantry.transaction(a, (tx) => tx.query("INSERT INTO projects (code, title) VALUES ('p1', 'dup')")),
     ).rejects.toMatchObject({ code: '23505' });
     // A's link cannot point at B's task.
     await expect(
-      tenantry.withTenant(a, (tx) =>
+      tenantry.transaction(a, (tx) =>
         tx.query("INSERT INTO task_links (project_id, seq, note) VALUES ($1, 1, 'cross')", [bProject]),
       ),
     ).rejects.toMatchObject({ code: '23503' });
 
-    const links = await tenantry.withTenant(a, async (tx) => {
+    const links = await tenantry.transaction(a, async (tx) => {
       await tx.query('DELETE FROM tasks WHERE project_id = $1 AND seq = 1', [aProject]);
       return (
         await tx.query<{ tenant_id: string; project_id: string | null; seq: number | null; note: string }>(
@@ -335,11 +335,11 @@ describe('executed in a migration', () => {
       { tenant_id: a.id, project_id: null, seq: null, note: 'to one' },
       { tenant_id: a.id, project_id: aProject, seq: 2, note: 'to two' },
     ]);
-    const found = await tenantry.withTenant(a, (tx) =>
+    const found = await tenantry.transaction(a, (tx) =>
       tx.query("SELECT title FROM projects WHERE search @@ to_tsquery('simple', 'alpha')"),
     );
     expect(found.rows).toEqual([{ title: 'alpha launch' }]);
-    await tenantry.withTenant(a, (tx) => tx.query('DELETE FROM projects WHERE id = $1', [aProject]));
+    await tenantry.transaction(a, (tx) => tx.query('DELETE FROM projects WHERE id = $1', [aProject]));
     const left = await catalog<{ table: string; tenant: string; n: number }>(
       `SELECT 'tasks' AS table, tenant_id::text AS tenant, count(*)::int AS n FROM tasks GROUP BY tenant_id
        ORDER BY 2`,

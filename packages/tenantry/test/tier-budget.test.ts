@@ -57,7 +57,7 @@ it('60 tenant databases used concurrently never hold more than 20 connections', 
   const requests = Array.from({ length: 600 }, async (_, i) => {
     const t = tenants[i % tenants.length] as TenantRecord;
     try {
-      const { rows } = await tenantry.withTenant(t, (tx) =>
+      const { rows } = await tenantry.transaction(t, (tx) =>
         tx.query<{ db: string; n: string }>(
           'SELECT current_database() AS db, (SELECT count(*) FROM items)::text AS n, pg_sleep(0.01) IS NULL AS slept',
         ),

@@ -48,7 +48,7 @@ describe('schema tier', () => {
       [t.id],
     );
     expect(target.rows).toEqual([{ state: 'active', applied_count: 2 }]);
-    await f.tenantry.withTenant(t, (tx) => tx.db.insertInto('items').values({ title: 'in my schema' }).execute());
+    await f.tenantry.transaction(t, (tx) => tx.db.insertInto('items').values({ title: 'in my schema' }).execute());
     const rows = await f.tenantry.adminPool.query(`SELECT title FROM "${t.schemaName}".items`);
     expect(rows.rows).toEqual([{ title: 'in my schema' }]);
   });
@@ -99,7 +99,7 @@ describe('database tier', () => {
   it('a tenant gets its own database, copied from the placement’s template, with no PUBLIC connect', async () => {
     t = await f.tenantry.tenants.create({ slug: 'db-1', name: 'Own DB', tier: 'database' });
     expect(t.databaseName).toMatch(/_t_[0-9a-f]{12}$/);
-    await f.tenantry.withTenant(t, (tx) => tx.db.insertInto('items').values({ title: 'in my database' }).execute());
+    await f.tenantry.transaction(t, (tx) => tx.db.insertInto('items').values({ title: 'in my database' }).execute());
     const rows = await superuserQuery(t.databaseName as string, 'SELECT title, tenant_id FROM items');
     expect(rows).toEqual([{ title: 'in my database', tenant_id: t.id }]);
     const acl = await f.tenantry.adminPool.query<{ ok: boolean }>(
@@ -115,7 +115,7 @@ describe('database tier', () => {
   it('suspension reaches the tenant database: even a stale "active" context is refused there', async () => {
     const stale = { id: t.id, slug: t.slug, tier: t.tier, plan: t.plan, status: 'active' as const };
     await f.tenantry.tenants.suspend(t.id);
-    await expect(f.tenantry.runMaintenance({ ...stale }, (tx) => tx.query('SELECT 1'))).resolves.toBeDefined(); // maintenance still runs
+    await expect(f.tenantry.maintenanceTransaction({ ...stale }, (tx) => tx.query('SELECT 1'))).resolves.toBeDefined(); // maintenance still runs
     const { withTenant } = await import('../src/index.ts');
     await expect(
       withTenant(stale, () => f.tenantry.transaction((tx) => tx.query('SELECT * FROM items'))),
@@ -123,7 +123,7 @@ describe('database tier', () => {
     const mirror = await superuserQuery(t.databaseName as string, 'SELECT status FROM tenantry.tenants');
     expect(mirror).toEqual([{ status: 'suspended' }]);
     await f.tenantry.tenants.resume(t.id);
-    const n = await f.tenantry.withTenant(t.id, (tx) => tx.query('SELECT * FROM items'));
+    const n = await f.tenantry.transaction(t.id, (tx) => tx.query('SELECT * FROM items'));
     expect(n.rowCount).toBe(1);
   });
 
@@ -132,14 +132,14 @@ describe('database tier', () => {
     const a = await f.tenantry.tenants.create({ slug: 'remote-a', name: 'A', tier: 'database', placement: 'second' });
     const b = await f.tenantry.tenants.create({ slug: 'remote-b', name: 'B', tier: 'database', placement: 'second' });
     for (const x of [a, b]) {
-      await f.tenantry.withTenant(x, (tx) =>
+      await f.tenantry.transaction(x, (tx) =>
         tx.db
           .insertInto('items')
           .values({ title: `${x.slug} row` })
           .execute(),
       );
     }
-    const seen = await f.tenantry.withTenant(a, (tx) => tx.db.selectFrom('items').select('title').execute());
+    const seen = await f.tenantry.transaction(a, (tx) => tx.db.selectFrom('items').select('title').execute());
     expect(seen).toEqual([{ title: 'remote-a row' }]);
     // Its template was made through the placement's own connection.
     const templates = await f.tenantry.adminPool.query(
@@ -162,7 +162,7 @@ describe('database tier', () => {
 
   it('hard delete drops the tenant’s database and closes its pool', async () => {
     const gone = await f.tenantry.tenants.create({ slug: 'db-gone', name: 'Gone', tier: 'database' });
-    await f.tenantry.withTenant(gone, (tx) => tx.query('SELECT 1'));
+    await f.tenantry.transaction(gone, (tx) => tx.query('SELECT 1'));
     await f.tenantry.tenants.delete(gone.id, { hard: true });
     expect(await databaseExists(gone.databaseName as string)).toBe(false);
   });

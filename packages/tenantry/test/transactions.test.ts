@@ -134,7 +134,7 @@ beforeAll(async () => {
   await tenantry.migrate();
   [a, b] = (await createTenants(tenantry, 'tx', 2)) as [TenantRecord, TenantRecord];
   // Rows that a connection still carrying a's context would reveal.
-  await tenantry.withTenant(a, (tx) =>
+  await tenantry.transaction(a, (tx) =>
     tx.db
       .insertInto('items')
       .values([{ title: 'a seed 1' }, { title: 'a seed 2' }])
@@ -176,7 +176,7 @@ async function expectCleanConnection(pid: number): Promise<void> {
 }
 
 async function titlesOf(tenant: TenantRecord): Promise<string[]> {
-  const { rows } = await tenantry.withTenant(tenant, (tx) =>
+  const { rows } = await tenantry.transaction(tenant, (tx) =>
     tx.query<{ title: string }>('SELECT title FROM items ORDER BY title'),
   );
   return rows.map((r) => r.title);
@@ -185,7 +185,7 @@ async function titlesOf(tenant: TenantRecord): Promise<string[]> {
 describe('the connection goes back to the pool clean', () => {
   it('after a committed transaction', async () => {
     let pid = 0;
-    await tenantry.withTenant(a, async (tx) => {
+    await tenantry.transaction(a, async (tx) => {
       pid = await pidOf(tx);
       await tx.query("INSERT INTO items (title) VALUES ('a committed')");
     });
@@ -197,7 +197,7 @@ describe('the connection goes back to the pool clean', () => {
     let pid = 0;
     const boom = new Error('boom');
     await expect(
-      tenantry.withTenant(a, async (tx) => {
+      tenantry.transaction(a, async (tx) => {
         pid = await pidOf(tx);
         await tx.query("INSERT INTO items (title) VALUES ('a thrown')");
         throw boom;
@@ -210,7 +210,7 @@ describe('the connection goes back to the pool clean', () => {
   it('after an SQL error (division by zero)', async () => {
     let pid = 0;
     await expect(
-      tenantry.withTenant(a, async (tx) => {
+      tenantry.transaction(a, async (tx) => {
         pid = await pidOf(tx);
         await tx.query("INSERT INTO items (title) VALUES ('a divided')");
         await tx.query('SELECT 1 / 0');
@@ -225,7 +225,7 @@ describe('the connection goes back to the pool clean', () => {
     await tenantry.tenants.update(slow.id, { limits: { statementTimeoutMs: 100 } });
     let pid = 0;
     const error = await tenantry
-      .withTenant(slow, async (tx) => {
+      .transaction(slow, async (tx) => {
         pid = await pidOf(tx);
         await tx.query("INSERT INTO items (title) VALUES ('slow row')");
         await tx.query('SELECT pg_sleep(1)');
@@ -244,7 +244,7 @@ describe('the connection goes back to the pool clean', () => {
     const { rows } = await tenantry.runtimePool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     let ran = false;
     await expect(
-      tenantry.withTenant(stale, async (tx) => {
+      tenantry.transaction(stale, async (tx) => {
         await tx.query("INSERT INTO items (title) VALUES ('must not land')");
         ran = true;
       }),
@@ -252,7 +252,7 @@ describe('the connection goes back to the pool clean', () => {
     expect(ran).toBe(false);
     await expectCleanConnection(rows[0]?.pid as number);
     // A context that already knows the tenant is suspended is refused before any round trip.
-    await expect(tenantry.withTenant(suspended, async () => 'never')).rejects.toMatchObject({
+    await expect(tenantry.transaction(suspended, async () => 'never')).rejects.toMatchObject({
       code: 'TENANT_SUSPENDED',
     });
   });
@@ -261,7 +261,7 @@ describe('the connection goes back to the pool clean', () => {
 describe('an SQL error swallowed by the callback', () => {
   it('does not commit half a transaction: COMMIT answers ROLLBACK and Tenantry throws', async () => {
     const error = await tenantry
-      .withTenant(a, async (tx) => {
+      .transaction(a, async (tx) => {
         await tx.query("INSERT INTO items (title) VALUES ('half one')");
         try {
           await tx.query('SELECT 1 / 0');
@@ -281,7 +281,7 @@ describe('an SQL error swallowed by the callback', () => {
   });
 
   it('an error recovered with a savepoint commits the rest (the check is not over-eager)', async () => {
-    const result = await tenantry.withTenant(a, async (tx) => {
+    const result = await tenantry.transaction(a, async (tx) => {
       await tx.query("INSERT INTO items (title) VALUES ('kept by savepoint')");
       await tx.query('SAVEPOINT s');
       await expect(tx.query('SELECT 1 / 0')).rejects.toMatchObject({ code: '22012' });
@@ -301,7 +301,7 @@ describe('statement timeout of the tenant’s plan', () => {
       limits: { statementTimeoutMs: 1234 },
     });
     const show = (t: TenantRecord) =>
-      tenantry.withTenant(
+      tenantry.transaction(
         t,
         async (tx) => (await tx.query<{ v: string }>("SELECT current_setting('statement_timeout') AS v")).rows[0]?.v,
       );
@@ -322,7 +322,7 @@ describe('concurrency', () => {
       const jobs = Array.from({ length: 200 }, (_, n) => ({ tenant: tenants[n % 20] as TenantRecord, n }));
       const results = await Promise.all(
         jobs.map(({ tenant, n }) =>
-          wide.withTenant(tenant, async (tx) => {
+          wide.transaction(tenant, async (tx) => {
             await tx.query('SELECT pg_sleep($1)', [Math.random() * 0.01]);
             await tx.db
               .insertInto('items')
@@ -345,7 +345,7 @@ describe('concurrency', () => {
         expect(seen.length).toBeLessThanOrEqual(20);
       }
       for (const tenant of tenants) {
-        const { rows } = await wide.withTenant(tenant, (tx) =>
+        const { rows } = await wide.transaction(tenant, (tx) =>
           tx.query<{ title: string }>('SELECT title FROM items ORDER BY title'),
         );
         const expected = jobs.filter((j) => j.tenant === tenant).map((j) => `${tenant.slug}#${j.n}`);
@@ -377,7 +377,7 @@ describe('round trips', () => {
       `postgres://${runtime}:${encodeURIComponent(password)}@127.0.0.1:${port}${upstream.pathname}`,
     );
     // Warm up: the connection is opened and the runtime role checked once per Tenantry.
-    await proxied.withTenant(a, (tx) => tx.query('SELECT 1'));
+    await proxied.transaction(a, (tx) => tx.query('SELECT 1'));
   });
 
   afterAll(async () => {
@@ -387,7 +387,7 @@ describe('round trips', () => {
 
   it('a one-statement transaction costs 2 round trips: BEGIN + context + the statement, then COMMIT', async () => {
     proxy.reset();
-    const { rows } = await proxied.withTenant(a, (tx) => tx.query<{ n: string }>('SELECT count(*) AS n FROM items'));
+    const { rows } = await proxied.transaction(a, (tx) => tx.query<{ n: string }>('SELECT count(*) AS n FROM items'));
     expect(Number(rows[0]?.n)).toBeGreaterThan(0);
     // The context statement is prepared once per connection: its text is parsed (and
     // seen here) only the first time, then executed by name.
@@ -398,7 +398,7 @@ describe('round trips', () => {
     expect(proxy.requests[1]).toEqual(['COMMIT']);
     expect(proxy.readyForQuery).toBe(2);
     proxy.reset();
-    await proxied.withTenant(a, (tx) => tx.query('SELECT 1'));
+    await proxied.transaction(a, (tx) => tx.query('SELECT 1'));
     expect(proxy.requests).toEqual([['BEGIN', 'SELECT 1'], ['COMMIT']]);
   });
 
@@ -419,27 +419,27 @@ describe('round trips', () => {
 
   it('the same through Kysely, one more round trip per further statement, none without a statement', async () => {
     proxy.reset();
-    await proxied.withTenant(a, (tx) => tx.db.selectFrom('items').select('title').execute());
+    await proxied.transaction(a, (tx) => tx.db.selectFrom('items').select('title').execute());
     expect(proxy.requests).toHaveLength(2);
     expect(proxy.requests[0]?.[0]).toBe('BEGIN');
     expect(proxy.requests[0]?.at(-1)).toMatch(/^select "title" from "items" where "items"."tenant_id" = \$1$/);
     expect(proxy.readyForQuery).toBe(2);
     proxy.reset();
-    await proxied.withTenant(a, async (tx) => {
+    await proxied.transaction(a, async (tx) => {
       await tx.query('SELECT 1');
       await tx.query('SELECT 2');
     });
     expect(proxy.requests).toHaveLength(3);
     expect(proxy.readyForQuery).toBe(3);
     proxy.reset();
-    await proxied.withTenant(a, async () => 'no statement');
+    await proxied.transaction(a, async () => 'no statement');
     expect(proxy.requests).toHaveLength(0);
   });
 });
 
 describe('the lazily opened transaction', () => {
   it('two first statements issued at once share one opening, and both see the tenant', async () => {
-    const [x, y] = await tenantry.withTenant(a, (tx) =>
+    const [x, y] = await tenantry.transaction(a, (tx) =>
       Promise.all([
         tx.query<{ n: string }>('SELECT count(*) AS n FROM items'),
         tx.query<{ t: string }>('SELECT 1 AS t'),
@@ -452,14 +452,14 @@ describe('the lazily opened transaction', () => {
   it('a prepared context statement removed by DEALLOCATE ALL is prepared again, transparently', async () => {
     const pids = new Set<number>();
     for (let i = 0; i < 3; i++) {
-      await tenantry.withTenant(a, async (tx) => {
+      await tenantry.transaction(a, async (tx) => {
         const { rows } = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
         pids.add(rows[0]?.pid as number);
         await tx.query('DEALLOCATE ALL');
       });
     }
     expect(pids.size).toBe(1); // pool of one: the same session each time
-    const { rows } = await tenantry.withTenant(a, (tx) => tx.query<{ n: string }>('SELECT count(*) AS n FROM items'));
+    const { rows } = await tenantry.transaction(a, (tx) => tx.query<{ n: string }>('SELECT count(*) AS n FROM items'));
     expect(Number(rows[0]?.n)).toBeGreaterThan(0);
   });
 });

@@ -16,7 +16,7 @@ export interface QuotaHolder {
 
 function count(value: number, what: string): number {
   if (!Number.isFinite(value) || value < 0) {
-    throw new TenantryError('INVALID_INPUT', `${what} must be a non-negative number`);
+    throw new TenantryError('USAGE_ERROR', `${what} must be a non-negative number`);
   }
   return value;
 }

@@ -235,7 +235,7 @@ export class TenantRateLimiter {
   async consume(tenantId: string, plan: string): Promise<RateLimitDecision> {
     // A brace in the id would move the hash tag: keep "{<tenantId>}" exactly the tenant's id.
     if (typeof tenantId !== 'string' || tenantId === '' || tenantId.length > TENANT_ID_MAX || /[{}]/.test(tenantId)) {
-      throw new TenantryError('INVALID_INPUT', 'tenant id must be a non-empty string without { or }');
+      throw new TenantryError('USAGE_ERROR', 'tenant id must be a non-empty string without { or }');
     }
     const limiter = this.#limiters.get(resolvePlan(this.plans, plan).name) as PlanLimiter;
     let decision: RateLimitDecision;

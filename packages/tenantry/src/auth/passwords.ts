@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { hash, parseOptions, verify } from '@node-rs/argon2';
 import { z } from 'zod';
 import { TenantryError } from '../errors/catalog.ts';
 
@@ -32,6 +31,13 @@ export const ARGON2ID_PARAMS: Argon2idParams = Object.freeze({
 
 /** `$argon2id$` is the only variant we write or accept (`d` leaks through side channels, `i` is weaker to TMTO). */
 const ARGON2ID = 2;
+
+let argon2: Promise<typeof import('@node-rs/argon2')> | undefined;
+/** The native argon2 module, loaded on the first hash: importing `tenantry` does not load it. */
+function loadArgon2(): Promise<typeof import('@node-rs/argon2')> {
+  argon2 ??= import('@node-rs/argon2');
+  return argon2;
+}
 
 /**
  * A password as users may choose it: NIST SP 800-63B asks for at least 8 characters and no
@@ -71,7 +77,8 @@ export class PasswordHasher {
   }
 
   /** An argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), with a fresh 16-byte salt. */
-  hash(password: string): Promise<string> {
+  async hash(password: string): Promise<string> {
+    const { hash } = await loadArgon2();
     return hash(password, { ...this.params, algorithm: ARGON2ID });
   }
 
@@ -85,6 +92,7 @@ export class PasswordHasher {
     // unknown-user case (which would otherwise pay for computing the dummy).
     const dummy = await this.#dummyHash();
     const candidate = stored?.startsWith('$argon2id$') ? stored : dummy;
+    const { verify } = await loadArgon2();
     try {
       const ok = await verify(candidate, password);
       return ok && candidate === stored;
@@ -94,7 +102,8 @@ export class PasswordHasher {
   }
 
   /** True when `stored` was made with other parameters than this hasher's (rehash it after a successful login). */
-  needsRehash(stored: string): boolean {
+  async needsRehash(stored: string): Promise<boolean> {
+    const { parseOptions } = await loadArgon2();
     try {
       const p = parseOptions(stored);
       return (

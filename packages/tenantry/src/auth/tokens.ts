@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { jwtVerify, SignJWT } from 'jose';
 import type { Pool, PoolClient } from 'pg';
 import { z } from 'zod';
 import { inTransaction } from '../control/admin-transaction.ts';
@@ -11,6 +10,13 @@ import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { PasswordHasher } from './passwords.ts';
 import { BUILTIN_ROLES, isPermission, type Principal } from './permissions.ts';
 import { isBuiltinRole, rolePermissions, userPrincipal } from './roles.ts';
+
+let jose: Promise<typeof import('jose')> | undefined;
+/** jose, loaded on the first token: importing `tenantry` does not load it. */
+function loadJose(): Promise<typeof import('jose')> {
+  jose ??= import('jose');
+  return jose;
+}
 
 /** `iss` and `aud` of every access token. */
 export const TOKEN_ISSUER = 'tenantry';
@@ -167,7 +173,7 @@ export class TokenService {
     const permissions = await rolePermissions(this.#pool, tenantId, role);
     if (!permissions) throw unauthorized();
     const stale = row.password_hash as string;
-    const upgraded = this.#passwords.needsRehash(stale) ? await this.#passwords.hash(data.password) : undefined;
+    const upgraded = (await this.#passwords.needsRehash(stale)) ? await this.#passwords.hash(data.password) : undefined;
     return inTransaction(this.#pool, async (client) => {
       if (upgraded) {
         // Only if unchanged meanwhile: never overwrite a password set concurrently.
@@ -300,6 +306,7 @@ export class TokenService {
     if (typeof token !== 'string' || token.length === 0 || token.length > 8192) throw unauthorized();
     let payload: unknown;
     try {
+      const { jwtVerify } = await loadJose();
       ({ payload } = await jwtVerify(token, this.#signingKey, {
         algorithms: ['HS256'],
         issuer: TOKEN_ISSUER,
@@ -336,6 +343,7 @@ export class TokenService {
       ],
     );
     const now = Math.floor(Date.now() / 1000);
+    const { SignJWT } = await loadJose();
     const accessToken = await new SignJWT({
       tid: session.tenantId,
       role: session.role,

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type pg from 'pg';
 import { TenantryError } from '../errors/catalog.ts';
 
 /** Isolation tier of a tenant: where its rows live. See `docs/isolation-tiers.md`. */
@@ -27,7 +28,27 @@ export interface TenantContext {
   readonly requestId?: string | undefined;
 }
 
-const storage = new AsyncLocalStorage<TenantContext>();
+/**
+ * The tenant transaction a piece of async work runs in (what the Kysely driver reads), kept
+ * in the same store as its tenant: a statement can never meet a transaction of another
+ * tenant than the context it runs under.
+ */
+export interface ContextTransaction {
+  readonly tenant: TenantContext;
+  /** False once the transaction ended: a late statement gets `NO_TENANT_TRANSACTION`. */
+  open: boolean;
+  /** Runs one statement in this transaction; the first one also opens it. */
+  execute(text: string, values?: readonly unknown[]): Promise<pg.QueryResult>;
+}
+
+/** What one async context knows: its tenant and, inside a tenant transaction, that transaction. */
+interface Scope {
+  readonly tenant: TenantContext;
+  readonly transaction?: ContextTransaction | undefined;
+}
+
+/** The one store of the request path (step 4): tenant, then transaction, never one without the other's tenant. */
+const storage = new AsyncLocalStorage<Scope>();
 
 /**
  * Runs `fn` with `tenant` as the current tenant. Contexts nest: the innermost wins, and
@@ -42,9 +63,23 @@ const storage = new AsyncLocalStorage<TenantContext>();
  */
 export function withTenant<T>(tenant: TenantContext, fn: () => T): T {
   if (!tenant || typeof tenant.id !== 'string') {
-    throw new TenantryError('INVALID_INPUT', 'withTenant() needs a tenant with an id');
+    throw new TenantryError('USAGE_ERROR', 'withTenant() needs a tenant with an id');
   }
-  return storage.run(Object.freeze({ ...tenant }), fn);
+  return storage.run({ tenant: Object.freeze({ ...tenant }) }, fn);
+}
+
+/**
+ * @internal Runs `fn` inside `transaction`, under its tenant (the transaction runner's
+ * half of the store; applications use `Tenantry.transaction`).
+ */
+export function runInTransaction<T>(transaction: ContextTransaction, fn: () => T): T {
+  return storage.run({ tenant: transaction.tenant, transaction }, fn);
+}
+
+/** The open tenant transaction of the current async context, if any. */
+export function currentTransaction(): ContextTransaction | undefined {
+  const transaction = storage.getStore()?.transaction;
+  return transaction?.open ? transaction : undefined;
 }
 
 /**
@@ -57,7 +92,7 @@ export function withTenant<T>(tenant: TenantContext, fn: () => T): T {
  * ```
  */
 export function tryGetTenant(): TenantContext | undefined {
-  return storage.getStore();
+  return storage.getStore()?.tenant;
 }
 
 /**
@@ -69,7 +104,7 @@ export function tryGetTenant(): TenantContext | undefined {
  * ```
  */
 export function getTenant(): TenantContext {
-  const tenant = storage.getStore();
+  const tenant = storage.getStore()?.tenant;
   if (!tenant) throw new TenantryError('NO_TENANT_CONTEXT');
   return tenant;
 }

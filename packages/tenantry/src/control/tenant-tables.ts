@@ -58,3 +58,29 @@ export async function listTenantTables(
 export function purgeStatements(tables: readonly TenantTableRef[], column = 'tenant_id'): string[] {
   return tables.map((t) => `DELETE FROM ${qualified(t.schema, t.table)} WHERE ${quoteIdent(column)} = $1`);
 }
+
+/**
+ * Which tables are tenant tables, as the Kysely tenant filter asks (`schema.table`). The
+ * shared schema's copy is the reference: every tenant schema has the same tables.
+ */
+export class TenantTableSet {
+  readonly #pool: Pool;
+  readonly #sharedSchema: string;
+  #tables = new Set<string>();
+
+  constructor(pool: Pool, sharedSchema: string) {
+    this.#pool = pool;
+    this.#sharedSchema = sharedSchema;
+  }
+
+  /** Reads the list again (after a migration). */
+  async refresh(): Promise<void> {
+    const tables = await listTenantTables(this.#pool, [this.#sharedSchema]);
+    this.#tables = new Set(tables.map((t) => `${t.schema}.${t.table}`));
+  }
+
+  /** Whether `schema.table` (the shared schema when `schema` is absent) is a tenant table. */
+  has(table: string, schema?: string): boolean {
+    return this.#tables.has(`${schema ?? this.#sharedSchema}.${table}`);
+  }
+}

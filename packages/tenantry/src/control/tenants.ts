@@ -148,6 +148,12 @@ export interface TenantPlacer {
   changed?(tenant: TenantRecord): Promise<void>;
 }
 
+/** Removes a deleted tenant's rows, or its schema or database (implemented by the tiers module). */
+export interface TenantPurge {
+  /** Rows deleted per table (`schema.table`); empty when a schema or database went as a whole. */
+  purge(tenant: TenantRecord): Promise<Record<string, number>>;
+}
+
 /** Which statuses each transition may start from, and where it goes. */
 const TRANSITIONS = {
   suspend: { from: ['active'], to: 'suspended', action: 'tenant.suspended' },
@@ -162,17 +168,17 @@ const TRANSITIONS = {
  */
 export class TenantRegistry {
   readonly #pool: Pool;
-  readonly #purge: (tenant: TenantRecord) => Promise<Record<string, number>>;
+  readonly #purge: TenantPurge;
   readonly #placer: TenantPlacer;
 
   /**
-   * @internal Built by `Tenantry`; `purge` deletes the tenant's rows (or drops its schema or
-   * database), `placer` provisions where a new tenant's rows live.
+   * @internal Built by `Tenantry`; `placer` provisions where a new tenant's rows live,
+   * `purge` deletes them (or drops its schema or database) when it is deleted.
    */
-  constructor(pool: Pool, purge: (tenant: TenantRecord) => Promise<Record<string, number>>, placer: TenantPlacer) {
+  constructor(pool: Pool, placer: TenantPlacer, purge: TenantPurge) {
     this.#pool = pool;
-    this.#purge = purge;
     this.#placer = placer;
+    this.#purge = purge;
   }
 
   /**
@@ -267,6 +273,12 @@ export class TenantRegistry {
     const tenant = await this.find(idOrSlug);
     if (!tenant) throw new TenantryError('TENANT_NOT_FOUND');
     return tenant;
+  }
+
+  /** Where the tenant's rows are (placement and own database), for connection routing. */
+  async locate(tenantId: string): Promise<{ placementId: string; database: string | null }> {
+    const tenant = await this.get(tenantId);
+    return { placementId: tenant.placementId, database: tenant.databaseName };
   }
 
   /** Tenants in creation order, `limit` (1–500, default 50) at a time. */
@@ -397,7 +409,7 @@ export class TenantRegistry {
     let tenant = await this.get(idOrSlug);
     if (tenant.status !== 'deleted') tenant = await this.#transition(tenant.id, 'delete', options);
     if (!options.hard) return tenant;
-    const deleted = await this.#purge(tenant);
+    const deleted = await this.#purge.purge(tenant);
     await inTransaction(this.#pool, async (client) => {
       await client.query('DELETE FROM tenantry.tenants WHERE id = $1', [tenant.id]);
       await notifyTenantChanged(client, tenant.id);

@@ -23,13 +23,13 @@ export interface DoctorOptions {
 function validate(options: DoctorOptions): void {
   const { schemas, runtimeRole, tenantColumn } = options ?? {};
   if (!Array.isArray(schemas) || schemas.length === 0 || !schemas.every((s) => typeof s === 'string' && s !== '')) {
-    throw new TenantryError('INVALID_INPUT', 'doctor: schemas must be a non-empty list of schema names');
+    throw new TenantryError('USAGE_ERROR', 'doctor: schemas must be a non-empty list of schema names');
   }
   if (typeof runtimeRole !== 'string' || runtimeRole === '') {
-    throw new TenantryError('INVALID_INPUT', 'doctor: runtimeRole must be a role name');
+    throw new TenantryError('USAGE_ERROR', 'doctor: runtimeRole must be a role name');
   }
   if (tenantColumn !== undefined && (typeof tenantColumn !== 'string' || tenantColumn === '')) {
-    throw new TenantryError('INVALID_INPUT', 'doctor: tenantColumn must be a column name');
+    throw new TenantryError('USAGE_ERROR', 'doctor: tenantColumn must be a column name');
   }
 }
 

@@ -8,7 +8,7 @@
 export const ERRORS = {
   NO_TENANT_CONTEXT: {
     status: 500,
-    message: 'No tenant context: tenant work must run inside withTenant() or tenantry.withTenant()',
+    message: 'No tenant context: tenant work must run inside withTenant() or tenantry.transaction(tenant, …)',
   },
   NO_TENANT_TRANSACTION: {
     status: 500,
@@ -20,6 +20,10 @@ export const ERRORS = {
   TENANT_SLUG_TAKEN: { status: 409, message: 'A tenant with this slug already exists' },
   INVALID_TENANT_STATE: { status: 409, message: 'This lifecycle transition is not allowed from the current status' },
   INVALID_INPUT: { status: 400, message: 'Invalid input' },
+  USAGE_ERROR: {
+    status: 500,
+    message: 'Tenantry was called the wrong way (a programming error in the calling code)',
+  },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is larger than the server accepts' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type: send the body as application/json' },
   INVALID_TENANT_CONTEXT: {

@@ -1,28 +1,33 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { QueryResultRow } from 'pg';
-import type { Authenticator } from '../auth/authenticator.ts';
-import type { Permission, Principal } from '../auth/permissions.ts';
-import type { TenantContext } from '../context/tenant-context.ts';
+import { type AdmissionDecision, admit } from '../admit/admission.ts';
+import { requireAdminToken } from '../auth/admin-token.ts';
+import { type Authenticator, authenticate } from '../auth/authenticator.ts';
+import { type Permission, type Principal, requirePermission } from '../auth/permissions.ts';
+import { type TenantContext, withTenant } from '../context/tenant-context.ts';
 import { contextOf, type TenantRecord } from '../control/tenants.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { presentedCredential } from '../identify/credential.ts';
+import { identifyTenant } from '../identify/identify-tenant.ts';
 import type { TenantCache } from '../identify/tenant-cache.ts';
-import type { Tenantry } from '../tenantry.ts';
+import { claimedTenant, type TenantClaim } from '../identify/tenant-claim.ts';
 import type { QueryResult, TenantTransaction } from '../transaction/tenant-transaction.ts';
 
-/** Where a request may name its tenant, besides its credential. */
-export type TenantClaim = 'header' | 'subdomain' | 'path';
-
-/** The admission decision of a rate limiter (see `tenantry/admit`). */
-export interface AdmissionDecision {
-  readonly allowed: boolean;
-  readonly headers: Readonly<Record<string, string>>;
+/** What the plugin needs of `Tenantry` (step 5): tenant transactions for a given context. */
+export interface TenantWork {
+  transaction<T>(tenant: TenantContext, fn: (tx: TenantTransaction<unknown>) => Promise<T>): Promise<T>;
+  query<R extends QueryResultRow>(
+    tenant: TenantContext,
+    text: string,
+    values?: readonly unknown[],
+  ): Promise<QueryResult<R>>;
 }
 
 /** Options of the Tenantry Fastify plugin. */
 export interface TenantryPluginOptions {
-  tenantry: Tenantry<never> | Tenantry<unknown>;
+  /** The `Tenantry` instance that runs the tenant transactions. */
+  tenantry: TenantWork;
   /** Tenant lookups (cached, invalidated across instances). */
   tenants: TenantCache;
   /** Credential checks, in the order of the identification chain. */
@@ -31,7 +36,7 @@ export interface TenantryPluginOptions {
   claims?: readonly TenantClaim[];
   /** Base domain for the `subdomain` claim, e.g. `example.com` (then `acme.example.com` names `acme`). */
   subdomainBase?: string;
-  /** Per-tenant admission (rate limit); called after authentication. */
+  /** Per-tenant rate limit (step 3); its headers are sent whether or not it admits. */
   admit?: (tenant: TenantRecord, request: FastifyRequest) => Promise<AdmissionDecision>;
   /** Control-plane bearer token (`TENANTRY_ADMIN_TOKEN`); admin routes answer 401 without it. */
   adminToken?: string;
@@ -39,7 +44,7 @@ export interface TenantryPluginOptions {
 
 /** Per-route switches, in `config.tenantry`. */
 export interface TenantryRouteConfig {
-  /** A tenant data-plane route: identify, authenticate, admit. */
+  /** A tenant data-plane route: identify, authenticate, admit, then run in the tenant's context. */
   tenant?: boolean;
   /** Permission the caller must hold. */
   permission?: Permission;
@@ -71,92 +76,47 @@ declare module 'fastify' {
   }
 }
 
-function bearer(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (typeof header === 'string') {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (m) return m[1];
-  }
-  const key = request.headers['x-api-key'];
-  return typeof key === 'string' && key.length > 0 ? key : undefined;
+/** The tenant context of a request, built once when it is admitted. */
+const CONTEXT = Symbol('tenantry.context');
+type ContextHolder = { [CONTEXT]?: TenantContext };
+
+function contextOfRequest(request: FastifyRequest): TenantContext {
+  const context = (request as FastifyRequest & ContextHolder)[CONTEXT];
+  if (!context) throw new TenantryError('NO_TENANT_CONTEXT');
+  return context;
 }
 
-function claimedTenant(request: FastifyRequest, claims: readonly TenantClaim[], base?: string): string | undefined {
-  for (const claim of claims) {
-    if (claim === 'header') {
-      const v = request.headers['x-tenant-id'];
-      if (typeof v === 'string' && v.length > 0) return v;
-    } else if (claim === 'subdomain' && base) {
-      const host = (request.hostname ?? '').toLowerCase().split(':')[0] ?? '';
-      if (host.endsWith(`.${base}`)) return host.slice(0, -base.length - 1);
-    } else if (claim === 'path') {
-      const m = /^\/t\/([a-z0-9-]{1,63})(?:\/|$)/.exec(request.url);
-      if (m) return m[1];
-    }
-  }
-  return undefined;
-}
-
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-async function identify(options: TenantryPluginOptions, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const config = request.routeOptions.config.tenantry ?? {};
-  const credential = bearer(request);
-  if (!credential)
-    throw new TenantryError('UNAUTHORIZED', 'send an API key or access token as `Authorization: Bearer …`');
-  let principal: Principal | undefined;
-  for (const authenticator of options.authenticators) {
-    if (!authenticator.accepts(credential)) continue;
-    principal = await authenticator.authenticate(credential);
-    break;
-  }
-  if (!principal) throw new TenantryError('UNAUTHORIZED');
+/** Steps 1–3 for a tenant route; the request's tenant context on success. */
+async function admitRequest(
+  options: TenantryPluginOptions,
+  route: TenantryRouteConfig,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<TenantContext> {
+  const principal = await authenticate(presentedCredential(request.headers), options.authenticators);
   const claim = claimedTenant(request, options.claims ?? ['header'], options.subdomainBase);
-  if (claim !== undefined) {
-    const claimed = await options.tenants.get(claim);
-    if (!claimed) throw new TenantryError('TENANT_NOT_FOUND');
-    if (claimed.id !== principal.tenantId) {
-      throw new TenantryError('FORBIDDEN', 'the credential is not valid for the tenant this request names');
-    }
-  }
-  let tenant = await options.tenants.get(principal.tenantId);
-  if (tenant && tenant.status !== 'active') {
-    // A cached refusal may be stale (resumed a moment ago, the notification still on its
-    // way): refusals are rare, so confirm them with a fresh read. A cached "active" needs
-    // no such care: PostgreSQL re-checks the status when the tenant transaction begins.
-    options.tenants.invalidate(tenant.id);
-    tenant = await options.tenants.get(principal.tenantId);
-  }
-  if (!tenant) throw new TenantryError('TENANT_NOT_FOUND');
-  if (tenant.status === 'suspended') throw new TenantryError('TENANT_SUSPENDED');
-  if (tenant.status !== 'active') throw new TenantryError('TENANT_NOT_ACTIVE');
+  const tenant = await identifyTenant(principal, claim, options.tenants);
+  if (route.permission) requirePermission(principal, route.permission);
   request.tenant = tenant;
   request.principal = principal;
   request.log = request.log.child({ tenantId: tenant.id });
-  if (options.admit) {
-    const decision = await options.admit(tenant, request);
-    void reply.headers(decision.headers);
-    if (!decision.allowed) throw new TenantryError('RATE_LIMITED');
-  }
-  if (config.permission && !principal.permissions.has(config.permission)) {
-    throw new TenantryError('FORBIDDEN', `missing permission ${config.permission}`);
-  }
-  if (config.feature && tenant.features[config.feature] !== true) {
-    throw new TenantryError('FEATURE_DISABLED', config.feature);
-  }
+  const rateLimit = options.admit;
+  await admit(tenant, {
+    rateLimit: rateLimit && ((t: TenantRecord) => rateLimit(t, request)),
+    feature: route.feature,
+    onHeaders: (headers) => void reply.headers(headers),
+  });
+  return contextOf(tenant, request.id);
 }
 
 /**
- * The Tenantry Fastify plugin (`tenantry/fastify`): steps 1–4 of the request path for
- * every route whose `config.tenantry.tenant` is set — identify the tenant from the
- * credential (and check any `X-Tenant-ID` / subdomain / path claim against it),
- * authenticate, admit (status, rate limit, permission, feature) — then
- * `request.tenantTransaction(fn)` runs step 5 in that tenant's context. Routes with
- * `config.tenantry.admin` require the admin token instead.
+ * The Tenantry Fastify plugin (`tenantry/fastify`), a thin adapter over the request path:
+ * for every route whose `config.tenantry.tenant` is set it authenticates the credential
+ * (`auth/`), identifies the tenant and checks any `X-Tenant-ID` / subdomain / path claim
+ * against it (`identify/`), checks the route's permission, admits the tenant (`admit/`:
+ * status, rate limit, feature) and runs the handler inside the tenant's context
+ * (`context/`), so `getTenant()` works anywhere in it and `request.tenantTransaction(fn)`
+ * runs step 5. Routes with `config.tenantry.admin` require the admin token instead.
  *
  * @example
  * ```ts
@@ -173,30 +133,45 @@ export const tenantryPlugin = fp(
       T,
       DB,
     >(this: FastifyRequest, fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T> {
-      if (!this.tenant) return Promise.reject(new TenantryError('NO_TENANT_CONTEXT'));
-      const context: TenantContext = contextOf(this.tenant, this.id);
-      return (options.tenantry as unknown as Tenantry<DB>).withTenant(context, fn);
+      try {
+        return options.tenantry.transaction(
+          contextOfRequest(this),
+          fn as unknown as (tx: TenantTransaction<unknown>) => Promise<T>,
+        );
+      } catch (error) {
+        return Promise.reject(error);
+      }
     });
     app.decorateRequest('tenantQuery', function tenantQuery<
       R extends QueryResultRow,
     >(this: FastifyRequest, text: string, values?: readonly unknown[]): Promise<QueryResult<R>> {
-      if (!this.tenant) return Promise.reject(new TenantryError('NO_TENANT_CONTEXT'));
-      return (options.tenantry as Tenantry).query<R>(contextOf(this.tenant, this.id), text, values);
-    });
-    app.addHook('preHandler', async (request, reply) => {
-      const config = request.routeOptions.config.tenantry;
-      if (!config) return;
-      if (config.admin) {
-        const token = bearer(request);
-        if (!options.adminToken || !token || !sameSecret(token, options.adminToken)) {
-          throw new TenantryError(
-            'UNAUTHORIZED',
-            'the control plane needs `Authorization: Bearer $TENANTRY_ADMIN_TOKEN`',
-          );
-        }
-        return;
+      try {
+        return options.tenantry.query<R>(contextOfRequest(this), text, values);
+      } catch (error) {
+        return Promise.reject(error);
       }
-      if (config.tenant) await identify(options, request, reply);
+    });
+    // Callback style on purpose: `done()` called inside `withTenant` runs the rest of the
+    // request (the handler, and every async continuation of it) in the tenant's context.
+    app.addHook('preHandler', (request, reply, done) => {
+      const route = request.routeOptions.config.tenantry;
+      if (!route) return done();
+      if (route.admin) {
+        try {
+          requireAdminToken(presentedCredential(request.headers), options.adminToken);
+        } catch (error) {
+          return done(error as Error);
+        }
+        return done();
+      }
+      if (!route.tenant) return done();
+      admitRequest(options, route, request, reply).then(
+        (context) => {
+          (request as FastifyRequest & ContextHolder)[CONTEXT] = context;
+          withTenant(context, () => done());
+        },
+        (error: Error) => done(error),
+      );
     });
   },
   { name: 'tenantry', fastify: '5.x' },

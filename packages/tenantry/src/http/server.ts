@@ -19,12 +19,12 @@ import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authentic
 import { ChangeFeed } from '../control/change-feed.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
-import { registerTracing } from '../ops/tracing.ts';
+import type { TenantClaim } from '../identify/tenant-claim.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { WarmPoolRefiller } from '../tiers/warm-pool.ts';
 import { findUnstorableInput } from './input-guard.ts';
 import { registerMetrics } from './metrics.ts';
-import { type TenantClaim, type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
+import { type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
 import { PROBLEM_JSON, toProblem } from './problem.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -32,6 +32,7 @@ import { itemRoutes } from './routes/items.ts';
 import { meRoutes } from './routes/me.ts';
 import { tenantRoutes } from './routes/tenants.ts';
 import { userRoutes } from './routes/users.ts';
+import { registerTracing } from './tracing.ts';
 
 /** Options of {@link createServer}. */
 export interface ServerOptions {

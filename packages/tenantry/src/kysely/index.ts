@@ -6,6 +6,7 @@
 import type { Generated } from 'kysely';
 
 export { type TenantFilterOptions, TenantFilterPlugin } from './tenant-filter-plugin.ts';
+export { createTenantKysely } from './tenant-kysely.ts';
 export { TenantTransactionDialect } from './transaction-driver.ts';
 
 /**

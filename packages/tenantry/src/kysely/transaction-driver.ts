@@ -9,12 +9,12 @@ import {
   PostgresQueryCompiler,
   type QueryResult,
 } from 'kysely';
+import { currentTransaction } from '../context/tenant-context.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { currentTransaction } from '../transaction/tenant-transaction.ts';
 
-function notHere(): never {
+function refuseNestedTransaction(): never {
   throw new TenantryError(
-    'INVALID_INPUT',
+    'USAGE_ERROR',
     'a tenant transaction is already open: nest work in it, or use savepoints through tx.query()',
   );
 }
@@ -43,16 +43,16 @@ class TransactionBoundDriver implements Driver {
       // biome-ignore lint/correctness/useYield: streaming is refused before the first row.
       async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
         throw new TenantryError(
-          'INVALID_INPUT',
+          'USAGE_ERROR',
           'streaming is not supported inside tenant transactions yet; use limit/cursor pagination',
         );
       },
     };
   }
 
-  beginTransaction = notHere;
-  commitTransaction = notHere;
-  rollbackTransaction = notHere;
+  beginTransaction = refuseNestedTransaction;
+  commitTransaction = refuseNestedTransaction;
+  rollbackTransaction = refuseNestedTransaction;
   async releaseConnection(): Promise<void> {}
   async destroy(): Promise<void> {}
 }

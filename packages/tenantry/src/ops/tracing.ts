@@ -1,55 +1,31 @@
-import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { FastifyInstance } from 'fastify';
+type OpenTelemetryApi = typeof import('@opentelemetry/api');
 
-const tracer = trace.getTracer('tenantry');
-const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The W3C trace id of the request (from `traceparent`, or the active span), for logs. */
-    traceId: string | undefined;
-  }
-}
+/** `@opentelemetry/api` once {@link loadTracing} found it; an optional peer dependency. */
+let api: OpenTelemetryApi | undefined;
 
 /**
- * OpenTelemetry hooks: a server span per request, continuing the caller's `traceparent`,
- * with the tenant id and route as attributes; the trace id is added to the request's log
- * lines. Without an OpenTelemetry SDK registered these are no-ops (the API's default).
+ * Loads `@opentelemetry/api` when the application has it installed (an optional peer
+ * dependency: importing `tenantry` never loads it). `Tenantry.connect()` calls this; without
+ * it, {@link withSpan} runs its function directly.
  */
-export function registerTracing(app: FastifyInstance): void {
-  const spans = new WeakMap<object, Span>();
-  app.decorateRequest('traceId', undefined);
-  app.addHook('onRequest', async (req) => {
-    const parent = propagation.extract(context.active(), req.headers);
-    const span = tracer.startSpan(
-      `${req.method} ${req.routeOptions.url ?? 'unmatched'}`,
-      { kind: SpanKind.SERVER },
-      parent,
-    );
-    spans.set(req, span);
-    const fromSpan = span.spanContext().traceId;
-    const sent =
-      typeof req.headers.traceparent === 'string' ? TRACEPARENT.exec(req.headers.traceparent)?.[1] : undefined;
-    req.traceId = fromSpan !== '00000000000000000000000000000000' ? fromSpan : sent;
-    if (req.traceId) req.log = req.log.child({ traceId: req.traceId });
-  });
-  app.addHook('onResponse', async (req, reply) => {
-    const span = spans.get(req);
-    if (!span) return;
-    span.setAttribute('http.route', req.routeOptions.url ?? 'unmatched');
-    span.setAttribute('http.response.status_code', reply.statusCode);
-    if (req.tenant) span.setAttribute('tenantry.tenant_id', req.tenant.id);
-    if (reply.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-    span.end();
-  });
+export async function loadTracing(): Promise<void> {
+  api ??= await import('@opentelemetry/api').catch(() => undefined);
 }
 
 /**
- * Runs `fn` in a child span named `name`. Without an SDK the span does not record, and `fn`
- * runs directly: no context switch and no extra promise on every tenant transaction.
+ * Runs `fn` in a child span named `name`. Without OpenTelemetry, or without an SDK (the span
+ * does not record), `fn` runs directly: no context switch and no extra promise on every
+ * tenant transaction.
+ *
+ * @example
+ * ```ts
+ * await withSpan('tenantry.transaction', { 'tenantry.tenant_id': tenant.id }, () => work());
+ * ```
  */
 export function withSpan<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const span = tracer.startSpan(name, { attributes });
+  if (!api) return fn();
+  const { context, trace, SpanStatusCode } = api;
+  const span = trace.getTracer('tenantry').startSpan(name, { attributes });
   if (!span.isRecording()) return fn();
   return context.with(trace.setSpan(context.active(), span), async () => {
     try {

@@ -3,7 +3,8 @@ import type { TenantContext } from '../context/tenant-context.ts';
 import { connectionConfig, type RoleCredentials } from '../control/connection-url.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
 import type { PoolMap } from './pool-map.ts';
-import type { TenantConnection } from './tenant-transaction.ts';
+import type { RuntimeRoleGuard } from './runtime-guard.ts';
+import type { ConnectionSource, TenantConnection } from './tenant-transaction.ts';
 
 /** Where a tenant's rows are, as far as routing needs to know. */
 export interface TenantLocation {
@@ -12,7 +13,12 @@ export interface TenantLocation {
   readonly database: string | null;
 }
 
-/** What the router needs from `Tenantry`. */
+/** Where tenants are (the tenant registry), for contexts that do not say. */
+export interface TenantLocator {
+  locate(tenantId: string): Promise<TenantLocation>;
+}
+
+/** What the router is built from. */
 export interface TenantRouterDeps {
   /** The runtime pool of the main database (pool tier, and schemas on the main placement). */
   readonly mainPool: pg.Pool;
@@ -23,9 +29,9 @@ export interface TenantRouterDeps {
   readonly mainUrl: string;
   readonly runtime: RoleCredentials;
   /** Where a tenant is, when its context does not say (a hand-built context). */
-  readonly locate: (tenantId: string) => Promise<TenantLocation>;
-  /** Resolves once the runtime role of a server is known to be unable to bypass RLS. */
-  readonly ensureSafe: (server: string, client: pg.ClientBase) => Promise<void>;
+  readonly locator: TenantLocator;
+  /** Checks each server's runtime role once: it must be unable to bypass RLS. */
+  readonly guard: RuntimeRoleGuard;
 }
 
 /**
@@ -34,7 +40,7 @@ export interface TenantRouterDeps {
  * budget) for everything else. The schema a schema-tier tenant's statements run in is not
  * chosen here: PostgreSQL's `enter()` sets it from the verified tenant's row.
  */
-export class TenantRouter {
+export class TenantRouter implements ConnectionSource {
   readonly #deps: TenantRouterDeps;
 
   constructor(deps: TenantRouterDeps) {
@@ -48,7 +54,7 @@ export class TenantRouter {
     const location =
       tenant.placementId !== undefined
         ? { placementId: tenant.placementId, database: tenant.database ?? null }
-        : await deps.locate(tenant.id);
+        : await deps.locator.locate(tenant.id);
     const placement = await deps.placements.resolve(location.placementId);
     if (placement.url === undefined && location.database === null) return this.#main();
     return this.#other(placement, location.database);
@@ -62,7 +68,7 @@ export class TenantRouter {
   async #main(): Promise<TenantConnection> {
     const client = await this.#deps.mainPool.connect();
     try {
-      await this.#deps.ensureSafe('main', client);
+      await this.#deps.guard.check('main', client);
     } catch (error) {
       client.release();
       throw error;
@@ -76,7 +82,7 @@ export class TenantRouter {
       connectionConfig(placement.url ?? deps.mainUrl, database ?? undefined, deps.runtime),
     );
     try {
-      await deps.ensureSafe(placement.url === undefined ? 'main' : placement.id, lent.client);
+      await deps.guard.check(placement.url === undefined ? 'main' : placement.id, lent.client);
     } catch (error) {
       lent.release();
       throw error;

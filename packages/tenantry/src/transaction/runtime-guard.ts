@@ -53,3 +53,25 @@ export async function assertSafeRuntimeRole(client: ClientBase): Promise<void> {
     { details: { role: bad.me, reason: bad.why } },
   );
 }
+
+/**
+ * {@link assertSafeRuntimeRole}, once per server: the first connection to each server is
+ * checked, later ones wait for that check. Only a passing check is remembered: a failure
+ * (or a connection dropped during it) is checked again on the next transaction.
+ */
+export class RuntimeRoleGuard {
+  readonly #passed = new Map<string, Promise<void>>();
+
+  /** Resolves once the runtime role on `server` is known to be unable to bypass RLS. */
+  check(server: string, client: ClientBase): Promise<void> {
+    let check = this.#passed.get(server);
+    if (!check) {
+      check = assertSafeRuntimeRole(client).catch((error: unknown) => {
+        this.#passed.delete(server);
+        throw error;
+      });
+      this.#passed.set(server, check);
+    }
+    return check;
+  }
+}

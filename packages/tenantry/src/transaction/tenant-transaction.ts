@@ -1,13 +1,13 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import type { ClientBase, QueryResultRow } from 'pg';
+import { requireActive } from '../admit/admission.ts';
 import type { ContextDialect } from '../context/context-dialect.ts';
 import type { ContextPurpose } from '../context/context-token.ts';
 import { mintContextToken, newContextSecret, secretContextToken } from '../context/context-token.ts';
 import { backendPid } from '../context/enter-context.ts';
-import type { TenantContext } from '../context/tenant-context.ts';
+import { type ContextTransaction, runInTransaction, type TenantContext } from '../context/tenant-context.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { TENANTRY_SQLSTATE, translatePgError } from '../errors/sqlstate.ts';
 import { type PipelineResponse, pipelinedBegin, stageOf } from './pipelined-begin.ts';
@@ -35,22 +35,6 @@ export interface TenantTransaction<DB = unknown> {
   ): Promise<QueryResult<R>>;
 }
 
-/** The transaction the current async context runs in (what the Kysely driver reads). */
-export interface ActiveTransaction {
-  readonly tenant: TenantContext;
-  open: boolean;
-  /** Runs one statement in this transaction; the first one also opens it (see {@link runTenantTransaction}). */
-  execute(text: string, values?: readonly unknown[]): Promise<pg.QueryResult>;
-}
-
-const active = new AsyncLocalStorage<ActiveTransaction>();
-
-/** The open transaction of the current async context, if any. */
-export function currentTransaction(): ActiveTransaction | undefined {
-  const tx = active.getStore();
-  return tx?.open ? tx : undefined;
-}
-
 /**
  * Name of the context statement prepared on a connection, kept on the pg client itself
  * (it lives and dies with the server session). A failed attempt clears it, and the next
@@ -74,14 +58,19 @@ export interface TenantConnection {
   release(discard?: Error): void;
 }
 
-/** What the runner needs from its owner: no `Tenantry` import, so no cycle. */
-export interface TransactionRunnerDeps {
+/** Where tenant transactions get their connections (the connection router). */
+export interface ConnectionSource {
   /**
    * A runtime-role connection to where `tenant`'s rows live (the shared pool, the database
    * of its schema, or its own database through the pool map), already checked to be unable
    * to bypass RLS.
    */
-  readonly connect: (tenant: TenantContext) => Promise<TenantConnection>;
+  connect(tenant: TenantContext): Promise<TenantConnection>;
+}
+
+/** What the runner is built from: no `Tenantry` import, so no cycle. */
+export interface TransactionRunnerDeps {
+  readonly connections: ConnectionSource;
   readonly contextKey: Buffer;
   readonly dialect: ContextDialect;
   readonly tokenTtlMs: number;
@@ -172,11 +161,9 @@ export async function runTenantTransaction<T, DB>(
   purpose: ContextPurpose,
   fn: (tx: TenantTransaction<DB>) => Promise<T>,
 ): Promise<T> {
-  if (purpose === 'work' && tenant.status !== 'active') {
-    // Known before any round trip; a stale 'active' is caught by PostgreSQL at BEGIN.
-    throw new TenantryError(tenant.status === 'suspended' ? 'TENANT_SUSPENDED' : 'TENANT_NOT_ACTIVE');
-  }
-  const connection = await deps.connect(tenant);
+  // Known before any round trip; a stale 'active' is caught by PostgreSQL at BEGIN.
+  if (purpose === 'work') requireActive(tenant.status);
+  const connection = await deps.connections.connect(tenant);
   const client = connection.client as PreparingClient;
   let discard: Error | undefined;
   /** The opening pipeline, once the first statement was issued. */
@@ -203,7 +190,7 @@ export async function runTenantTransaction<T, DB>(
     entered = true;
     return result as pg.QueryResult;
   };
-  const state: ActiveTransaction = {
+  const state: ContextTransaction = {
     tenant,
     open: true,
     async execute(text, values) {
@@ -240,7 +227,7 @@ export async function runTenantTransaction<T, DB>(
     };
     let result: T;
     try {
-      result = await active.run(state, () => fn(tx));
+      result = await runInTransaction(state, () => fn(tx));
     } catch (error) {
       state.open = false;
       if (begun) await rollback();
@@ -280,10 +267,8 @@ export async function runTenantQuery<R extends QueryResultRow>(
   text: string,
   values?: readonly unknown[],
 ): Promise<QueryResult<R>> {
-  if (purpose === 'work' && tenant.status !== 'active') {
-    throw new TenantryError(tenant.status === 'suspended' ? 'TENANT_SUSPENDED' : 'TENANT_NOT_ACTIVE');
-  }
-  const connection = await deps.connect(tenant);
+  if (purpose === 'work') requireActive(tenant.status);
+  const connection = await deps.connections.connect(tenant);
   const client = connection.client as PreparingClient;
   let discard: Error | undefined;
   try {

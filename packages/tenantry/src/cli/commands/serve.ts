@@ -1,8 +1,26 @@
 import type { Command } from 'commander';
-import { createClient } from 'redis';
+import { TenantryError } from '../../errors/catalog.ts';
 import { itemsMigrations } from '../../example/items.ts';
-import { createServer } from '../../http/server.ts';
 import { connectFromEnvironment, loadMigrations, note } from '../run.ts';
+
+/** What `tenantry serve` needs beyond the core: the optional peer dependencies of `tenantry/server`. */
+const SERVER_PEERS =
+  'fastify fastify-plugin fastify-type-provider-zod @fastify/cors @fastify/helmet @fastify/swagger @fastify/swagger-ui prom-client @opentelemetry/api';
+
+/**
+ * Loads an optional peer dependency's module (the reference server, node-redis); when it is
+ * not installed, says which packages to install instead of printing a resolution error.
+ */
+async function loadOptional<T>(load: () => Promise<T>, packages: string): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    throw new TenantryError('CONFIG_INVALID', `this command needs optional packages: npm install ${packages}`, {
+      cause: error,
+    });
+  }
+}
 
 /**
  * A node-redis client for shared rate limits, when `REDIS_URL` is set. It is connected
@@ -14,6 +32,7 @@ async function connectRedis(url: string | undefined) {
     note('REDIS_URL is unset: rate limits are kept in this process only');
     return undefined;
   }
+  const { createClient } = await loadOptional(() => import('redis'), 'redis');
   const client = createClient({
     url,
     socket: { connectTimeout: 2000, reconnectStrategy: (n) => Math.min(n * 200, 2000) },
@@ -66,6 +85,7 @@ export function registerServe(program: Command): void {
       if (!Number.isInteger(warmSchemas) || warmSchemas < 0 || warmSchemas > 10_000) {
         throw new Error(`invalid --warm-schemas ${opts.warmSchemas}: an integer from 0 to 10000`);
       }
+      const { createServer } = await loadOptional(() => import('../../http/server.ts'), SERVER_PEERS);
       const telemetry = await startTelemetry();
       // The example application's tables, then the caller's own.
       const { tenantry, env } = await connectFromEnvironment([
