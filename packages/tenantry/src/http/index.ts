@@ -6,5 +6,5 @@
  */
 export type { Authenticator } from '../auth/authenticator.ts';
 export { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
-export { PROBLEM_JSON, type ProblemDetails, toProblem } from './problem.ts';
+export { PROBLEM_JSON, type ProblemDetails, problemOf, toProblem } from './problem.ts';
 export { createServer, type ServerOptions } from './server.ts';

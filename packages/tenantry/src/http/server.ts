@@ -25,7 +25,7 @@ import { WarmPoolRefiller } from '../tiers/warm-pool.ts';
 import { findUnstorableInput } from './input-guard.ts';
 import { registerMetrics } from './metrics.ts';
 import { type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
-import { PROBLEM_JSON, toProblem } from './problem.ts';
+import { PROBLEM_JSON, problemOf, toProblem } from './problem.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { authRoutes } from './routes/auth.ts';
 import { itemRoutes } from './routes/items.ts';
@@ -141,14 +141,12 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
           .join('.'),
         message: v.message ?? 'invalid',
       }));
-      const problem = toProblem(
-        new TenantryError('INVALID_INPUT', errors.map((e) => `${e.path}: ${e.message}`).join('; ')),
-        req.id,
-      );
-      return reply
-        .code(400)
-        .type(PROBLEM_JSON)
-        .send({ ...problem, errors });
+      const problem = problemOf('INVALID_INPUT', {
+        detail: `${ERRORS.INVALID_INPUT.message}: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`,
+        requestId: req.id,
+        errors,
+      });
+      return reply.code(400).type(PROBLEM_JSON).send(problem);
     }
     const problem = toProblem(error, req.id);
     if (problem.status >= 500) req.log.error({ err: error }, 'request failed');
@@ -162,14 +160,9 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     void reply
       .code(404)
       .type(PROBLEM_JSON)
-      .send({
-        type: 'https://tenantry.dev/errors/NOT_FOUND',
-        title: ERRORS.NOT_FOUND.message,
-        status: 404,
-        code: 'NOT_FOUND',
-        detail: `No route for ${req.method} ${req.url.split('?')[0]}`,
-        requestId: req.id,
-      });
+      .send(
+        problemOf('NOT_FOUND', { detail: `No route for ${req.method} ${req.url.split('?')[0]}`, requestId: req.id }),
+      );
   });
 
   await app.register(helmet, {
@@ -250,13 +243,8 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       .header('retry-after', '5')
       .type(PROBLEM_JSON)
       .send({
-        type: 'https://tenantry.dev/errors/NOT_READY',
-        title: ERRORS.NOT_READY.message,
-        status: 503,
-        code: 'NOT_READY',
-        detail: 'PostgreSQL is unreachable',
+        ...problemOf('NOT_READY', { detail: 'PostgreSQL is unreachable', requestId: req.id }),
         checks: { database: 'down' },
-        requestId: req.id,
       });
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
