@@ -29,14 +29,10 @@ export {
   type ParsedApiKey,
   parseApiKey,
 } from './auth/api-key-format.ts';
-export {
-  type ApiKeyRecord,
-  ApiKeyStore,
-  type ApiKeyStoreOptions,
-  CreateApiKeyInput,
-  type CreatedApiKey,
-  type VerifiedKey,
-} from './auth/api-keys.ts';
+export type { ApiKeyStoreOptions } from './auth/api-key-options.ts';
+export { type ApiKeyRecord, CreateApiKeyInput, type CreatedApiKey } from './auth/api-key-record.ts';
+export { ApiKeyStore } from './auth/api-key-store.ts';
+export type { VerifiedKey } from './auth/api-key-verifier.ts';
 export { ARGON2ID_PARAMS, PasswordHasher } from './auth/passwords.ts';
 export {
   BUILTIN_PERMISSIONS,

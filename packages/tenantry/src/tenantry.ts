@@ -1,6 +1,6 @@
 import { Kysely } from 'kysely';
 import pg, { type QueryResultRow } from 'pg';
-import { ApiKeyStore } from './auth/api-keys.ts';
+import { ApiKeyStore } from './auth/api-key-store.ts';
 import { PasswordHasher } from './auth/passwords.ts';
 import { TokenService } from './auth/tokens.ts';
 import { UserStore } from './auth/users.ts';

@@ -1,4 +1,4 @@
-import type { ApiKeyStore } from '../auth/api-keys.ts';
+import type { ApiKeyStore } from '../auth/api-key-store.ts';
 import type { Principal } from '../auth/permissions.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import type { Authenticator } from './authenticator.ts';
