@@ -42,6 +42,7 @@ export {
   type Principal,
   requirePermission,
 } from './auth/permissions.ts';
+export { RoleStore } from './auth/role-store.ts';
 export { isBuiltinRole, type RoleRecord } from './auth/roles.ts';
 export { type TokenPair, TokenService, type TokenServiceOptions } from './auth/tokens.ts';
 export { type CreateUserInput, type UserRecord, UserStore, type UserStoreOptions } from './auth/users.ts';
