@@ -26,7 +26,7 @@ import { startEmbeddedPostgres } from '../packages/tenantry/src/embedded/embedde
 import { itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { createServer } from '../packages/tenantry/src/http/server.ts';
 import { Tenantry } from '../packages/tenantry/src/index.ts';
-import { tenantDatabasePrefix } from '../packages/tenantry/src/tiers/provisioner.ts';
+import { tenantDatabasePrefix } from '../packages/tenantry/src/tiers/locations.ts';
 import { formatIsolationReport, fuzzPlans, OP_KINDS, runIsolationFuzz } from '../test-support/isolation-fuzzer.ts';
 
 const USAGE = `usage: npm run fuzz:isolation -- --ops N --seed S [--concurrency C] [--exclude kind,kind]

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 import { appMigrations } from '../../../test-support/fixture.ts';
 import { isTenantryError, type TenantRecord, Tenantry } from '../src/index.ts';
-import { tenantDatabasePrefix } from '../src/tiers/provisioner.ts';
+import { tenantDatabasePrefix } from '../src/tiers/locations.ts';
 
 /**
  * The issue's acceptance test for the pool map: 60 database-tier tenants used at once

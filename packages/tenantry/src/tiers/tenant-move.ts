@@ -10,7 +10,8 @@ import type { TenantRecord, TenantRegistry } from '../control/tenants.ts';
 import type { PoolMap } from '../db/pool-map.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { qualified, quoteIdent } from '../schema/sql.ts';
-import type { AdminConnection, Provisioner } from './provisioner.ts';
+import type { AdminConnection } from './admin-connection.ts';
+import type { Provisioner } from './provisioner.ts';
 import { TenantRouter } from './router.ts';
 import { type TargetRecord, type TargetRow, toTarget } from './targets.ts';
 
