@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { compare as bcryptCompare, hash as bcryptHash } from 'bcryptjs';
 import pg from 'pg';
 import { apiKeyChecksum, generateApiKey } from '../packages/tenantry/src/auth/api-key-format.ts';
-import { ApiKeyStore } from '../packages/tenantry/src/auth/api-keys.ts';
+import { ApiKeyStore } from '../packages/tenantry/src/auth/api-key-store.ts';
 import { postgresDialect, Tenantry } from '../packages/tenantry/src/index.ts';
 import { apiKeysMigration } from '../packages/tenantry/src/migrate/api-keys-migration.ts';
 import { controlPlaneMigrations } from '../packages/tenantry/src/migrate/control-plane.ts';

@@ -22,11 +22,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { tenantDatabasePrefix } from '../packages/tenantry/src/control/connection-url.ts';
 import { startEmbeddedPostgres } from '../packages/tenantry/src/embedded/embedded-postgres.ts';
 import { itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { createServer } from '../packages/tenantry/src/http/server.ts';
 import { Tenantry } from '../packages/tenantry/src/index.ts';
-import { tenantDatabasePrefix } from '../packages/tenantry/src/tiers/provisioner.ts';
 import {
   formatIsolationReport,
   fuzzPlans,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { tenantDatabasePrefix } from '../packages/tenantry/src/tiers/provisioner.ts';
+import { tenantDatabasePrefix } from '../packages/tenantry/src/control/connection-url.ts';
 
 /** Admin URL of the server the suite runs on (DATABASE_URL, else the embedded one). */
 export function serverUrl(): string {

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import type { QueryResultRow } from 'pg';
-import { ApiKeyStore } from './auth/api-keys.ts';
+import { ApiKeyStore } from './auth/api-key-store.ts';
 import { PasswordHasher } from './auth/passwords.ts';
+import { RoleStore } from './auth/role-store.ts';
 import { TokenService } from './auth/tokens.ts';
 import { UserStore } from './auth/users.ts';
 import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './config.ts';
@@ -56,8 +57,10 @@ export class Tenantry<DB = unknown> {
   readonly tenants: TenantRegistry;
   /** Where tenants' data lives; credentials sealed at rest. */
   readonly placements: PlacementRegistry;
-  /** Users, memberships and custom roles (control plane). */
+  /** Users and their memberships (control plane). */
   readonly users: UserStore;
+  /** Custom roles of tenants (see {@link RoleStore}). */
+  readonly roles: RoleStore;
   /** Login, access JWTs and rotating refresh tokens. */
   readonly auth: TokenService;
   /** API keys: stored as keyed hashes, verified with one indexed lookup, revocation seen within 1 s. */
@@ -133,6 +136,7 @@ export class Tenantry<DB = unknown> {
     });
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
+    this.roles = new RoleStore(this.adminPool);
     this.auth = new TokenService(this.adminPool, keys, { passwords });
     this.apiKeys = new ApiKeyStore(this.adminPool, keys.key('api-key-hash'), {
       ...(config.apiKeyPrefix ? { prefix: config.apiKeyPrefix } : {}),

@@ -9,7 +9,8 @@ import {
   generateApiKey,
   parseApiKey,
 } from '../src/auth/api-key-format.ts';
-import { ApiKeyStore, type ApiKeyStoreOptions } from '../src/auth/api-keys.ts';
+import type { ApiKeyStoreOptions } from '../src/auth/api-key-options.ts';
+import { ApiKeyStore } from '../src/auth/api-key-store.ts';
 import { postgresDialect, type TenantRecord, type TenantryError } from '../src/index.ts';
 import { API_KEYS_CHANNEL, apiKeysMigration } from '../src/migrate/api-keys-migration.ts';
 import { controlPlaneMigrations } from '../src/migrate/control-plane.ts';

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 import { appMigrations } from '../../../test-support/fixture.ts';
+import { tenantDatabasePrefix } from '../src/control/connection-url.ts';
 import { isTenantryError, type TenantRecord, Tenantry } from '../src/index.ts';
-import { tenantDatabasePrefix } from '../src/tiers/provisioner.ts';
 
 /**
  * The issue's acceptance test for the pool map: 60 database-tier tenants used at once

@@ -246,7 +246,7 @@ describe('verifyAccessToken', () => {
   }
 
   it('carries a custom role and its permissions', async () => {
-    await users.defineRole(acme.id, 'editor', ['items:read', 'items:write', 'reports:export']);
+    await f.tenantry.roles.define(acme.id, 'editor', ['items:read', 'items:write', 'reports:export']);
     await users.create(acme.id, { email: 'ed@tok.test', password: 'editor-password', role: 'editor' });
     const { accessToken } = await login('ed@tok.test', 'editor-password');
     expect(decodeJwt(accessToken).perms).toEqual(['items:read', 'items:write', 'reports:export']);

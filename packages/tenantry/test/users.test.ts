@@ -195,7 +195,7 @@ describe('tenant isolation', () => {
   });
 
   it('a custom role of tenant A cannot be given in tenant B', async () => {
-    await users.defineRole(a.id, 'a-only', ['items:read']);
+    await f.tenantry.roles.define(a.id, 'a-only', ['items:read']);
     const before = await snapshot();
     await expect(users.create(b.id, { email: 'arole@usr.test', role: 'a-only' })).rejects.toMatchObject({
       code: 'INVALID_INPUT',
@@ -235,7 +235,7 @@ describe('roles and permissions', () => {
   });
 
   it('a custom role grants exactly its permissions, and redefining it changes them', async () => {
-    const role = await users.defineRole(a.id, 'auditor', ['audit:read', 'tenant:read', 'audit:read'], {
+    const role = await f.tenantry.roles.define(a.id, 'auditor', ['audit:read', 'tenant:read', 'audit:read'], {
       actor: 'ops',
     });
     expect(role).toEqual({
@@ -248,11 +248,11 @@ describe('roles and permissions', () => {
     const p = await users.principalFor(a.id, u.id);
     expect([...p.permissions].sort()).toEqual(['audit:read', 'tenant:read']);
     expect(p.role).toBe('auditor');
-    await users.defineRole(a.id, 'auditor', ['audit:read', 'items:read']);
+    await f.tenantry.roles.define(a.id, 'auditor', ['audit:read', 'items:read']);
     expect([...(await users.principalFor(a.id, u.id)).permissions].sort()).toEqual(['audit:read', 'items:read']);
     const audit = await auditOf(a.id, 'role.defined');
     expect(audit.filter((e) => e.details.name === 'auditor').map((e) => e.details.created)).toEqual([true, false]);
-    const names = (await users.roles(a.id)).map((r) => r.name);
+    const names = (await f.tenantry.roles.list(a.id)).map((r) => r.name);
     expect(names.slice(0, 4)).toEqual(['owner', 'admin', 'member', 'viewer']);
     expect(names).toContain('auditor');
   });
@@ -265,16 +265,16 @@ describe('roles and permissions', () => {
     ['more than 64 permissions', 'ok-role', Array.from({ length: 65 }, (_, i) => `p${i}:read`)],
   ];
   for (const [what, name, permissions] of badRoles) {
-    it(`defineRole rejects ${what} with INVALID_INPUT and writes nothing`, async () => {
+    it(`roles.define rejects ${what} with INVALID_INPUT and writes nothing`, async () => {
       const before = await snapshot();
-      const error = await errorOf(users.defineRole(a.id, name, permissions as string[]));
+      const error = await errorOf(f.tenantry.roles.define(a.id, name, permissions as string[]));
       expect(error).toMatchObject({ code: 'INVALID_INPUT' });
       expect(await snapshot()).toBe(before);
     });
   }
 
   it('a custom role in use cannot be dropped behind the API (foreign key)', async () => {
-    await users.defineRole(b.id, 'held', ['items:read']);
+    await f.tenantry.roles.define(b.id, 'held', ['items:read']);
     await users.create(b.id, { email: 'held@usr.test', role: 'held' });
     await expect(
       f.tenantry.adminPool.query("DELETE FROM tenantry.roles WHERE tenant_id = $1 AND name = 'held'", [b.id]),
@@ -352,7 +352,7 @@ describe('max_users quota', () => {
 describe('tenant deletion', () => {
   it('a hard delete removes the memberships and custom roles with the tenant', async () => {
     const [t] = (await createTenants(f.tenantry, 'usr-del', 1)) as [TenantRecord];
-    await users.defineRole(t.id, 'temp', ['items:read']);
+    await f.tenantry.roles.define(t.id, 'temp', ['items:read']);
     const u = await users.create(t.id, { email: 'del@usr.test', role: 'temp' });
     await f.tenantry.tenants.delete(t.id, { hard: true });
     const { rows } = await f.tenantry.adminPool.query<{ m: number; r: number; u: number }>(

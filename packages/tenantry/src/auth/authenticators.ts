@@ -1,4 +1,4 @@
-import type { ApiKeyStore } from './api-keys.ts';
+import type { ApiKeyStore } from './api-key-store.ts';
 import type { Authenticator } from './authenticator.ts';
 import type { Principal } from './permissions.ts';
 import type { TokenService } from './tokens.ts';

@@ -16,14 +16,10 @@ export {
   type ParsedApiKey,
   parseApiKey,
 } from './api-key-format.ts';
-export {
-  type ApiKeyRecord,
-  ApiKeyStore,
-  type ApiKeyStoreOptions,
-  CreateApiKeyInput,
-  type CreatedApiKey,
-  type VerifiedKey,
-} from './api-keys.ts';
+export type { ApiKeyStoreOptions } from './api-key-options.ts';
+export { type ApiKeyRecord, CreateApiKeyInput, type CreatedApiKey } from './api-key-record.ts';
+export { ApiKeyStore } from './api-key-store.ts';
+export type { VerifiedKey } from './api-key-verifier.ts';
 export { type Authenticator, authenticate } from './authenticator.ts';
 export { accessTokenAuthenticator, apiKeyAuthenticator } from './authenticators.ts';
 export { ARGON2ID_PARAMS, PasswordHasher } from './passwords.ts';
@@ -35,6 +31,7 @@ export {
   type Principal,
   requirePermission,
 } from './permissions.ts';
+export { RoleStore } from './role-store.ts';
 export { isBuiltinRole, type RoleRecord } from './roles.ts';
 export { type TokenPair, TokenService, type TokenServiceOptions } from './tokens.ts';
 export { type CreateUserInput, type UserRecord, UserStore, type UserStoreOptions } from './users.ts';

@@ -66,40 +66,6 @@ export async function rolePermissions(
 }
 
 /**
- * Creates or replaces a custom role on `client` (inside the caller's transaction).
- * Returns the role and whether it is new. Inputs must already be validated.
- */
-export async function upsertRole(
-  client: Queryable,
-  tenantId: string,
-  name: string,
-  permissions: readonly Permission[],
-): Promise<{ role: RoleRecord; created: boolean }> {
-  const { rows } = await client.query<{ permissions: string[]; created: boolean }>(
-    `INSERT INTO tenantry.roles (tenant_id, name, permissions) VALUES ($1, $2, $3)
-     ON CONFLICT (tenant_id, name) DO UPDATE SET permissions = EXCLUDED.permissions, updated_at = now()
-     RETURNING permissions, (xmax = 0) AS created`,
-    [tenantId, name, permissions],
-  );
-  const row = rows[0] as { permissions: Permission[]; created: boolean };
-  return { role: roleRecord(tenantId, name, row.permissions, false), created: row.created };
-}
-
-/** The tenant's roles: the built-in ones first, then its custom roles by name. */
-export async function listRoles(db: Queryable, tenantId: string): Promise<RoleRecord[]> {
-  const builtin = Object.entries(BUILTIN_ROLES).map(([name, perms]) => roleRecord(tenantId, name, perms, true));
-  const { rows } = await db.query<{ name: string; permissions: string[] }>(
-    'SELECT name, permissions FROM tenantry.roles WHERE tenant_id = $1 ORDER BY name',
-    [tenantId],
-  );
-  return [...builtin, ...rows.map((r) => roleRecord(tenantId, r.name, r.permissions.filter(isPermission), false))];
-}
-
-function roleRecord(tenantId: string, name: string, permissions: readonly Permission[], builtin: boolean): RoleRecord {
-  return Object.freeze({ tenantId, name, permissions: Object.freeze([...permissions]), builtin });
-}
-
-/**
  * The {@link Principal} of a user acting in one tenant with one role.
  *
  * @example

@@ -8,16 +8,7 @@ import { TenantryError } from '../errors/catalog.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { PasswordHasher, PasswordInput } from './passwords.ts';
 import type { Principal } from './permissions.ts';
-import {
-  CustomRoleName,
-  listRoles,
-  PermissionList,
-  RoleName,
-  type RoleRecord,
-  rolePermissions,
-  upsertRole,
-  userPrincipal,
-} from './roles.ts';
+import { RoleName, rolePermissions, userPrincipal } from './roles.ts';
 
 /** A user as seen from one tenant: the global account and its membership there. Never a password hash. */
 export interface UserRecord {
@@ -56,7 +47,6 @@ export type CreateUserInput = z.input<typeof CreateUserInput>;
 
 const TenantUser = z.object({ tenantId: Id, userId: Id });
 const SetRole = z.object({ tenantId: Id, userId: Id, role: RoleName });
-const DefineRole = z.object({ tenantId: Id, name: CustomRoleName, permissions: PermissionList });
 
 interface UserRow {
   id: string;
@@ -83,7 +73,8 @@ function toRecord(row: UserRow): UserRecord {
 
 /**
  * Users and their tenant memberships, on the control plane (admin pool). Users are global
- * (one email, one password); a membership gives a user one role in one tenant. Every
+ * (one email, one password); a membership gives a user one role in one tenant (built-in,
+ * or custom from `tenantry.roles`). Every
  * method is scoped by `tenantId`: a user of another tenant is `NOT_FOUND`, exactly like a
  * user that does not exist. Bad input is `INVALID_INPUT` and writes nothing; each change
  * is audited in its own transaction.
@@ -273,44 +264,6 @@ export class UserStore {
         details: { userId: data.userId, role: rows[0].role },
       });
     });
-  }
-
-  /**
-   * Creates or replaces a custom role of the tenant. Built-in role names are refused;
-   * members holding the role get the new permissions at their next token refresh.
-   *
-   * @example
-   * ```ts
-   * await users.defineRole(tenantId, 'auditor', ['tenant:read', 'audit:read']);
-   * ```
-   */
-  async defineRole(
-    tenantId: string,
-    name: string,
-    permissions: readonly string[],
-    options: ActorOption = {},
-  ): Promise<RoleRecord> {
-    const data = parseInput(DefineRole, { tenantId, name, permissions });
-    return inTransaction(this.#pool, async (client) => {
-      const { rowCount } = await client.query('SELECT 1 FROM tenantry.tenants WHERE id = $1 FOR KEY SHARE', [
-        data.tenantId,
-      ]);
-      if (!rowCount) throw new TenantryError('TENANT_NOT_FOUND');
-      const { role, created } = await upsertRole(client, data.tenantId, data.name, data.permissions);
-      await writeAudit(client, {
-        actor: options.actor ?? 'system',
-        tenantId: data.tenantId,
-        action: 'role.defined',
-        details: { name: role.name, permissions: role.permissions, created },
-      });
-      return role;
-    });
-  }
-
-  /** The tenant's roles: built-in, then custom by name. */
-  async roles(tenantId: string): Promise<RoleRecord[]> {
-    const { tenantId: tid } = parseInput(z.object({ tenantId: Id }), { tenantId });
-    return listRoles(this.#pool, tid);
   }
 
   /**

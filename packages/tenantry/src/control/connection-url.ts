@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { TenantryError } from '../errors/catalog.ts';
 
@@ -36,4 +37,18 @@ export function databaseOf(url: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Tenant and template databases are named `<prefix>_t_<random>` and `<prefix>_tpl_<random>`,
+ * the prefix being the main database's name, so installations sharing a server never
+ * collide. Past 40 characters (PostgreSQL allows 63) it keeps the name's start and end
+ * around a hash of the whole: names that differ only in the middle stay apart, and a
+ * trailing timestamp or random suffix stays readable.
+ */
+export function tenantDatabasePrefix(mainDatabase: string): string {
+  const clean = mainDatabase.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  if (clean.length <= 40) return clean;
+  const hash = createHash('sha256').update(mainDatabase).digest('hex').slice(0, 8);
+  return `${clean.slice(0, 14)}_${hash}_${clean.slice(-16)}`.replace(/__+/g, '_');
 }

@@ -202,12 +202,9 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       return { allowed: decision.allowed, headers: rateLimitHeaders(decision) };
     });
 
-  await tenantry.apiKeys.start();
-  const feed = new ChangeFeed(tenantry.config.databaseUrl);
+  const feed = new ChangeFeed(tenantry.config.databaseUrl, { logger: app.log });
   const tenants = new TenantCache(tenantry.tenants, { feed, ttlMs: options.tenantCacheTtlMs ?? 5000 });
-  await feed
-    .start()
-    .catch((error: unknown) => app.log.warn({ err: error }, 'tenant change feed unavailable; cache TTL only'));
+  await tenantry.apiKeys.start(feed);
   app.addHook('onClose', async () => feed.close());
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {

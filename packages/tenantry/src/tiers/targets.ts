@@ -95,3 +95,27 @@ export async function recordFailure(client: ClientBase | Pool, id: string, messa
     [id, message.slice(0, 2000)],
   );
 }
+
+/** The `shared` target (pool tier), created on first use; its ledger is the pool tier's. */
+export async function ensureSharedTarget(
+  client: ClientBase,
+  schema: string,
+  appliedCount: number,
+  version: string | null,
+): Promise<void> {
+  await client.query(
+    `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, applied_count, version)
+     SELECT 'shared', 'shared', p.id, $1, 'active', $2, $3 FROM tenantry.placements p WHERE p.name = 'shared'
+     ON CONFLICT (id) DO UPDATE SET applied_count = EXCLUDED.applied_count, version = EXCLUDED.version,
+       schema_name = EXCLUDED.schema_name, last_error = NULL, failed_at = NULL, updated_at = now()`,
+    [schema, appliedCount, version],
+  );
+}
+
+/** Marks a provisioned target as the tenant's, inside the transaction that records the tenant. */
+export async function activateTarget(client: ClientBase, id: string, tenantId: string): Promise<void> {
+  await client.query(`UPDATE tenantry.targets SET state = 'active', tenant_id = $2, updated_at = now() WHERE id = $1`, [
+    id,
+    tenantId,
+  ]);
+}

@@ -11,7 +11,8 @@ import { TenantryError } from '../errors/catalog.ts';
 import { qualified, quoteIdent } from '../sql.ts';
 import { TenantRouter } from '../transaction/connection-router.ts';
 import type { PoolMap } from '../transaction/pool-map.ts';
-import type { AdminConnection, Provisioner } from './provisioner.ts';
+import type { AdminConnection } from './admin-connection.ts';
+import type { Provisioner } from './provisioner.ts';
 import { type TargetRecord, type TargetRow, toTarget } from './targets.ts';
 
 /** Options of `tenantry.moveTenant()`. */

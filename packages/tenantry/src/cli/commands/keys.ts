@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { CreateApiKeyInput } from '../../auth/api-keys.ts';
+import type { CreateApiKeyInput } from '../../auth/api-key-record.ts';
 import { withTenantry } from '../run.ts';
 
 /** `tenantry keys create|list|revoke`: a tenant's API keys. */

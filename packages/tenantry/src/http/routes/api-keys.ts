@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { type ApiKeyRecord, CreateApiKeyInput } from '../../auth/api-keys.ts';
+import { type ApiKeyRecord, CreateApiKeyInput } from '../../auth/api-key-record.ts';
 import type { Tenantry } from '../../tenantry.ts';
 import { problems, TenantParam } from '../schemas.ts';
 

@@ -1,0 +1,161 @@
+import { randomBytes } from 'node:crypto';
+import type { ClientBase } from 'pg';
+import { inTransaction } from '../control/admin-transaction.ts';
+import type { ResolvedPlacement } from '../control/placements.ts';
+import { TenantryError } from '../errors/catalog.ts';
+import { applyPendingMigrations } from '../migrate/runner.ts';
+import { quoteIdent } from '../sql.ts';
+import type { Placed, TierDeps } from './provisioner.ts';
+import { recordProgress, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
+
+/**
+ * The schema tier: each tenant gets a schema of its own in the main database. A tenant
+ * claims a *warm* schema (created and migrated ahead of time) with one
+ * `UPDATE … FOR UPDATE SKIP LOCKED`, in the transaction that creates the tenant; with none
+ * warm, it creates one in that same transaction (`CREATE SCHEMA` is transactional, so a
+ * crash leaves nothing behind).
+ */
+export class SchemaTier {
+  readonly #deps: TierDeps;
+
+  constructor(deps: TierDeps) {
+    this.#deps = deps;
+  }
+
+  /** Number of tenant migrations: a target with this many applied is at head. */
+  get #head(): number {
+    return this.#deps.config.migrations.length;
+  }
+
+  /**
+   * Gives tenant `tenantId` a schema on `placement`, inside the caller's main-database
+   * transaction: a warm one when there is one, else a new one created and migrated there.
+   */
+  async placeSchema(client: ClientBase, tenantId: string, placement: ResolvedPlacement): Promise<Placed> {
+    this.#assertMainDatabase(placement);
+    const { rows } = await client.query<TargetRow>(
+      `UPDATE tenantry.targets SET state = 'active', tenant_id = $1, updated_at = now()
+        WHERE id = (SELECT id FROM tenantry.targets
+                     WHERE state = 'warm' AND kind = 'schema' AND placement_id = $2
+                     ORDER BY applied_count DESC, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING *`,
+      [tenantId, placement.id],
+    );
+    let target = rows[0] ? toTarget(rows[0]) : undefined;
+    if (target && target.appliedCount < this.#head) await this.#migrateInTransaction(client, target);
+    target ??= await this.#createSchema(client, placement, { tenantId, state: 'active' });
+    return {
+      placementId: placement.id,
+      targetId: target.id,
+      schemaName: target.schemaName,
+      databaseName: null,
+      dataHere: true,
+    };
+  }
+
+  /**
+   * Creates warm schemas on `placement` until `count` are waiting (each in its own
+   * transaction, so concurrent refills and claims never block each other for long).
+   * Returns how many it created.
+   */
+  async fillWarmSchemas(placementName: string, count: number): Promise<number> {
+    if (!Number.isInteger(count) || count < 0 || count > 100_000) {
+      throw new TenantryError('INVALID_INPUT', 'count must be an integer from 0 to 100000');
+    }
+    const placement = await this.#deps.placements.resolveByName(placementName);
+    if (placement.tier !== 'schema')
+      throw new TenantryError('INVALID_INPUT', `placement ${placementName} is not schema-tier`);
+    // Counted once: a count per schema would make filling quadratic in the pool's size.
+    // A concurrent refill may overshoot a little; claims use the surplus.
+    const missing = count - (await this.warmCount(placementName));
+    let created = 0;
+    while (created < missing) {
+      await inTransaction(this.#deps.admin, (client) =>
+        this.#createSchema(client, placement, { tenantId: null, state: 'warm' }),
+      );
+      created++;
+    }
+    return created;
+  }
+
+  /**
+   * A schema on `placement` for a tenant moving in: a warm one taken out of the pool, or a
+   * new one, committed as `provisioning` (no tenant yet; `cleanupStale` drops it if
+   * the move dies before its switch).
+   */
+  async reserveSchema(placement: ResolvedPlacement): Promise<TargetRecord> {
+    this.#assertMainDatabase(placement);
+    return inTransaction(this.#deps.admin, async (client) => {
+      const { rows } = await client.query<TargetRow>(
+        `UPDATE tenantry.targets SET state = 'provisioning', updated_at = now()
+          WHERE id = (SELECT id FROM tenantry.targets
+                       WHERE state = 'warm' AND kind = 'schema' AND placement_id = $1
+                       ORDER BY applied_count DESC, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+          RETURNING *`,
+        [placement.id],
+      );
+      let target = rows[0] ? toTarget(rows[0]) : undefined;
+      if (target && target.appliedCount < this.#head) target = await this.#migrateInTransaction(client, target);
+      target ??= await this.#createSchema(client, placement, { tenantId: null, state: 'provisioning' });
+      return target;
+    });
+  }
+
+  /** Warm schemas waiting on a placement. */
+  async warmCount(placementName: string): Promise<number> {
+    const { rows } = await this.#deps.admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM tenantry.targets t JOIN tenantry.placements p ON p.id = t.placement_id
+        WHERE p.name = $1 AND t.state = 'warm'`,
+      [placementName],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  async #createSchema(
+    client: ClientBase,
+    placement: ResolvedPlacement,
+    options: { tenantId: string | null; state: 'warm' | 'active' | 'provisioning' },
+  ): Promise<TargetRecord> {
+    const schema = `t_${randomBytes(6).toString('hex')}`;
+    const id = targetId.schema(placement.name, schema);
+    const { owner, runtime } = this.#deps.config.roles;
+    await client.query(
+      `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, tenant_id)
+       VALUES ($1, 'schema', $2, $3, $4, $5)`,
+      [id, placement.id, schema, options.state, options.tenantId],
+    );
+    await client.query(`CREATE SCHEMA ${quoteIdent(schema)} AUTHORIZATION ${quoteIdent(owner)}`);
+    await client.query(`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(runtime)}`);
+    const target = toTarget(
+      (await client.query<TargetRow>('SELECT * FROM tenantry.targets WHERE id = $1', [id])).rows[0] as TargetRow,
+    );
+    return this.#migrateInTransaction(client, target);
+  }
+
+  async #migrateInTransaction(client: ClientBase, target: TargetRecord): Promise<TargetRecord> {
+    const migrations = this.#deps.config.migrations;
+    await applyPendingMigrations(client, {
+      chain: 'tenant',
+      target: target.id,
+      schema: target.schemaName,
+      ownerRole: this.#deps.config.roles.owner,
+      runtimeRole: this.#deps.config.roles.runtime,
+      dialect: this.#deps.config.dialect,
+      migrations,
+      place: target.schemaName,
+    });
+    await client.query('RESET ROLE');
+    const version = migrations[migrations.length - 1]?.id ?? null;
+    await recordProgress(client, target.id, migrations.length, version);
+    return { ...target, appliedCount: migrations.length, version };
+  }
+
+  #assertMainDatabase(placement: ResolvedPlacement): void {
+    if (placement.url !== undefined) {
+      throw new TenantryError(
+        'INVALID_INPUT',
+        `schema-tier placement ${placement.name} has a connection URL; tenant schemas live in the main database (use a database-tier placement for another server)`,
+      );
+    }
+  }
+}
