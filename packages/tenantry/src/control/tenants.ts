@@ -127,7 +127,7 @@ export interface TenantPlacement {
   readonly schemaName: string | null;
   readonly databaseName: string | null;
   /** Whether its rows are in the main database. */
-  readonly dataHere: boolean;
+  readonly inMainDatabase: boolean;
 }
 
 /**
@@ -242,7 +242,7 @@ export class TenantRegistry {
           placed.placementId,
           placed.schemaName,
           placed.databaseName,
-          placed.dataHere,
+          placed.inMainDatabase,
         ],
       );
       const row = rows[0];

@@ -70,7 +70,7 @@ export class DatabaseTier {
       await this.#cleanup.drop(id).catch(() => {});
       throw new TenantryError('PROVISIONING_FAILED', `database for a ${placement.name} tenant`, { cause: error });
     }
-    return { placementId: placement.id, targetId: id, schemaName: null, databaseName: database, dataHere: false };
+    return { placementId: placement.id, targetId: id, schemaName: null, databaseName: database, inMainDatabase: false };
   }
 
   /**

@@ -58,7 +58,8 @@ export class PlacementPolicy implements TenantPlacer {
 
   async place(...[client, tenantId, prepared]: Parameters<TenantPlacer['place']>): Promise<TenantPlacement> {
     const p = prepared as Prepared;
-    if (p.tier === 'pool') return { placementId: p.placementId, schemaName: null, databaseName: null, dataHere: true };
+    if (p.tier === 'pool')
+      return { placementId: p.placementId, schemaName: null, databaseName: null, inMainDatabase: true };
     if (p.tier === 'schema') {
       return this.#provisioner.placeSchema(client, tenantId, await this.#placements.resolve(p.placementId));
     }

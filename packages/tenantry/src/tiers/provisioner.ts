@@ -18,7 +18,7 @@ export interface Placed {
   readonly schemaName: string | null;
   readonly databaseName: string | null;
   /** Whether the rows are in the main database (what `enter()` there checks). */
-  readonly dataHere: boolean;
+  readonly inMainDatabase: boolean;
 }
 
 /** What the provisioner's parts share: connections, settings and the placements. */

@@ -49,7 +49,7 @@ export class SchemaTier {
       targetId: target.id,
       schemaName: target.schemaName,
       databaseName: null,
-      dataHere: true,
+      inMainDatabase: true,
     };
   }
 
