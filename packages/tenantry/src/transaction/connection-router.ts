@@ -7,7 +7,7 @@ import type { RuntimeRoleGuard } from './runtime-guard.ts';
 import type { ConnectionSource, TenantConnection } from './tenant-transaction.ts';
 
 /** Where a tenant's rows are, as far as routing needs to know. */
-export interface TenantLocation {
+export interface TenantPlacementRef {
   readonly placementId: string;
   /** Its own database (database tier); `null` for the placement's database. */
   readonly database: string | null;
@@ -15,7 +15,7 @@ export interface TenantLocation {
 
 /** Where tenants are (the tenant registry), for contexts that do not say. */
 export interface TenantLocator {
-  locate(tenantId: string): Promise<TenantLocation>;
+  locate(tenantId: string): Promise<TenantPlacementRef>;
 }
 
 /** What the router is built from. */
