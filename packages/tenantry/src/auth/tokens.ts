@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import { z } from 'zod';
+import { integerOption } from '../config.ts';
 import { inTransaction } from '../control/admin-transaction.ts';
 import { parseInput } from '../control/tenant-input.ts';
 import { writeAudit } from '../effects/audit.ts';
@@ -68,17 +69,10 @@ const AccessClaims = z.object({
 });
 
 function resolveOptions(options: TokenServiceOptions) {
-  const int = (value: number | undefined, fallback: number, min: number, max: number, what: string) => {
-    const v = value ?? fallback;
-    if (!Number.isInteger(v) || v < min || v > max) {
-      throw new TenantryError('CONFIG_INVALID', `${what} must be an integer from ${min} to ${max}`);
-    }
-    return v;
-  };
   return Object.freeze({
-    accessTtl: int(options.accessTtlSeconds, 900, 1, 86_400, 'accessTtlSeconds'),
-    refreshTtl: int(options.refreshTtlSeconds, 30 * 86_400, 60, 366 * 86_400, 'refreshTtlSeconds'),
-    clockTolerance: int(options.clockToleranceSeconds, 0, 0, 300, 'clockToleranceSeconds'),
+    accessTtl: integerOption(options.accessTtlSeconds, 900, 1, 86_400, 'accessTtlSeconds'),
+    refreshTtl: integerOption(options.refreshTtlSeconds, 30 * 86_400, 60, 366 * 86_400, 'refreshTtlSeconds'),
+    clockTolerance: integerOption(options.clockToleranceSeconds, 0, 0, 300, 'clockToleranceSeconds'),
   });
 }
 
