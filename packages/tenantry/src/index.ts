@@ -33,14 +33,13 @@ export {
 export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
+export type { FleetPlan, FleetTarget } from './fleet/fleet-plan.ts';
 export {
   FLEET_MAX_CONCURRENCY,
   type FleetFailure,
   type FleetOptions,
-  type FleetPlan,
   type FleetReport,
-  type FleetTarget,
-} from './fleet/fleet.ts';
+} from './fleet/fleet-run.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
 export type { MigrationContext, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';

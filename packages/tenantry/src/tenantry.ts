@@ -13,7 +13,8 @@ import { contextOf, type TenantRecord, TenantRegistry } from './control/tenants.
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { TenantryError } from './errors/catalog.ts';
-import { type FleetOptions, type FleetPlan, type FleetReport, migrateFleet, planFleet } from './fleet/fleet.ts';
+import { type FleetPlan, planFleet } from './fleet/fleet-plan.ts';
+import { type FleetOptions, type FleetReport, migrateFleet } from './fleet/fleet-run.ts';
 import { createTenantKysely } from './kysely/tenant-kysely.ts';
 import { applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
