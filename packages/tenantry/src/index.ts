@@ -23,13 +23,8 @@ export {
 } from './context/tenant-context.ts';
 export { type CreatePlacementInput, type PlacementRecord, PlacementRegistry } from './control/placements.ts';
 export type { CreateTenantInput, UpdateTenantInput } from './control/tenant-input.ts';
-export {
-  type ActorOption,
-  contextOf,
-  type TenantPage,
-  type TenantRecord,
-  TenantRegistry,
-} from './control/tenants.ts';
+export { contextOf, type TenantRecord } from './control/tenant-record.ts';
+export { type ActorOption, type TenantPage, TenantRegistry } from './control/tenant-registry.ts';
 export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
