@@ -39,6 +39,7 @@ export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
 export type { MigrationContext, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
-export type { MovedTable, MoveOptions, MoveReport } from './tiers/tenant-move.ts';
+export type { MovedTable } from './tiers/tenant-copy.ts';
+export type { MoveOptions, MoveReport } from './tiers/tenant-move.ts';
 export { type WarmPoolOptions, WarmPoolRefiller } from './tiers/warm-pool.ts';
 export type { QueryResult, TenantTransaction } from './transaction/tenant-transaction.ts';
