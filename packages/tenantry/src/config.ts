@@ -122,6 +122,32 @@ function positiveInt(value: unknown, fallback: number, what: string): number {
   return value as number;
 }
 
+/**
+ * `value`, or `fallback` when it is absent, checked to be an integer from `min` to `max`:
+ * the one check behind every bounded numeric option. `code` is `CONFIG_INVALID` for
+ * options given at construction, `INVALID_INPUT` for the arguments of a call.
+ *
+ * @example
+ * ```ts
+ * const ttl = integerOption(options.accessTtlSeconds, 900, 1, 86_400, 'accessTtlSeconds');
+ * const limit = integerOption(options.limit, 50, 1, 500, 'limit', 'INVALID_INPUT');
+ * ```
+ */
+export function integerOption(
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  name: string,
+  code: 'CONFIG_INVALID' | 'INVALID_INPUT' = 'CONFIG_INVALID',
+): number {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new TenantryError(code, `${name} must be an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
 function apiKeyPrefix(value: unknown): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || !/^[a-z]{2,8}$/.test(value)) {

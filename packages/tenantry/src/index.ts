@@ -23,28 +23,23 @@ export {
 } from './context/tenant-context.ts';
 export { type CreatePlacementInput, type PlacementRecord, PlacementRegistry } from './control/placements.ts';
 export type { CreateTenantInput, UpdateTenantInput } from './control/tenant-input.ts';
-export {
-  type ActorOption,
-  contextOf,
-  type TenantPage,
-  type TenantRecord,
-  TenantRegistry,
-} from './control/tenants.ts';
+export { contextOf, type TenantRecord } from './control/tenant-record.ts';
+export { type ActorOption, type TenantPage, TenantRegistry } from './control/tenant-registry.ts';
 export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
+export type { FleetPlan, FleetTarget } from './fleet/fleet-plan.ts';
 export {
   FLEET_MAX_CONCURRENCY,
   type FleetFailure,
   type FleetOptions,
-  type FleetPlan,
   type FleetReport,
-  type FleetTarget,
-} from './fleet/fleet.ts';
+} from './fleet/fleet-run.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
 export type { MigrationContext, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
-export type { MovedTable, MoveOptions, MoveReport } from './tiers/tenant-move.ts';
+export type { MovedTable } from './tiers/tenant-copy.ts';
+export type { MoveOptions, MoveReport } from './tiers/tenant-move.ts';
 export { type WarmPoolOptions, WarmPoolRefiller } from './tiers/warm-pool.ts';
 export type { QueryResult, TenantTransaction } from './transaction/tenant-transaction.ts';

@@ -1,4 +1,4 @@
-import type { Logger } from '../config.ts';
+import { integerOption, type Logger } from '../config.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { DEFAULT_API_KEY_PREFIX, isApiKeyPrefix } from './api-key-format.ts';
 
@@ -44,19 +44,12 @@ export function resolveApiKeyOptions(options: ApiKeyStoreOptions): ResolvedApiKe
       `API key prefix must be 2-8 lower-case letters, got ${JSON.stringify(prefix)}`,
     );
   }
-  const int = (value: number | undefined, fallback: number, min: number, max: number, what: string) => {
-    const v = value ?? fallback;
-    if (!Number.isInteger(v) || v < min || v > max) {
-      throw new TenantryError('CONFIG_INVALID', `${what} must be an integer from ${min} to ${max}`);
-    }
-    return v;
-  };
   return Object.freeze({
     prefix,
     // Above 1 s a revocation could outlive the guarantee when notifications are lost.
-    cacheTtlMs: int(options.cacheTtlMs, 1000, 0, 1000, 'cacheTtlMs'),
-    cacheMaxEntries: int(options.cacheMaxEntries, 10_000, 1, 10_000_000, 'cacheMaxEntries'),
-    lastUsedFlushMs: int(options.lastUsedFlushMs, 5000, 1, 3_600_000, 'lastUsedFlushMs'),
+    cacheTtlMs: integerOption(options.cacheTtlMs, 1000, 0, 1000, 'cacheTtlMs'),
+    cacheMaxEntries: integerOption(options.cacheMaxEntries, 10_000, 1, 10_000_000, 'cacheMaxEntries'),
+    lastUsedFlushMs: integerOption(options.lastUsedFlushMs, 5000, 1, 3_600_000, 'lastUsedFlushMs'),
     logger: options.logger,
   });
 }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { inTransaction } from '../control/admin-transaction.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
 import { parseInput } from '../control/tenant-input.ts';
-import type { ActorOption } from '../control/tenants.ts';
+import type { ActorOption } from '../control/tenant-registry.ts';
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { API_KEYS_CHANNEL } from '../migrate/api-keys-migration.ts';

@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { z } from 'zod';
 import { inTransaction } from '../control/admin-transaction.ts';
 import { parseInput } from '../control/tenant-input.ts';
-import type { ActorOption } from '../control/tenants.ts';
+import type { ActorOption } from '../control/tenant-registry.ts';
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';

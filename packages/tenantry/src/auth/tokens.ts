@@ -1,26 +1,16 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import { z } from 'zod';
+import { integerOption } from '../config.ts';
 import { inTransaction } from '../control/admin-transaction.ts';
 import { parseInput } from '../control/tenant-input.ts';
 import { writeAudit } from '../effects/audit.ts';
-import { TenantryError } from '../errors/catalog.ts';
 import { hmacHex, type KeyRing } from '../secrets/keys.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
+import { type AccessSession, signAccessToken, unauthorized, verifyAccessToken } from './access-token.ts';
 import { PasswordHasher } from './passwords.ts';
-import { BUILTIN_ROLES, isPermission, type Principal } from './permissions.ts';
-import { isBuiltinRole, rolePermissions, userPrincipal } from './roles.ts';
-
-let jose: Promise<typeof import('jose')> | undefined;
-/** jose, loaded on the first token: importing `tenantry` does not load it. */
-function loadJose(): Promise<typeof import('jose')> {
-  jose ??= import('jose');
-  return jose;
-}
-
-/** `iss` and `aud` of every access token. */
-export const TOKEN_ISSUER = 'tenantry';
-export const TOKEN_AUDIENCE = 'tenantry';
+import type { Principal } from './permissions.ts';
+import { rolePermissions } from './roles.ts';
 
 /** What `login()` and `refresh()` return. */
 export interface TokenPair {
@@ -60,52 +50,27 @@ export type LoginInput = z.input<typeof LoginInput>;
 /** 32 random bytes, base64url without padding. */
 const REFRESH_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
-const AccessClaims = z.object({
-  sub: z.string().regex(UUID),
-  tid: z.string().regex(UUID),
-  role: z.string().regex(/^[a-z][a-z0-9_-]{0,39}$/),
-  perms: z.array(z.string().refine(isPermission)).max(64).optional(),
-});
-
 function resolveOptions(options: TokenServiceOptions) {
-  const int = (value: number | undefined, fallback: number, min: number, max: number, what: string) => {
-    const v = value ?? fallback;
-    if (!Number.isInteger(v) || v < min || v > max) {
-      throw new TenantryError('CONFIG_INVALID', `${what} must be an integer from ${min} to ${max}`);
-    }
-    return v;
-  };
   return Object.freeze({
-    accessTtl: int(options.accessTtlSeconds, 900, 1, 86_400, 'accessTtlSeconds'),
-    refreshTtl: int(options.refreshTtlSeconds, 30 * 86_400, 60, 366 * 86_400, 'refreshTtlSeconds'),
-    clockTolerance: int(options.clockToleranceSeconds, 0, 0, 300, 'clockToleranceSeconds'),
+    accessTtl: integerOption(options.accessTtlSeconds, 900, 1, 86_400, 'accessTtlSeconds'),
+    refreshTtl: integerOption(options.refreshTtlSeconds, 30 * 86_400, 60, 366 * 86_400, 'refreshTtlSeconds'),
+    clockTolerance: integerOption(options.clockToleranceSeconds, 0, 0, 300, 'clockToleranceSeconds'),
   });
-}
-
-/** Every credential failure looks the same: no code, message or detail tells which check failed. */
-function unauthorized(cause?: unknown): TenantryError {
-  return new TenantryError('UNAUTHORIZED', undefined, cause === undefined ? undefined : { cause });
 }
 
 /** The family lock: a refresh, a logout and a reuse revocation of one family never interleave. */
 const FAMILY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('tenantry:refresh-family:' || $1, 0))";
-
-interface Session {
-  tenantId: string;
-  userId: string;
-  role: string;
-  permissions: readonly string[];
-}
 
 /**
  * Password login, short-lived access JWTs and rotating refresh tokens for tenant users.
  *
  * - Access token: JWT, HS256 under the KeyRing's `jwt-signing` key; claims `sub` (user),
  *   `tid` (tenant), `role`, `perms` (custom roles only), `iss`/`aud` `tenantry`, `iat`,
- *   `exp` (15 min by default), `jti`. {@link verifyAccessToken} does not touch the database:
- *   the role inside the token is trusted for its short life, so a role change or removal
- *   takes effect at the next refresh, at most `accessTtlSeconds` later. Tenant status is
- *   checked by admission (suspended tenants are refused there), not here.
+ *   `exp` (15 min by default), `jti` (signed and checked in `access-token.ts`).
+ *   {@link TokenService.verifyAccessToken} does not touch the database: the role inside
+ *   the token is trusted for its short life, so a role change or removal takes effect at
+ *   the next refresh, at most `accessTtlSeconds` later. Tenant status is checked by
+ *   admission (suspended tenants are refused there), not here.
  * - Refresh token: 32 random bytes, stored only as HMAC-SHA256 under `refresh-token-hash`.
  *   Each is good for one refresh, which issues a new one in the same family. Presenting a
  *   used token again means two parties hold the family (RFC 9700 §4.14.2): the whole family
@@ -303,32 +268,15 @@ export class TokenService {
    * ```
    */
   async verifyAccessToken(token: string): Promise<Principal> {
-    if (typeof token !== 'string' || token.length === 0 || token.length > 8192) throw unauthorized();
-    let payload: unknown;
-    try {
-      const { jwtVerify } = await loadJose();
-      ({ payload } = await jwtVerify(token, this.#signingKey, {
-        algorithms: ['HS256'],
-        issuer: TOKEN_ISSUER,
-        audience: TOKEN_AUDIENCE,
-        typ: 'JWT',
-        requiredClaims: ['exp', 'iat', 'jti', 'sub', 'tid', 'role'],
-        clockTolerance: this.#options.clockTolerance,
-      }));
-    } catch (error) {
-      throw unauthorized(error);
-    }
-    const claims = AccessClaims.safeParse(payload);
-    if (!claims.success) throw unauthorized();
-    const { sub, tid, role, perms } = claims.data;
-    // A built-in role's permissions come from code (tokens stay small, and a deploy that
-    // changes them applies at once); a custom role's travel in the token.
-    const permissions = isBuiltinRole(role) ? BUILTIN_ROLES[role] : perms;
-    if (!permissions || (isBuiltinRole(role) && perms !== undefined)) throw unauthorized();
-    return userPrincipal(tid.toLowerCase(), sub.toLowerCase(), role, permissions);
+    return verifyAccessToken(this.#signingKey, token, this.#options.clockTolerance);
   }
 
-  async #issue(client: PoolClient, session: Session, familyId: string, parentId: string | null): Promise<TokenPair> {
+  async #issue(
+    client: PoolClient,
+    session: AccessSession,
+    familyId: string,
+    parentId: string | null,
+  ): Promise<TokenPair> {
     const refreshToken = randomBytes(32).toString('base64url');
     await client.query(
       `INSERT INTO tenantry.refresh_tokens (token_hash, family_id, parent_id, tenant_id, user_id, expires_at)
@@ -342,21 +290,7 @@ export class TokenService {
         this.#options.refreshTtl,
       ],
     );
-    const now = Math.floor(Date.now() / 1000);
-    const { SignJWT } = await loadJose();
-    const accessToken = await new SignJWT({
-      tid: session.tenantId,
-      role: session.role,
-      ...(isBuiltinRole(session.role) ? {} : { perms: [...session.permissions] }),
-    })
-      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-      .setSubject(session.userId)
-      .setIssuer(TOKEN_ISSUER)
-      .setAudience(TOKEN_AUDIENCE)
-      .setIssuedAt(now)
-      .setExpirationTime(now + this.#options.accessTtl)
-      .setJti(randomUUID())
-      .sign(this.#signingKey);
+    const accessToken = await signAccessToken(this.#signingKey, session, this.#options.accessTtl);
     return Object.freeze({ accessToken, refreshToken, expiresIn: this.#options.accessTtl });
   }
 

@@ -7,7 +7,7 @@ import { TenantryError } from '../errors/catalog.ts';
 import { open, seal } from '../secrets/secret-box.ts';
 import { inTransaction } from './admin-transaction.ts';
 import { parseInput } from './tenant-input.ts';
-import type { ActorOption } from './tenants.ts';
+import type { ActorOption } from './tenant-registry.ts';
 
 /** Where tenants' data lives. Credentials are never returned; see {@link PlacementRegistry.connectionUrl}. */
 export interface PlacementRecord {

@@ -6,7 +6,7 @@ import { requireAdminToken } from '../auth/admin-token.ts';
 import { type Authenticator, authenticate } from '../auth/authenticator.ts';
 import { type Permission, type Principal, requirePermission } from '../auth/permissions.ts';
 import { type TenantContext, withTenant } from '../context/tenant-context.ts';
-import { contextOf, type TenantRecord } from '../control/tenants.ts';
+import { contextOf, type TenantRecord } from '../control/tenant-record.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { presentedCredential } from '../identify/credential.ts';
 import { identifyTenant } from '../identify/identify-tenant.ts';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { TenantRecord } from '../control/tenants.ts';
+import type { TenantRecord } from '../control/tenant-record.ts';
 
 /** RFC 9457 problem details, as every error response carries them. */
 export const Problem = z

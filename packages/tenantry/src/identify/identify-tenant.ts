@@ -1,5 +1,5 @@
 import type { Principal } from '../auth/permissions.ts';
-import type { TenantRecord } from '../control/tenants.ts';
+import type { TenantRecord } from '../control/tenant-record.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantCache } from './tenant-cache.ts';
 

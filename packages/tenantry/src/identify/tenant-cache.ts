@@ -1,5 +1,6 @@
 import { CHANNELS, type ChangeFeed } from '../control/change-feed.ts';
-import type { TenantRecord, TenantRegistry } from '../control/tenants.ts';
+import type { TenantRecord } from '../control/tenant-record.ts';
+import type { TenantRegistry } from '../control/tenant-registry.ts';
 
 interface Entry {
   readonly tenant: TenantRecord | undefined;

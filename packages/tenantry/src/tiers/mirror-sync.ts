@@ -1,5 +1,5 @@
 import type { PlacementRegistry } from '../control/placements.ts';
-import type { TenantRecord } from '../control/tenants.ts';
+import type { TenantRecord } from '../control/tenant-record.ts';
 import type { AdminConnector } from './admin-connection.ts';
 
 /**

@@ -1,6 +1,6 @@
 import type { IsolationTier } from '../context/tenant-context.ts';
 import type { PlacementRegistry } from '../control/placements.ts';
-import type { TenantPlacement, TenantPlacer } from '../control/tenants.ts';
+import type { TenantPlacement, TenantPlacer } from '../control/tenant-placer.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { Placed, Provisioner } from './provisioner.ts';
 

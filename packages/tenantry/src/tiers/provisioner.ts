@@ -2,7 +2,7 @@ import type { ClientBase, Pool } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
 import { databaseOf, tenantDatabasePrefix } from '../control/connection-url.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
-import type { TenantRecord } from '../control/tenants.ts';
+import type { TenantRecord } from '../control/tenant-record.ts';
 import type { KeyRing } from '../secrets/keys.ts';
 import { type AdminConnection, type AdminConnector, adminConnector } from './admin-connection.ts';
 import { DatabaseTier } from './database-tier.ts';

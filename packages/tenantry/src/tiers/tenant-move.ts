@@ -4,16 +4,17 @@ import { enterContext } from '../context/enter-context.ts';
 import type { IsolationTier } from '../context/tenant-context.ts';
 import { notifyTenantChanged } from '../control/change-feed.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
-import { listTenantTables, purgeStatements, type TenantTableRef } from '../control/tenant-tables.ts';
-import type { TenantRecord, TenantRegistry } from '../control/tenants.ts';
+import type { TenantRecord } from '../control/tenant-record.ts';
+import type { TenantRegistry } from '../control/tenant-registry.ts';
+import { listTenantTables, purgeStatements } from '../control/tenant-tables.ts';
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { qualified, quoteIdent } from '../sql.ts';
 import { TenantRouter } from '../transaction/connection-router.ts';
 import type { PoolMap } from '../transaction/pool-map.ts';
 import type { AdminConnection } from './admin-connection.ts';
 import type { Provisioner } from './provisioner.ts';
 import { type TargetRecord, type TargetRow, toTarget } from './targets.ts';
+import { copyTenantTable, type MovedTable } from './tenant-copy.ts';
 
 /** Options of `tenantry.moveTenant()`. */
 export interface MoveOptions {
@@ -27,13 +28,6 @@ export interface MoveOptions {
   readonly drainTimeoutMs?: number;
   /** Rows per batch when copying (default 1,000). */
   readonly batchSize?: number;
-}
-
-/** One table of a move: rows copied and the checksum both copies agreed on. */
-export interface MovedTable {
-  readonly table: string;
-  readonly rows: number;
-  readonly checksum: string;
 }
 
 /** What a move did. */
@@ -274,7 +268,7 @@ export class TenantMover {
       const tables = (await listTenantTables(src.client, [source.schema])).reverse();
       const moved: MovedTable[] = [];
       for (const table of tables) {
-        moved.push(await this.#copyTable(tenant.id, src.client, dst.client, table, destination.schema, batchSize));
+        moved.push(await copyTenantTable(tenant.id, src.client, dst.client, table, destination.schema, batchSize));
       }
       await dst.client.query('COMMIT');
       await src.client.query('COMMIT');
@@ -287,53 +281,6 @@ export class TenantMover {
       await src.release();
       await dst.release();
     }
-  }
-
-  async #copyTable(
-    tenantId: string,
-    src: ClientBase,
-    dst: ClientBase,
-    table: TenantTableRef,
-    toSchema: string,
-    batchSize: number,
-  ): Promise<MovedTable> {
-    const from = qualified(table.schema, table.table);
-    const to = qualified(toSchema, table.table);
-    const columns = await copyableColumns(src, table);
-    const list = columns.map(quoteIdent).join(', ');
-    const existing = await dst.query<{ n: string }>(`SELECT count(*) AS n FROM ${to} WHERE tenant_id = $1`, [tenantId]);
-    if (existing.rows[0]?.n !== '0') {
-      throw new TenantryError(
-        'INVALID_TENANT_STATE',
-        `the destination already holds rows of this tenant in ${table.table}`,
-      );
-    }
-    // A cursor keeps memory bounded; row_to_json keeps every value exact (microseconds, numerics, bytea).
-    await src.query(
-      `DECLARE tenantry_move CURSOR FOR SELECT row_to_json(r)::text AS j FROM (SELECT ${list} FROM ${from} WHERE tenant_id = $1) r`,
-      [tenantId],
-    );
-    for (;;) {
-      const { rows } = await src.query<{ j: string }>(`FETCH ${batchSize} FROM tenantry_move`);
-      if (rows.length === 0) break;
-      await dst.query(
-        `INSERT INTO ${to} (${list}) SELECT ${list} FROM json_populate_recordset(NULL::${to}, $1::json)`,
-        [`[${rows.map((r) => r.j).join(',')}]`],
-      );
-    }
-    await src.query('CLOSE tenantry_move');
-    const key = await primaryKey(src, table);
-    const sum = (c: ClientBase, t: string) =>
-      c.query<{ n: string; checksum: string | null }>(
-        `SELECT count(*) AS n, md5(string_agg(md5(row(${list})::text), '' ORDER BY ${key})) AS checksum
-           FROM ${t} WHERE tenant_id = $1`,
-        [tenantId],
-      );
-    const [a, b] = [(await sum(src, from)).rows[0], (await sum(dst, to)).rows[0]];
-    if (!a || !b || a.n !== b.n || a.checksum !== b.checksum) {
-      throw new TenantryError('INVALID_TENANT_STATE', `verification failed for ${table.table}; the move was undone`);
-    }
-    return { table: table.table, rows: Number(a.n), checksum: a.checksum ?? md5Empty };
   }
 
   async #switch(
@@ -420,32 +367,4 @@ export class TenantMover {
       await conn.release();
     }
   }
-}
-
-/** md5 of nothing, what an empty table's checksum is reported as. */
-const md5Empty = 'd41d8cd98f00b204e9800998ecf8427e';
-
-/** Columns a copy writes: not dropped, not generated (PostgreSQL computes those again). */
-async function copyableColumns(client: ClientBase, table: TenantTableRef): Promise<string[]> {
-  const { rows } = await client.query<{ name: string }>(
-    `SELECT a.attname AS name FROM pg_attribute a
-      WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-      ORDER BY a.attnum`,
-    [qualified(table.schema, table.table)],
-  );
-  return rows.map((r) => r.name);
-}
-
-/** The primary key columns, quoted and comma-separated (the checksum's order). */
-async function primaryKey(client: ClientBase, table: TenantTableRef): Promise<string> {
-  const { rows } = await client.query<{ name: string }>(
-    `SELECT a.attname AS name FROM pg_index i
-       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-      WHERE i.indrelid = $1::regclass AND i.indisprimary
-      ORDER BY array_position(i.indkey, a.attnum)`,
-    [qualified(table.schema, table.table)],
-  );
-  if (rows.length === 0)
-    throw new TenantryError('INVALID_TENANT_STATE', `${table.table} has no primary key to verify by`);
-  return rows.map((r) => quoteIdent(r.name)).join(', ');
 }

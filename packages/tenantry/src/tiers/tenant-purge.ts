@@ -1,7 +1,8 @@
 import type { Pool } from 'pg';
 import type { TenantContext } from '../context/tenant-context.ts';
+import type { TenantPurge } from '../control/tenant-placer.ts';
+import { contextOf, type TenantRecord } from '../control/tenant-record.ts';
 import { listTenantTables, purgeStatements } from '../control/tenant-tables.ts';
-import { contextOf, type TenantPurge, type TenantRecord } from '../control/tenants.ts';
 import { TenantRouter } from '../transaction/connection-router.ts';
 import type { PoolMap } from '../transaction/pool-map.ts';
 import type { TenantTransaction } from '../transaction/tenant-transaction.ts';

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { TenantryError } from '../../errors/catalog.ts';
-import { FLEET_MAX_CONCURRENCY, type FleetPlan, type FleetReport } from '../../fleet/fleet.ts';
+import type { FleetPlan } from '../../fleet/fleet-plan.ts';
+import { FLEET_MAX_CONCURRENCY, type FleetReport } from '../../fleet/fleet-run.ts';
 import type { TenantMigration } from '../../schema/migration.ts';
 import type { Tenantry } from '../../tenantry.ts';
 import { cliMigrations, connectFromEnvironment, note, withTenantry } from '../run.ts';

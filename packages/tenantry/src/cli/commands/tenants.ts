@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CreateTenantInput } from '../../control/tenant-input.ts';
-import type { TenantRecord } from '../../control/tenants.ts';
+import type { TenantRecord } from '../../control/tenant-record.ts';
 import { cliMigrations, withTenantry } from '../run.ts';
 
 function print(tenant: TenantRecord, json: boolean | undefined): void {

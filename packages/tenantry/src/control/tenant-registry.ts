@@ -1,39 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import type { ClientBase, Pool } from 'pg';
-import type { IsolationTier, TenantContext, TenantStatus } from '../context/tenant-context.ts';
+import type { Pool } from 'pg';
+import { integerOption } from '../config.ts';
+import type { TenantStatus } from '../context/tenant-context.ts';
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { inTransaction } from './admin-transaction.ts';
 import { notifyTenantChanged } from './change-feed.ts';
 import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
-
-/** A tenant as the control plane stores it. */
-export interface TenantRecord {
-  readonly id: string;
-  readonly slug: string;
-  readonly name: string;
-  readonly status: TenantStatus;
-  readonly tier: IsolationTier;
-  readonly placementId: string;
-  /** Schema of a schema-tier tenant's tables. */
-  readonly schemaName: string | null;
-  /** Database of a database-tier tenant, on its placement's server. */
-  readonly databaseName: string | null;
-  /** True while the tenant is read-only for a move between placements. */
-  readonly frozen: boolean;
-  readonly plan: string;
-  readonly limits: {
-    readonly maxUsers: number | null;
-    readonly maxStorageMb: number | null;
-    readonly statementTimeoutMs: number;
-  };
-  readonly features: Readonly<Record<string, unknown>>;
-  readonly settings: Readonly<Record<string, unknown>>;
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-  readonly statusChangedAt: Date;
-}
+import { type TenantTransition, transitionTenant } from './tenant-lifecycle.ts';
+import type { TenantPlacer, TenantPurge } from './tenant-placer.ts';
+import { type TenantRecord, type TenantRow, toRecord } from './tenant-record.ts';
 
 /** Who made a change; recorded in the audit log. Default `system`. */
 export interface ActorOption {
@@ -45,27 +22,6 @@ export interface TenantPage {
   readonly tenants: readonly TenantRecord[];
   /** Pass as `cursor` for the next page; absent on the last one. */
   readonly nextCursor?: string;
-}
-
-interface TenantRow {
-  id: string;
-  slug: string;
-  name: string;
-  status: TenantStatus;
-  tier: IsolationTier;
-  placement_id: string;
-  schema_name: string | null;
-  database_name: string | null;
-  frozen: boolean;
-  plan: string;
-  max_users: number | null;
-  max_storage_mb: number | null;
-  statement_timeout_ms: number;
-  features: Record<string, unknown>;
-  settings: Record<string, unknown>;
-  created_at: Date;
-  updated_at: Date;
-  status_changed_at: Date;
 }
 
 /** A cursor's creation time, as `list()` writes it (UTC, microseconds). */
@@ -81,86 +37,6 @@ function isCursorTime(value: unknown): value is string {
     date.toISOString().slice(0, 19) === value.slice(0, 19)
   );
 }
-
-function toRecord(row: TenantRow): TenantRecord {
-  return Object.freeze({
-    id: row.id,
-    slug: row.slug,
-    name: row.name,
-    status: row.status,
-    tier: row.tier,
-    placementId: row.placement_id,
-    schemaName: row.schema_name,
-    databaseName: row.database_name,
-    frozen: row.frozen,
-    plan: row.plan,
-    limits: Object.freeze({
-      maxUsers: row.max_users,
-      maxStorageMb: row.max_storage_mb,
-      statementTimeoutMs: row.statement_timeout_ms,
-    }),
-    features: Object.freeze(row.features),
-    settings: Object.freeze(row.settings),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    statusChangedAt: row.status_changed_at,
-  });
-}
-
-/** The {@link TenantContext} for a tenant record (what enters `withTenant`). */
-export function contextOf(tenant: TenantRecord, requestId?: string): TenantContext {
-  return {
-    id: tenant.id,
-    slug: tenant.slug,
-    tier: tenant.tier,
-    plan: tenant.plan,
-    status: tenant.status,
-    placementId: tenant.placementId,
-    database: tenant.databaseName,
-    requestId,
-  };
-}
-
-/** Where a new tenant's rows went (what {@link TenantPlacer} reports). */
-export interface TenantPlacement {
-  readonly placementId: string;
-  readonly schemaName: string | null;
-  readonly databaseName: string | null;
-  /** Whether its rows are in the main database. */
-  readonly inMainDatabase: boolean;
-}
-
-/**
- * Provisions the place a new tenant's rows live in (implemented by the tiers module):
- * `prepare` runs before the tenant's transaction (a database cannot be created inside
- * one), `place` inside it, `abort` undoes `prepare` when the transaction fails.
- */
-export interface TenantPlacer {
-  prepare(tenant: {
-    id: string;
-    tier: IsolationTier;
-    placement?: string | undefined;
-    statementTimeoutMs: number;
-  }): Promise<unknown>;
-  place(client: ClientBase, tenantId: string, prepared: unknown): Promise<TenantPlacement>;
-  abort(prepared: unknown): Promise<void>;
-  /** After a committed change of status or limits: copies them where the rows live. */
-  changed?(tenant: TenantRecord): Promise<void>;
-}
-
-/** Removes a deleted tenant's rows, or its schema or database (implemented by the tiers module). */
-export interface TenantPurge {
-  /** Rows deleted per table (`schema.table`); empty when a schema or database went as a whole. */
-  purge(tenant: TenantRecord): Promise<Record<string, number>>;
-}
-
-/** Which statuses each transition may start from, and where it goes. */
-const TRANSITIONS = {
-  suspend: { from: ['active'], to: 'suspended', action: 'tenant.suspended' },
-  resume: { from: ['suspended'], to: 'active', action: 'tenant.resumed' },
-  offboard: { from: ['active', 'suspended'], to: 'offboarding', action: 'tenant.offboarding' },
-  delete: { from: ['active', 'suspended', 'offboarding'], to: 'deleted', action: 'tenant.deleted' },
-} as const satisfies Record<string, { from: readonly TenantStatus[]; to: TenantStatus; action: string }>;
 
 /**
  * The tenant registry and lifecycle, on the control plane. Every change is audited in
@@ -283,10 +159,7 @@ export class TenantRegistry {
 
   /** Tenants in creation order, `limit` (1–500, default 50) at a time. */
   async list(options: { cursor?: string; limit?: number; status?: TenantStatus } = {}): Promise<TenantPage> {
-    const limit = options.limit ?? 50;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
-      throw new TenantryError('INVALID_INPUT', 'limit must be an integer from 1 to 500');
-    }
+    const limit = integerOption(options.limit, 50, 1, 500, 'limit', 'INVALID_INPUT');
     let after: { at: string; id: string } | undefined;
     if (options.cursor !== undefined) {
       try {
@@ -357,30 +230,9 @@ export class TenantRegistry {
     return updated;
   }
 
-  async #transition(idOrSlug: string, kind: keyof typeof TRANSITIONS, options: ActorOption): Promise<TenantRecord> {
+  async #transition(idOrSlug: string, kind: TenantTransition, options: ActorOption): Promise<TenantRecord> {
     const current = await this.get(idOrSlug);
-    const rule = TRANSITIONS[kind];
-    const changed = await inTransaction(this.#pool, async (client) => {
-      const { rows } = await client.query<TenantRow>(
-        `UPDATE tenantry.tenants SET status = $2, status_changed_at = now(), updated_at = now()
-          WHERE id = $1 AND status = ANY($3) RETURNING *`,
-        [current.id, rule.to, rule.from],
-      );
-      const row = rows[0];
-      if (!row) {
-        throw new TenantryError('INVALID_TENANT_STATE', `cannot ${kind} a tenant that is ${current.status}`, {
-          details: { status: current.status, allowedFrom: rule.from },
-        });
-      }
-      await notifyTenantChanged(client, row.id);
-      await writeAudit(client, {
-        actor: options.actor ?? 'system',
-        tenantId: row.id,
-        action: rule.action,
-        details: { from: current.status, to: rule.to },
-      });
-      return toRecord(row);
-    });
+    const changed = await transitionTenant(this.#pool, current, kind, options.actor ?? 'system');
     await this.#placer.changed?.(changed);
     return changed;
   }

@@ -1,0 +1,36 @@
+import type { ClientBase } from 'pg';
+import type { IsolationTier } from '../context/tenant-context.ts';
+import type { TenantRecord } from './tenant-record.ts';
+
+/** Where a new tenant's rows went (what {@link TenantPlacer} reports). */
+export interface TenantPlacement {
+  readonly placementId: string;
+  readonly schemaName: string | null;
+  readonly databaseName: string | null;
+  /** Whether its rows are in the main database. */
+  readonly inMainDatabase: boolean;
+}
+
+/**
+ * Provisions the place a new tenant's rows live in (implemented by the tiers module):
+ * `prepare` runs before the tenant's transaction (a database cannot be created inside
+ * one), `place` inside it, `abort` undoes `prepare` when the transaction fails.
+ */
+export interface TenantPlacer {
+  prepare(tenant: {
+    id: string;
+    tier: IsolationTier;
+    placement?: string | undefined;
+    statementTimeoutMs: number;
+  }): Promise<unknown>;
+  place(client: ClientBase, tenantId: string, prepared: unknown): Promise<TenantPlacement>;
+  abort(prepared: unknown): Promise<void>;
+  /** After a committed change of status or limits: copies them where the rows live. */
+  changed?(tenant: TenantRecord): Promise<void>;
+}
+
+/** Removes a deleted tenant's rows, or its schema or database (implemented by the tiers module). */
+export interface TenantPurge {
+  /** Rows deleted per table (`schema.table`); empty when a schema or database went as a whole. */
+  purge(tenant: TenantRecord): Promise<Record<string, number>>;
+}
