@@ -7,6 +7,7 @@ import { TokenService } from './auth/tokens.ts';
 import { UserStore } from './auth/users.ts';
 import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './config.ts';
 import { getTenant, type TenantContext } from './context/tenant-context.ts';
+import { inTransaction } from './control/admin-transaction.ts';
 import { PlacementRegistry } from './control/placements.ts';
 import { contextOf, type TenantRecord } from './control/tenant-record.ts';
 import { TenantRegistry } from './control/tenant-registry.ts';
@@ -174,11 +175,9 @@ export class Tenantry<DB = unknown> {
    * schemas and databases are migrated by the fleet runner (`tenantry migrate`).
    */
   async migrate(): Promise<MigrationReport> {
-    const client = await this.adminPool.connect();
-    try {
-      await client.query('BEGIN');
-      const { migrations } = this.config;
-      const report = await applyPendingMigrations(client, {
+    const { migrations } = this.config;
+    const report = await inTransaction(this.adminPool, async (client) => {
+      const applied = await applyPendingMigrations(client, {
         chain: 'tenant',
         target: 'shared',
         schema: this.config.tenantSchema,
@@ -189,15 +188,10 @@ export class Tenantry<DB = unknown> {
         place: '',
       });
       await this.provisioner.ensureSharedTarget(client, migrations.length, migrations.at(-1)?.id ?? null);
-      await client.query('COMMIT');
-      await this.refreshTenantTables();
-      return report;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+      return applied;
+    });
+    await this.refreshTenantTables();
+    return report;
   }
 
   /**
