@@ -24,15 +24,15 @@ function unitOf(file: string): string {
   return first;
 }
 
-/** Folder → folder → the import lines that make the edge. */
-function folderGraph(): Map<string, Map<string, string[]>> {
+/** Unit (folder, or file) → unit → the import lines that make the edge. */
+function importGraph(unit: (file: string) => string): Map<string, Map<string, string[]>> {
   const graph = new Map<string, Map<string, string[]>>();
   for (const file of sourceFiles(SRC)) {
     const text = readFileSync(file, 'utf8');
     for (const match of text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'(\.[^']+)'/gm)) {
       const target = resolve(dirname(file), match[1] as string);
-      const from = unitOf(file);
-      const to = unitOf(target);
+      const from = unit(file);
+      const to = unit(target);
       if (from === to) continue;
       const edges = graph.get(from) ?? new Map<string, string[]>();
       graph.set(from, edges);
@@ -81,8 +81,11 @@ function cycles(graph: Map<string, Map<string, string[]>>): string[][] {
 }
 
 describe('source layout', () => {
-  it('has no import cycle between folders', () => {
-    const graph = folderGraph();
+  it.each([
+    ['folders', unitOf],
+    ['files', (file: string) => relative(SRC, file)],
+  ])('has no import cycle between %s', (_what, unit) => {
+    const graph = importGraph(unit);
     const explained = cycles(graph).map((component) =>
       component.flatMap((from) =>
         component.flatMap((to) => graph.get(from)?.get(to) ?? []).map((line) => `${from}: ${line}`),

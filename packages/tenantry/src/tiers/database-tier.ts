@@ -5,9 +5,9 @@ import { TenantryError } from '../errors/catalog.ts';
 import { applyMigrations } from '../migrate/runner.ts';
 import { setupDatabase } from '../migrate/setup.ts';
 import { quoteIdent } from '../sql.ts';
-import type { Placed, TierDeps } from './provisioner.ts';
 import type { TargetCleanup } from './target-cleanup.ts';
 import { recordProgress, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
+import type { Placed, TierDeps } from './tier-deps.ts';
 
 /** SQLSTATEs of CREATE DATABASE … TEMPLATE while someone is connected to the template. */
 const TEMPLATE_BUSY = '55006';

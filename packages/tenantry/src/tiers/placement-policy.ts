@@ -2,7 +2,8 @@ import type { IsolationTier } from '../context/tenant-context.ts';
 import type { PlacementRegistry } from '../control/placements.ts';
 import type { TenantPlacement, TenantPlacer } from '../control/tenant-placer.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import type { Placed, Provisioner } from './provisioner.ts';
+import type { Provisioner } from './provisioner.ts';
+import type { Placed } from './tier-deps.ts';
 
 /** The placement a tier uses when a new tenant names none. */
 const DEFAULT_PLACEMENTS = { pool: 'shared', schema: 'schemas', database: 'databases' } as const;

@@ -10,28 +10,9 @@ import { syncMirror } from './mirror-sync.ts';
 import { SchemaTier } from './schema-tier.ts';
 import { TargetCleanup } from './target-cleanup.ts';
 import { activateTarget, ensureSharedTarget, type TargetRecord } from './targets.ts';
+import type { Placed, TierDeps } from './tier-deps.ts';
 
-/** Where a new tenant's rows went, for its control-plane row. */
-export interface Placed {
-  readonly placementId: string;
-  readonly targetId: string;
-  readonly schemaName: string | null;
-  readonly databaseName: string | null;
-  /** Whether the rows are in the main database (what `enter()` there checks). */
-  readonly inMainDatabase: boolean;
-}
-
-/** What the provisioner's parts share: connections, settings and the placements. */
-export interface TierDeps {
-  /** The main database's admin pool: the control plane and the schema tier. */
-  readonly admin: Pool;
-  readonly config: ResolvedConfig;
-  readonly keys: KeyRing;
-  readonly placements: PlacementRegistry;
-  readonly connect: AdminConnector;
-  /** Start of tenant and template database names (see `tenantDatabasePrefix`). */
-  readonly prefix: string;
-}
+export type { Placed, TierDeps } from './tier-deps.ts';
 
 /**
  * Creates and removes the places tenant rows live in, fast and crash-safe. One entry point

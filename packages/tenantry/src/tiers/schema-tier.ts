@@ -5,8 +5,8 @@ import type { ResolvedPlacement } from '../control/placements.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { applyPendingMigrations } from '../migrate/runner.ts';
 import { quoteIdent } from '../sql.ts';
-import type { Placed, TierDeps } from './provisioner.ts';
 import { recordProgress, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
+import type { Placed, TierDeps } from './tier-deps.ts';
 
 /**
  * The schema tier: each tenant gets a schema of its own in the main database. A tenant

@@ -1,7 +1,7 @@
 import { TenantryError } from '../errors/catalog.ts';
 import { quoteIdent } from '../sql.ts';
-import type { TierDeps } from './provisioner.ts';
 import type { TargetRow } from './targets.ts';
+import type { TierDeps } from './tier-deps.ts';
 
 /**
  * Removes targets (tenant schemas and databases, templates) and what they hold: on a
