@@ -1,12 +1,22 @@
 import type { RateLimitDecision } from './rate-limit.ts';
 
+/** Quoted policy names: the same few on every response. */
+const QUOTED = new Map<string, string>();
+
 /**
  * A Structured Field String (RFC 9651 §3.3.3): quoted, with `\` and `"` escaped. Plan names
  * are already restricted to a safe alphabet; escaping anyway keeps the field parseable if
  * that rule ever loosens. Characters outside printable ASCII are not allowed in an sf-string.
  */
 function sfString(value: string): string {
-  return `"${value.replace(/[^\x20-\x7e]/g, '?').replace(/[\\"]/g, '\\$&')}"`;
+  let quoted = QUOTED.get(value);
+  if (quoted === undefined) {
+    quoted = `"${value.replace(/[^\x20-\x7e]/g, '?').replace(/[\\"]/g, '\\$&')}"`;
+    // Policy names are plan names: a handful. The bound only guards against a misuse.
+    if (QUOTED.size >= 1000) QUOTED.clear();
+    QUOTED.set(value, quoted);
+  }
+  return quoted;
 }
 
 function nonNegativeInteger(value: number): number {

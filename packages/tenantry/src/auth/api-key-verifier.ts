@@ -70,12 +70,12 @@ export class ApiKeyVerifier {
 
   /** See {@link ApiKeyStore.verify}. */
   async verify(presented: string): Promise<VerifiedKey | undefined> {
-    const parsed = parseApiKey(presented, { prefix: this.#options.prefix });
-    if (!parsed) return undefined;
+    if (typeof presented !== 'string') return undefined;
     const digest = apiKeyDigest(this.#hmacKey, presented);
     // The map is keyed by the digest, which nobody can aim at without the HMAC key, so the
-    // lookup leaks nothing; the database path below compares in constant time.
-    const cacheKey = digest.toString('base64');
+    // lookup leaks nothing; the database path below compares in constant time. Only keys
+    // that parsed and verified are ever cached, so a hit needs no parsing.
+    const cacheKey = digest.toString('latin1');
     const now = Date.now();
     const hit = this.#cache.get(cacheKey);
     if (hit) {
@@ -85,6 +85,8 @@ export class ApiKeyVerifier {
       }
       this.#drop(hit.verified.keyId);
     }
+    const parsed = parseApiKey(presented, { prefix: this.#options.prefix });
+    if (!parsed) return undefined;
     const epoch = this.#epoch;
     // Freshness counts from before the lookup: the row read is at least this recent, so a
     // revocation committed after it is seen within cacheTtlMs, however slow the query.

@@ -1,4 +1,5 @@
 import type { ApiKeyStore } from './api-key-store.ts';
+import type { VerifiedKey } from './api-key-verifier.ts';
 import type { Authenticator } from './authenticator.ts';
 import type { Principal } from './permissions.ts';
 import type { TokenService } from './tokens.ts';
@@ -16,13 +17,26 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
  * ```
  */
 export function apiKeyAuthenticator(store: ApiKeyStore): Authenticator {
+  // The store's cache hands out the same frozen VerifiedKey while the key is cached: its
+  // principal is built once (the permissions are a ReadonlySet, shared read-only).
+  const principals = new WeakMap<VerifiedKey, Principal>();
   return {
     name: 'api-key',
     accepts: (credential) => credential.length <= 200 && API_KEY_SHAPE.test(credential),
     async authenticate(credential): Promise<Principal | undefined> {
       const key = await store.verify(credential);
       if (!key) return undefined;
-      return { kind: 'api-key', tenantId: key.tenantId, subject: key.keyId, permissions: new Set(key.scopes) };
+      let principal = principals.get(key);
+      if (!principal) {
+        principal = Object.freeze({
+          kind: 'api-key',
+          tenantId: key.tenantId,
+          subject: key.keyId,
+          permissions: new Set(key.scopes),
+        });
+        principals.set(key, principal);
+      }
+      return principal;
     },
   };
 }

@@ -60,12 +60,24 @@ export function registerMetrics(
     });
   }
 
-  app.addHook('onResponse', async (req, reply) => {
+  // prom-client hashes the label object on every inc/observe; the labelled children are
+  // looked up once per (method, status, route template), a bounded set, and kept.
+  const children = new Map<string, { count: Counter.Internal; latency: Histogram.Internal<string> }>();
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
-    const labels = { route, method: req.method };
-    requests.inc({ ...labels, status: String(reply.statusCode) });
-    duration.observe(labels, reply.elapsedTime / 1000);
+    const key = `${req.method} ${reply.statusCode} ${route}`;
+    let child = children.get(key);
+    if (!child) {
+      child = {
+        count: requests.labels({ route, method: req.method, status: String(reply.statusCode) }),
+        latency: duration.labels({ route, method: req.method }),
+      };
+      children.set(key, child);
+    }
+    child.count.inc();
+    child.latency.observe(reply.elapsedTime / 1000);
     if (req.tenant) top.record(req.tenant.id);
+    done();
   });
 
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {

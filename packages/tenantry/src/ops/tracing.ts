@@ -12,6 +12,21 @@ export async function loadTracing(): Promise<void> {
   api ??= await import('@opentelemetry/api').catch(() => undefined);
 }
 
+/** The provider behind the API's proxy when no SDK registered one. */
+let noopProvider: unknown;
+
+/**
+ * Whether an OpenTelemetry SDK has registered a tracer provider: a check of two fields, so
+ * that without one no span object is made per request or transaction at all.
+ */
+export function tracingActive(): boolean {
+  if (!api) return false;
+  const provider = api.trace.getTracerProvider();
+  if (!(provider instanceof api.ProxyTracerProvider)) return true;
+  noopProvider ??= new api.ProxyTracerProvider().getDelegate();
+  return provider.getDelegate() !== noopProvider;
+}
+
 /**
  * Runs `fn` in a child span named `name`. Without OpenTelemetry, or without an SDK (the span
  * does not record), `fn` runs directly: no context switch and no extra promise on every
@@ -23,7 +38,7 @@ export async function loadTracing(): Promise<void> {
  * ```
  */
 export function withSpan<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  if (!api) return fn();
+  if (!api || !tracingActive()) return fn();
   const { context, trace, SpanStatusCode } = api;
   const span = trace.getTracer('tenantry').startSpan(name, { attributes });
   if (!span.isRecording()) return fn();

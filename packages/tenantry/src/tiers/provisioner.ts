@@ -4,7 +4,7 @@ import { databaseOf, tenantDatabasePrefix } from '../control/connection-url.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
 import type { TenantRecord } from '../control/tenant-record.ts';
 import type { KeyRing } from '../secrets/keys.ts';
-import { type AdminConnection, type AdminConnector, adminConnector } from './admin-connection.ts';
+import { type AdminConnection, adminConnector } from './admin-connection.ts';
 import { DatabaseTier } from './database-tier.ts';
 import { syncMirror } from './mirror-sync.ts';
 import { SchemaTier } from './schema-tier.ts';
