@@ -42,4 +42,4 @@ export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
 export type { MovedTable } from './tiers/tenant-copy.ts';
 export type { MoveOptions, MoveReport } from './tiers/tenant-move.ts';
 export { type WarmPoolOptions, WarmPoolRefiller } from './tiers/warm-pool.ts';
-export type { QueryResult, TenantTransaction } from './transaction/tenant-transaction.ts';
+export type { CompiledStatement, QueryResult, TenantTransaction } from './transaction/tenant-transaction.ts';

@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import type { QueryResultRow } from 'pg';
 import { ApiKeyStore } from './auth/api-key-store.ts';
@@ -31,6 +32,7 @@ import { PoolMap } from './transaction/pool-map.ts';
 import { createAdminPool, createRuntimePool } from './transaction/pools.ts';
 import { RuntimeRoleGuard } from './transaction/runtime-guard.ts';
 import {
+  type CompiledStatement,
   type QueryResult,
   runTenantQuery,
   runTenantTransaction,
@@ -68,6 +70,12 @@ export class Tenantry<DB = unknown> {
   readonly auth: TokenService;
   /** API keys: stored as keyed hashes, verified with one indexed lookup, revocation seen within 1 s. */
   readonly apiKeys: ApiKeyStore;
+  /**
+   * The Kysely instance of tenant work: runs inside {@link transaction} (it is `tx.db`), and
+   * compiles inside a tenant context for {@link query}. Every query on a tenant table gets
+   * the context's `tenant_id` predicate.
+   */
+  readonly db: Kysely<DB>;
   /** Pool on `databaseUrl` (owner/admin): control plane and migrations only, never tenant work. */
   readonly adminPool: pg.Pool;
   /** Pool on the runtime role: tenant work only. */
@@ -99,6 +107,7 @@ export class Tenantry<DB = unknown> {
     });
     this.provisioner = new Provisioner(this.adminPool, config, keys, this.placements);
     const tables = this.#tenantTables;
+    this.db = createTenantKysely<DB>((table, schema) => tables.has(table, schema));
     this.tenants = new TenantRegistry(
       this.adminPool,
       new PlacementPolicy(this.placements, this.provisioner),
@@ -126,7 +135,7 @@ export class Tenantry<DB = unknown> {
       prepareContextStatement: config.prepareContextStatement,
       contextBinding: config.contextBinding,
       sharedSchema: config.tenantSchema,
-      db: createTenantKysely<unknown>((table, schema) => tables.has(table, schema)),
+      db: this.db as Kysely<unknown>,
     };
     this.#mover = new TenantMover({
       admin: this.adminPool,
@@ -296,19 +305,27 @@ export class Tenantry<DB = unknown> {
    * the fastest way to do a one-statement read or write. Row-level security filters it
    * like any tenant transaction; an error rolls everything back.
    *
+   * The statement is SQL text with its values, or a compiled Kysely query (anything with
+   * `sql` and `parameters`): build it with {@link db} (or `createTenantKysely` from
+   * `tenantry/kysely`) inside the tenant's context, so the tenant filter adds its predicate.
+   *
    * @example
    * ```ts
    * const { rows } = await tenantry.query('acme', 'SELECT * FROM items WHERE id = $1', [id]);
+   * const item = await withTenant(acme, () =>
+   *   tenantry.query(acme, tenantry.db.selectFrom('items').selectAll().where('id', '=', id).compile()));
    * ```
    */
   async query<R extends QueryResultRow = Record<string, unknown>>(
     tenant: TenantRef,
-    text: string,
+    statement: string | CompiledStatement,
     values?: readonly unknown[],
   ): Promise<QueryResult<R>> {
     const context = await this.#resolve(tenant);
+    const [text, parameters] =
+      typeof statement === 'string' ? [statement, values] : [statement.sql, statement.parameters];
     return withSpan('tenantry.query', { 'tenantry.tenant_id': context.id }, () =>
-      runTenantQuery<R>(this.#runner, context, 'work', text, values),
+      runTenantQuery<R>(this.#runner, context, 'work', text, parameters),
     );
   }
 

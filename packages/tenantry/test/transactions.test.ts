@@ -3,12 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 import { type AppDB, appMigrations, createTenants } from '../../../test-support/fixture.ts';
 import {
+  contextOf,
   getTenant,
   postgresDialect,
   type TenantRecord,
   Tenantry,
   TenantryError,
   type TenantTransaction,
+  withTenant,
 } from '../src/index.ts';
 import { KeyRing } from '../src/secrets/keys.ts';
 
@@ -415,6 +417,21 @@ describe('round trips', () => {
     expect(proxy.requests[1]).toEqual(['ROLLBACK']);
     const again = await proxied.query<{ n: string }>(a, 'SELECT count(*) AS n FROM items');
     expect(again.rows).toEqual(rows);
+  });
+
+  it('tenantry.query() takes a Kysely query compiled in the tenant context, still in 1 round trip', async () => {
+    const compiled = withTenant(contextOf(a), () => proxied.db.selectFrom('items').select('title').compile());
+    expect(compiled.sql).toMatch(/^select "title" from "items" where "items"."tenant_id" = \$1$/);
+    proxy.reset();
+    const own = await proxied.query<{ title: string }>(a, compiled);
+    expect(own.rows.length).toBeGreaterThan(0);
+    expect(proxy.requests).toEqual([['BEGIN', compiled.sql, 'COMMIT']]);
+    // Compiled for A, run for B: the predicate names A, row-level security B, so nothing.
+    expect((await proxied.query(b, compiled)).rows).toEqual([]);
+    // No tenant context while compiling: there is no default tenant.
+    expect(() => proxied.db.selectFrom('items').select('title').compile()).toThrow(
+      expect.objectContaining({ code: 'NO_TENANT_CONTEXT' }),
+    );
   });
 
   it('the same through Kysely, one more round trip per further statement, none without a statement', async () => {

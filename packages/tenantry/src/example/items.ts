@@ -1,7 +1,8 @@
-import type { Generated } from 'kysely';
+import type { CompiledQuery, Generated } from 'kysely';
 import { sql } from 'kysely';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantIdColumn } from '../kysely/index.ts';
+import { createTenantKysely } from '../kysely/tenant-kysely.ts';
 import type { TenantMigration } from '../schema/migration.ts';
 import { qualified } from '../sql.ts';
 import type { TenantTransaction } from '../transaction/tenant-transaction.ts';
@@ -79,6 +80,9 @@ CREATE TRIGGER items_track_usage AFTER INSERT OR UPDATE OR DELETE ON ${qualified
 
 /** Bytes per megabyte, for the `max_storage_mb` quota. */
 const MB = 1024 * 1024;
+
+/** Kysely for statements compiled ahead of their one-round-trip transaction (see `getQuery`). */
+const queries = createTenantKysely<ItemsDB>((table) => table === 'items' || table === 'tenant_usage');
 
 /** An item as the API shows it. */
 export interface Item {
@@ -173,12 +177,13 @@ export const items = {
 
   /**
    * {@link items.get} as one statement that is its whole transaction, for
-   * `tenantry.query()` / `request.tenantQuery()` (one round trip). The explicit tenant
-   * predicate is what the Kysely plugin would add; RLS holds without it.
+   * `tenantry.query()` / `request.tenantQuery()` (one round trip), built with Kysely like
+   * the rest; call it inside the tenant's context (a request of the plugin is one).
    */
-  getQuery(tenantId: string, id: string): { text: string; values: unknown[] } | undefined {
+  getQuery(id: string): CompiledQuery | undefined {
     if (!UUID.test(id)) return undefined;
-    return { text: `SELECT ${COLUMNS.join(', ')} FROM items WHERE tenant_id = $1 AND id = $2`, values: [tenantId, id] };
+    // Compiled in the request's tenant context: the tenant filter adds `tenant_id = …`.
+    return queries.selectFrom('items').select(COLUMNS).where('id', '=', id).compile();
   },
 
   /** The item of a {@link items.getQuery} result. */

@@ -12,14 +12,14 @@ import { presentedCredential } from '../identify/credential.ts';
 import { identifyTenant } from '../identify/identify-tenant.ts';
 import type { TenantCache } from '../identify/tenant-cache.ts';
 import { claimedTenant, type TenantClaim } from '../identify/tenant-claim.ts';
-import type { QueryResult, TenantTransaction } from '../transaction/tenant-transaction.ts';
+import type { CompiledStatement, QueryResult, TenantTransaction } from '../transaction/tenant-transaction.ts';
 
 /** What the plugin needs of `Tenantry` (step 5): tenant transactions for a given context. */
 export interface TenantWork {
   transaction<T>(tenant: TenantContext, fn: (tx: TenantTransaction<unknown>) => Promise<T>): Promise<T>;
   query<R extends QueryResultRow>(
     tenant: TenantContext,
-    text: string,
+    statement: string | CompiledStatement,
     values?: readonly unknown[],
   ): Promise<QueryResult<R>>;
 }
@@ -63,11 +63,12 @@ declare module 'fastify' {
     /** Runs `fn` in a tenant transaction for this request's tenant; throws on non-tenant routes. */
     tenantTransaction<T, DB = unknown>(fn: (tx: TenantTransaction<DB>) => Promise<T>): Promise<T>;
     /**
-     * Runs one statement as a whole transaction of the request's tenant, in one round trip
-     * (see `Tenantry.query`).
+     * Runs one statement (SQL text with values, or a Kysely query compiled in the request,
+     * which runs in the tenant's context) as a whole transaction of the request's tenant, in
+     * one round trip (see `Tenantry.query`).
      */
     tenantQuery<R extends QueryResultRow = Record<string, unknown>>(
-      text: string,
+      statement: string | CompiledStatement,
       values?: readonly unknown[],
     ): Promise<QueryResult<R>>;
   }
@@ -144,9 +145,11 @@ export const tenantryPlugin = fp(
     });
     app.decorateRequest('tenantQuery', function tenantQuery<
       R extends QueryResultRow,
-    >(this: FastifyRequest, text: string, values?: readonly unknown[]): Promise<QueryResult<R>> {
+    >(this: FastifyRequest, statement: string | CompiledStatement, values?: readonly unknown[]): Promise<
+      QueryResult<R>
+    > {
       try {
-        return options.tenantry.query<R>(contextOfRequest(this), text, values);
+        return options.tenantry.query<R>(contextOfRequest(this), statement, values);
       } catch (error) {
         return Promise.reject(error);
       }

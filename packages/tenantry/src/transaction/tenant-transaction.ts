@@ -12,6 +12,12 @@ import { TenantryError } from '../errors/catalog.ts';
 import { TENANTRY_SQLSTATE, translatePgError } from '../errors/sqlstate.ts';
 import { type PipelineResponse, pipelinedBegin, stageOf } from './pipelined-begin.ts';
 
+/** A statement compiled ahead (a Kysely `CompiledQuery` fits): SQL text and its parameters. */
+export interface CompiledStatement {
+  readonly sql: string;
+  readonly parameters: readonly unknown[];
+}
+
 /** Result of {@link TenantTransaction.query}. */
 export interface QueryResult<R> {
   readonly rows: R[];

@@ -90,8 +90,8 @@ export async function itemRoutes(app: FastifyInstance): Promise<void> {
     async (req) => {
       // Another tenant's item is invisible under RLS: it answers exactly like a missing one.
       // One statement, so the whole transaction is one round trip (tenantQuery).
-      const query = items.getQuery(req.tenant?.id ?? '', req.params.id);
-      const item = query ? items.fromRows((await req.tenantQuery(query.text, query.values)).rows) : undefined;
+      const query = items.getQuery(req.params.id);
+      const item = query ? items.fromRows((await req.tenantQuery(query)).rows) : undefined;
       if (!item) throw notFound();
       return item;
     },
