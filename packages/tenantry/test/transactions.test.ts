@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 import { type AppDB, appMigrations, createTenants } from '../../../test-support/fixture.ts';
@@ -12,6 +13,7 @@ import {
   type TenantTransaction,
   withTenant,
 } from '../src/index.ts';
+import { prepareTenantQuery, type QueryParam } from '../src/kysely/prepared-query.ts';
 import { KeyRing } from '../src/secrets/keys.ts';
 
 /**
@@ -432,6 +434,39 @@ describe('round trips', () => {
     expect(() => proxied.db.selectFrom('items').select('title').compile()).toThrow(
       expect.objectContaining({ code: 'NO_TENANT_CONTEXT' }),
     );
+  });
+
+  it('prepareTenantQuery() compiles once and fills in the values and the calling context’s tenant', async () => {
+    const titled = prepareTenantQuery(proxied.db, (db, p: QueryParam<{ title: string; n: number }>) =>
+      db.selectFrom('items').select(['title']).where('title', '=', p('title')).limit(p('n')),
+    );
+    const own = await proxied.transaction(a, (tx) => tx.query<{ title: string }>('SELECT title FROM items LIMIT 1'));
+    const title = own.rows[0]?.title as string;
+    const forA = withTenant(contextOf(a), () => titled({ title, n: 5 }));
+    expect(forA.parameters).toEqual([a.id, title, 5]);
+    expect((await proxied.query<{ title: string }>(a, forA)).rows.map((r) => r.title)).toContain(title);
+    // The same template in B's context names B: A's title is not found there.
+    const forB = withTenant(contextOf(b), () => titled({ title, n: 5 }));
+    expect(forB.sql).toBe(forA.sql);
+    expect(forB.parameters).toEqual([b.id, title, 5]);
+    expect((await proxied.query(b, forB)).rows).toEqual([]);
+    expect(() => titled({ title, n: 1 })).toThrow(expect.objectContaining({ code: 'NO_TENANT_CONTEXT' }));
+    // A placeholder that does not become a parameter is a programming error, said at once.
+    const dropped = prepareTenantQuery(proxied.db, (db, p: QueryParam<{ id: string }>) => {
+      p('id');
+      return db.selectFrom('items').select('id');
+    });
+    const inlined = prepareTenantQuery(proxied.db, (db, p: QueryParam<{ id: string }>) =>
+      db
+        .selectFrom('items')
+        .select('id')
+        .where(sql.raw<boolean>(p('id'))),
+    );
+    for (const misuse of [dropped, inlined]) {
+      expect(() => withTenant(contextOf(a), () => misuse({ id: 'x' }))).toThrow(
+        expect.objectContaining({ code: 'USAGE_ERROR' }),
+      );
+    }
   });
 
   it('the same through Kysely, one more round trip per further statement, none without a statement', async () => {

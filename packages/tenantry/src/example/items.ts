@@ -1,11 +1,12 @@
-import type { CompiledQuery, Generated } from 'kysely';
+import type { Generated } from 'kysely';
 import { sql } from 'kysely';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantIdColumn } from '../kysely/index.ts';
+import { prepareTenantQuery, type QueryParam } from '../kysely/prepared-query.ts';
 import { createTenantKysely } from '../kysely/tenant-kysely.ts';
 import type { TenantMigration } from '../schema/migration.ts';
 import { qualified } from '../sql.ts';
-import type { TenantTransaction } from '../transaction/tenant-transaction.ts';
+import type { CompiledStatement, TenantTransaction } from '../transaction/tenant-transaction.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 
 /**
@@ -83,6 +84,9 @@ const MB = 1024 * 1024;
 
 /** Kysely for statements compiled ahead of their one-round-trip transaction (see `getQuery`). */
 const queries = createTenantKysely<ItemsDB>((table) => table === 'items' || table === 'tenant_usage');
+const itemById = prepareTenantQuery(queries, (db, p: QueryParam<{ id: string }>) =>
+  db.selectFrom('items').select(COLUMNS).where('id', '=', p('id')),
+);
 
 /** An item as the API shows it. */
 export interface Item {
@@ -180,10 +184,10 @@ export const items = {
    * `tenantry.query()` / `request.tenantQuery()` (one round trip), built with Kysely like
    * the rest; call it inside the tenant's context (a request of the plugin is one).
    */
-  getQuery(id: string): CompiledQuery | undefined {
+  getQuery(id: string): CompiledStatement | undefined {
     if (!UUID.test(id)) return undefined;
-    // Compiled in the request's tenant context: the tenant filter adds `tenant_id = …`.
-    return queries.selectFrom('items').select(COLUMNS).where('id', '=', id).compile();
+    // Built and compiled once; each call fills in the id and the context's tenant.
+    return itemById({ id });
   },
 
   /** The item of a {@link items.getQuery} result. */

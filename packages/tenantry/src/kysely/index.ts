@@ -5,6 +5,7 @@
  */
 import type { Generated } from 'kysely';
 
+export { prepareTenantQuery, type QueryParam } from './prepared-query.ts';
 export { type TenantFilterOptions, TenantFilterPlugin } from './tenant-filter-plugin.ts';
 export { createTenantKysely } from './tenant-kysely.ts';
 export { TenantTransactionDialect } from './transaction-driver.ts';
