@@ -98,8 +98,6 @@ async function admitRequest(
   const claim = claimedTenant(request, options.claims ?? ['header'], options.subdomainBase);
   const tenant = await identifyTenant(principal, claim, options.tenants);
   if (route.permission) requirePermission(principal, route.permission);
-  request.tenant = tenant;
-  request.principal = principal;
   request.log = request.log.child({ tenantId: tenant.id });
   const rateLimit = options.admit;
   await admit(tenant, {
@@ -107,6 +105,9 @@ async function admitRequest(
     feature: route.feature,
     onHeaders: (headers) => void reply.headers(headers),
   });
+  // Only an admitted request carries its tenant and principal.
+  request.tenant = tenant;
+  request.principal = principal;
   return contextOf(tenant, request.id);
 }
 
