@@ -430,9 +430,9 @@ describe('round trips', () => {
     expect(proxy.requests).toEqual([['BEGIN', compiled.sql, 'COMMIT']]);
     // Compiled for A, run for B: the predicate names A, row-level security B, so nothing.
     expect((await proxied.query(b, compiled)).rows).toEqual([]);
-    // No tenant context while compiling: there is no default tenant.
+    // Neither a transaction nor a tenant context while compiling: there is no default tenant.
     expect(() => proxied.db.selectFrom('items').select('title').compile()).toThrow(
-      expect.objectContaining({ code: 'NO_TENANT_CONTEXT' }),
+      expect.objectContaining({ code: 'NO_TENANT_TRANSACTION' }),
     );
   });
 

@@ -30,7 +30,12 @@ export function createTenantKysely<DB>(
         // predicate names the first, row-level security the second.
         tenantId: () => {
           const tenant = currentTransaction()?.tenant ?? tryGetTenant();
-          if (!tenant) throw new TenantryError('NO_TENANT_CONTEXT');
+          if (!tenant) {
+            throw new TenantryError(
+              'NO_TENANT_TRANSACTION',
+              'run it in tenantry.transaction(), or compile it inside a tenant context for tenantry.query()',
+            );
+          }
           return tenant.id;
         },
       }),
