@@ -108,11 +108,11 @@ describe('the one-time session secret', () => {
     await two.query('ROLLBACK');
     for (const attempt of [
       "SELECT pg_sequence_last_value('pg_temp.tenantry_ctx_s')",
-      "SELECT setval('pg_temp.tenantry_ctx_h', 1)",
-      "SELECT nextval('pg_temp.tenantry_ctx_x')",
+      "SELECT setval('pg_temp.tenantry_ctx_v', 1)",
+      "SELECT nextval('pg_temp.tenantry_ctx_v')",
       "SELECT setval('pg_temp.tenantry_ctx_p', 0)",
-      'DROP SEQUENCE pg_temp.tenantry_ctx_x',
-      'ALTER SEQUENCE pg_temp.tenantry_ctx_l OWNED BY NONE',
+      'DROP SEQUENCE pg_temp.tenantry_ctx_v',
+      'ALTER SEQUENCE pg_temp.tenantry_ctx_p OWNED BY NONE',
       'CREATE TEMPORARY SEQUENCE mine',
     ]) {
       await expect(one.query(attempt), attempt).rejects.toMatchObject({ code: '42501' });
@@ -140,6 +140,19 @@ describe('nothing of a context outlives its transaction', () => {
     await c.query('ROLLBACK');
   });
 
+  it('only the canonical text of the vouched id passes: another spelling of the same uuid is refused', async () => {
+    const c = await runtimeClient();
+    await enter(c, signed(c, a));
+    expect(await titles(c)).toEqual([{ title: 'alpha' }]);
+    for (const spelling of [a.id.toUpperCase(), `{${a.id}}`, a.id.replaceAll('-', ''), `${a.id} `]) {
+      await c.query('SAVEPOINT s');
+      await c.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [spelling]);
+      await expect(titles(c), spelling).rejects.toMatchObject({ code: 'TN001' });
+      await c.query('ROLLBACK TO SAVEPOINT s');
+    }
+    await c.query('ROLLBACK');
+  });
+
   it('RESET ALL inside the transaction drops the context; DISCARD ALL drops the registers, and enter() makes new ones', async () => {
     const c = await runtimeClient();
     await enter(c, signed(c, a));
@@ -149,7 +162,7 @@ describe('nothing of a context outlives its transaction', () => {
     await c.query('DISCARD ALL');
     await c.query('BEGIN');
     expect(
-      (await c.query<{ r: string | null }>("SELECT to_regclass('pg_temp.tenantry_ctx_x')::text AS r")).rows[0]?.r,
+      (await c.query<{ r: string | null }>("SELECT to_regclass('pg_temp.tenantry_ctx_v')::text AS r")).rows[0]?.r,
     ).toBeNull();
     await c.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [a.id]);
     await expect(titles(c)).rejects.toMatchObject({ code: 'TN001' });

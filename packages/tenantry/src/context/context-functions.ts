@@ -16,22 +16,30 @@ const hmacSql = (msg: string) =>
  * write. `setval()` on a temporary sequence writes no WAL, assigns no transaction id and is
  * not undone by a rollback: free to do in every transaction, and never left half-done.
  *
- * - `x`: the start of the transaction that entered, in µs: a context is only ever valid in it;
- * - `h`, `l`: the tenant id, as two int8;
+ * - `v`: the voucher, `hashtextextended(<tenant id> '@' <transaction start in µs>, 0)`: it
+ *   vouches for the tenant id in `tenantry.ctx`, and only in the transaction that entered.
+ *   The hash is not cryptographic and needs not be: the runtime role cannot write the
+ *   register, and the value it must match is fixed (a real tenant's id, in its one canonical
+ *   text form, which the check requires), so a forgery would need two tenants' ids to
+ *   collide in 64 bits for the same transaction start;
  * - `p`: the copy of the tables the tenant may use (`hashtextextended(schema, 0)`, the
  *   shared tables and a tenant database's being schema `''`), or 0 for maintenance work;
  * - `s`: the session's one-time secret; never readable by the runtime role.
  */
 export const REGISTER = {
-  xact: 'pg_temp.tenantry_ctx_x',
-  tenantHigh: 'pg_temp.tenantry_ctx_h',
-  tenantLow: 'pg_temp.tenantry_ctx_l',
+  voucher: 'pg_temp.tenantry_ctx_v',
   place: 'pg_temp.tenantry_ctx_p',
   secret: 'pg_temp.tenantry_ctx_s',
 } as const;
 
-/** The value of register `x` for the current transaction (the same expression on both sides). */
+/** Registers of the previous version (x, h, l), dropped when a session meets the new functions. */
+const OLD_REGISTERS = ['pg_temp.tenantry_ctx_x', 'pg_temp.tenantry_ctx_h', 'pg_temp.tenantry_ctx_l'];
+
+/** The start of the current transaction in µs: a context is only ever valid in it. */
 const XACT = `(pg_catalog.date_part('epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8`;
+/** The voucher of tenant id text `id` in this transaction (the same expression on both sides). */
+const voucher = (id: string) =>
+  `pg_catalog.hashtextextended(${id} OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) ${XACT}::pg_catalog.text, 0)`;
 /** A fresh 60-bit secret from the server's strong random source (`random()` can be seeded by anyone). */
 const RANDOM_SECRET = `('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 16))::bit(64)::pg_catalog.int8`;
 /** A register's value in the policy check: NULL when the session has none (never entered). */
@@ -86,25 +94,24 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-  DROP SEQUENCE IF EXISTS ${REGISTER.xact}, ${REGISTER.tenantHigh}, ${REGISTER.tenantLow}, ${REGISTER.place}, ${REGISTER.secret};
-  CREATE TEMPORARY SEQUENCE tenantry_ctx_x MINVALUE -9223372036854775808;
-  CREATE TEMPORARY SEQUENCE tenantry_ctx_h MINVALUE -9223372036854775808;
-  CREATE TEMPORARY SEQUENCE tenantry_ctx_l MINVALUE -9223372036854775808;
+  DROP SEQUENCE IF EXISTS ${[...OLD_REGISTERS, REGISTER.voucher, REGISTER.place, REGISTER.secret].join(', ')};
+  CREATE TEMPORARY SEQUENCE tenantry_ctx_v MINVALUE -9223372036854775808;
   CREATE TEMPORARY SEQUENCE tenantry_ctx_p MINVALUE -9223372036854775808;
   CREATE TEMPORARY SEQUENCE tenantry_ctx_s MINVALUE -9223372036854775808;
   PERFORM setval('${REGISTER.secret}', ${RANDOM_SECRET});
-  GRANT SELECT ON SEQUENCE ${REGISTER.xact}, ${REGISTER.tenantHigh}, ${REGISTER.tenantLow}, ${REGISTER.place} TO ${runtime};
+  GRANT SELECT ON SEQUENCE ${REGISTER.voucher}, ${REGISTER.place} TO ${runtime};
 END
 $fn$;
 
-CREATE FUNCTION ${c}.enter(token text, next_secret bigint) RETURNS text
+CREATE OR REPLACE FUNCTION ${c}.enter(token text, next_secret bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $fn$
 DECLARE
   purpose text := pg_catalog.split_part(token, '.', 2);
   result text;
 BEGIN
-  IF pg_catalog.to_regclass('${REGISTER.secret}') IS NULL THEN
+  -- The voucher is the newest register: a session whose registers predate it gets new ones.
+  IF pg_catalog.to_regclass('${REGISTER.voucher}') IS NULL THEN
     PERFORM ${c}.make_registers();
   END IF;
   IF pg_catalog.split_part(token, '.', 1) ${eq} 's1' THEN
@@ -151,14 +158,10 @@ BEGIN
         THEN ${c}.refuse('${S.tenantMoved}', 'tenant data is not in this database (moved)')
       -- concat() evaluates every argument and is never NULL: the writes, then the result.
       WHEN pg_catalog.concat(
-          pg_catalog.setval('${REGISTER.tenantHigh}'::pg_catalog.regclass,
-            ('x' ${cat} pg_catalog.left(pg_catalog.replace(t.id::pg_catalog.text, '-', ''), 16))::bit(64)::pg_catalog.int8),
-          pg_catalog.setval('${REGISTER.tenantLow}'::pg_catalog.regclass,
-            ('x' ${cat} pg_catalog.right(pg_catalog.replace(t.id::pg_catalog.text, '-', ''), 16))::bit(64)::pg_catalog.int8),
+          pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('t.id::pg_catalog.text')}),
           pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass,
             CASE WHEN purpose ${eq} 'maintenance' THEN 0
                  ELSE pg_catalog.hashtextextended(coalesce(t.schema_name, ''), 0) END),
-          pg_catalog.setval('${REGISTER.xact}'::pg_catalog.regclass, ${XACT}),
           pg_catalog.set_config('${CONTEXT_SETTING}', t.id::pg_catalog.text, true),
           CASE WHEN purpose ${eq} 'work' THEN pg_catalog.set_config('statement_timeout', t.statement_timeout_ms::pg_catalog.text, true) END,
           -- Going read-only is allowed at any point; going back is not once a query ran.
@@ -189,9 +192,12 @@ BEGIN
   IF v IS NULL OR v ${eq} '' THEN
     RETURN NULL;
   END IF;
-  IF coalesce(${read(REGISTER.xact)} ${ne} ${XACT}, true)
-     OR coalesce(v ${ne} pg_catalog.encode(pg_catalog.int8send(${read(REGISTER.tenantHigh)})
-          ${cat} pg_catalog.int8send(${read(REGISTER.tenantLow)}), 'hex')::pg_catalog.uuid::pg_catalog.text, true) THEN
+  -- Vouched for in this transaction, and in the one canonical text of a uuid (checked only
+  -- once vouched: a value that is not a uuid fails the voucher, never the cast).
+  IF coalesce(${read(REGISTER.voucher)} ${ne} ${voucher('v')}, true) THEN
+    PERFORM ${c}.refuse('${S.invalidContext}', 'tenant context rejected');
+  END IF;
+  IF v::pg_catalog.uuid::pg_catalog.text ${ne} v THEN
     PERFORM ${c}.refuse('${S.invalidContext}', 'tenant context rejected');
   END IF;
   IF place IS NULL OR ${read(REGISTER.place)} ${eq} ANY (ARRAY[0, pg_catalog.hashtextextended(place, 0)]) THEN

@@ -15,3 +15,17 @@ export function contextRegistersMigration(runtimeRole: string, chain: 'control' 
     up: (m) => m.query(contextFunctionsSql(runtimeRole)),
   };
 }
+
+/**
+ * Control-plane migration 0007 and satellite migration s0003: the tenant's id and the
+ * transaction's start, four registers (`x`, `h`, `l` and the place), become one voucher
+ * register beside the place: two `setval()` per transaction instead of four, and two
+ * register reads per statement instead of four (see `contextFunctionsSql`). Sessions that
+ * still hold the old registers get new ones at their next `enter()`.
+ */
+export function contextVoucherMigration(runtimeRole: string, chain: 'control' | 'satellite'): TenantMigration {
+  return {
+    id: chain === 'control' ? '0007_context_voucher' : 's0003_context_voucher',
+    up: (m) => m.query(contextFunctionsSql(runtimeRole)),
+  };
+}

@@ -4,7 +4,7 @@ import type { TenantMigration } from '../schema/migration.ts';
 import { quoteIdent } from '../sql.ts';
 import { apiKeysMigration } from './api-keys-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
-import { contextRegistersMigration } from './context-registers-migration.ts';
+import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { usersMigration } from './users-migration.ts';
 
@@ -19,6 +19,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     usersMigration,
     tiersMigration(runtimeRole),
     contextRegistersMigration(runtimeRole, 'control'),
+    contextVoucherMigration(runtimeRole, 'control'),
   ];
 }
 

@@ -1,7 +1,7 @@
 import { CONTEXT_SCHEMA } from '../context/context-dialect.ts';
 import type { TenantMigration } from '../schema/migration.ts';
 import { contextFunctionsV1Sql } from './context-functions-v1.ts';
-import { contextRegistersMigration } from './context-registers-migration.ts';
+import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
 
 /**
  * Control-plane migration 0005: the three isolation tiers.
@@ -94,5 +94,6 @@ ${contextFunctionsV1Sql(runtimeRole)}
 `),
     },
     contextRegistersMigration(runtimeRole, 'satellite'),
+    contextVoucherMigration(runtimeRole, 'satellite'),
   ];
 }
