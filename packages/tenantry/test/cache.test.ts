@@ -228,8 +228,14 @@ describe.skipIf(!redisUrl)('the Redis backend', () => {
       get isReady() {
         return raw.isReady;
       },
-      eval: (script, options) => (calls++, raw.eval(script, options)),
-      evalSha: (sha, options) => (calls++, raw.evalSha(sha, options)),
+      eval(script, options) {
+        calls++;
+        return raw.eval(script, options);
+      },
+      evalSha(sha, options) {
+        calls++;
+        return raw.evalSha(sha, options);
+      },
     };
     const cache = new TenantScopedCache({ redis: counting, keyPrefix: PREFIX });
     const id = randomUUID();

@@ -186,6 +186,14 @@ export const items = {
     return queries.selectFrom('items').select(COLUMNS).where('id', '=', id).compile();
   },
 
+  /**
+   * The name of an item's entry in the tenant cache (`tenantry/cache`): inside the tenant's
+   * namespace, so the same id of another tenant is another entry.
+   */
+  cacheName(id: string): string {
+    return `item:${id}`;
+  },
+
   /** The item of a {@link items.getQuery} result. */
   fromRows(rows: readonly Record<string, unknown>[]): Item | undefined {
     const row = rows[0];
