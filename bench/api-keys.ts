@@ -13,7 +13,6 @@
  * `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres) must be a superuser;
  * the benchmark works in a database of its own and drops it at the end.
  */
-import { parseArgs } from 'node:util';
 import { compare as bcryptCompare, hash as bcryptHash } from 'bcryptjs';
 import pg from 'pg';
 import { apiKeyChecksum, generateApiKey } from '../packages/tenantry/src/auth/api-key-format.ts';
@@ -23,11 +22,12 @@ import { apiKeysMigration } from '../packages/tenantry/src/migrate/api-keys-migr
 import { controlPlaneMigrations } from '../packages/tenantry/src/migrate/control-plane.ts';
 import { applyMigrations } from '../packages/tenantry/src/migrate/runner.ts';
 import { KeyRing } from '../packages/tenantry/src/secrets/keys.ts';
-import { benchDatabaseUrl, positive } from './lib/argv.ts';
+import { benchDatabaseUrl } from './lib/argv.ts';
 import { createBenchDatabase, withAddress } from './lib/database.ts';
 import { measureSides, type SideResult } from './lib/measure.ts';
 import { fixed, log } from './lib/print.ts';
 import { describeMachine } from './lib/report.ts';
+import { parseRoundOptions, type RoundOptions } from './lib/rounds.ts';
 import { table } from './lib/table.ts';
 import { WireCounter } from './lib/wire-counter.ts';
 import { pick, type Side } from './lib/workloads.ts';
@@ -35,37 +35,13 @@ import { pick, type Side } from './lib/workloads.ts';
 const BCRYPT_COST = 10;
 const MALFORMED = 100_000;
 
-interface Options {
+interface Options extends RoundOptions {
   readonly databaseUrl: string;
-  readonly seconds: number;
-  readonly rounds: number;
-  readonly warmup: number;
-  readonly clients: readonly number[];
   readonly keys: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      seconds: { type: 'string' },
-      rounds: { type: 'string' },
-      warmup: { type: 'string' },
-      clients: { type: 'string' },
-      keys: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-    },
-  });
-  const quick = values.quick === true;
-  const clients = (values.clients ?? '1,4').split(',').map((c) => positive(c, 1, '--clients', false));
-  return Object.freeze({
-    databaseUrl: benchDatabaseUrl(),
-    seconds: positive(values.seconds, quick ? 3 : 12, '--seconds', false),
-    rounds: Math.round(positive(values.rounds, quick ? 2 : 6, '--rounds', false)),
-    warmup: positive(values.warmup, quick ? 0.3 : 1, '--warmup', false),
-    clients: Object.freeze(clients.map(Math.round)),
-    keys: Math.round(positive(values.keys, quick ? 100 : 1000, '--keys', false)),
-  });
+  return Object.freeze({ databaseUrl: benchDatabaseUrl(), ...parseRoundOptions(argv, '1,4', { keys: [1000, 100] }) });
 }
 
 /** Counts every statement a pg client of this process sends, until `restore()`. */

@@ -59,6 +59,8 @@ describe('the root entry point is the core', () => {
   it('leaves the integrations to their subpaths', async () => {
     expect(packagesAmong(await modulesLoadedBy('http/fastify.ts'), HEAVY)).toContain('fastify-plugin');
     expect(packagesAmong(await modulesLoadedBy('admit/index.ts'), HEAVY)).toContain('prom-client');
+    // The cache imports redis only when it connects to a URL itself.
+    expect(packagesAmong(await modulesLoadedBy('cache/index.ts'), HEAVY)).toEqual([]);
   });
 
   it('exports no internals', () => {

@@ -1,6 +1,7 @@
 import { Counter, Registry } from 'prom-client';
 import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Logger } from '../config.ts';
+import { withDeadline } from '../deadline.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import {
   BURST_WINDOW_SECONDS,
@@ -104,21 +105,6 @@ function burstOf(plan: ResolvedPlan): BurstState | undefined {
 
 function seconds(ms: number): number {
   return Math.max(0, Math.ceil(ms / 1000));
-}
-
-/**
- * Races `work` against a timer. `rejectIfRedisNotReady` only covers a connection node-redis
- * already knows is down; a stalled server or a half-open TCP connection never answers, and
- * without a deadline every request would wait as long as the outage.
- */
-function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
-  });
-  // The work may still fail after the deadline; that rejection must not go unhandled.
-  work.catch(() => {});
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** The registry's counter of that name, so two limiters can share one registry. */

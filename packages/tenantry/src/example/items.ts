@@ -190,6 +190,14 @@ export const items = {
     return itemById({ id });
   },
 
+  /**
+   * The name of an item's entry in the tenant cache (`tenantry/cache`): inside the tenant's
+   * namespace, so the same id of another tenant is another entry.
+   */
+  cacheName(id: string): string {
+    return `item:${id}`;
+  },
+
   /** The item of a {@link items.getQuery} result. */
   fromRows(rows: readonly Record<string, unknown>[]): Item | undefined {
     const row = rows[0];

@@ -15,12 +15,14 @@ import { type RateLimitRedisClient, type RedisErrorPolicy, TenantRateLimiter } f
 import { rateLimitHeaders } from '../admit/rate-limit-headers.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
+import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
 import type { TenantClaim } from '../identify/tenant-claim.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { WarmPoolRefiller } from '../tiers/warm-pool.ts';
+import { cacheMetrics } from './cache-metrics.ts';
 import { findUnstorableInput } from './input-guard.ts';
 import { registerMetrics } from './metrics.ts';
 import { type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
@@ -59,6 +61,12 @@ export interface ServerOptions {
   corsOrigins?: readonly string[];
   /** Milliseconds a tenant lookup may be served from cache (default 5000; invalidated on change). */
   tenantCacheTtlMs?: number;
+  /**
+   * The tenant cache of the example application's item reads. Default: on `redis` when
+   * given, else in-process, flushed per tenant on tenant changes. One you pass is used as is
+   * (give it the change feed yourself).
+   */
+  cache?: TenantScopedCache;
   /** Warm schemas kept waiting for new schema-tier tenants, refilled in the background (default 0: none). */
   warmSchemas?: number;
 }
@@ -208,6 +216,8 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   const tenants = new TenantCache(tenantry.tenants, { feed, ttlMs: options.tenantCacheTtlMs ?? 5000 });
   await tenantry.apiKeys.start(feed);
   app.addHook('onClose', async () => feed.close());
+  const cache = options.cache ?? new TenantScopedCache({ redis: options.redis, feed, logger: app.log });
+  if (!options.cache) app.addHook('onClose', () => cache.close());
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,
@@ -231,7 +241,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   });
 
   registerTracing(app);
-  registerMetrics(app, tenantry, limiter ? [limiter.registry] : []);
+  registerMetrics(app, tenantry, [...(limiter ? [limiter.registry] : []), cacheMetrics(cache)]);
 
   app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/health/ready', { schema: { hide: true } }, async (req, reply) => {
@@ -253,6 +263,6 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(userRoutes, { tenantry, users: tenantry.users });
   await app.register(authRoutes, { auth: tenantry.auth });
   await app.register(meRoutes);
-  await app.register(itemRoutes);
+  await app.register(itemRoutes, { cache });
   return app;
 }
