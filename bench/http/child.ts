@@ -52,6 +52,9 @@ async function startTenantry(config: ChildConfig): Promise<ChildReady> {
   const server = await createServer(tenantry, {
     logger: false,
     plans: definePlans({ bench: config.planLimits }),
+    // The item cache would answer most reads without PostgreSQL: this bench measures the
+    // tenant transaction against the baseline's query (bench/cache.ts measures the cache).
+    cache: false,
   });
   timeStages(server, meter);
   const closeVariant = config.matrix

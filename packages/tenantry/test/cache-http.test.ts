@@ -178,3 +178,21 @@ describe.each(backends)('tenant changes flush the namespace on every instance ($
     }
   });
 });
+
+describe('without the item cache (cache: false)', () => {
+  it('reads every item from PostgreSQL: a change made outside the API shows at once', async () => {
+    const server = await startServer(tenantry, { adminToken: ADMIN, cache: false });
+    try {
+      const key = await tenantWithKey(server, `cache-off-${randomBytes(3).toString('hex')}`);
+      const created = await server.request('POST', '/v1/items', { token: key, body: { title: 'before' } });
+      const path = `/v1/items/${created.body.id}`;
+      expect((await server.request('GET', path, { token: key })).body.title).toBe('before');
+      await tenantry.adminPool.query('UPDATE items SET title = $2 WHERE id = $1', [created.body.id, 'after']);
+      expect((await server.request('GET', path, { token: key })).body.title).toBe('after');
+      const metrics = await server.request('GET', '/metrics');
+      expect(String(metrics.body)).not.toContain('tenantry_cache_events_total');
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -64,9 +64,9 @@ export interface ServerOptions {
   /**
    * The tenant cache of the example application's item reads. Default: on `redis` when
    * given, else in-process, flushed per tenant on tenant changes. One you pass is used as is
-   * (give it the change feed yourself).
+   * (give it the change feed yourself); `false`: no cache, every read goes to PostgreSQL.
    */
-  cache?: TenantScopedCache;
+  cache?: TenantScopedCache | false;
   /** Warm schemas kept waiting for new schema-tier tenants, refilled in the background (default 0: none). */
   warmSchemas?: number;
 }
@@ -216,8 +216,11 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   const tenants = new TenantCache(tenantry.tenants, { feed, ttlMs: options.tenantCacheTtlMs ?? 5000 });
   await tenantry.apiKeys.start(feed);
   app.addHook('onClose', async () => feed.close());
-  const cache = options.cache ?? new TenantScopedCache({ redis: options.redis, feed, logger: app.log });
-  if (!options.cache) app.addHook('onClose', () => cache.close());
+  const cache =
+    options.cache === false
+      ? undefined
+      : (options.cache ?? new TenantScopedCache({ redis: options.redis, feed, logger: app.log }));
+  if (cache && !options.cache) app.addHook('onClose', () => cache.close());
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,
@@ -241,7 +244,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   });
 
   registerTracing(app);
-  registerMetrics(app, tenantry, [...(limiter ? [limiter.registry] : []), cacheMetrics(cache)]);
+  registerMetrics(app, tenantry, [...(limiter ? [limiter.registry] : []), ...(cache ? [cacheMetrics(cache)] : [])]);
 
   app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/health/ready', { schema: { hide: true } }, async (req, reply) => {
@@ -263,6 +266,6 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(userRoutes, { tenantry, users: tenantry.users });
   await app.register(authRoutes, { auth: tenantry.auth });
   await app.register(meRoutes);
-  await app.register(itemRoutes, { cache });
+  await app.register(itemRoutes, cache ? { cache } : {});
   return app;
 }
