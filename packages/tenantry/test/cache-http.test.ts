@@ -179,9 +179,26 @@ describe.each(backends)('tenant changes flush the namespace on every instance ($
   });
 });
 
-describe('without the item cache (cache: false)', () => {
-  it('reads every item from PostgreSQL: a change made outside the API shows at once', async () => {
-    const server = await startServer(tenantry, { adminToken: ADMIN, cache: false });
+describe('the server’s cache option', () => {
+  it('cache: true builds an in-process cache: a change made outside the API is not seen until the entry goes', async () => {
+    const server = await startServer(tenantry, { adminToken: ADMIN, cache: true });
+    try {
+      const key = await tenantWithKey(server, `cache-on-${randomBytes(3).toString('hex')}`);
+      const created = await server.request('POST', '/v1/items', { token: key, body: { title: 'before' } });
+      const path = `/v1/items/${created.body.id}`;
+      expect((await server.request('GET', path, { token: key })).body.title).toBe('before');
+      await tenantry.adminPool.query('UPDATE items SET title = $2 WHERE id = $1', [created.body.id, 'after']);
+      expect((await server.request('GET', path, { token: key })).body.title).toBe('before');
+      // A change through the API drops the entry.
+      await server.request('PATCH', path, { token: key, body: { title: 'patched' } });
+      expect((await server.request('GET', path, { token: key })).body.title).toBe('patched');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('by default (or cache: false) reads every item from PostgreSQL: a change made outside the API shows at once', async () => {
+    const server = await startServer(tenantry, { adminToken: ADMIN });
     try {
       const key = await tenantWithKey(server, `cache-off-${randomBytes(3).toString('hex')}`);
       const created = await server.request('POST', '/v1/items', { token: key, body: { title: 'before' } });

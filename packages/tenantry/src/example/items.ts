@@ -194,8 +194,9 @@ export const items = {
    * The name of an item's entry in the tenant cache (`tenantry/cache`): inside the tenant's
    * namespace, so the same id of another tenant is another entry.
    */
-  cacheName(id: string): string {
-    return `item:${id}`;
+  cacheName(id: string): string | undefined {
+    // Only an id that can name an item has an entry (a malformed one never reaches the cache).
+    return UUID.test(id) ? `item:${id}` : undefined;
   },
 
   /** The item of a {@link items.getQuery} result. */

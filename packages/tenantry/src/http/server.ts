@@ -62,11 +62,14 @@ export interface ServerOptions {
   /** Milliseconds a tenant lookup may be served from cache (default 5000; invalidated on change). */
   tenantCacheTtlMs?: number;
   /**
-   * The tenant cache of the example application's item reads. Default: on `redis` when
-   * given, else in-process, flushed per tenant on tenant changes. One you pass is used as is
-   * (give it the change feed yourself); `false`: no cache, every read goes to PostgreSQL.
+   * The tenant cache of the example application's item reads. `true`: on `redis` when given,
+   * else in-process, flushed per tenant on tenant changes (what `tenantry serve` uses). One
+   * you pass is used as is (give it the change feed yourself). Default: none, every read goes
+   * to PostgreSQL — a cache is only coherent when every write path drops what it changes, and
+   * writes made beside this server (scripts, jobs through the library) would be served stale
+   * until the entry's TTL.
    */
-  cache?: TenantScopedCache | false;
+  cache?: TenantScopedCache | boolean;
   /** Warm schemas kept waiting for new schema-tier tenants, refilled in the background (default 0: none). */
   warmSchemas?: number;
 }
@@ -217,10 +220,10 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await tenantry.apiKeys.start(feed);
   app.addHook('onClose', async () => feed.close());
   const cache =
-    options.cache === false
-      ? undefined
-      : (options.cache ?? new TenantScopedCache({ redis: options.redis, feed, logger: app.log }));
-  if (cache && !options.cache) app.addHook('onClose', () => cache.close());
+    options.cache === true
+      ? new TenantScopedCache({ redis: options.redis, feed, logger: app.log })
+      : options.cache || undefined;
+  if (cache && options.cache === true) app.addHook('onClose', () => cache.close());
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,

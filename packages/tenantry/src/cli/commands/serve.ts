@@ -100,6 +100,8 @@ export function registerServe(program: Command): void {
         ...(adminToken ? { adminToken } : {}),
         ...(redis ? { redis } : {}),
         onRedisError: process.env.TENANTRY_RATE_LIMIT_ON_REDIS_ERROR === 'fail-closed' ? 'fail-closed' : 'fail-open',
+        // The example app's item reads go through the tenant cache (Redis when REDIS_URL is set).
+        cache: true,
         warmSchemas,
       });
       const address = await app.listen({ port, host: opts.host });

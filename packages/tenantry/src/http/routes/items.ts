@@ -39,6 +39,11 @@ const ITEM_TTL_MS = 60_000;
  */
 export async function itemRoutes(app: FastifyInstance, options: { cache?: TenantScopedCache }): Promise<void> {
   const { cache } = options;
+  /** Drops an item's entry after its change committed (a read computed before is not stored). */
+  const forget = async (id: string) => {
+    const name = items.cacheName(id);
+    if (cache && name) await cache.delete(name);
+  };
   const r = app.withTypeProvider<ZodTypeProvider>();
   const notFound = () => new TenantryError('NOT_FOUND', 'no such item');
 
@@ -103,9 +108,8 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
       if (!query) throw notFound();
       const read = async () => items.fromRows((await req.tenantQuery(query)).rows);
       // The entry is in the request tenant's namespace: another tenant's id is its own miss.
-      const item = cache
-        ? await cache.getOrCompute(items.cacheName(req.params.id), read, { ttlMs: ITEM_TTL_MS })
-        : await read();
+      const name = items.cacheName(req.params.id);
+      const item = cache && name ? await cache.getOrCompute(name, read, { ttlMs: ITEM_TTL_MS }) : await read();
       if (!item) throw notFound();
       return item;
     },
@@ -130,7 +134,7 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
         return items.update(tx, req.params.id, req.body);
       });
       // After COMMIT: a read computed before it is not stored (its lease is revoked).
-      await cache?.delete(items.cacheName(req.params.id));
+      await forget(req.params.id);
       if (!item) throw notFound();
       return item;
     },
@@ -149,7 +153,7 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
     },
     async (req, reply) => {
       const removed = await req.tenantTransaction<boolean, ItemsDB>((tx) => items.remove(tx, req.params.id));
-      await cache?.delete(items.cacheName(req.params.id));
+      await forget(req.params.id);
       if (!removed) throw notFound();
       return reply.code(204).send(null);
     },
