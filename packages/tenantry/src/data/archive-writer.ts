@@ -1,7 +1,8 @@
+import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { type ExportManifest, MANIFEST_NAME } from './archive-format.ts';
 
@@ -20,7 +21,8 @@ const EPOCH = new Date(0);
  */
 export async function writeArchive(out: Writable, manifest: ExportManifest, dir: string): Promise<void> {
   const pack = tar.pack();
-  const done = pipeline(pack, out);
+  const done = pump(pack, out);
+  done.catch(() => {}); // awaited below
   try {
     const text = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
     await entry(pack, MANIFEST_NAME, text.length, async (sink) => {
@@ -54,4 +56,23 @@ type Sink = ReturnType<tar.Pack['entry']>;
 
 async function write(sink: Sink, chunk: Buffer): Promise<void> {
   if (!sink.write(chunk)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
+}
+
+/**
+ * Copies the tar stream to `out`, one chunk at a time, waiting for `out` to drain: the pack
+ * is pulled only as fast as `out` takes it. (Piping the pack, a streamx stream, into a Node
+ * stream with `pipeline()` let the whole archive pile up in `out`'s buffer when the disk was
+ * slower than the database.)
+ */
+async function pump(pack: tar.Pack, out: Writable): Promise<void> {
+  try {
+    for await (const chunk of pack) {
+      if (!out.write(chunk)) await once(out, 'drain');
+    }
+    out.end();
+    await finished(out);
+  } catch (error) {
+    out.destroy(error as Error);
+    throw error;
+  }
 }

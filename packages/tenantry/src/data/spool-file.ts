@@ -48,7 +48,8 @@ export class SpoolFile {
     this.#hash.update(data);
     this.#bytes += data.length;
     this.#lines += lines;
-    if (!this.#out.write(data)) await Promise.race([once(this.#out, 'drain'), once(this.#out, 'error')]);
+    // once() rejects when the stream emits 'error' meanwhile.
+    if (!this.#out.write(data)) await once(this.#out, 'drain');
     if (this.#failed) throw this.#failed;
   }
 
