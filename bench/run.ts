@@ -6,6 +6,7 @@
  *   npm run bench -- tiers --tenants 1000
  *   npm run bench -- fleet --tenants 10000
  *   npm run bench -- sql --clients 1,8   (pgbench; server cost of the context)
+ *   npm run bench -- data --items 200000   (export, import, erasure against COPY TO STDOUT)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -14,6 +15,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   tiers: () => import('./tiers.ts'),
   fleet: () => import('./fleet.ts'),
   sql: () => import('./sql.ts'),
+  data: () => import('./data.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.
