@@ -317,7 +317,10 @@ export class Tenantry<DB = unknown> {
    */
   async importTenant(input: Readable, options: ImportOptions): Promise<ImportReport> {
     const { TenantImporter } = await import('./data/tenant-import.ts');
-    return new TenantImporter(this.#data, this.tenants, this.config.migrations).import(input, options);
+    return new TenantImporter({ ...this.#data, tenants: this.tenants, migrations: this.config.migrations }).import(
+      input,
+      options,
+    );
   }
 
   /**

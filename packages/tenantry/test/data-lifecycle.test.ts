@@ -1,8 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
-import pg from 'pg';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverUrl } from '../../../test-support/database.ts';
+import { superuserQuery } from '../../../test-support/database.ts';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
 import type { ExportManifest, IsolationTier, TenantRecord } from '../src/index.ts';
 
@@ -68,30 +67,17 @@ const rowsOf = (text: string | undefined) =>
 const tenantTables = (m: ExportManifest) =>
   Object.fromEntries(m.files.filter((x) => x.kind === 'tenant').map((x) => [x.table, [x.rows, x.checksum]]));
 
-/** Superuser queries on a database of this test's server (no RLS, no Tenantry). */
-async function superuser<R extends pg.QueryResultRow>(database: string, text: string, values: unknown[] = []) {
-  const url = new URL(serverUrl());
-  url.pathname = `/${database}`;
-  const c = new pg.Client({ connectionString: url.toString() });
-  await c.connect();
-  try {
-    return (await c.query<R>(text, values)).rows;
-  } finally {
-    await c.end();
-  }
-}
-
 /** Rows carrying `tenantId` in any table with a tenant_id column, in the main database and the tenant's own. */
 async function rowsAnywhere(tenantId: string, databases: readonly string[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const db of databases) {
-    const tables = await superuser<{ s: string; t: string }>(
+    const tables = await superuserQuery<{ s: string; t: string }>(
       db,
       `SELECT table_schema AS s, table_name AS t FROM information_schema.columns
         WHERE column_name = 'tenant_id' AND table_schema NOT IN ('pg_catalog', 'information_schema')`,
     );
     for (const { s, t } of tables) {
-      const [r] = await superuser<{ n: number }>(
+      const [r] = await superuserQuery<{ n: number }>(
         db,
         `SELECT count(*)::int AS n FROM "${s}"."${t}" WHERE tenant_id = $1`,
         [tenantId],
@@ -104,7 +90,7 @@ async function rowsAnywhere(tenantId: string, databases: readonly string[]): Pro
 
 /** What an import that fails must leave unchanged. */
 async function footprint() {
-  const [r] = await superuser<Record<string, number>>(
+  const [r] = await superuserQuery<Record<string, number>>(
     f.database.name,
     `SELECT (SELECT count(*)::int FROM tenantry.tenants) AS tenants, (SELECT count(*)::int FROM tenantry.audit_log) AS audit,
             (SELECT count(*)::int FROM public.items) AS items, (SELECT count(*)::int FROM public.comments) AS comments,
@@ -242,16 +228,18 @@ describe.each(TIERS)('%s tier', (tier) => {
     const databases = [f.database.name, ...(victim.databaseName ? [victim.databaseName] : [])];
     if (victim.databaseName) {
       expect(
-        await superuser(f.database.name, 'SELECT 1 FROM pg_database WHERE datname = $1', [victim.databaseName]),
+        await superuserQuery(f.database.name, 'SELECT 1 FROM pg_database WHERE datname = $1', [victim.databaseName]),
       ).toEqual([]);
     }
     expect(await rowsAnywhere(victim.id, databases.slice(0, 1))).toEqual({});
-    const users = await superuser<{ id: string }>(f.database.name, 'SELECT id FROM tenantry.users WHERE id = ANY($1)', [
-      [own.id, shared.id],
-    ]);
+    const users = await superuserQuery<{ id: string }>(
+      f.database.name,
+      'SELECT id FROM tenantry.users WHERE id = ANY($1)',
+      [[own.id, shared.id]],
+    );
     expect(users.map((u) => u.id)).toEqual([shared.id]); // the shared user keeps their account
     expect(await rowsAnywhere(b.id, [f.database.name])).toEqual(bBefore);
-    const audit = await superuser<{ action: string; details: Record<string, unknown> }>(
+    const audit = await superuserQuery<{ action: string; details: Record<string, unknown> }>(
       f.database.name,
       'SELECT action, details FROM tenantry.audit_log WHERE tenant_id = $1 ORDER BY id',
       [victim.id],

@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type { ClientBase } from 'pg';
 import type { IsolationTier } from '../context/tenant-context.ts';
 import { inTransaction } from '../control/admin-transaction.ts';
-import type { TenantRecord } from '../control/tenant-record.ts';
+import type { TenantRecord, TenantRow } from '../control/tenant-record.ts';
 import type { TenantRegistry } from '../control/tenant-registry.ts';
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
@@ -43,8 +43,12 @@ export interface ImportReport {
   readonly notImported: readonly string[];
 }
 
-/** The migrations of this installation, to compare an export's schema version with. */
-export type MigrationIds = readonly { readonly id: string }[];
+/** What an import needs: where rows go, the registry that creates the tenant, this installation's migrations. */
+export interface ImporterDeps extends DataDeps {
+  readonly tenants: TenantRegistry;
+  /** To compare an export's schema version with. */
+  readonly migrations: readonly { readonly id: string }[];
+}
 
 /**
  * Restores an export as a new tenant, in any tier. The archive is read and checked in full
@@ -60,19 +64,15 @@ export type MigrationIds = readonly { readonly id: string }[];
  *
  * @example
  * ```ts
- * const importer = new TenantImporter(deps, tenantry.tenants, tenantry.config.migrations);
+ * const importer = new TenantImporter({ ...deps, tenants: tenantry.tenants, migrations: tenantry.config.migrations });
  * const report = await importer.import(createReadStream('acme.tar'), { slug: 'acme-restored', tier: 'schema' });
  * ```
  */
 export class TenantImporter {
-  readonly #deps: DataDeps;
-  readonly #tenants: TenantRegistry;
-  readonly #migrations: MigrationIds;
+  readonly #deps: ImporterDeps;
 
-  constructor(deps: DataDeps, tenants: TenantRegistry, migrations: MigrationIds) {
+  constructor(deps: ImporterDeps) {
     this.#deps = deps;
-    this.#tenants = tenants;
-    this.#migrations = migrations;
   }
 
   import(input: Readable, options: ImportOptions): Promise<ImportReport> {
@@ -87,7 +87,7 @@ export class TenantImporter {
         manifest,
       );
       const actor = options.actor ?? 'system';
-      const tenant = await this.#tenants.create(
+      const tenant = await this.#deps.tenants.create(
         {
           slug: options.slug,
           name: options.name ?? source.name,
@@ -125,7 +125,7 @@ export class TenantImporter {
           .map((f) => f.table);
         return { tenant, sourceTenantId: manifest.tenant.id, tables, notImported };
       } catch (error) {
-        await this.#tenants.delete(tenant.id, { hard: true, actor }).catch(() => {});
+        await this.#deps.tenants.delete(tenant.id, { hard: true, actor }).catch(() => {});
         throw error;
       }
     });
@@ -133,13 +133,13 @@ export class TenantImporter {
 
   #checkSchema(manifest: ExportManifest): void {
     const { migrations, version } = manifest.schema;
-    if (migrations > this.#migrations.length) {
+    if (migrations > this.#deps.migrations.length) {
       throw new TenantryError(
         'EXPORT_SCHEMA_NEWER',
-        `the export has ${migrations} tenant migrations applied, this installation ${this.#migrations.length}`,
+        `the export has ${migrations} tenant migrations applied, this installation ${this.#deps.migrations.length}`,
       );
     }
-    if (migrations > 0 && this.#migrations[migrations - 1]?.id !== version) {
+    if (migrations > 0 && this.#deps.migrations[migrations - 1]?.id !== version) {
       throw new TenantryError(
         'EXPORT_INVALID',
         `the export's schema version ${version} is not one of this installation`,
@@ -177,15 +177,10 @@ export class TenantImporter {
 }
 
 /** The exported tenant row's fields an import reuses. */
-interface SourceTenant {
-  name: string;
-  plan: string;
-  max_users: number | null;
-  max_storage_mb: number | null;
-  statement_timeout_ms: number;
-  features: Record<string, unknown>;
-  settings: Record<string, unknown>;
-}
+type SourceTenant = Pick<
+  TenantRow,
+  'name' | 'plan' | 'max_users' | 'max_storage_mb' | 'statement_timeout_ms' | 'features' | 'settings'
+>;
 
 async function insertTable(
   client: ClientBase,
