@@ -61,3 +61,20 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
     },
   };
 }
+
+/** Runs one statement as the server's superuser on `database` (no RLS, no Tenantry): what tests check behind Tenantry's back. */
+export async function superuserQuery<R extends pg.QueryResultRow>(
+  database: string,
+  text: string,
+  values: unknown[] = [],
+): Promise<R[]> {
+  const url = new URL(serverUrl());
+  url.pathname = `/${database}`;
+  const c = new pg.Client({ connectionString: url.toString() });
+  await c.connect();
+  try {
+    return (await c.query<R>(text, values)).rows;
+  } finally {
+    await c.end();
+  }
+}

@@ -1,3 +1,4 @@
+import type { Readable, Writable } from 'node:stream';
 import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import type { QueryResultRow } from 'pg';
@@ -7,12 +8,19 @@ import { RoleStore } from './auth/role-store.ts';
 import { TokenService } from './auth/tokens.ts';
 import { UserStore } from './auth/users.ts';
 import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './config.ts';
+import { enterContext } from './context/enter-context.ts';
 import { getTenant, type TenantContext } from './context/tenant-context.ts';
 import { inTransaction } from './control/admin-transaction.ts';
 import { PlacementRegistry } from './control/placements.ts';
 import { contextOf, type TenantRecord } from './control/tenant-record.ts';
 import { TenantRegistry } from './control/tenant-registry.ts';
 import { TenantTableSet } from './control/tenant-tables.ts';
+import type { ExportManifest } from './data/archive-format.ts';
+import type { ErasureHook } from './data/erasure-checks.ts';
+import { type ErasureReport, TenantEraser } from './data/tenant-erasure.ts';
+import type { ExportOptions } from './data/tenant-export.ts';
+import type { ImportOptions, ImportReport } from './data/tenant-import.ts';
+import type { DataDeps } from './data/tenant-place.ts';
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { TenantryError } from './errors/catalog.ts';
@@ -88,6 +96,8 @@ export class Tenantry<DB = unknown> {
   readonly #runner: TransactionRunnerDeps;
   readonly #mover: TenantMover;
   readonly #tenantTables: TenantTableSet;
+  readonly #data: DataDeps;
+  readonly #eraser: TenantEraser;
 
   /** The composition root: builds each part from the parts it needs, passed explicitly. */
   private constructor(config: ResolvedConfig) {
@@ -108,9 +118,22 @@ export class Tenantry<DB = unknown> {
     this.provisioner = new Provisioner(this.adminPool, config, keys, this.placements);
     const tables = this.#tenantTables;
     this.db = createTenantKysely<DB>((table, schema) => tables.has(table, schema));
-    this.tenants = new TenantRegistry(
-      this.adminPool,
-      new PlacementPolicy(this.placements, this.provisioner),
+    this.#data = {
+      admin: this.adminPool,
+      placements: this.placements,
+      connect: (placement, database) => this.provisioner.adminConnection(placement, database),
+      enter: (client, tenantId) =>
+        enterContext(client, 'maintenance', tenantId, {
+          contextKey: keys.key('context-hmac'),
+          dialect: config.dialect,
+          sharedSchema: config.tenantSchema,
+          tokenTtlMs: config.contextTokenTtlMs,
+          binding: 'session', // admin connections are direct
+        }),
+      sharedSchema: config.tenantSchema,
+    };
+    this.#eraser = new TenantEraser(
+      this.#data,
       new TenantPurger({
         admin: this.adminPool,
         sharedSchema: config.tenantSchema,
@@ -118,6 +141,11 @@ export class Tenantry<DB = unknown> {
         provisioner: this.provisioner,
         maintenance: (tenant, fn) => runTenantTransaction(this.#runner, tenant, 'maintenance', fn),
       }),
+    );
+    this.tenants = new TenantRegistry(
+      this.adminPool,
+      new PlacementPolicy(this.placements, this.provisioner),
+      this.#eraser,
     );
     this.#runner = {
       connections: new TenantRouter({
@@ -256,6 +284,75 @@ export class Tenantry<DB = unknown> {
    */
   moveTenant(tenant: string, options: MoveOptions): Promise<MoveReport> {
     return this.#mover.move(tenant, options);
+  }
+
+  /**
+   * Writes an export of a tenant to `out`: a tar of `manifest.json` (format and schema
+   * version, tier, row counts, SHA-256 per file) and one NDJSON file per tenant table and
+   * control-plane table (no password or key hash, no secret), read in one `REPEATABLE READ`
+   * snapshot per database, with flat memory. See `docs/data-lifecycle.md`.
+   *
+   * @example
+   * ```ts
+   * const manifest = await tenantry.exportTenant('acme', createWriteStream('acme.tar'));
+   * console.log(manifest.files.map((f) => `${f.table}: ${f.rows}`));
+   * ```
+   */
+  async exportTenant(tenant: string, out: Writable, options: ExportOptions = {}): Promise<ExportManifest> {
+    const record = await this.tenants.get(tenant);
+    const { TenantExporter } = await import('./data/tenant-export.ts');
+    return new TenantExporter(this.#data).export(record, out, options);
+  }
+
+  /**
+   * Restores an export as a new tenant (`slug`, any tier). Everything is checked before
+   * anything is written (manifest, every file's SHA-256, schema version); the rows go in in
+   * one transaction with ids kept and `tenant_id` rewritten, and their checksums must match
+   * the export's; a failure leaves nothing behind. Users and API keys are not re-imported.
+   *
+   * @example
+   * ```ts
+   * const report = await tenantry.importTenant(createReadStream('acme.tar'), { slug: 'acme-copy', tier: 'schema' });
+   * ```
+   */
+  async importTenant(input: Readable, options: ImportOptions): Promise<ImportReport> {
+    const { TenantImporter } = await import('./data/tenant-import.ts');
+    return new TenantImporter({ ...this.#data, tenants: this.tenants, migrations: this.config.migrations }).import(
+      input,
+      options,
+    );
+  }
+
+  /**
+   * Hard-deletes a tenant (soft-deleting it first if needed) and returns the erasure report:
+   * rows in every tier, keys, memberships, sessions and accounts that belong to no other
+   * tenant removed, then every tenant and control-plane table counted for the tenant (all
+   * 0, recorded in the audit log) — or `ERASURE_INCOMPLETE`.
+   *
+   * @example
+   * ```ts
+   * const report = await tenantry.eraseTenant('acme', { actor: 'dpo' });
+   * console.log(report.verification.rows);
+   * ```
+   */
+  async eraseTenant(tenant: string, options: { actor?: string } = {}): Promise<ErasureReport> {
+    let record = await this.tenants.get(tenant);
+    const actor = options.actor ?? 'system';
+    if (record.status !== 'deleted') record = await this.tenants.delete(record.id, { actor });
+    return this.#eraser.erase(record, actor);
+  }
+
+  /**
+   * Adds a part of tenant data kept outside Tenantry's tables (a cache namespace, an
+   * outbox) to erasure and its verification.
+   *
+   * @example
+   * ```ts
+   * tenantry.addErasureHook({ name: 'cache', erase: (id) => cache.clear(id), remaining: (id) => cache.count(id) });
+   * ```
+   */
+  addErasureHook(hook: ErasureHook): void {
+    this.#eraser.addHook(hook);
   }
 
   /** Reloads which tables are tenant tables (the Kysely tenant filter uses the list). */

@@ -1,4 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
@@ -86,6 +89,33 @@ describe('tenantry CLI', () => {
     const bad = await cli('tenants', 'move', 'globex', '--to', 'moon');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('INVALID_INPUT');
+  }, 120_000);
+
+  it('tenants export, import (a truncated archive is refused with exit 2), delete --hard with its verification', async () => {
+    expect((await cli('migrate')).code).toBe(0);
+    expect((await cli('tenants', 'create', 'initech', '--tier', 'schema')).code).toBe(0);
+    const dir = await mkdtemp(join(tmpdir(), 'tenantry-cli-'));
+    try {
+      const file = join(dir, 'initech.tar');
+      const exported = await cli('tenants', 'export', 'initech', '--out', file);
+      expect(exported.code).toBe(0);
+      expect(exported.stdout).toMatch(/control\/tenants\.ndjson\s+1 rows/);
+      const imported = await cli('tenants', 'import', file, '--slug', 'initech-2', '--tier', 'database', '--json');
+      expect(imported.code).toBe(0);
+      expect(JSON.parse(imported.stdout).tenant).toMatchObject({ slug: 'initech-2', tier: 'database' });
+      const archive = await readFile(file);
+      await writeFile(join(dir, 'cut.tar'), archive.subarray(0, 700));
+      const cut = await cli('tenants', 'import', join(dir, 'cut.tar'), '--slug', 'initech-3');
+      expect(cut.code).toBe(2);
+      expect(cut.stderr).toContain('EXPORT_TRUNCATED');
+      const erased = await cli('tenants', 'delete', 'initech-2', '--hard', '--yes', '--json');
+      expect(erased.code).toBe(0);
+      const report = JSON.parse(erased.stdout) as { verification: { ok: boolean; rows: Record<string, number> } };
+      expect(report.verification.ok).toBe(true);
+      expect(Object.values(report.verification.rows).every((n) => n === 0)).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 
   it('refuses to run against a real server without TENANTRY_SECRET', async () => {

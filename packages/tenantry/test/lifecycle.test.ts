@@ -321,11 +321,20 @@ describe('lifecycle transitions', () => {
     expect(await f.tenantry.tenants.find(gone.id)).toBeUndefined();
     await expect(work(gone)).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
     const audit = await auditOf(gone.id);
-    expect(audit.map((a) => a.action)).toEqual(['tenant.created', 'tenant.deleted', 'tenant.purged']);
+    expect(audit.map((a) => a.action)).toEqual([
+      'tenant.created',
+      'tenant.deleted',
+      'tenant.erased',
+      'tenant.erasure_verified',
+    ]);
+    // A tombstone without personal data: earlier entries keep what happened and when, not their details.
+    expect(audit[0]?.details).toEqual({});
     expect(audit[2]).toMatchObject({
       actor: 'gdpr',
-      details: { slug: 'life-hard', rowsDeleted: { 'public.comments': 6, 'public.items': 3 } },
+      details: { deleted: { 'public.comments': 6, 'public.items': 3 } },
     });
+    expect(audit[3]).toMatchObject({ details: { ok: true, rows: { 'public.comments': 0, 'public.items': 0 } } });
+    expect(JSON.stringify(audit)).not.toContain('life-hard');
     // The slug is free again.
     expect((await f.tenantry.tenants.create({ slug: 'life-hard', name: 'Reborn' })).id).not.toBe(gone.id);
   });
@@ -337,7 +346,12 @@ describe('lifecycle transitions', () => {
     await f.tenantry.tenants.delete(t.id, { hard: true });
     expect(await itemCount(t.id)).toBe(0);
     expect(await f.tenantry.tenants.find(t.id)).toBeUndefined();
-    expect((await auditOf(t.id)).map((a) => a.action)).toEqual(['tenant.created', 'tenant.deleted', 'tenant.purged']);
+    expect((await auditOf(t.id)).map((a) => a.action)).toEqual([
+      'tenant.created',
+      'tenant.deleted',
+      'tenant.erased',
+      'tenant.erasure_verified',
+    ]);
   });
 
   it('invalid transitions are INVALID_TENANT_STATE and change nothing', async () => {

@@ -1,6 +1,5 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, serverUrl, type TestDatabase } from '../../../test-support/database.ts';
+import { createTestDatabase, superuserQuery, type TestDatabase } from '../../../test-support/database.ts';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
 import type { TenantRecord } from '../src/index.ts';
 
@@ -16,18 +15,6 @@ afterAll(async () => {
   await f?.close();
   await second?.drop();
 });
-
-async function superuserQuery<R extends pg.QueryResultRow>(database: string, text: string, values: unknown[] = []) {
-  const url = new URL(serverUrl());
-  url.pathname = `/${database}`;
-  const c = new pg.Client({ connectionString: url.toString() });
-  await c.connect();
-  try {
-    return (await c.query<R>(text, values)).rows;
-  } finally {
-    await c.end();
-  }
-}
 
 const schemaExists = async (schema: string) =>
   (await f.tenantry.adminPool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount === 1;

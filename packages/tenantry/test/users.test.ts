@@ -350,7 +350,7 @@ describe('max_users quota', () => {
 });
 
 describe('tenant deletion', () => {
-  it('a hard delete removes the memberships and custom roles with the tenant', async () => {
+  it('a hard delete removes the memberships, custom roles and the accounts of users of no other tenant', async () => {
     const [t] = (await createTenants(f.tenantry, 'usr-del', 1)) as [TenantRecord];
     await f.tenantry.roles.define(t.id, 'temp', ['items:read']);
     const u = await users.create(t.id, { email: 'del@usr.test', role: 'temp' });
@@ -361,6 +361,6 @@ describe('tenant deletion', () => {
               (SELECT count(*)::int FROM tenantry.users WHERE id = $2) AS u`,
       [t.id, u.id],
     );
-    expect(rows[0]).toEqual({ m: 0, r: 0, u: 1 });
+    expect(rows[0]).toEqual({ m: 0, r: 0, u: 0 });
   });
 });

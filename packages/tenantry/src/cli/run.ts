@@ -64,6 +64,10 @@ export function reportError(error: unknown): number {
       'INVALID_TENANT_STATE',
       'CONFIG_INVALID',
       'MISSING_SECRET',
+      'EXPORT_INVALID',
+      'EXPORT_TRUNCATED',
+      'EXPORT_CHECKSUM_MISMATCH',
+      'EXPORT_SCHEMA_NEWER',
     ].includes(error.code)
       ? 2
       : 1;

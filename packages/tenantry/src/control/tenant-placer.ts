@@ -34,3 +34,11 @@ export interface TenantPurge {
   /** Rows deleted per table (`schema.table`); empty when a schema or database went as a whole. */
   purge(tenant: TenantRecord): Promise<Record<string, number>>;
 }
+
+/**
+ * Erases a soft-deleted tenant everywhere and verifies nothing is left (implemented by the
+ * data module): what `tenants.delete(ref, { hard: true })` runs.
+ */
+export interface TenantErasure {
+  erase(tenant: TenantRecord, actor: string): Promise<unknown>;
+}

@@ -9,7 +9,7 @@ import { inTransaction } from './admin-transaction.ts';
 import { notifyTenantChanged } from './change-feed.ts';
 import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
 import { type TenantTransition, transitionTenant } from './tenant-lifecycle.ts';
-import type { TenantPlacer, TenantPurge } from './tenant-placer.ts';
+import type { TenantErasure, TenantPlacer } from './tenant-placer.ts';
 import { type TenantRecord, type TenantRow, toRecord } from './tenant-record.ts';
 
 /** Who made a change; recorded in the audit log. Default `system`. */
@@ -44,17 +44,17 @@ function isCursorTime(value: unknown): value is string {
  */
 export class TenantRegistry {
   readonly #pool: Pool;
-  readonly #purge: TenantPurge;
+  readonly #erasure: TenantErasure;
   readonly #placer: TenantPlacer;
 
   /**
    * @internal Built by `Tenantry`; `placer` provisions where a new tenant's rows live,
-   * `purge` deletes them (or drops its schema or database) when it is deleted.
+   * `erasure` removes everything of it (and verifies that) when it is deleted for good.
    */
-  constructor(pool: Pool, placer: TenantPlacer, purge: TenantPurge) {
+  constructor(pool: Pool, placer: TenantPlacer, erasure: TenantErasure) {
     this.#pool = pool;
     this.#placer = placer;
-    this.#purge = purge;
+    this.#erasure = erasure;
   }
 
   /**
@@ -253,25 +253,15 @@ export class TenantRegistry {
   }
 
   /**
-   * Soft delete: status `deleted`, rows kept. With `hard: true`, then purges: every row of
-   * the tenant is deleted from every tenant table, and the tenant record removed (the
-   * audit log keeps the history).
+   * Soft delete: status `deleted`, rows kept. With `hard: true`, then erases it: every row
+   * of the tenant in every tier, its keys, memberships, sessions and the accounts of users
+   * who belong to no other tenant, then verifies that nothing is left and records the
+   * verification in the audit log (see `tenantry.eraseTenant()` for the report).
    */
   async delete(idOrSlug: string, options: ActorOption & { hard?: boolean } = {}): Promise<TenantRecord> {
     let tenant = await this.get(idOrSlug);
     if (tenant.status !== 'deleted') tenant = await this.#transition(tenant.id, 'delete', options);
-    if (!options.hard) return tenant;
-    const deleted = await this.#purge.purge(tenant);
-    await inTransaction(this.#pool, async (client) => {
-      await client.query('DELETE FROM tenantry.tenants WHERE id = $1', [tenant.id]);
-      await notifyTenantChanged(client, tenant.id);
-      await writeAudit(client, {
-        actor: options.actor ?? 'system',
-        tenantId: tenant.id,
-        action: 'tenant.purged',
-        details: { slug: tenant.slug, rowsDeleted: deleted },
-      });
-    });
+    if (options.hard) await this.#erasure.erase(tenant, options.actor ?? 'system');
     return tenant;
   }
 }

@@ -76,6 +76,20 @@ export const ERRORS = {
   POOL_EXHAUSTED: { status: 503, message: 'The database connection budget is exhausted; retry shortly' },
   POOL_CONNECT_FAILED: { status: 503, message: 'Could not open a connection to the tenant database' },
   POOL_CLOSED: { status: 503, message: 'The tenant database pools are closed (shutting down)' },
+  EXPORT_INVALID: { status: 400, message: 'Not a Tenantry tenant export this version can read' },
+  EXPORT_TRUNCATED: { status: 400, message: 'The tenant export ends early (truncated); nothing was imported' },
+  EXPORT_CHECKSUM_MISMATCH: {
+    status: 400,
+    message: 'A file of the tenant export differs from its manifest (tampered or damaged); nothing was imported',
+  },
+  EXPORT_SCHEMA_NEWER: {
+    status: 409,
+    message: 'The tenant export comes from a newer schema than this installation: run its migrations first',
+  },
+  ERASURE_INCOMPLETE: {
+    status: 500,
+    message: 'Verification after a hard delete found rows of the tenant; the erasure was not recorded as complete',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

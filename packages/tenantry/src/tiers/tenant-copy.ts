@@ -56,24 +56,48 @@ export async function copyTenantTable(
   }
   await src.query('CLOSE tenantry_move');
   const key = await primaryKey(src, table);
-  const sum = (c: ClientBase, t: string) =>
-    c.query<{ n: string; checksum: string | null }>(
-      `SELECT count(*) AS n, md5(string_agg(md5(row(${list})::text), '' ORDER BY ${key})) AS checksum
-         FROM ${t} WHERE tenant_id = $1`,
-      [tenantId],
-    );
-  const [a, b] = [(await sum(src, from)).rows[0], (await sum(dst, to)).rows[0]];
-  if (!a || !b || a.n !== b.n || a.checksum !== b.checksum) {
+  const [a, b] = [
+    await tableChecksum(src, from, columns, key, tenantId),
+    await tableChecksum(dst, to, columns, key, tenantId),
+  ];
+  if (a.rows !== b.rows || a.checksum !== b.checksum) {
     throw new TenantryError('INVALID_TENANT_STATE', `verification failed for ${table.table}; the move was undone`);
   }
-  return { table: table.table, rows: Number(a.n), checksum: a.checksum ?? md5Empty };
+  return { table: table.table, ...a };
 }
 
 /** md5 of nothing, what an empty table's checksum is reported as. */
 const md5Empty = 'd41d8cd98f00b204e9800998ecf8427e';
 
+/**
+ * Row count and checksum of one tenant's rows of `qualifiedTable`: an md5 over the md5 of
+ * each row's `columns` in primary-key order (`key`, quoted), so two copies agree exactly
+ * when they hold the same rows. Leave `tenant_id` out of `columns` to compare the rows of
+ * two different tenants (an export and its import).
+ *
+ * @example
+ * ```ts
+ * const { rows, checksum } = await tableChecksum(client, '"public"."items"', ['id', 'title'], '"tenant_id", "id"', id);
+ * ```
+ */
+export async function tableChecksum(
+  client: ClientBase,
+  qualifiedTable: string,
+  columns: readonly string[],
+  key: string,
+  tenantId: string,
+): Promise<{ rows: number; checksum: string }> {
+  const list = columns.map(quoteIdent).join(', ');
+  const { rows } = await client.query<{ n: string; checksum: string | null }>(
+    `SELECT count(*) AS n, md5(string_agg(md5(row(${list})::text), '' ORDER BY ${key})) AS checksum
+       FROM ${qualifiedTable} WHERE tenant_id = $1`,
+    [tenantId],
+  );
+  return { rows: Number(rows[0]?.n ?? 0), checksum: rows[0]?.checksum ?? md5Empty };
+}
+
 /** Columns a copy writes: not dropped, not generated (PostgreSQL computes those again). */
-async function copyableColumns(client: ClientBase, table: TenantTableRef): Promise<string[]> {
+export async function copyableColumns(client: ClientBase, table: TenantTableRef): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>(
     `SELECT a.attname AS name FROM pg_attribute a
       WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
@@ -84,7 +108,7 @@ async function copyableColumns(client: ClientBase, table: TenantTableRef): Promi
 }
 
 /** The primary key columns, quoted and comma-separated (the checksum's order). */
-async function primaryKey(client: ClientBase, table: TenantTableRef): Promise<string> {
+export async function primaryKey(client: ClientBase, table: TenantTableRef): Promise<string> {
   const { rows } = await client.query<{ name: string }>(
     `SELECT a.attname AS name FROM pg_index i
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CreateTenantInput } from '../../control/tenant-input.ts';
 import type { TenantRecord } from '../../control/tenant-record.ts';
 import { cliMigrations, withTenantry } from '../run.ts';
+import { registerTenantData } from './tenant-data.ts';
 
 function print(tenant: TenantRecord, json: boolean | undefined): void {
   if (json) {
@@ -34,7 +35,7 @@ function parseJsonOption<T>(value: string | undefined, name: string): T | undefi
   }
 }
 
-/** `tenantry tenants create|list|show|suspend|resume|move|delete`. */
+/** `tenantry tenants create|list|show|suspend|resume|move|delete|export|import`. */
 export function registerTenants(program: Command): void {
   const tenants = program.command('tenants').description('create, inspect and change the lifecycle of tenants');
   const actor = `cli:${process.env.USER ?? 'operator'}`;
@@ -172,14 +173,31 @@ export function registerTenants(program: Command): void {
 
   tenants
     .command('delete <tenant>')
-    .description('soft-delete a tenant; with --hard, also delete every row it has in every tenant table')
-    .option('--hard', 'purge the tenant’s rows and its record (irreversible)')
+    .description(
+      'soft-delete a tenant; with --hard, erase it: rows in every tier, keys, memberships, sessions, accounts of no other tenant, then verify and audit',
+    )
+    .option('--hard', 'erase the tenant and its record, verify nothing is left (irreversible)')
     .option('--yes', 'confirm a hard delete')
-    .action(async (ref: string, o: { hard?: boolean; yes?: boolean }) => {
+    .option('--json', 'print the erasure report as JSON')
+    .action(async (ref: string, o: { hard?: boolean; yes?: boolean; json?: boolean }) => {
       if (o.hard && !o.yes) throw new Error('a hard delete cannot be undone: add --yes to confirm');
       await withTenantry(async (t) => {
-        const tenant = await t.tenants.delete(ref, { actor, hard: o.hard ?? false });
-        process.stdout.write(`${o.hard ? 'purged' : 'deleted'} ${tenant.slug} (${tenant.id})\n`);
+        if (!o.hard) {
+          const tenant = await t.tenants.delete(ref, { actor });
+          process.stdout.write(`deleted ${tenant.slug} (${tenant.id})\n`);
+          return;
+        }
+        const report = await t.eraseTenant(ref, { actor });
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(`erased ${report.tenantId}; verification (rows left per table):\n`);
+        for (const [table, n] of Object.entries(report.verification.rows)) {
+          process.stdout.write(`  ${table.padEnd(40)} ${n}\n`);
+        }
       });
     });
+
+  registerTenantData(tenants, actor);
 }

@@ -1,0 +1,245 @@
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import type { ClientBase } from 'pg';
+import type { IsolationTier } from '../context/tenant-context.ts';
+import { inTransaction } from '../control/admin-transaction.ts';
+import type { TenantRecord, TenantRow } from '../control/tenant-record.ts';
+import type { TenantRegistry } from '../control/tenant-registry.ts';
+import { writeAudit } from '../effects/audit.ts';
+import { TenantryError } from '../errors/catalog.ts';
+import { qualified, quoteIdent } from '../sql.ts';
+import { copyableColumns, primaryKey, tableChecksum } from '../tiers/tenant-copy.ts';
+import { type ExportFile, type ExportManifest, filePath } from './archive-format.ts';
+import { readArchive } from './archive-reader.ts';
+import { withTempDir } from './spool-file.ts';
+import { type DataDeps, openTenantTransaction, placeOf } from './tenant-place.ts';
+
+/** Options of `tenantry.importTenant()`. */
+export interface ImportOptions {
+  /** Slug of the new tenant (it must be free). */
+  readonly slug: string;
+  /** Display name; default the exported tenant's. */
+  readonly name?: string;
+  /** Tier of the new tenant; default the exported tenant's. */
+  readonly tier?: IsolationTier;
+  /** Placement name; default `shared`, `schemas` or `databases` by tier. */
+  readonly placement?: string;
+  /** Recorded in the audit log; default `system`. */
+  readonly actor?: string;
+  /** Rows inserted per statement (default 1,000). */
+  readonly batchSize?: number;
+}
+
+/** What an import did. */
+export interface ImportReport {
+  readonly tenant: TenantRecord;
+  /** The exported tenant's id (the rows now carry the new tenant's). */
+  readonly sourceTenantId: string;
+  /** Per tenant table: rows inserted and the checksum, equal to the export's. */
+  readonly tables: readonly { readonly table: string; readonly rows: number; readonly checksum: string }[];
+  /** Control-plane tables of the export deliberately not recreated (users, keys, sessions, audit). */
+  readonly notImported: readonly string[];
+}
+
+/** What an import needs: where rows go, the registry that creates the tenant, this installation's migrations. */
+export interface ImporterDeps extends DataDeps {
+  readonly tenants: TenantRegistry;
+  /** To compare an export's schema version with. */
+  readonly migrations: readonly { readonly id: string }[];
+}
+
+/**
+ * Restores an export as a new tenant, in any tier. The archive is read and checked in full
+ * first ({@link readArchive}: manifest, sizes, SHA-256), and its schema version must be one
+ * this installation has (`EXPORT_SCHEMA_NEWER` otherwise): a bad file writes nothing. Then
+ * the tenant is created (plan, limits, features, settings and custom roles come from the
+ * export), and its rows are inserted parents first in **one transaction** in its maintenance
+ * context, ids kept and `tenant_id` rewritten; each table's row count and checksum must equal
+ * the export's. Any failure rolls the rows back and hard-deletes the new tenant.
+ *
+ * Users, memberships, API keys, sessions and audit entries are not recreated: an export
+ * carries no credentials, and people are invited again on purpose.
+ *
+ * @example
+ * ```ts
+ * const importer = new TenantImporter({ ...deps, tenants: tenantry.tenants, migrations: tenantry.config.migrations });
+ * const report = await importer.import(createReadStream('acme.tar'), { slug: 'acme-restored', tier: 'schema' });
+ * ```
+ */
+export class TenantImporter {
+  readonly #deps: ImporterDeps;
+
+  constructor(deps: ImporterDeps) {
+    this.#deps = deps;
+  }
+
+  import(input: Readable, options: ImportOptions): Promise<ImportReport> {
+    return withTempDir('tenantry-import-', async (dir) => {
+      const manifest = await readArchive(input, dir);
+      this.#checkSchema(manifest);
+      const [source] = await readLines<SourceTenant>(dir, filePath('control', 'tenants'), manifest);
+      if (!source) throw new TenantryError('EXPORT_INVALID', 'the export has no tenant row');
+      const roles = await readLines<{ name: string; permissions: string[] }>(
+        dir,
+        filePath('control', 'roles'),
+        manifest,
+      );
+      const actor = options.actor ?? 'system';
+      const tenant = await this.#deps.tenants.create(
+        {
+          slug: options.slug,
+          name: options.name ?? source.name,
+          tier: options.tier ?? manifest.tenant.tier,
+          ...(options.placement ? { placement: options.placement } : {}),
+          plan: source.plan,
+          limits: {
+            maxUsers: source.max_users,
+            maxStorageMb: source.max_storage_mb,
+            statementTimeoutMs: source.statement_timeout_ms,
+          },
+          features: source.features,
+          settings: source.settings,
+        },
+        { actor },
+      );
+      try {
+        const tables = await this.#insert(tenant, manifest, dir, options.batchSize ?? 1000, async (client, tables) => {
+          for (const role of roles) {
+            await client.query('INSERT INTO tenantry.roles (tenant_id, name, permissions) VALUES ($1, $2, $3)', [
+              tenant.id,
+              role.name,
+              role.permissions,
+            ]);
+          }
+          await writeAudit(client, {
+            actor,
+            tenantId: tenant.id,
+            action: 'tenant.imported',
+            details: { sourceTenantId: manifest.tenant.id, tables: tables.map(({ table, rows }) => ({ table, rows })) },
+          });
+        });
+        const notImported = manifest.files
+          .filter((f) => f.kind === 'control' && !['tenants', 'roles'].includes(f.table))
+          .map((f) => f.table);
+        return { tenant, sourceTenantId: manifest.tenant.id, tables, notImported };
+      } catch (error) {
+        await this.#deps.tenants.delete(tenant.id, { hard: true, actor }).catch(() => {});
+        throw error;
+      }
+    });
+  }
+
+  #checkSchema(manifest: ExportManifest): void {
+    const { migrations, version } = manifest.schema;
+    if (migrations > this.#deps.migrations.length) {
+      throw new TenantryError(
+        'EXPORT_SCHEMA_NEWER',
+        `the export has ${migrations} tenant migrations applied, this installation ${this.#deps.migrations.length}`,
+      );
+    }
+    if (migrations > 0 && this.#deps.migrations[migrations - 1]?.id !== version) {
+      throw new TenantryError(
+        'EXPORT_INVALID',
+        `the export's schema version ${version} is not one of this installation`,
+      );
+    }
+  }
+
+  /** Inserts every tenant table's rows in one transaction; `control` runs in the control plane's. */
+  async #insert(
+    tenant: TenantRecord,
+    manifest: ExportManifest,
+    dir: string,
+    batchSize: number,
+    control: (client: ClientBase, tables: ImportReport['tables']) => Promise<void>,
+  ): Promise<ImportReport['tables']> {
+    const place = await placeOf(this.#deps, tenant);
+    const conn = await openTenantTransaction(this.#deps, tenant.id, place, 'write');
+    const tables: { table: string; rows: number; checksum: string }[] = [];
+    try {
+      for (const file of manifest.files.filter((f) => f.kind === 'tenant')) {
+        tables.push(await insertTable(conn.client, tenant.id, place.schema, file, dir, batchSize));
+      }
+      // The control plane is in the main database: with the rows when they are there too.
+      if (place.inMainDatabase) await control(conn.client, tables);
+      else await inTransaction(this.#deps.admin, (client) => control(client, tables));
+      await conn.client.query('COMMIT');
+      return tables;
+    } catch (error) {
+      await conn.client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      await conn.release();
+    }
+  }
+}
+
+/** The exported tenant row's fields an import reuses. */
+type SourceTenant = Pick<
+  TenantRow,
+  'name' | 'plan' | 'max_users' | 'max_storage_mb' | 'statement_timeout_ms' | 'features' | 'settings'
+>;
+
+async function insertTable(
+  client: ClientBase,
+  tenantId: string,
+  schema: string,
+  file: ExportFile,
+  dir: string,
+  batchSize: number,
+): Promise<{ table: string; rows: number; checksum: string }> {
+  const table = { schema, table: file.table };
+  const to = qualified(schema, file.table);
+  const have = new Set(await copyableColumns(client, table));
+  const missing = file.columns.filter((c) => !have.has(c));
+  if (have.size === 0 || missing.length > 0) {
+    throw new TenantryError('EXPORT_INVALID', `table ${file.table} of the export does not fit this installation`, {
+      details: { table: file.table, missingColumns: missing },
+    });
+  }
+  const list = file.columns.map(quoteIdent).join(', ');
+  // tenant_id is the new tenant's; everything else, ids included, as exported.
+  const values = file.columns.map((c) => (c === 'tenant_id' ? '$2::uuid' : quoteIdent(c))).join(', ');
+  const insert = `INSERT INTO ${to} (${list}) OVERRIDING SYSTEM VALUE
+    SELECT ${values} FROM json_populate_recordset(NULL::${to}, $1::json)`;
+  let batch: string[] = [];
+  const flush = async () => {
+    if (batch.length > 0) await client.query(insert, [`[${batch.join(',')}]`, tenantId]);
+    batch = [];
+  };
+  for await (const line of createInterface({ input: createReadStream(join(dir, file.path)), crlfDelay: Infinity })) {
+    if (line.length === 0) continue;
+    batch.push(line);
+    if (batch.length >= batchSize) await flush();
+  }
+  await flush();
+  const key = await primaryKey(client, table);
+  const sum = await tableChecksum(
+    client,
+    to,
+    file.columns.filter((c) => c !== 'tenant_id'),
+    key,
+    tenantId,
+  );
+  if (sum.rows !== file.rows || sum.checksum !== file.checksum) {
+    throw new TenantryError(
+      'EXPORT_CHECKSUM_MISMATCH',
+      `the rows of ${file.table} differ from the export after import`,
+      {
+        details: { table: file.table },
+      },
+    );
+  }
+  return { table: file.table, ...sum };
+}
+
+async function readLines<T>(dir: string, path: string, manifest: ExportManifest): Promise<T[]> {
+  if (!manifest.files.some((f) => f.path === path)) return [];
+  const out: T[] = [];
+  for await (const line of createInterface({ input: createReadStream(join(dir, path)), crlfDelay: Infinity })) {
+    if (line.length > 0) out.push(JSON.parse(line) as T);
+  }
+  return out;
+}
