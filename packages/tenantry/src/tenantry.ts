@@ -348,11 +348,13 @@ export class Tenantry<DB = unknown> {
    *
    * @example
    * ```ts
-   * tenantry.addErasureHook({ name: 'cache', erase: (id) => cache.clear(id), remaining: (id) => cache.count(id) });
+   * const remove = tenantry.addErasureHook({ name: 'cache', erase: (id) => cache.eraseTenant(id), remaining: (id) => cache.remainingKeys(id) });
    * ```
+   *
+   * @returns what takes the hook out again (when the part it erases goes away).
    */
-  addErasureHook(hook: ErasureHook): void {
-    this.#eraser.addHook(hook);
+  addErasureHook(hook: ErasureHook): () => void {
+    return this.#eraser.addHook(hook);
   }
 
   /** Reloads which tables are tenant tables (the Kysely tenant filter uses the list). */

@@ -99,6 +99,25 @@ describe.each(backends)('item reads through the tenant cache ($name)', ({ name, 
     expect((await server.request('GET', path, { token: a })).body.title).toBe('secret of A');
   });
 
+  it.skipIf(skip)(
+    'a hard delete erases the tenant’s cache keys and verifies none is left; B keeps its own',
+    async () => {
+      const tag = randomBytes(3).toString('hex');
+      const slugs = [`cache-erase-${tag}`, `cache-keep-${tag}`];
+      for (const slug of slugs) {
+        const token = await tenantWithKey(server, slug);
+        const created = await server.request('POST', '/v1/items', { token, body: { title: 'cached' } });
+        expect((await server.request('GET', `/v1/items/${created.body.id}`, { token })).status).toBe(200);
+      }
+      const [doomed, keeper] = await Promise.all(slugs.map(async (slug) => (await tenantry.tenants.get(slug)).id));
+      expect(await cache.remainingKeys(doomed as string)).toBeGreaterThan(0);
+      const report = await tenantry.eraseTenant(slugs[0] as string);
+      expect(report.verification.rows['hook:cache']).toBe(0);
+      expect(await cache.remainingKeys(doomed as string)).toBe(0);
+      expect(await cache.remainingKeys(keeper as string)).toBeGreaterThan(0);
+    },
+  );
+
   it.skipIf(skip)('never serves an item stale after a PATCH, or at all after a DELETE', async () => {
     const created = await server.request('POST', '/v1/items', { token: a, body: { title: 'v0' } });
     const path = `/v1/items/${created.body.id}`;

@@ -121,6 +121,24 @@ describe.each(backends)('the tenant cache ($name)', ({ skip, pair }) => {
     expect(await two.get('x', { tenant: a })).toBe('again');
   });
 
+  it.skipIf(skip)('erasing tenant A removes every key it had (nothing left to expire); B keeps its own', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    for (const id of [a, b]) {
+      await one.set('x', `x of ${id}`, { tenant: id });
+      await one.set('y', `y of ${id}`, { tenant: id, tags: ['t'] });
+      await one.getOrCompute('z', () => `z of ${id}`, { tenant: id });
+    }
+    expect(await one.remainingKeys(a)).toBeGreaterThan(0);
+    await two.eraseTenant(a);
+    expect(await one.remainingKeys(a)).toBe(0);
+    expect(await two.remainingKeys(a)).toBe(0);
+    expect(await one.get('x', { tenant: a })).toBeUndefined();
+    expect(await one.get('x', { tenant: b })).toBe(`x of ${b}`);
+    expect(await one.get('y', { tenant: b, tags: ['t'] })).toBe(`y of ${b}`);
+    expect(await one.remainingKeys(b)).toBeGreaterThan(0);
+    await expect(one.eraseTenant('{x}')).rejects.toMatchObject({ code: 'USAGE_ERROR' });
+  });
+
   it.skipIf(skip)('invalidates a tag of one tenant: its entries miss, the others stay', async () => {
     const [a, b] = [randomUUID(), randomUUID()];
     await one.set('tagged', 1, { tenant: a, tags: ['billing', 'plan'] });

@@ -62,6 +62,13 @@ export interface CacheStore {
   /** Makes every entry of the tenant a miss, and revokes their leases. */
   flush(tenantId: string): Promise<void>;
   usage(tenantId: string): Promise<TenantUsage>;
+  /**
+   * Removes every key the tenant has in the backend — entries, leases, versions, accounting —
+   * for erasure (a flush only makes entries unreachable until they expire).
+   */
+  purge(tenantId: string): Promise<void>;
+  /** How many keys of the tenant the backend still holds (0 after {@link purge}). */
+  count(tenantId: string): Promise<number>;
 }
 
 /** Bytes of a string as UTF-8, without allocating a buffer for ASCII. */

@@ -126,6 +126,21 @@ export class MemoryStore implements CacheStore {
     for (const key of [...(this.#books.get(tenantId)?.keys ?? [])]) this.#remove(key);
   }
 
+  async purge(tenantId: string): Promise<void> {
+    await this.flush(tenantId);
+    const prefix = `${tenantId}\0`;
+    for (const map of [this.#locks, this.#versions]) {
+      for (const key of [...map.keys()]) if (key.startsWith(prefix)) map.delete(key);
+    }
+  }
+
+  async count(tenantId: string): Promise<number> {
+    const prefix = `${tenantId}\0`;
+    let n = this.#books.get(tenantId)?.keys.size ?? 0;
+    for (const map of [this.#locks, this.#versions]) for (const key of map.keys()) if (key.startsWith(prefix)) n++;
+    return n;
+  }
+
   async usage(tenantId: string): Promise<TenantUsage> {
     const book = this.#books.get(tenantId);
     return { bytes: book?.bytes ?? 0, entries: book?.keys.size ?? 0, measure: 'exact' };

@@ -118,3 +118,16 @@ for i = 1, #KEYS do
 end
 return {bytes, entries}
 `);
+
+/**
+ * ARGV: SCAN cursor, MATCH pattern (one tenant's keys), COUNT, and `unlink` or `count`.
+ * One step of walking the tenant's keys for erasure: unlinks (or counts) what the step
+ * finds and returns {next cursor, keys found}. The keys are not declared in KEYS: this runs
+ * on a single Redis server (a Cluster node would walk only its own slots).
+ */
+export const SCAN_STEP = script(`
+local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local keys = r[2]
+if ARGV[4] == 'unlink' and #keys > 0 then redis.call('UNLINK', unpack(keys)) end
+return {r[1], #keys}
+`);

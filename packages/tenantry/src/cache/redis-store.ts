@@ -3,7 +3,7 @@ import { withDeadline } from '../deadline.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { type EntryRef, KeyLayout } from './cache-keys.ts';
 import type { CacheStore, Lease, Lookup, TenantUsage } from './cache-store.ts';
-import { BUMP, DELETE, LOOKUP, RELEASE, type RedisScript, SET, STORE, USAGE } from './redis-scripts.ts';
+import { BUMP, DELETE, LOOKUP, RELEASE, type RedisScript, SCAN_STEP, SET, STORE, USAGE } from './redis-scripts.ts';
 
 /**
  * The subset of a node-redis v5 client (`createClient()` from `redis`) the cache needs:
@@ -122,6 +122,27 @@ export class RedisStore implements CacheStore {
 
   async flush(tenantId: string): Promise<void> {
     await this.#run(BUMP, [this.keys.namespaceVersion(tenantId)], [this.#nonce(), String(this.#maxTtlMs)]);
+  }
+
+  async purge(tenantId: string): Promise<void> {
+    await this.#scan(tenantId, 'unlink');
+  }
+
+  count(tenantId: string): Promise<number> {
+    return this.#scan(tenantId, 'count');
+  }
+
+  /** Walks the tenant's keys (`<prefix>:{<tenantId>}` and after), a step per round trip. */
+  async #scan(tenantId: string, action: 'unlink' | 'count'): Promise<number> {
+    const pattern = `${this.keys.namespace(tenantId).replace(/[*?[\]\\]/g, '\\$&')}*`;
+    let cursor = '0';
+    let found = 0;
+    do {
+      const [next, n] = (await this.#run(SCAN_STEP, [], [cursor, pattern, '1000', action])) as [string, number];
+      cursor = String(next);
+      found += Number(n);
+    } while (cursor !== '0');
+    return found;
   }
 
   async usage(tenantId: string): Promise<TenantUsage> {

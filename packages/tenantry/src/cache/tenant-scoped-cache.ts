@@ -220,6 +220,28 @@ export class TenantScopedCache {
   }
 
   /**
+   * Removes every key the tenant holds (entries, leases, versions, accounting), for erasure:
+   * unlike {@link flushTenant}, nothing is left behind to expire. With Redis it walks the
+   * tenant's keys with `SCAN`, a step per round trip; a Redis error is thrown, not degraded
+   * to a miss, since an erasure must know it did not happen.
+   *
+   * @example
+   * ```ts
+   * tenantry.addErasureHook({ name: 'cache', erase: (id) => cache.eraseTenant(id), remaining: (id) => cache.remainingKeys(id) });
+   * ```
+   */
+  async eraseTenant(tenantId: string): Promise<void> {
+    const id = entryRef(tenantId, '-').tenantId;
+    this.#flights.forget((r) => r.tenantId === id);
+    await this.#store.purge(id);
+  }
+
+  /** How many keys the tenant still holds in the backend (erasure's verification wants 0). */
+  remainingKeys(tenantId: string): Promise<number> {
+    return this.#store.count(entryRef(tenantId, '-').tenantId);
+  }
+
+  /**
    * Makes every entry of the tenant a miss: the namespace's version is replaced (one write,
    * no `KEYS` or `SCAN`), and old entries expire by their TTL.
    *

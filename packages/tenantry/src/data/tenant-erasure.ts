@@ -62,8 +62,12 @@ export class TenantEraser implements TenantErasure {
   }
 
   /** Adds a part of the tenant's data kept outside PostgreSQL tables (see {@link ErasureHook}). */
-  addHook(hook: ErasureHook): void {
+  addHook(hook: ErasureHook): () => void {
     this.#hooks.push(hook);
+    return () => {
+      const at = this.#hooks.indexOf(hook);
+      if (at >= 0) this.#hooks.splice(at, 1);
+    };
   }
 
   async erase(tenant: TenantRecord, actor: string): Promise<ErasureReport> {

@@ -224,6 +224,15 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       ? new TenantScopedCache({ redis: options.redis, feed, logger: app.log })
       : options.cache || undefined;
   if (cache && options.cache === true) app.addHook('onClose', () => cache.close());
+  if (cache) {
+    // A hard delete erases the tenant's cache keys too, and verifies none is left.
+    const removeHook = tenantry.addErasureHook({
+      name: 'cache',
+      erase: (tenantId) => cache.eraseTenant(tenantId),
+      remaining: (tenantId) => cache.remainingKeys(tenantId),
+    });
+    app.addHook('onClose', async () => removeHook());
+  }
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,
