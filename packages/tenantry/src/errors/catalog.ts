@@ -76,6 +76,19 @@ export const ERRORS = {
   POOL_EXHAUSTED: { status: 503, message: 'The database connection budget is exhausted; retry shortly' },
   POOL_CONNECT_FAILED: { status: 503, message: 'Could not open a connection to the tenant database' },
   POOL_CLOSED: { status: 503, message: 'The tenant database pools are closed (shutting down)' },
+  RETROFIT_PLAN_INVALID: { status: 400, message: 'The retrofit plan file cannot be read or does not fit this setup' },
+  RETROFIT_GLOBAL_REFERENCES_TENANT: {
+    status: 400,
+    message: 'A table named global has a foreign key to a table that becomes a tenant table',
+  },
+  RETROFIT_STEP_FAILED: {
+    status: 500,
+    message: 'A retrofit step failed and was rolled back; fix the cause and rerun apply to continue',
+  },
+  RETROFIT_INTERRUPTED: {
+    status: 503,
+    message: 'The retrofit apply was stopped before it finished; rerun it to continue',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */
