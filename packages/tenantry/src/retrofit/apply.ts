@@ -34,6 +34,9 @@ export interface ApplyProgress {
   /** Share of a backfill done (`batch`), or the retry number (`retry`). */
   readonly fraction?: number;
   readonly attempt?: number;
+  /** Weight (rows) of the steps this run has to do, and of those done so far: for an ETA. */
+  readonly weightTotal: number;
+  readonly weightDone: number;
 }
 
 /** Options of {@link applyRetrofit}. */
@@ -132,9 +135,19 @@ export async function applyRetrofit(
     );
     const applied: RetrofitStep[] = [];
     let skipped = 0;
+    const weightTotal = steps.filter((s) => !done.has(s.n)).reduce((sum, s) => sum + s.weight, 0);
+    let weightDone = 0;
     for (const [i, step] of steps.entries()) {
-      const report = (state: ApplyProgress['state'], extra: Partial<ApplyProgress> = {}) =>
-        options.onProgress?.({ step, total: steps.length, position: i + 1, state, ...extra });
+      const report = (state: ApplyProgress['state'], extra: { fraction?: number; attempt?: number } = {}) =>
+        options.onProgress?.({
+          step,
+          total: steps.length,
+          position: i + 1,
+          state,
+          weightTotal,
+          weightDone: weightDone + (extra.fraction ?? 0) * step.weight,
+          ...extra,
+        });
       if (done.has(step.n)) {
         skipped++;
         report('skipped');
@@ -167,6 +180,7 @@ export async function applyRetrofit(
       }
       done.add(step.n);
       applied.push(step);
+      weightDone += step.weight;
       report('done');
     }
     const doctor = options.dryRun
