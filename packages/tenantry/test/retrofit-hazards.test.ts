@@ -7,8 +7,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 import { isTenantryError, Tenantry } from '../src/index.ts';
+import { applyRetrofit } from '../src/retrofit/apply.ts';
 import { HAZARDS, type HazardCode } from '../src/retrofit/hazards.ts';
 import { planRetrofit } from '../src/retrofit/plan.ts';
+import { parsePlan, renderPlan } from '../src/retrofit/plan-file.ts';
 import type { RetrofitPlan } from '../src/retrofit/plan-step.ts';
 
 /**
@@ -114,6 +116,15 @@ describe('retrofit hazards', () => {
       runtimeRole: db.roles.runtime,
     });
     await expect(refused).rejects.toSatisfy((e) => isTenantryError(e, 'RETROFIT_GLOBAL_REFERENCES_TENANT'));
+  });
+
+  it('refuses a file that is not a plan, has steps out of order, or was made for other roles', async () => {
+    const invalid = (e: unknown) => isTenantryError(e, 'RETROFIT_PLAN_INVALID');
+    expect(() => parsePlan('SELECT 1;')).toThrow(/not a Tenantry retrofit plan/);
+    const text = renderPlan(plan);
+    expect(() => parsePlan(text.replace('==== step 2/', '==== step 3/'))).toThrow(/out of order/);
+    const other = text.replace(`-- owner role: ${db.roles.owner}`, '-- owner role: someone_else');
+    await expect(applyRetrofit(tenantry, other)).rejects.toSatisfy(invalid);
   });
 
   it('plans, dry-runs and applies through the CLI, ending with doctor at zero errors', async () => {
