@@ -64,6 +64,8 @@ export function reportError(error: unknown): number {
       'INVALID_TENANT_STATE',
       'CONFIG_INVALID',
       'MISSING_SECRET',
+      'RETROFIT_PLAN_INVALID',
+      'RETROFIT_GLOBAL_REFERENCES_TENANT',
     ].includes(error.code)
       ? 2
       : 1;
