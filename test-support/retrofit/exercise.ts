@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { expect } from 'vitest';
-import { isTenantryError } from '../../packages/tenantry/src/index.ts';
+import { isTenantryError, type TenantRecord } from '../../packages/tenantry/src/index.ts';
 import { type ApplyReport, applyRetrofit } from '../../packages/tenantry/src/retrofit/apply.ts';
 import { planRetrofit } from '../../packages/tenantry/src/retrofit/plan.ts';
 import { parsePlan, planId, renderPlan } from '../../packages/tenantry/src/retrofit/plan-file.ts';
@@ -77,6 +77,45 @@ export async function ownership(
     await c.end();
   }
   return out;
+}
+
+/**
+ * Checks that every row of `tables` — those from before (`before`) and those the old
+ * application wrote meanwhile — now belongs to `tenantId`; returns the counts after.
+ */
+export async function expectAllInTenant(
+  app: LegacyApp,
+  tables: readonly string[],
+  before: Record<string, { rows: number }>,
+  tenantId: string,
+): Promise<Record<string, { rows: number; others: number }>> {
+  const after = await ownership(app, tables, tenantId);
+  for (const t of tables) {
+    expect(after[t]?.others, t).toBe(0);
+    expect(after[t]?.rows, t).toBeGreaterThanOrEqual(before[t]?.rows ?? 0);
+  }
+  return after;
+}
+
+/**
+ * Cuts over, creates a second tenant and checks it sees none of `tables`' rows and deletes
+ * none of them; returns the tenant for further cross-tenant checks.
+ */
+export async function cutOverToSecondTenant(
+  app: LegacyApp,
+  text: string,
+  tables: readonly string[],
+): Promise<TenantRecord> {
+  await applyAll(app, text, 'cutover');
+  const second = await app.tenantry.tenants.create({ slug: 'globex', name: 'Globex' });
+  await app.tenantry.transaction(second, async (tx) => {
+    for (const t of tables) {
+      const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`);
+      expect(rows[0]?.n, t).toBe(0);
+      expect((await tx.query(`DELETE FROM ${t}`)).rowCount, t).toBe(0);
+    }
+  });
+  return second;
 }
 
 /** A fingerprint of the retrofitted schema: keys, indexes, policies, owners and RLS flags. */

@@ -1,5 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { applyAll, applyUntil, ownership, planFile } from '../../../test-support/retrofit/exercise.ts';
+import {
+  applyAll,
+  applyUntil,
+  cutOverToSecondTenant,
+  expectAllInTenant,
+  ownership,
+  planFile,
+} from '../../../test-support/retrofit/exercise.ts';
 import { createLegacyApp, type LegacyApp, startWriter } from '../../../test-support/retrofit/harness.ts';
 
 /**
@@ -104,20 +111,10 @@ describe.each(CASES)('retrofit: $file', (c) => {
     expect(result.ok).toBeGreaterThan(20);
 
     const acme = report.defaultTenantId as string;
-    const after = await ownership(app, plan.tenantTables, acme);
-    for (const t of plan.tenantTables) {
-      expect(after[t]?.others, t).toBe(0);
-      expect(after[t]?.rows, t).toBeGreaterThanOrEqual(before[t]?.rows ?? 0);
-    }
+    const after = await expectAllInTenant(app, plan.tenantTables, before, acme);
 
-    await applyAll(app, text, 'cutover');
-    const globex = await app.tenantry.tenants.create({ slug: 'globex', name: 'Globex' });
+    const globex = await cutOverToSecondTenant(app, text, plan.tenantTables);
     await app.tenantry.transaction(globex, async (tx) => {
-      for (const t of plan.tenantTables) {
-        const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`);
-        expect(rows[0]?.n, t).toBe(0);
-        expect((await tx.query(`DELETE FROM ${t}`)).rowCount, t).toBe(0);
-      }
       for (const statement of c.own) await tx.query(statement);
     });
     await expect(app.tenantry.transaction(globex, (tx) => tx.query(c.crossReference))).rejects.toThrow(/foreign key/);

@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyAll, applyUntil, fingerprint, ownership, planFile } from '../../../test-support/retrofit/exercise.ts';
+import {
+  applyAll,
+  applyUntil,
+  cutOverToSecondTenant,
+  expectAllInTenant,
+  fingerprint,
+  ownership,
+  planFile,
+} from '../../../test-support/retrofit/exercise.ts';
 import { createLegacyApp, type LegacyApp, startWriter } from '../../../test-support/retrofit/harness.ts';
 import { isTenantryError } from '../src/index.ts';
 import { applyRetrofit } from '../src/retrofit/apply.ts';
@@ -98,23 +106,14 @@ describe('retrofit: DVD rental', () => {
 
     // Every row, old or written during the retrofit, is the default tenant's.
     const acme = report.defaultTenantId as string;
-    const after = await ownership(app, plan.tenantTables, acme);
-    for (const t of plan.tenantTables) {
-      expect(after[t]?.others, t).toBe(0);
-      expect(after[t]?.rows, t).toBeGreaterThanOrEqual(before[t]?.rows ?? 0);
-    }
+    const after = await expectAllInTenant(app, plan.tenantTables, before, acme);
 
     // Deployed on the runtime role with the default tenant: it sees what the shop sees.
     const seen = await app.tenantry.query<{ n: number }>('acme', 'SELECT count(*)::int AS n FROM rental');
     expect(seen.rows[0]?.n).toBe(after['public.rental']?.rows);
 
-    await applyAll(app, text, 'cutover');
-    const globex = await app.tenantry.tenants.create({ slug: 'globex', name: 'Globex' });
+    const globex = await cutOverToSecondTenant(app, text, plan.tenantTables);
     await app.tenantry.transaction(globex, async (tx) => {
-      for (const t of plan.tenantTables) {
-        const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t}`);
-        expect(rows[0]?.n, t).toBe(0);
-      }
       expect((await tx.query('UPDATE film SET title = $1 WHERE film_id = 1', ['stolen'])).rowCount).toBe(0);
       expect((await tx.query('DELETE FROM customer WHERE customer_id = 1')).rowCount).toBe(0);
       await tx.query(`INSERT INTO actor (first_name, last_name) VALUES ('Own', 'Actor')`);

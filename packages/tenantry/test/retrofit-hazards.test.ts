@@ -45,6 +45,8 @@ SELECT lo_create(0);
 let db: TestDatabase;
 let tenantry: Tenantry;
 let plan: RetrofitPlan;
+/** The plan file the CLI wrote and applied (the lock test cuts it over). */
+let planText = '';
 
 beforeAll(async () => {
   db = await createTestDatabase('retrofit_hazards');
@@ -145,6 +147,7 @@ describe('retrofit hazards', () => {
     );
     expect(planned.stderr).toContain('hazards');
     const text = readFileSync(file, 'utf8');
+    planText = text;
     expect(text).toContain('[VIEW_BYPASSES_RLS] hz.account_names');
     expect(text).toMatch(/CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "account_pkey_tenant"/);
 
@@ -161,4 +164,30 @@ describe('retrofit hazards', () => {
     const again = await exec(process.execPath, [main, 'retrofit', 'apply', file], { env });
     expect(again.stdout).toMatch(/ran 0 steps \(\d+ already applied\)/);
   }, 120_000);
+
+  it('waits for a lock at most lock_timeout, retries, and names the step when it never gets it', async () => {
+    const blocker = await tenantry.adminPool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE hz.account IN ROW EXCLUSIVE MODE'); // an application transaction in flight
+      const refused = applyRetrofit(tenantry, planText, { phase: 'cutover', lockTimeoutMs: 50, lockRetries: 1 });
+      await expect(refused).rejects.toThrow(/step \d+ cutover hz\.account \(no lock after 2 tries\)/);
+      await expect(refused).rejects.toSatisfy((e) => isTenantryError(e, 'RETROFIT_STEP_FAILED'));
+
+      const retries: number[] = [];
+      const patient = applyRetrofit(tenantry, planText, {
+        phase: 'cutover',
+        lockTimeoutMs: 50,
+        onProgress: (p) => p.state === 'retry' && retries.push(p.attempt ?? 0),
+      });
+      await new Promise((r) => setTimeout(r, 400));
+      await blocker.query('COMMIT');
+      const report = await patient;
+      expect(retries.length).toBeGreaterThan(0);
+      expect(report.doctor?.ok).toBe(true);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => {});
+      blocker.release();
+    }
+  }, 60_000);
 });
