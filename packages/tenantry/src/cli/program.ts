@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
+import { registerRetrofit } from './commands/retrofit.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTenants } from './commands/tenants.ts';
 
@@ -16,5 +17,6 @@ export function createProgram(): Command {
   registerTenants(program);
   registerDoctor(program);
   registerKeys(program);
+  registerRetrofit(program);
   return program;
 }

@@ -68,6 +68,8 @@ export function reportError(error: unknown): number {
       'EXPORT_TRUNCATED',
       'EXPORT_CHECKSUM_MISMATCH',
       'EXPORT_SCHEMA_NEWER',
+      'RETROFIT_PLAN_INVALID',
+      'RETROFIT_GLOBAL_REFERENCES_TENANT',
     ].includes(error.code)
       ? 2
       : 1;

@@ -90,6 +90,19 @@ export const ERRORS = {
     status: 500,
     message: 'Verification after a hard delete found rows of the tenant; the erasure was not recorded as complete',
   },
+  RETROFIT_PLAN_INVALID: { status: 400, message: 'The retrofit plan file cannot be read or does not fit this setup' },
+  RETROFIT_GLOBAL_REFERENCES_TENANT: {
+    status: 400,
+    message: 'A table named global has a foreign key to a table that becomes a tenant table',
+  },
+  RETROFIT_STEP_FAILED: {
+    status: 500,
+    message: 'A retrofit step failed and was rolled back; fix the cause and rerun apply to continue',
+  },
+  RETROFIT_INTERRUPTED: {
+    status: 503,
+    message: 'The retrofit apply was stopped before it finished; rerun it to continue',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */
