@@ -1,9 +1,9 @@
-import { PassThrough, Readable } from 'node:stream';
-import tar from 'tar-stream';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { superuserQuery } from '../../../test-support/database.ts';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
-import type { ExportManifest, IsolationTier, TenantRecord } from '../src/index.ts';
+import { exportOf as exportArchive, filesOf, rowsOf, tenantTables } from '../../../test-support/tenant-archive.ts';
+import type { IsolationTier, TenantRecord } from '../src/index.ts';
 
 let f: Fixture;
 
@@ -37,35 +37,7 @@ async function seed(t: TenantRecord, items: number, label: string): Promise<void
   });
 }
 
-async function exportOf(ref: string): Promise<{ manifest: ExportManifest; archive: Buffer }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const manifest = await f.tenantry.exportTenant(ref, out);
-  return { manifest, archive: Buffer.concat(chunks) };
-}
-
-/** The archive's files by name, as text. */
-async function filesOf(archive: Buffer): Promise<Map<string, string>> {
-  const extract = tar.extract();
-  Readable.from([archive]).pipe(extract);
-  const files = new Map<string, string>();
-  for await (const entry of extract) {
-    const chunks: Buffer[] = [];
-    for await (const c of entry) chunks.push(c as Buffer);
-    files.set(entry.header.name, Buffer.concat(chunks).toString('utf8'));
-  }
-  return files;
-}
-
-const rowsOf = (text: string | undefined) =>
-  (text ?? '')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-
-const tenantTables = (m: ExportManifest) =>
-  Object.fromEntries(m.files.filter((x) => x.kind === 'tenant').map((x) => [x.table, [x.rows, x.checksum]]));
+const exportOf = (ref: string) => exportArchive(f.tenantry, ref);
 
 /** Rows carrying `tenantId` in any table with a tenant_id column, in the main database and the tenant's own. */
 async function rowsAnywhere(tenantId: string, databases: readonly string[]): Promise<Record<string, number>> {

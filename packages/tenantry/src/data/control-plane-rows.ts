@@ -8,9 +8,10 @@ const CONTROL_SCHEMA = 'tenantry';
 /**
  * Control-plane tables with a `tenant_id` that are not the tenant's data: `targets` records
  * where this installation keeps the rows (a schema or database name), which means nothing
- * anywhere else.
+ * anywhere else; `export_jobs` and `export_chunks` are earlier exports (an archive must not
+ * carry the archives before it). Erasure still counts them: they go with the tenant.
  */
-const BOOKKEEPING = new Set(['targets']);
+const BOOKKEEPING = new Set(['targets', 'export_jobs', 'export_chunks']);
 
 /**
  * Columns never exported, by name: password and key hashes, refresh-token hashes, sealed
