@@ -37,6 +37,7 @@ export {
 export type { ErasureReport } from './data/tenant-erasure.ts';
 export type { ExportOptions, ExportProgress } from './data/tenant-export.ts';
 export type { ImportOptions, ImportReport } from './data/tenant-import.ts';
+export type { UserErasureReport } from './data/user-erasure.ts';
 export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';

@@ -101,3 +101,22 @@ export async function controlCounts(client: ClientBase): Promise<[string, string
     ]),
   ];
 }
+
+/**
+ * Deletes the accounts among `userIds` that belong to no tenant any more (run after their
+ * memberships went): a user shared with another tenant keeps the account. Returns the ids
+ * of the accounts deleted. Tenant erasure and per-user erasure apply this one rule.
+ *
+ * @example
+ * ```ts
+ * const gone = await removeOrphanAccounts(client, [userId]); // [] when they belong elsewhere too
+ * ```
+ */
+export async function removeOrphanAccounts(client: ClientBase, userIds: readonly string[]): Promise<string[]> {
+  const { rows } = await client.query<{ id: string }>(
+    `DELETE FROM tenantry.users u WHERE u.id = ANY($1::uuid[])
+        AND NOT EXISTS (SELECT 1 FROM tenantry.memberships m WHERE m.user_id = u.id) RETURNING u.id`,
+    [[...userIds]],
+  );
+  return rows.map((r) => r.id);
+}
