@@ -310,10 +310,13 @@ export class Tenantry<DB = unknown> {
    * anything is written (manifest, every file's SHA-256, schema version); the rows go in in
    * one transaction with ids kept and `tenant_id` rewritten, and their checksums must match
    * the export's; a failure leaves nothing behind. Users and API keys are not re-imported.
+   * With `replace: true`, restores over the existing tenant `slug`: imported and verified
+   * under another slug first, then swapped in and the old tenant erased.
    *
    * @example
    * ```ts
    * const report = await tenantry.importTenant(createReadStream('acme.tar'), { slug: 'acme-copy', tier: 'schema' });
+   * await tenantry.importTenant(createReadStream('acme.tar'), { slug: 'acme', replace: true }); // restore a backup
    * ```
    */
   async importTenant(input: Readable, options: ImportOptions): Promise<ImportReport> {

@@ -233,3 +233,58 @@ describe('erasing a tenant that was exported', () => {
     await expect(f.tenantry.tenants.get(t.id)).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
   });
 });
+
+describe.each<IsolationTier>(['pool', 'database'])('import with replace, %s tier', (tier) => {
+  it('restores the archive over the tenant: exactly its rows, same slug, the old tenant erased', async () => {
+    const t = await f.tenantry.tenants.create({ slug: `${tier}-restore-me`, name: 'R', tier });
+    await seed(t, 5, `r-${tier}`);
+    const { manifest, archive } = await exportOf(t.slug);
+    await seed(t, 3, `after-${tier}`); // written after the backup: must not survive the restore
+    const other = await f.tenantry.tenants.create({ slug: `${tier}-bystander`, name: 'X' });
+    await seed(other, 2, `x-${tier}`);
+    const bystander = tenantTables((await exportOf(other.id)).manifest);
+
+    const report = await f.tenantry.importTenant(Readable.from([archive]), { slug: t.slug, replace: true });
+    expect(report.tenant).toMatchObject({ slug: t.slug, status: 'active', tier });
+    expect(report.tenant.id).not.toBe(t.id);
+    expect(report.replaced).toEqual({ tenantId: t.id });
+    const now = await f.tenantry.tenants.get(t.slug);
+    expect(now.id).toBe(report.tenant.id);
+    expect(tenantTables((await exportOf(t.slug)).manifest)).toEqual(tenantTables(manifest));
+    await expect(f.tenantry.tenants.get(t.id)).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
+    expect(await rowsAnywhere(t.id, [f.database.name])).toEqual({});
+    expect(tenantTables((await exportOf(other.id)).manifest)).toEqual(bystander);
+    const renamed = await superuserQuery<{ action: string }>(
+      f.database.name,
+      `SELECT action FROM tenantry.audit_log WHERE tenant_id = $1 ORDER BY id`,
+      [report.tenant.id],
+    );
+    expect(renamed.map((r) => r.action)).toEqual(['tenant.created', 'tenant.imported', 'tenant.renamed']);
+  });
+
+  it('a tampered archive leaves the tenant as it was', async () => {
+    const t = await f.tenantry.tenants.create({ slug: `${tier}-keep-me`, name: 'K', tier });
+    await seed(t, 4, `k-${tier}`);
+    const { archive } = await exportOf(t.slug);
+    await seed(t, 1, `k2-${tier}`);
+    const before = tenantTables((await exportOf(t.slug)).manifest);
+    const tampered = Buffer.from(archive);
+    tampered.write('Z', tampered.indexOf(`k-${tier} 2`));
+    const footprintBefore = await footprint();
+    await expect(
+      f.tenantry.importTenant(Readable.from([tampered]), { slug: t.slug, replace: true }),
+    ).rejects.toMatchObject({ code: 'EXPORT_CHECKSUM_MISMATCH' });
+    expect(await f.tenantry.tenants.get(t.slug)).toMatchObject({ id: t.id, status: 'active' });
+    expect(tenantTables((await exportOf(t.slug)).manifest)).toEqual(before);
+    expect(await footprint()).toEqual(footprintBefore);
+  });
+
+  it('replacing a tenant that does not exist is TENANT_NOT_FOUND, and writes nothing', async () => {
+    const { archive } = await exportOf(`${tier}-keep-me`);
+    const footprintBefore = await footprint();
+    await expect(
+      f.tenantry.importTenant(Readable.from([archive]), { slug: `${tier}-nobody`, replace: true }),
+    ).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
+    expect(await footprint()).toEqual(footprintBefore);
+  });
+});

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -30,6 +31,14 @@ export interface ImportOptions {
   readonly actor?: string;
   /** Rows inserted per statement (default 1,000). */
   readonly batchSize?: number;
+  /**
+   * Restore over the existing tenant `slug`: the archive is imported into a new tenant
+   * first (tier and placement default to the existing tenant's) and verified; only then
+   * the new tenant takes the slug and the old one is erased. Any failure before the swap
+   * leaves the old tenant as it was. Its users, keys and sessions go with it (an archive
+   * carries none), and the tenant's id changes.
+   */
+  readonly replace?: boolean;
 }
 
 /** What an import did. */
@@ -41,6 +50,8 @@ export interface ImportReport {
   readonly tables: readonly { readonly table: string; readonly rows: number; readonly checksum: string }[];
   /** Control-plane tables of the export deliberately not recreated (users, keys, sessions, audit). */
   readonly notImported: readonly string[];
+  /** With `replace`: the tenant replaced, now erased (see its `tenant.erasure_verified` audit entry). */
+  readonly replaced?: { readonly tenantId: string };
 }
 
 /** What an import needs: where rows go, the registry that creates the tenant, this installation's migrations. */
@@ -76,6 +87,34 @@ export class TenantImporter {
   }
 
   import(input: Readable, options: ImportOptions): Promise<ImportReport> {
+    return options.replace ? this.#replace(input, options) : this.#import(input, options);
+  }
+
+  async #replace(input: Readable, options: ImportOptions): Promise<ImportReport> {
+    const { tenants } = this.#deps;
+    const old = await tenants.get(options.slug);
+    const actor = options.actor ?? 'system';
+    const placement =
+      options.placement ?? (options.tier ? undefined : (await this.#deps.placements.resolve(old.placementId)).name);
+    const report = await this.#import(input, {
+      ...options,
+      slug: `${old.slug.slice(0, 40).replace(/-+$/, '')}-restore-${randomBytes(4).toString('hex')}`,
+      tier: options.tier ?? old.tier,
+      ...(placement ? { placement } : {}),
+    });
+    let tenant: TenantRecord;
+    try {
+      tenant = await tenants.replace(old.id, report.tenant.id, { actor });
+    } catch (error) {
+      await tenants.delete(report.tenant.id, { hard: true, actor }).catch(() => {});
+      throw error;
+    }
+    // The new tenant is in place; erasing the old one failing is ERASURE_INCOMPLETE: rerun its hard delete.
+    await tenants.delete(old.id, { hard: true, actor });
+    return { ...report, tenant, replaced: { tenantId: old.id } };
+  }
+
+  #import(input: Readable, options: ImportOptions): Promise<ImportReport> {
     return withTempDir('tenantry-import-', async (dir) => {
       const manifest = await readArchive(input, dir);
       this.#checkSchema(manifest);
