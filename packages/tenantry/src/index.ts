@@ -27,9 +27,17 @@ export { contextOf, type TenantRecord } from './control/tenant-record.ts';
 export { type ActorOption, type TenantPage, TenantRegistry } from './control/tenant-registry.ts';
 export type { ExportFile, ExportManifest } from './data/archive-format.ts';
 export type { ErasureHook } from './data/erasure-checks.ts';
+export {
+  type ExportJob,
+  type ExportJobStatus,
+  ExportJobs,
+  type ExportJobsOptions,
+  type ExportSource,
+} from './data/export-jobs.ts';
 export type { ErasureReport } from './data/tenant-erasure.ts';
-export type { ExportOptions } from './data/tenant-export.ts';
+export type { ExportOptions, ExportProgress } from './data/tenant-export.ts';
 export type { ImportOptions, ImportReport } from './data/tenant-import.ts';
+export type { UserErasureReport } from './data/user-erasure.ts';
 export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';

@@ -21,6 +21,7 @@ import { type ErasureReport, TenantEraser } from './data/tenant-erasure.ts';
 import type { ExportOptions } from './data/tenant-export.ts';
 import type { ImportOptions, ImportReport } from './data/tenant-import.ts';
 import type { DataDeps } from './data/tenant-place.ts';
+import type { UserErasureReport } from './data/user-erasure.ts';
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { TenantryError } from './errors/catalog.ts';
@@ -309,10 +310,13 @@ export class Tenantry<DB = unknown> {
    * anything is written (manifest, every file's SHA-256, schema version); the rows go in in
    * one transaction with ids kept and `tenant_id` rewritten, and their checksums must match
    * the export's; a failure leaves nothing behind. Users and API keys are not re-imported.
+   * With `replace: true`, restores over the existing tenant `slug`: imported and verified
+   * under another slug first, then swapped in and the old tenant erased.
    *
    * @example
    * ```ts
    * const report = await tenantry.importTenant(createReadStream('acme.tar'), { slug: 'acme-copy', tier: 'schema' });
+   * await tenantry.importTenant(createReadStream('acme.tar'), { slug: 'acme', replace: true }); // restore a backup
    * ```
    */
   async importTenant(input: Readable, options: ImportOptions): Promise<ImportReport> {
@@ -340,6 +344,25 @@ export class Tenantry<DB = unknown> {
     const actor = options.actor ?? 'system';
     if (record.status !== 'deleted') record = await this.tenants.delete(record.id, { actor });
     return this.#eraser.erase(record, actor);
+  }
+
+  /**
+   * Erases one user from one tenant: in every tenant table marked `personal` (see
+   * `tenantTable({ personal })`), the user's rows are pseudonymised or deleted; the
+   * membership goes, and the account when the user belongs to no other tenant; audited
+   * without personal data. A user who is not a member of `tenant` is `NOT_FOUND`, and the
+   * user's rows in other tenants are never touched.
+   *
+   * @example
+   * ```ts
+   * const report = await tenantry.eraseUser('acme', userId, { actor: 'dpo' });
+   * console.log(report.tables); // [{ table: 'notes', mode: 'pseudonymise', rows: 12 }]
+   * ```
+   */
+  async eraseUser(tenant: string, userId: string, options: { actor?: string } = {}): Promise<UserErasureReport> {
+    const record = await this.tenants.get(tenant);
+    const { UserEraser } = await import('./data/user-erasure.ts');
+    return new UserEraser(this.#data).erase(record, userId, options.actor ?? 'system');
   }
 
   /**

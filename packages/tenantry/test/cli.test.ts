@@ -108,6 +108,12 @@ describe('tenantry CLI', () => {
       const cut = await cli('tenants', 'import', join(dir, 'cut.tar'), '--slug', 'initech-3');
       expect(cut.code).toBe(2);
       expect(cut.stderr).toContain('EXPORT_TRUNCATED');
+      const unconfirmed = await cli('tenants', 'import', file, '--slug', 'initech', '--replace');
+      expect(unconfirmed.code).not.toBe(0);
+      expect(unconfirmed.stderr).toContain('--yes');
+      const replaced = await cli('tenants', 'import', file, '--slug', 'initech', '--replace', '--yes');
+      expect(replaced.code).toBe(0);
+      expect(replaced.stdout).toMatch(/imported initech \(.*, schema\)\nreplaced and erased tenant /);
       const erased = await cli('tenants', 'delete', 'initech-2', '--hard', '--yes', '--json');
       expect(erased.code).toBe(0);
       const report = JSON.parse(erased.stdout) as { verification: { ok: boolean; rows: Record<string, number> } };

@@ -1,9 +1,9 @@
-import { PassThrough, Readable } from 'node:stream';
-import tar from 'tar-stream';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { superuserQuery } from '../../../test-support/database.ts';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
-import type { ExportManifest, IsolationTier, TenantRecord } from '../src/index.ts';
+import { exportOf as exportArchive, filesOf, rowsOf, tenantTables } from '../../../test-support/tenant-archive.ts';
+import type { IsolationTier, TenantRecord } from '../src/index.ts';
 
 let f: Fixture;
 
@@ -37,35 +37,7 @@ async function seed(t: TenantRecord, items: number, label: string): Promise<void
   });
 }
 
-async function exportOf(ref: string): Promise<{ manifest: ExportManifest; archive: Buffer }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const manifest = await f.tenantry.exportTenant(ref, out);
-  return { manifest, archive: Buffer.concat(chunks) };
-}
-
-/** The archive's files by name, as text. */
-async function filesOf(archive: Buffer): Promise<Map<string, string>> {
-  const extract = tar.extract();
-  Readable.from([archive]).pipe(extract);
-  const files = new Map<string, string>();
-  for await (const entry of extract) {
-    const chunks: Buffer[] = [];
-    for await (const c of entry) chunks.push(c as Buffer);
-    files.set(entry.header.name, Buffer.concat(chunks).toString('utf8'));
-  }
-  return files;
-}
-
-const rowsOf = (text: string | undefined) =>
-  (text ?? '')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-
-const tenantTables = (m: ExportManifest) =>
-  Object.fromEntries(m.files.filter((x) => x.kind === 'tenant').map((x) => [x.table, [x.rows, x.checksum]]));
+const exportOf = (ref: string) => exportArchive(f.tenantry, ref);
 
 /** Rows carrying `tenantId` in any table with a tenant_id column, in the main database and the tenant's own. */
 async function rowsAnywhere(tenantId: string, databases: readonly string[]): Promise<Record<string, number>> {
@@ -259,5 +231,60 @@ describe('erasing a tenant that was exported', () => {
     expect(tenantTables(manifest)).toMatchObject({ items: [3, expect.any(String)] });
     await f.tenantry.tenants.delete(t.id, { hard: true });
     await expect(f.tenantry.tenants.get(t.id)).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
+  });
+});
+
+describe.each<IsolationTier>(['pool', 'database'])('import with replace, %s tier', (tier) => {
+  it('restores the archive over the tenant: exactly its rows, same slug, the old tenant erased', async () => {
+    const t = await f.tenantry.tenants.create({ slug: `${tier}-restore-me`, name: 'R', tier });
+    await seed(t, 5, `r-${tier}`);
+    const { manifest, archive } = await exportOf(t.slug);
+    await seed(t, 3, `after-${tier}`); // written after the backup: must not survive the restore
+    const other = await f.tenantry.tenants.create({ slug: `${tier}-bystander`, name: 'X' });
+    await seed(other, 2, `x-${tier}`);
+    const bystander = tenantTables((await exportOf(other.id)).manifest);
+
+    const report = await f.tenantry.importTenant(Readable.from([archive]), { slug: t.slug, replace: true });
+    expect(report.tenant).toMatchObject({ slug: t.slug, status: 'active', tier });
+    expect(report.tenant.id).not.toBe(t.id);
+    expect(report.replaced).toEqual({ tenantId: t.id });
+    const now = await f.tenantry.tenants.get(t.slug);
+    expect(now.id).toBe(report.tenant.id);
+    expect(tenantTables((await exportOf(t.slug)).manifest)).toEqual(tenantTables(manifest));
+    await expect(f.tenantry.tenants.get(t.id)).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
+    expect(await rowsAnywhere(t.id, [f.database.name])).toEqual({});
+    expect(tenantTables((await exportOf(other.id)).manifest)).toEqual(bystander);
+    const renamed = await superuserQuery<{ action: string }>(
+      f.database.name,
+      `SELECT action FROM tenantry.audit_log WHERE tenant_id = $1 ORDER BY id`,
+      [report.tenant.id],
+    );
+    expect(renamed.map((r) => r.action)).toEqual(['tenant.created', 'tenant.imported', 'tenant.renamed']);
+  });
+
+  it('a tampered archive leaves the tenant as it was', async () => {
+    const t = await f.tenantry.tenants.create({ slug: `${tier}-keep-me`, name: 'K', tier });
+    await seed(t, 4, `k-${tier}`);
+    const { archive } = await exportOf(t.slug);
+    await seed(t, 1, `k2-${tier}`);
+    const before = tenantTables((await exportOf(t.slug)).manifest);
+    const tampered = Buffer.from(archive);
+    tampered.write('Z', tampered.indexOf(`k-${tier} 2`));
+    const footprintBefore = await footprint();
+    await expect(
+      f.tenantry.importTenant(Readable.from([tampered]), { slug: t.slug, replace: true }),
+    ).rejects.toMatchObject({ code: 'EXPORT_CHECKSUM_MISMATCH' });
+    expect(await f.tenantry.tenants.get(t.slug)).toMatchObject({ id: t.id, status: 'active' });
+    expect(tenantTables((await exportOf(t.slug)).manifest)).toEqual(before);
+    expect(await footprint()).toEqual(footprintBefore);
+  });
+
+  it('replacing a tenant that does not exist is TENANT_NOT_FOUND, and writes nothing', async () => {
+    const { archive } = await exportOf(`${tier}-keep-me`);
+    const footprintBefore = await footprint();
+    await expect(
+      f.tenantry.importTenant(Readable.from([archive]), { slug: `${tier}-nobody`, replace: true }),
+    ).rejects.toMatchObject({ code: 'TENANT_NOT_FOUND' });
+    expect(await footprint()).toEqual(footprintBefore);
   });
 });

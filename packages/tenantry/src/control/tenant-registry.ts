@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { integerOption } from '../config.ts';
 import type { TenantStatus } from '../context/tenant-context.ts';
 import { writeAudit } from '../effects/audit.ts';
@@ -230,6 +230,58 @@ export class TenantRegistry {
     return updated;
   }
 
+  /**
+   * Gives a tenant another slug; audited (`tenant.renamed`). `TENANT_SLUG_TAKEN` when the
+   * slug is in use. Clients that name the tenant by slug follow; its id does not change.
+   *
+   * @example
+   * ```ts
+   * await tenantry.tenants.rename('acme', 'acme-corp', { actor: 'admin:ops' });
+   * ```
+   */
+  async rename(idOrSlug: string, slug: string, options: ActorOption = {}): Promise<TenantRecord> {
+    const { slug: to } = parseInput(CreateTenantInput.pick({ slug: true }), { slug });
+    const current = await this.get(idOrSlug);
+    return inTransaction(this.#pool, (client) => renameIn(client, current, to, options.actor ?? 'system'));
+  }
+
+  /**
+   * Puts `replacement` in the place of `current`, in one transaction: `current` is
+   * soft-deleted and gets the slug `replaced-<its id>`, `replacement` takes its slug. Then
+   * erase `current` (`delete(…, { hard: true })`). What an import with `replace` runs once
+   * the new tenant is verified; if this fails, nothing changed.
+   *
+   * @example
+   * ```ts
+   * const restored = await tenantry.tenants.replace('acme', imported.id);
+   * await tenantry.tenants.delete(old.id, { hard: true });
+   * ```
+   */
+  async replace(current: string, replacement: string, options: ActorOption = {}): Promise<TenantRecord> {
+    const [old, next] = [await this.get(current), await this.get(replacement)];
+    const actor = options.actor ?? 'system';
+    const replaced = await inTransaction(this.#pool, async (client) => {
+      if (old.status !== 'deleted') {
+        const { rowCount } = await client.query(
+          `UPDATE tenantry.tenants SET status = 'deleted', status_changed_at = now(), updated_at = now()
+            WHERE id = $1 AND status = $2`,
+          [old.id, old.status],
+        );
+        if (rowCount === 0) throw new TenantryError('INVALID_TENANT_STATE', 'the tenant changed meanwhile');
+        await writeAudit(client, {
+          actor,
+          tenantId: old.id,
+          action: 'tenant.deleted',
+          details: { from: old.status, to: 'deleted', replacedBy: next.id },
+        });
+      }
+      await renameIn(client, old, `replaced-${old.id.replaceAll('-', '').slice(0, 16)}`, actor);
+      return renameIn(client, next, old.slug, actor);
+    });
+    await this.#placer.changed?.(replaced);
+    return replaced;
+  }
+
   async #transition(idOrSlug: string, kind: TenantTransition, options: ActorOption): Promise<TenantRecord> {
     const current = await this.get(idOrSlug);
     const changed = await transitionTenant(this.#pool, current, kind, options.actor ?? 'system');
@@ -264,4 +316,28 @@ export class TenantRegistry {
     if (options.hard) await this.#erasure.erase(tenant, options.actor ?? 'system');
     return tenant;
   }
+}
+
+/** Renames in the caller's transaction; audited with the old and new slug. */
+async function renameIn(client: PoolClient, tenant: TenantRecord, slug: string, actor: string): Promise<TenantRecord> {
+  const { rows } = await client
+    .query<TenantRow>(
+      `UPDATE tenantry.tenants SET slug = $2, updated_at = now() WHERE id = $1
+        AND NOT EXISTS (SELECT 1 FROM tenantry.tenants o WHERE o.slug = $2 AND o.id <> $1) RETURNING *`,
+      [tenant.id, slug],
+    )
+    .catch((error: { code?: string }) => {
+      if (error.code === '23505') throw new TenantryError('TENANT_SLUG_TAKEN', slug);
+      throw error;
+    });
+  const row = rows[0];
+  if (!row) throw new TenantryError('TENANT_SLUG_TAKEN', slug);
+  await notifyTenantChanged(client, row.id);
+  await writeAudit(client, {
+    actor,
+    tenantId: row.id,
+    action: 'tenant.renamed',
+    details: { from: tenant.slug, to: slug },
+  });
+  return toRecord(row);
 }

@@ -8,9 +8,10 @@ const CONTROL_SCHEMA = 'tenantry';
 /**
  * Control-plane tables with a `tenant_id` that are not the tenant's data: `targets` records
  * where this installation keeps the rows (a schema or database name), which means nothing
- * anywhere else.
+ * anywhere else; `export_jobs` and `export_chunks` are earlier exports (an archive must not
+ * carry the archives before it). Erasure still counts them: they go with the tenant.
  */
-const BOOKKEEPING = new Set(['targets']);
+const BOOKKEEPING = new Set(['targets', 'export_jobs', 'export_chunks']);
 
 /**
  * Columns never exported, by name: password and key hashes, refresh-token hashes, sealed
@@ -99,4 +100,23 @@ export async function controlCounts(client: ClientBase): Promise<[string, string
       `SELECT count(*)::int AS n FROM ${qualified(CONTROL_SCHEMA, table)} WHERE tenant_id = $1`,
     ]),
   ];
+}
+
+/**
+ * Deletes the accounts among `userIds` that belong to no tenant any more (run after their
+ * memberships went): a user shared with another tenant keeps the account. Returns the ids
+ * of the accounts deleted. Tenant erasure and per-user erasure apply this one rule.
+ *
+ * @example
+ * ```ts
+ * const gone = await removeOrphanAccounts(client, [userId]); // [] when they belong elsewhere too
+ * ```
+ */
+export async function removeOrphanAccounts(client: ClientBase, userIds: readonly string[]): Promise<string[]> {
+  const { rows } = await client.query<{ id: string }>(
+    `DELETE FROM tenantry.users u WHERE u.id = ANY($1::uuid[])
+        AND NOT EXISTS (SELECT 1 FROM tenantry.memberships m WHERE m.user_id = u.id) RETURNING u.id`,
+    [[...userIds]],
+  );
+  return rows.map((r) => r.id);
 }

@@ -7,7 +7,7 @@ import { listTenantTables } from '../control/tenant-tables.ts';
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { qualified } from '../sql.ts';
-import { controlCounts } from './control-plane-rows.ts';
+import { controlCounts, removeOrphanAccounts } from './control-plane-rows.ts';
 import { type ErasureHook, placesStanding } from './erasure-checks.ts';
 import type { DataDeps } from './tenant-place.ts';
 
@@ -90,11 +90,7 @@ export class TenantEraser implements TenantErasure {
         deleted[`tenantry.${table}`] = rowCount ?? 0;
       }
       // Only accounts that belong to no other tenant: a shared user keeps theirs.
-      const { rows: gone } = await client.query<{ id: string }>(
-        `DELETE FROM tenantry.users u WHERE u.id = ANY($1::uuid[])
-            AND NOT EXISTS (SELECT 1 FROM tenantry.memberships m WHERE m.user_id = u.id) RETURNING u.id`,
-        [userIds],
-      );
+      const gone = await removeOrphanAccounts(client, userIds);
       deleted['tenantry.users'] = gone.length;
       const redacted = await client.query(
         `UPDATE tenantry.audit_log SET details = '{}'::jsonb WHERE tenant_id = $1 AND details <> '{}'::jsonb`,
@@ -103,11 +99,7 @@ export class TenantEraser implements TenantErasure {
       deleted['tenantry.tenants'] = (await client.query('DELETE FROM tenantry.tenants WHERE id = $1', [tenant.id]))
         .rowCount as number;
       await notifyTenantChanged(client, tenant.id);
-      const verification = await this.#verify(
-        client,
-        tenant,
-        gone.map((u) => u.id),
-      );
+      const verification = await this.#verify(client, tenant, gone);
       const report: ErasureReport = {
         tenantId: tenant.id,
         erasedAt: new Date().toISOString(),

@@ -17,6 +17,21 @@ import { type DataDeps, openTenantTransaction, placeOf, type TenantPlace } from 
 export interface ExportOptions {
   /** Rows fetched from the cursor at a time (default 1,000). */
   readonly batchSize?: number;
+  /**
+   * Called after each batch and each table with what is done of the total (the totals are
+   * counted first, in the export's snapshot). Keep it cheap: it runs between two fetches.
+   */
+  readonly onProgress?: (progress: ExportProgress) => void;
+  /** Aborting stops the export at the next batch; it then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
+/** How far an export is: tables and rows written to the spool, of the totals of its snapshot. */
+export interface ExportProgress {
+  readonly tablesDone: number;
+  readonly tablesTotal: number;
+  readonly rowsDone: number;
+  readonly rowsTotal: number;
 }
 
 /**
@@ -51,7 +66,7 @@ export class TenantExporter {
     return withTempDir('tenantry-export-', async (dir) => {
       await mkdir(join(dir, 'tables'));
       await mkdir(join(dir, 'control'));
-      const files = await this.#spool(tenant, place, dir, batchSize);
+      const files = await this.#spool(tenant, place, dir, batchSize, options);
       const manifest: ExportManifest = {
         format: 'tenantry-export',
         formatVersion: EXPORT_FORMAT_VERSION,
@@ -66,18 +81,27 @@ export class TenantExporter {
     });
   }
 
-  async #spool(tenant: TenantRecord, place: TenantPlace, dir: string, batchSize: number): Promise<ExportFile[]> {
+  async #spool(
+    tenant: TenantRecord,
+    place: TenantPlace,
+    dir: string,
+    batchSize: number,
+    options: ExportOptions,
+  ): Promise<ExportFile[]> {
     const data = await openTenantTransaction(this.#deps, tenant.id, place, 'snapshot');
     let control: AdminConnection | undefined;
     try {
       control = place.inMainDatabase ? data : await this.#controlSnapshot();
-      const files: ExportFile[] = [];
       // Children first in the listing: reversed, parents come first (an import's order).
-      for (const table of (await listTenantTables(data.client, [place.schema])).reverse()) {
-        files.push(await spoolTenantTable(data.client, tenant.id, table, dir, batchSize));
+      const tenantTables = (await listTenantTables(data.client, [place.schema])).reverse();
+      const controls = await controlTables(control.client);
+      const progress = await this.#progress(data.client, control.client, tenant.id, tenantTables, controls, options);
+      const files: ExportFile[] = [];
+      for (const table of tenantTables) {
+        files.push(await spoolTenantTable(data.client, tenant.id, table, dir, batchSize, progress));
       }
-      for (const table of await controlTables(control.client)) {
-        files.push(await spoolRows(control.client, tenant.id, table, dir, batchSize));
+      for (const table of controls) {
+        files.push(await spoolRows(control.client, tenant.id, table, dir, batchSize, progress));
       }
       await data.client.query('COMMIT');
       if (control !== data) await control.client.query('COMMIT');
@@ -92,6 +116,34 @@ export class TenantExporter {
     }
   }
 
+  /** Counts the totals in the snapshot (only when someone listens) and returns the batch callback. */
+  async #progress(
+    data: ClientBase,
+    control: ClientBase,
+    tenantId: string,
+    tenantTables: readonly TenantTableRef[],
+    controls: readonly ControlTable[],
+    options: ExportOptions,
+  ): Promise<Progress> {
+    const { onProgress, signal } = options;
+    signal?.throwIfAborted();
+    const state = { tablesDone: 0, tablesTotal: tenantTables.length + controls.length, rowsDone: 0, rowsTotal: 0 };
+    if (onProgress) {
+      for (const t of tenantTables) {
+        const from = qualified(t.schema, t.table);
+        state.rowsTotal += await countOf(data, `SELECT 1 FROM ${from} WHERE tenant_id = $1`, tenantId);
+      }
+      for (const t of controls) state.rowsTotal += await countOf(control, t.select, tenantId);
+      onProgress({ ...state });
+    }
+    return (rows, tableDone) => {
+      signal?.throwIfAborted();
+      state.rowsDone += rows;
+      if (tableDone) state.tablesDone += 1;
+      onProgress?.({ ...state });
+    };
+  }
+
   async #controlSnapshot(): Promise<AdminConnection> {
     const client = await this.#deps.admin.connect();
     try {
@@ -104,6 +156,14 @@ export class TenantExporter {
   }
 }
 
+/** Reports `rows` more rows spooled (and, with `tableDone`, one more table); throws once aborted. */
+type Progress = (rows: number, tableDone: boolean) => void;
+
+async function countOf(client: ClientBase, select: string, tenantId: string): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM (${select}) s`, [tenantId]);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** One tenant table: its rows (every column but generated ones) and its checksum, in the same snapshot. */
 async function spoolTenantTable(
   client: ClientBase,
@@ -111,13 +171,22 @@ async function spoolTenantTable(
   table: TenantTableRef,
   dir: string,
   batchSize: number,
+  progress: Progress,
 ): Promise<ExportFile> {
   const columns = await copyableColumns(client, table);
   const key = await primaryKey(client, table);
   const from = qualified(table.schema, table.table);
   const list = columns.map(quoteIdent).join(', ');
   const select = `SELECT row_to_json(r)::text AS j FROM (SELECT ${list} FROM ${from} WHERE tenant_id = $1 ORDER BY ${key}) r`;
-  const file = await spoolRows(client, tenantId, { table: table.table, columns, select }, dir, batchSize, 'tenant');
+  const file = await spoolRows(
+    client,
+    tenantId,
+    { table: table.table, columns, select },
+    dir,
+    batchSize,
+    progress,
+    'tenant',
+  );
   const sum = await tableChecksum(
     client,
     from,
@@ -135,6 +204,7 @@ async function spoolRows(
   table: ControlTable,
   dir: string,
   batchSize: number,
+  progress: Progress,
   kind: ExportFile['kind'] = 'control',
 ): Promise<ExportFile> {
   const path = filePath(kind, table.table);
@@ -146,8 +216,10 @@ async function spoolRows(
       const { rows } = await client.query<{ j: string }>(`FETCH ${batchSize} FROM tenantry_export`);
       if (rows.length === 0) break;
       await file.write(`${rows.map((r) => r.j).join('\n')}\n`, rows.length);
+      progress(rows.length, false);
     }
     await client.query('CLOSE tenantry_export');
+    progress(0, true);
   } catch (error) {
     file.abort();
     throw error;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -30,6 +31,14 @@ export interface ImportOptions {
   readonly actor?: string;
   /** Rows inserted per statement (default 1,000). */
   readonly batchSize?: number;
+  /**
+   * Restore over the existing tenant `slug`: the archive is imported into a new tenant
+   * first (tier and placement default to the existing tenant's) and verified; only then
+   * the new tenant takes the slug and the old one is erased. Any failure before the swap
+   * leaves the old tenant as it was. Its users, keys and sessions go with it (an archive
+   * carries none), and the tenant's id changes.
+   */
+  readonly replace?: boolean;
 }
 
 /** What an import did. */
@@ -41,6 +50,8 @@ export interface ImportReport {
   readonly tables: readonly { readonly table: string; readonly rows: number; readonly checksum: string }[];
   /** Control-plane tables of the export deliberately not recreated (users, keys, sessions, audit). */
   readonly notImported: readonly string[];
+  /** With `replace`: the tenant replaced, now erased (see its `tenant.erasure_verified` audit entry). */
+  readonly replaced?: { readonly tenantId: string };
 }
 
 /** What an import needs: where rows go, the registry that creates the tenant, this installation's migrations. */
@@ -76,6 +87,34 @@ export class TenantImporter {
   }
 
   import(input: Readable, options: ImportOptions): Promise<ImportReport> {
+    return options.replace ? this.#replace(input, options) : this.#import(input, options);
+  }
+
+  async #replace(input: Readable, options: ImportOptions): Promise<ImportReport> {
+    const { tenants } = this.#deps;
+    const old = await tenants.get(options.slug);
+    const actor = options.actor ?? 'system';
+    const placement =
+      options.placement ?? (options.tier ? undefined : (await this.#deps.placements.resolve(old.placementId)).name);
+    const report = await this.#import(input, {
+      ...options,
+      slug: `${old.slug.slice(0, 40).replace(/-+$/, '')}-restore-${randomBytes(4).toString('hex')}`,
+      tier: options.tier ?? old.tier,
+      ...(placement ? { placement } : {}),
+    });
+    let tenant: TenantRecord;
+    try {
+      tenant = await tenants.replace(old.id, report.tenant.id, { actor });
+    } catch (error) {
+      await tenants.delete(report.tenant.id, { hard: true, actor }).catch(() => {});
+      throw error;
+    }
+    // The new tenant is in place; erasing the old one failing is ERASURE_INCOMPLETE: rerun its hard delete.
+    await tenants.delete(old.id, { hard: true, actor });
+    return { ...report, tenant, replaced: { tenantId: old.id } };
+  }
+
+  #import(input: Readable, options: ImportOptions): Promise<ImportReport> {
     return withTempDir('tenantry-import-', async (dir) => {
       const manifest = await readArchive(input, dir);
       this.#checkSchema(manifest);
@@ -159,9 +198,13 @@ export class TenantImporter {
     const conn = await openTenantTransaction(this.#deps, tenant.id, place, 'write');
     const tables: { table: string; rows: number; checksum: string }[] = [];
     try {
-      for (const file of manifest.files.filter((f) => f.kind === 'tenant')) {
+      await restoreWithoutTriggers(conn.client);
+      const files = manifest.files.filter((f) => f.kind === 'tenant');
+      for (const file of files) {
         tables.push(await insertTable(conn.client, tenant.id, place.schema, file, dir, batchSize));
       }
+      // Checked again once every table is in: a trigger on a later table may have changed an earlier one.
+      for (const file of files) await checkTable(conn.client, tenant.id, place.schema, file);
       // The control plane is in the main database: with the rows when they are there too.
       if (place.inMainDatabase) await control(conn.client, tables);
       else await inTransaction(this.#deps.admin, (client) => control(client, tables));
@@ -215,10 +258,21 @@ async function insertTable(
     if (batch.length >= batchSize) await flush();
   }
   await flush();
+  return checkTable(client, tenantId, schema, file);
+}
+
+/** The table's rows of the tenant must have the export's count and checksum. */
+async function checkTable(
+  client: ClientBase,
+  tenantId: string,
+  schema: string,
+  file: ExportFile,
+): Promise<{ table: string; rows: number; checksum: string }> {
+  const table = { schema, table: file.table };
   const key = await primaryKey(client, table);
   const sum = await tableChecksum(
     client,
-    to,
+    qualified(schema, file.table),
     file.columns.filter((c) => c !== 'tenant_id'),
     key,
     tenantId,
@@ -226,13 +280,30 @@ async function insertTable(
   if (sum.rows !== file.rows || sum.checksum !== file.checksum) {
     throw new TenantryError(
       'EXPORT_CHECKSUM_MISMATCH',
-      `the rows of ${file.table} differ from the export after import`,
-      {
-        details: { table: file.table },
-      },
+      `the rows of ${file.table} differ from the export after import (a trigger of the application may have changed them)`,
+      { details: { table: file.table } },
     );
   }
   return { table: file.table, ...sum };
+}
+
+/**
+ * The archive holds every table as it was, derived ones included (counters a trigger keeps):
+ * firing the application's triggers again while restoring would count everything twice.
+ * Like `pg_restore --disable-triggers`, the import's transaction runs with
+ * `session_replication_role = replica` when the admin role may set it; the per-table
+ * checksums (every table checked once all are in) stand for the foreign-key checks this
+ * skips. A role that may not set it imports with triggers on, and a table a trigger changed
+ * fails the final check (`EXPORT_CHECKSUM_MISMATCH`) instead of being kept wrong.
+ */
+async function restoreWithoutTriggers(client: ClientBase): Promise<void> {
+  await client.query('SAVEPOINT tenantry_replica');
+  try {
+    await client.query('SET LOCAL session_replication_role = replica');
+    await client.query('RELEASE SAVEPOINT tenantry_replica');
+  } catch {
+    await client.query('ROLLBACK TO SAVEPOINT tenantry_replica');
+  }
 }
 
 async function readLines<T>(dir: string, path: string, manifest: ExportManifest): Promise<T[]> {

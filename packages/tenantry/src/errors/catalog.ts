@@ -86,6 +86,12 @@ export const ERRORS = {
     status: 409,
     message: 'The tenant export comes from a newer schema than this installation: run its migrations first',
   },
+  EXPORT_IN_PROGRESS: { status: 409, message: 'An export of this tenant is already running; wait for it to finish' },
+  EXPORT_NOT_READY: { status: 409, message: 'The export job has no archive to download (still running, or failed)' },
+  EXPORT_INTERRUPTED: {
+    status: 503,
+    message: 'The export job stopped with the instance that ran it (shutdown or crash); start a new one',
+  },
   ERASURE_INCOMPLETE: {
     status: 500,
     message: 'Verification after a hard delete found rows of the tenant; the erasure was not recorded as complete',

@@ -17,6 +17,7 @@ import type { Authenticator } from '../auth/authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
 import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
+import { ExportJobs, type ExportJobsOptions } from '../data/export-jobs.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
 import type { TenantClaim } from '../identify/tenant-claim.ts';
@@ -29,6 +30,7 @@ import { type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
 import { PROBLEM_JSON, problemOf, toProblem } from './problem.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { authRoutes } from './routes/auth.ts';
+import { exportRoutes } from './routes/exports.ts';
 import { itemRoutes } from './routes/items.ts';
 import { meRoutes } from './routes/me.ts';
 import { tenantRoutes } from './routes/tenants.ts';
@@ -70,6 +72,8 @@ export interface ServerOptions {
    * until the entry's TTL.
    */
   cache?: TenantScopedCache | boolean;
+  /** Export jobs (`/v1/tenants/{id}/exports`): retention (default 24 h) and how often expired ones are swept (default 10 min). */
+  exports?: ExportJobsOptions & { sweepIntervalMs?: number };
   /** Warm schemas kept waiting for new schema-tier tenants, refilled in the background (default 0: none). */
   warmSchemas?: number;
 }
@@ -274,6 +278,16 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(tenantRoutes, { tenantry });
+  const exportJobs = new ExportJobs(tenantry, {
+    onError: (error) => app.log.error({ err: error }, 'export job'),
+    ...options.exports,
+  });
+  const stopSweeping = exportJobs.startSweeping(options.exports?.sweepIntervalMs);
+  app.addHook('onClose', async () => {
+    stopSweeping();
+    await exportJobs.close();
+  });
+  await app.register(exportRoutes, { tenantry, jobs: exportJobs });
   await app.register(apiKeyRoutes, { tenantry });
   await app.register(userRoutes, { tenantry, users: tenantry.users });
   await app.register(authRoutes, { auth: tenantry.auth });

@@ -5,6 +5,7 @@ import { quoteIdent } from '../sql.ts';
 import { apiKeysMigration } from './api-keys-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
 import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
+import { exportJobsMigration } from './export-jobs-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { usersMigration } from './users-migration.ts';
 
@@ -20,6 +21,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     tiersMigration(runtimeRole),
     contextRegistersMigration(runtimeRole, 'control'),
     contextVoucherMigration(runtimeRole, 'control'),
+    exportJobsMigration,
   ];
 }
 

@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 export { qualified, quoteIdent, quoteLiteral } from '../sql.ts';
+export type { PersonalData } from './personal-data.ts';
 export {
   type TenantForeignKey,
   type TenantIndex,

@@ -1,6 +1,7 @@
 import { type ContextDialect, POLICY_NAME, postgresDialect } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { qualified, quoteIdent } from '../sql.ts';
+import { type PersonalData, personalDataSql } from './personal-data.ts';
 
 /** An index on a tenant table; `tenant_id` is put in front of `columns` for you. */
 export interface TenantIndex {
@@ -43,6 +44,8 @@ export interface TenantTableDefinition {
   readonly unique?: readonly (readonly string[])[];
   readonly foreignKeys?: readonly TenantForeignKey[];
   readonly indexes?: readonly TenantIndex[];
+  /** The columns of one person's data, reached by per-user erasure (see {@link PersonalData}). */
+  readonly personal?: PersonalData;
 }
 
 /** Options of {@link tenantTableSql}. */
@@ -201,5 +204,6 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
     `ALTER TABLE ${target} FORCE ROW LEVEL SECURITY`,
     `CREATE POLICY ${quoteIdent(POLICY_NAME)} ON ${target} USING (${predicate}) WITH CHECK (${predicate})`,
     `GRANT SELECT, INSERT, UPDATE, DELETE ON ${target} TO ${quoteIdent(options.runtimeRole)}`,
+    ...(def.personal ? [personalDataSql(target, def.personal, columnNames, def.primaryKey)] : []),
   ];
 }

@@ -6,7 +6,7 @@ import { cliMigrations, withTenantry } from '../run.ts';
 
 /**
  * `tenantry tenants export|import`: a tenant's data as one archive, and back as a new
- * tenant (see `docs/data-lifecycle.md`).
+ * tenant, or over an existing one with `--replace --yes` (see `docs/data-lifecycle.md`).
  *
  * @example
  * ```ts
@@ -48,38 +48,50 @@ export function registerTenantData(tenants: Command, actor: string): void {
     .option('--tier <tier>', 'isolation tier: pool, schema or database (default: the exported tenant’s)')
     .option('--placement <name>', 'placement (default: shared, schemas or databases by tier)')
     .option('--migrations <module>', 'module exporting the tenant-table migrations (default: the reference server’s)')
+    .option(
+      '--replace',
+      'restore over the existing tenant <slug>: import and verify first, then swap and erase the old one',
+    )
+    .option('--yes', 'confirm --replace (the old tenant, its users and keys are erased)')
     .option('--json', 'print the report as JSON')
-    .action(
-      async (
-        file: string,
-        o: { slug: string; name?: string; tier?: string; placement?: string; migrations?: string; json?: boolean },
-      ) => {
-        const migrations = await cliMigrations(o.migrations);
-        await withTenantry(
-          async (t) => {
-            const report = await t.importTenant(createReadStream(file), {
-              slug: o.slug,
-              actor,
-              ...(o.name ? { name: o.name } : {}),
-              ...(o.tier ? { tier: o.tier as IsolationTier } : {}),
-              ...(o.placement ? { placement: o.placement } : {}),
-            });
-            if (o.json) {
-              process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-              return;
-            }
-            process.stdout.write(`imported ${report.tenant.slug} (${report.tenant.id}, ${report.tenant.tier})\n`);
-            for (const table of report.tables) {
-              process.stdout.write(
-                `  ${table.table.padEnd(24)} ${String(table.rows).padStart(9)} rows  md5 ${table.checksum}\n`,
-              );
-            }
+    .action(async (file: string, o: ImportFlags) => {
+      if (o.replace && !o.yes) throw new Error('--replace erases the existing tenant: add --yes to confirm');
+      const migrations = await cliMigrations(o.migrations);
+      await withTenantry(
+        async (t) => {
+          const report = await t.importTenant(createReadStream(file), {
+            slug: o.slug,
+            actor,
+            ...(o.replace ? { replace: true } : {}),
+            ...(o.name ? { name: o.name } : {}),
+            ...(o.tier ? { tier: o.tier as IsolationTier } : {}),
+            ...(o.placement ? { placement: o.placement } : {}),
+          });
+          if (o.json) {
+            process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+            return;
+          }
+          process.stdout.write(`imported ${report.tenant.slug} (${report.tenant.id}, ${report.tenant.tier})\n`);
+          if (report.replaced) process.stdout.write(`replaced and erased tenant ${report.replaced.tenantId}\n`);
+          for (const table of report.tables) {
             process.stdout.write(
-              `not imported (invite users and create keys again): ${report.notImported.join(', ')}\n`,
+              `  ${table.table.padEnd(24)} ${String(table.rows).padStart(9)} rows  md5 ${table.checksum}\n`,
             );
-          },
-          { migrations },
-        );
-      },
-    );
+          }
+          process.stdout.write(`not imported (invite users and create keys again): ${report.notImported.join(', ')}\n`);
+        },
+        { migrations },
+      );
+    });
+}
+
+interface ImportFlags {
+  slug: string;
+  name?: string;
+  tier?: string;
+  placement?: string;
+  migrations?: string;
+  replace?: boolean;
+  yes?: boolean;
+  json?: boolean;
 }

@@ -16,6 +16,14 @@ const userJson = (u: UserRecord): z.infer<typeof UserJson> => ({
   createdAt: u.createdAt.toISOString(),
 });
 
+const UserErasureJson = z
+  .object({
+    userId: z.uuid(),
+    tables: z.array(z.object({ table: z.string(), mode: z.enum(['pseudonymise', 'delete']), rows: z.number().int() })),
+    accountRemoved: z.boolean(),
+  })
+  .meta({ id: 'UserErasure' });
+
 /** Users: `/v1/users` on the data plane, `/v1/tenants/{id}/users` on the control plane. */
 export async function userRoutes(
   app: FastifyInstance,
@@ -54,6 +62,33 @@ export async function userRoutes(
         actor: `${req.principal?.kind}:${req.principal?.subject}`,
       });
       return reply.code(201).send(userJson(user));
+    },
+  );
+
+  r.delete(
+    '/v1/users/:id',
+    {
+      config: { tenantry: { tenant: true, permission: 'users:write' } },
+      schema: {
+        tags: ['users'],
+        summary:
+          'Remove a user from the caller’s tenant; `?erase=true` also pseudonymises or deletes their data in the tables marked personal',
+        params: z.object({ id: z.uuid() }),
+        querystring: z.object({ erase: z.enum(['true', 'false']).default('false') }),
+        response: { 200: UserErasureJson, 204: z.null(), ...problems(400, 401, 403, 404, 429) },
+      },
+    },
+    async (req, reply) => {
+      const tenantId = (req.tenant as { id: string }).id;
+      const actor = `${req.principal?.kind}:${req.principal?.subject}`;
+      if (req.query.erase !== 'true') {
+        await users.remove(tenantId, req.params.id, { actor });
+        return reply.code(204).send(null);
+      }
+      const report = await opts.tenantry.eraseUser(tenantId, req.params.id, { actor });
+      return reply
+        .code(200)
+        .send({ userId: report.userId, tables: [...report.tables], accountRemoved: report.accountRemoved });
     },
   );
 
