@@ -3,6 +3,7 @@ import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
 import type { TenantMigration } from '../schema/migration.ts';
 import { quoteIdent } from '../sql.ts';
 import { apiKeysMigration } from './api-keys-migration.ts';
+import { auditChainMigration } from './audit-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
 import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
@@ -20,6 +21,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     tiersMigration(runtimeRole),
     contextRegistersMigration(runtimeRole, 'control'),
     contextVoucherMigration(runtimeRole, 'control'),
+    auditChainMigration(runtimeRole, 'control'),
   ];
 }
 

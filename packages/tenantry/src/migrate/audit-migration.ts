@@ -1,0 +1,324 @@
+import { CONTEXT_SCHEMA } from '../context/context-dialect.ts';
+import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
+import type { TenantMigration } from '../schema/migration.ts';
+import { quoteIdent } from '../sql.ts';
+
+/** The chain of entries without a tenant (control-plane actions such as `placement.created`). */
+export const SYSTEM_CHAIN = '00000000-0000-0000-0000-000000000000';
+
+/** How many months of partitions exist ahead of the current one (setup, serve start, maintenance). */
+export const AUDIT_MONTHS_AHEAD = 3;
+
+/**
+ * The audit log as an append-only, hash-chained, monthly partitioned table (see
+ * docs/events.md). Used by the control-plane chain (which converts the plain table of
+ * migration 0001, keeping its rows, chained in their original order) and by the satellite
+ * chain (a tenant database gets its own log, so a data-plane entry commits with the change
+ * it records wherever the tenant's rows live).
+ *
+ * - `tenantry.audit_log` is `PARTITION BY RANGE (at)`, one partition per UTC month, named
+ *   `audit_log_YYYY_MM`; `audit_ensure_partitions()` creates the current month and the next
+ *   ones, `audit_drop_partitions()` applies retention.
+ * - A `BEFORE INSERT` trigger chains every row, however it is inserted: it advances the
+ *   tenant's head in `audit_heads` with one `INSERT … ON CONFLICT DO UPDATE` (the row lock
+ *   serialises writers of one tenant until they commit, so the chain cannot fork) and sets
+ *   `seq`, `prev_hash` and `hash = sha256(prev_hash || content)`. Values a caller passes for
+ *   these columns are overwritten.
+ * - `UPDATE` and `DELETE` (row triggers, cloned to every partition) and `TRUNCATE`
+ *   (statement triggers on the table and on each partition) are refused, also for the owner.
+ * - The runtime role gets no privilege on any of it: it appends and reads only through two
+ *   `SECURITY DEFINER` functions in the context schema that take the tenant from the
+ *   verified context, never from a parameter.
+ */
+export function auditChainMigration(runtimeRole: string, chain: 'control' | 'satellite'): TenantMigration {
+  return {
+    id: chain === 'control' ? '0008_audit_chain' : 's0004_audit_chain',
+    up: (m) => m.query(auditChainSql(runtimeRole)),
+  };
+}
+
+function auditChainSql(runtimeRole: string): string {
+  const runtime = quoteIdent(runtimeRole);
+  const ctx = CONTEXT_SCHEMA;
+  return `
+DO $do$ BEGIN
+  IF to_regclass('tenantry.audit_log') IS NOT NULL THEN
+    ALTER TABLE tenantry.audit_log RENAME TO audit_log_v1;
+  END IF;
+END $do$;
+
+CREATE SEQUENCE tenantry.audit_entry_id;
+
+CREATE TABLE tenantry.audit_log (
+  id bigint NOT NULL DEFAULT nextval('tenantry.audit_entry_id'),
+  at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  actor text NOT NULL,
+  tenant_id uuid,
+  action text NOT NULL,
+  target text,
+  request_id text,
+  details jsonb NOT NULL DEFAULT '{}',
+  seq bigint NOT NULL,
+  prev_hash bytea NOT NULL,
+  hash bytea NOT NULL,
+  CONSTRAINT audit_log_chained_pkey PRIMARY KEY (id, at)
+) PARTITION BY RANGE (at);
+ALTER SEQUENCE tenantry.audit_entry_id OWNED BY tenantry.audit_log.id;
+COMMENT ON COLUMN tenantry.audit_log.details IS 'the entry''s metadata';
+CREATE INDEX audit_log_chain_idx ON tenantry.audit_log (tenant_id, seq);
+CREATE INDEX audit_log_tenant_at_idx ON tenantry.audit_log (tenant_id, at);
+CREATE INDEX audit_log_details_idx ON tenantry.audit_log USING gin (details jsonb_path_ops);
+
+-- One row per chain: the last entry's position and hash, and what retention dropped
+-- before the first entry still kept (the anchor the remaining chain starts from).
+CREATE TABLE tenantry.audit_heads (
+  chain uuid PRIMARY KEY,
+  seq bigint NOT NULL,
+  prev bytea NOT NULL,
+  hash bytea NOT NULL,
+  anchor_seq bigint NOT NULL DEFAULT 0,
+  anchor_hash bytea
+);
+
+-- The content an entry's hash covers, as canonical jsonb text (the time in microseconds,
+-- so the session's TimeZone cannot change it), after the previous entry's hash.
+CREATE FUNCTION tenantry.audit_hash(prev bytea, seq bigint, at timestamptz, tenant_id uuid, actor text,
+  action text, target text, request_id text, details jsonb) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
+  SELECT pg_catalog.sha256(prev || pg_catalog.convert_to(pg_catalog.jsonb_build_array(seq,
+    (EXTRACT(epoch FROM at) * 1000000)::bigint, tenant_id, actor, action, target, request_id,
+    details)::text, 'UTF8'))
+$fn$;
+
+CREATE FUNCTION tenantry.audit_chain() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  head record;
+BEGIN
+  INSERT INTO tenantry.audit_heads AS h (chain, seq, prev, hash)
+  VALUES (coalesce(NEW.tenant_id, '${SYSTEM_CHAIN}'), 1, '\\x'::bytea,
+          tenantry.audit_hash('\\x'::bytea, 1, NEW.at, NEW.tenant_id, NEW.actor, NEW.action, NEW.target,
+                              NEW.request_id, NEW.details))
+  ON CONFLICT (chain) DO UPDATE
+    SET seq = h.seq + 1, prev = h.hash,
+        hash = tenantry.audit_hash(h.hash, h.seq + 1, NEW.at, NEW.tenant_id, NEW.actor, NEW.action, NEW.target,
+                                   NEW.request_id, NEW.details)
+  RETURNING h.seq, h.prev, h.hash INTO head;
+  NEW.seq := head.seq;
+  NEW.prev_hash := head.prev;
+  NEW.hash := head.hash;
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER audit_log_chain BEFORE INSERT ON tenantry.audit_log
+  FOR EACH ROW EXECUTE FUNCTION tenantry.audit_chain();
+
+CREATE FUNCTION tenantry.audit_refuse() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'tenantry: the audit log is append-only (% refused)', TG_OP USING ERRCODE = '${S.auditAppendOnly}';
+END
+$fn$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON tenantry.audit_log
+  FOR EACH ROW EXECUTE FUNCTION tenantry.audit_refuse();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON tenantry.audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION tenantry.audit_refuse();
+
+-- The partition of the UTC month holding 'month'; statement triggers are not cloned to
+-- partitions, so each gets its own TRUNCATE guard.
+CREATE FUNCTION tenantry.audit_create_partition(month timestamptz) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  lower timestamp := date_trunc('month', month AT TIME ZONE 'UTC');
+  name text := 'audit_log_' || to_char(lower, 'YYYY_MM');
+BEGIN
+  IF to_regclass('tenantry.' || name) IS NOT NULL THEN
+    RETURN false;
+  END IF;
+  EXECUTE format('CREATE TABLE tenantry.%I PARTITION OF tenantry.audit_log FOR VALUES FROM (%L) TO (%L)',
+    name, lower AT TIME ZONE 'UTC', (lower + interval '1 month') AT TIME ZONE 'UTC');
+  EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON tenantry.%I
+    FOR EACH STATEMENT EXECUTE FUNCTION tenantry.audit_refuse()', name);
+  RETURN true;
+END
+$fn$;
+
+-- The current month's partition and the next 'months_ahead'; returns how many it created.
+-- Serialised by an advisory lock, so concurrent servers do not race on the same name.
+CREATE FUNCTION tenantry.audit_ensure_partitions(months_ahead integer) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  created integer := 0;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('tenantry.audit_partitions'));
+  FOR i IN 0..months_ahead LOOP
+    IF tenantry.audit_create_partition(now() + make_interval(months => i)) THEN
+      created := created + 1;
+    END IF;
+  END LOOP;
+  RETURN created;
+END
+$fn$;
+
+-- Retention: every partition whose month ended before 'cutoff' is dropped, or detached
+-- (kept as a plain table 'audit_archive_YYYY_MM' to dump). Each chain's anchor first moves
+-- to the last entry removed, so verification starts from there.
+CREATE FUNCTION tenantry.audit_drop_partitions(cutoff timestamptz, keep boolean) RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  part record;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('tenantry.audit_partitions'));
+  FOR part IN
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = 'tenantry.audit_log'::regclass AND c.relname ~ '^audit_log_[0-9]{4}_[0-9]{2}$'
+       AND (to_date(substr(c.relname, 11), 'YYYY_MM')::timestamp AT TIME ZONE 'UTC')
+           + interval '1 month' <= cutoff
+     ORDER BY c.relname
+  LOOP
+    EXECUTE format($q$
+      INSERT INTO tenantry.audit_heads AS h (chain, seq, prev, hash, anchor_seq, anchor_hash)
+      SELECT DISTINCT ON (chain) chain, seq, prev_hash, hash, seq, hash
+        FROM (SELECT coalesce(tenant_id, %L::uuid) AS chain, seq, prev_hash, hash FROM tenantry.%I) p
+       ORDER BY chain, seq DESC
+      ON CONFLICT (chain) DO UPDATE SET anchor_seq = EXCLUDED.anchor_seq, anchor_hash = EXCLUDED.anchor_hash
+       WHERE EXCLUDED.anchor_seq > h.anchor_seq$q$, '${SYSTEM_CHAIN}', part.relname);
+    EXECUTE format('ALTER TABLE tenantry.audit_log DETACH PARTITION tenantry.%I', part.relname);
+    IF keep THEN
+      EXECUTE format('ALTER TABLE tenantry.%I RENAME TO %I', part.relname,
+        replace(part.relname, 'audit_log_', 'audit_archive_'));
+    ELSE
+      EXECUTE format('DROP TABLE tenantry.%I', part.relname);
+    END IF;
+    RETURN NEXT part.relname;
+  END LOOP;
+END
+$fn$;
+
+-- Every chain (or one tenant's), checked: each kept entry's hash against its content, its
+-- position against the one before (or the anchor), its link to the previous hash, and the
+-- last entry against the head. One row per chain; 'problem' names the first bad entry.
+CREATE FUNCTION tenantry.audit_verify(only_tenant uuid, all_chains boolean)
+RETURNS TABLE (tenant_id uuid, entries bigint, bad_id bigint, bad_seq bigint, problem text)
+LANGUAGE sql STABLE AS $fn$
+WITH heads AS (
+  SELECT h.chain, h.seq, h.hash, h.anchor_seq, h.anchor_hash FROM tenantry.audit_heads h
+   WHERE all_chains OR h.chain = coalesce(only_tenant, '${SYSTEM_CHAIN}')
+), e AS (
+  SELECT l.id, l.seq, l.hash, l.prev_hash, k.chain, h.seq AS head_seq, h.hash AS head_hash,
+         coalesce(h.anchor_seq, 0) AS anchor_seq, coalesce(h.anchor_hash, '\\x'::bytea) AS anchor_hash,
+         tenantry.audit_hash(l.prev_hash, l.seq, l.at, l.tenant_id, l.actor, l.action, l.target,
+                             l.request_id, l.details) AS computed,
+         lag(l.seq) OVER w AS before_seq, lag(l.hash) OVER w AS before_hash
+    FROM tenantry.audit_log l
+   CROSS JOIN LATERAL (SELECT coalesce(l.tenant_id, '${SYSTEM_CHAIN}'::uuid) AS chain) k
+    LEFT JOIN heads h ON h.chain = k.chain
+   WHERE (all_chains OR l.tenant_id IS NOT DISTINCT FROM only_tenant) AND l.seq > coalesce(h.anchor_seq, 0)
+  WINDOW w AS (PARTITION BY k.chain ORDER BY l.seq, l.id)
+), checked AS (
+  SELECT chain, id, seq, CASE
+    WHEN hash IS DISTINCT FROM computed THEN 'changed: its hash does not match its content'
+    WHEN seq = before_seq THEN 'inserted: a second entry at position ' || seq
+    WHEN seq <> coalesce(before_seq, anchor_seq) + 1
+      THEN 'entry ' || (coalesce(before_seq, anchor_seq) + 1) || ' before it is missing'
+    WHEN prev_hash IS DISTINCT FROM coalesce(before_hash, anchor_hash)
+      THEN 'out of chain: it does not follow the entry before it'
+    WHEN head_seq IS NULL OR seq > head_seq THEN 'inserted: past the head of the chain'
+    WHEN seq = head_seq AND hash IS DISTINCT FROM head_hash THEN 'out of chain: it is not the head'
+  END AS problem
+  FROM e
+), first_bad AS (
+  SELECT DISTINCT ON (chain) chain, id, seq, problem FROM checked WHERE problem IS NOT NULL ORDER BY chain, seq, id
+), counts AS (
+  SELECT chain, count(*) AS n, max(seq) AS last_seq FROM e GROUP BY chain
+)
+SELECT nullif(k.chain, '${SYSTEM_CHAIN}'::uuid), coalesce(c.n, 0), f.id,
+       coalesce(f.seq, CASE WHEN h.seq > coalesce(c.last_seq, h.anchor_seq) THEN coalesce(c.last_seq, h.anchor_seq) + 1 END),
+       coalesce(f.problem, CASE WHEN h.seq > coalesce(c.last_seq, h.anchor_seq)
+         THEN 'entries ' || (coalesce(c.last_seq, h.anchor_seq) + 1) || ' to ' || h.seq || ' (the end of the chain) are missing' END)
+  FROM (SELECT chain FROM heads UNION SELECT chain FROM counts) k
+  LEFT JOIN heads h USING (chain) LEFT JOIN counts c USING (chain) LEFT JOIN first_bad f USING (chain)
+ ORDER BY k.chain
+$fn$;
+
+-- One tenant's entries, newest first, filtered; 'below_seq' is the position to continue below.
+CREATE FUNCTION tenantry.audit_entries(tenant uuid, by_actor text, by_action text, since timestamptz,
+  until timestamptz, below_seq bigint, max_rows integer) RETURNS SETOF tenantry.audit_log
+LANGUAGE sql STABLE AS $fn$
+  SELECT * FROM tenantry.audit_log l
+   WHERE l.tenant_id = tenant
+     AND (by_actor IS NULL OR l.actor = by_actor) AND (by_action IS NULL OR l.action = by_action)
+     AND (since IS NULL OR l.at >= since) AND (until IS NULL OR l.at < until)
+     AND (below_seq IS NULL OR l.seq < below_seq)
+   ORDER BY l.seq DESC LIMIT max_rows
+$fn$;
+
+-- The data plane's append: the tenant is the verified context's, never a parameter.
+CREATE FUNCTION ${ctx}.audit_append(action text, target text, details jsonb, actor text, request_id text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  tid uuid := ${ctx}.current_tenant_id();
+  new_id bigint;
+BEGIN
+  IF tid IS NULL THEN
+    RAISE EXCEPTION 'tenantry: an audit entry needs a verified tenant context' USING ERRCODE = '${S.invalidContext}';
+  END IF;
+  INSERT INTO tenantry.audit_log (actor, tenant_id, action, target, request_id, details)
+  VALUES (coalesce(actor, 'app'), tid, action, target, request_id, coalesce(details, '{}'))
+  RETURNING id INTO new_id;
+  RETURN new_id;
+END
+$fn$;
+
+-- The data plane's read: the verified tenant's entries only.
+CREATE FUNCTION ${ctx}.audit_entries(by_actor text, by_action text, since timestamptz, until timestamptz,
+  below_seq bigint, max_rows integer)
+RETURNS TABLE (id bigint, at timestamptz, actor text, action text, target text, request_id text, details jsonb,
+  seq bigint, hash bytea)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  tid uuid := ${ctx}.current_tenant_id();
+BEGIN
+  IF tid IS NULL THEN
+    RAISE EXCEPTION 'tenantry: reading the audit log needs a verified tenant context' USING ERRCODE = '${S.invalidContext}';
+  END IF;
+  RETURN QUERY SELECT e.id, e.at, e.actor, e.action, e.target, e.request_id, e.details, e.seq, e.hash
+    FROM tenantry.audit_entries(tid, by_actor, by_action, since, until, below_seq, max_rows) e;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION tenantry.audit_hash(bytea, bigint, timestamptz, uuid, text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.audit_chain() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.audit_refuse() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.audit_create_partition(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.audit_ensure_partitions(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.audit_drop_partitions(timestamptz, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.audit_verify(uuid, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.audit_entries(uuid, text, text, timestamptz, timestamptz, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${ctx}.audit_append(text, text, jsonb, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${ctx}.audit_entries(text, text, timestamptz, timestamptz, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ${ctx}.audit_append(text, text, jsonb, text, text) TO ${runtime};
+GRANT EXECUTE ON FUNCTION ${ctx}.audit_entries(text, text, timestamptz, timestamptz, bigint, integer) TO ${runtime};
+
+-- This month and the next ones, partitions for the rows kept from the plain table, then
+-- those rows, chained in the order they were written.
+SELECT tenantry.audit_ensure_partitions(${AUDIT_MONTHS_AHEAD});
+DO $do$
+DECLARE
+  first_at timestamptz;
+BEGIN
+  IF to_regclass('tenantry.audit_log_v1') IS NULL THEN
+    RETURN;
+  END IF;
+  EXECUTE 'SELECT min(at) FROM tenantry.audit_log_v1' INTO first_at;
+  PERFORM tenantry.audit_create_partition(m)
+     FROM generate_series(date_trunc('month', first_at), now(), interval '1 month') AS m;
+  EXECUTE 'SELECT setval(''tenantry.audit_entry_id'', greatest(max(id), 1)) FROM tenantry.audit_log_v1';
+  EXECUTE 'INSERT INTO tenantry.audit_log (id, at, actor, tenant_id, action, details)
+    SELECT id, at, actor, tenant_id, action, details FROM tenantry.audit_log_v1 ORDER BY id';
+  DROP TABLE tenantry.audit_log_v1;
+END
+$do$;
+`;
+}
