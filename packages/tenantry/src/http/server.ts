@@ -17,6 +17,7 @@ import type { Authenticator } from '../auth/authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
 import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
+import { everyInterval } from '../effects/audit-partitions.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
 import type { TenantClaim } from '../identify/tenant-claim.ts';
@@ -28,6 +29,7 @@ import { registerMetrics } from './metrics.ts';
 import { type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
 import { PROBLEM_JSON, problemOf, toProblem } from './problem.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { itemRoutes } from './routes/items.ts';
 import { meRoutes } from './routes/me.ts';
@@ -221,6 +223,13 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       ? undefined
       : (options.cache ?? new TenantScopedCache({ redis: options.redis, feed, logger: app.log }));
   if (cache && !options.cache) app.addHook('onClose', () => cache.close());
+  // The audit log's partitions exist ahead of need: now, then checked every hour.
+  await tenantry.audit.partitions.ensure();
+  const stopPartitions = everyInterval(() => tenantry.audit.partitions.ensure(), {
+    logger: tenantry.config.logger,
+    name: 'audit partition upkeep',
+  });
+  app.addHook('onClose', async () => stopPartitions());
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,
@@ -267,5 +276,6 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(authRoutes, { auth: tenantry.auth });
   await app.register(meRoutes);
   await app.register(itemRoutes, cache ? { cache } : {});
+  await app.register(auditRoutes, { tenantry });
   return app;
 }
