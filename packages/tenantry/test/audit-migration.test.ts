@@ -11,8 +11,15 @@ vi.mock('../src/migrate/control-plane.ts', async (importOriginal) => {
   const real = await importOriginal<typeof import('../src/migrate/control-plane.ts')>();
   return {
     ...real,
-    controlPlaneMigrations: (runtime: string) =>
-      real.controlPlaneMigrations(runtime).filter((m) => !before.on || m.id !== '0008_audit_chain'),
+    controlPlaneMigrations: (runtime: string) => {
+      const all = real.controlPlaneMigrations(runtime);
+      return before.on
+        ? all.slice(
+            0,
+            all.findIndex((m) => m.id === '0008_audit_chain'),
+          )
+        : all;
+    },
   };
 });
 

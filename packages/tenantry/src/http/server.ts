@@ -18,12 +18,14 @@ import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authentic
 import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
 import { everyInterval } from '../effects/audit-partitions.ts';
+import { IdempotencyStore } from '../effects/idempotency-store.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
 import type { TenantClaim } from '../identify/tenant-claim.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { WarmPoolRefiller } from '../tiers/warm-pool.ts';
 import { cacheMetrics } from './cache-metrics.ts';
+import { idempotencyPlugin } from './idempotency.ts';
 import { findUnstorableInput } from './input-guard.ts';
 import { registerMetrics } from './metrics.ts';
 import { type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
@@ -223,13 +225,18 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       ? undefined
       : (options.cache ?? new TenantScopedCache({ redis: options.redis, feed, logger: app.log }));
   if (cache && !options.cache) app.addHook('onClose', () => cache.close());
-  // The audit log's partitions exist ahead of need: now, then checked every hour.
+  // The audit log's partitions exist ahead of need (now, then checked every hour); expired
+  // idempotency keys go hourly too.
+  const idempotency = new IdempotencyStore(tenantry.adminPool);
   await tenantry.audit.partitions.ensure();
-  const stopPartitions = everyInterval(() => tenantry.audit.partitions.ensure(), {
-    logger: tenantry.config.logger,
-    name: 'audit partition upkeep',
-  });
-  app.addHook('onClose', async () => stopPartitions());
+  const stopUpkeep = everyInterval(
+    async () => {
+      await tenantry.audit.partitions.ensure();
+      await idempotency.purgeExpired();
+    },
+    { logger: tenantry.config.logger, name: 'audit partitions and idempotency keys upkeep' },
+  );
+  app.addHook('onClose', async () => stopUpkeep());
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,
@@ -251,6 +258,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     admit,
     ...(options.adminToken ? { adminToken: options.adminToken } : {}),
   });
+  await app.register(idempotencyPlugin, { store: idempotency });
 
   registerTracing(app);
   registerMetrics(app, tenantry, [...(limiter ? [limiter.registry] : []), ...(cache ? [cacheMetrics(cache)] : [])]);

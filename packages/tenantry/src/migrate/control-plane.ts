@@ -6,6 +6,7 @@ import { apiKeysMigration } from './api-keys-migration.ts';
 import { auditChainMigration } from './audit-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
 import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
+import { idempotencyMigration } from './idempotency-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { usersMigration } from './users-migration.ts';
 
@@ -22,6 +23,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     contextRegistersMigration(runtimeRole, 'control'),
     contextVoucherMigration(runtimeRole, 'control'),
     auditChainMigration(runtimeRole, 'control'),
+    idempotencyMigration,
   ];
 }
 
