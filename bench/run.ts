@@ -7,6 +7,7 @@
  *   npm run bench -- fleet --tenants 10000
  *   npm run bench -- sql --clients 1,8   (pgbench; server cost of the context)
  *   npm run bench -- cache --quick       (a cache hit against the point lookup it saves)
+ *   npm run bench -- audit --quick       (a tenant write with and without its audit entry)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -16,6 +17,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   fleet: () => import('./fleet.ts'),
   sql: () => import('./sql.ts'),
   cache: () => import('./cache.ts'),
+  audit: () => import('./audit.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

@@ -1,11 +1,7 @@
 import type { ClientBase } from 'pg';
 import pgUtils from 'pg/lib/utils.js';
 import { serialize } from 'pg-protocol';
-
-/** The slice of pg's connection that a custom submittable talks to: its socket. */
-interface WireConnection {
-  stream: { writable: boolean; write(chunk: Buffer): boolean };
-}
+import { Submittable, type WireConnection } from './submittable.ts';
 
 /** A statement queued to run just before `COMMIT` (see `TenantTransaction.defer`). */
 export interface DeferredStatement {
@@ -28,21 +24,14 @@ const SYNC = serialize.sync();
  * statement (the transaction stays aborted for the caller to roll back). Resolves with
  * whether PostgreSQL answered `COMMIT` (not `ROLLBACK`).
  */
-class CommitPipeline {
-  readonly promise: Promise<boolean>;
+class CommitPipeline extends Submittable<boolean> {
   readonly #statements: readonly DeferredStatement[];
-  #resolve!: (committed: boolean) => void;
-  #reject!: (error: unknown) => void;
   #completed = 0;
   #committed = false;
-  #failed = false;
 
   constructor(statements: readonly DeferredStatement[]) {
+    super();
     this.#statements = statements;
-    this.promise = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
   }
 
   submit(connection: WireConnection): null {
@@ -59,24 +48,15 @@ class CommitPipeline {
     return null;
   }
 
-  handleCommandComplete(message: { text?: string }): void {
+  override handleCommandComplete(message: { text?: string }): void {
     if (this.#completed === this.#statements.length) this.#committed = message.text === 'COMMIT';
     this.#completed++;
   }
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {
+  override handleEmptyQuery(): void {
     this.#completed++;
   }
-  handlePortalSuspended(): void {}
-  handleCopyInResponse(): void {}
-  handleCopyData(): void {}
-  handleError(error: unknown): void {
-    this.#failed = true;
-    this.#reject(error);
-  }
-  handleReadyForQuery(): void {
-    if (!this.#failed) this.#resolve(this.#committed);
+  protected outcome(): boolean {
+    return this.#committed;
   }
 }
 
