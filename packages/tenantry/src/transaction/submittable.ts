@@ -9,7 +9,7 @@ export interface WireConnection {
  * The promise settles at `ReadyForQuery`: with {@link outcome}, or with the first error
  * (PostgreSQL skips the rest of the pipeline up to the Sync after one).
  */
-export abstract class Submittable<T> {
+export abstract class Submittable<T, Connection = WireConnection> {
   readonly promise: Promise<T>;
   #resolve!: (value: T) => void;
   #reject!: (error: unknown) => void;
@@ -23,7 +23,7 @@ export abstract class Submittable<T> {
   }
 
   /** Writes the whole pipeline, ending in one Sync. */
-  abstract submit(connection: WireConnection): null;
+  abstract submit(connection: Connection): null;
   /** The result, once PostgreSQL is ready for the next query and nothing failed. */
   protected abstract outcome(): T;
 
