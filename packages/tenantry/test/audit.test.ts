@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry } from '../../../test-support/http.ts';
+import { listTenantAudit } from '../src/effects/audit-entries.ts';
 import { audit } from '../src/effects/tenant-audit.ts';
 import type { Tenantry } from '../src/index.ts';
 
@@ -92,6 +93,20 @@ describe('the audit chain', () => {
     ]);
     expect(rows.map((r) => r.action)).toEqual(['tenant.created', 'report.exported']);
   });
+
+  for (const tier of ['pool', 'schema', 'database'] as const) {
+    it(`${tier} tier: a data-plane entry commits where the tenant's rows live, and only its tenant reads it`, async () => {
+      const t = await tenantry.tenants.create({ slug: `tier-${tier}`, name: tier, tier });
+      const other = await tenantry.tenants.create({ slug: `tier-${tier}-other`, name: tier, tier });
+      await tenantry.transaction(t, async (tx) => audit(tx, 'item.created', `item:${tier}`, { tier }));
+      const mine = await tenantry.transaction(t, (tx) => listTenantAudit(tx, { action: 'item.created' }));
+      expect(mine.entries).toMatchObject([
+        { target: `item:${tier}`, metadata: { tier }, seq: tier === 'database' ? 1 : 2 },
+      ]);
+      const theirs = await tenantry.transaction(other, (tx) => listTenantAudit(tx, { action: 'item.created' }));
+      expect(theirs.entries).toEqual([]);
+    });
+  }
 
   it('detects an edited entry and names it', async () => {
     const { id, rows } = await seeded('tamper-edit');
@@ -205,6 +220,7 @@ describe('append-only', () => {
         'TRUNCATE tenantry.audit_log',
         `TRUNCATE ${rows[0]?.name}`,
         `DELETE FROM ${rows[0]?.name}`,
+        'TRUNCATE tenantry.audit_log_default',
       ]) {
         await expect(owner.query(sql)).rejects.toMatchObject({ code: 'TN006' });
       }
@@ -232,6 +248,20 @@ describe('partitions and retention', () => {
     await admin.query(`DROP TABLE tenantry.${await monthName(3)}`);
     expect(await tenantry.audit.partitions.ensure()).toBe(1);
     expect(await exists(await monthName(3))).toBe(true);
+  });
+
+  it('an entry of a month without a partition lands in the default partition instead of failing', async () => {
+    const t = await tenantry.tenants.create({ slug: 'far-future', name: 'F' });
+    await admin.query(
+      "INSERT INTO tenantry.audit_log (at, actor, tenant_id, action) VALUES (now() + interval '5 years', 'test', $1, 'late.entry')",
+      [t.id],
+    );
+    const { rows } = await admin.query(
+      "SELECT tableoid::regclass::text AS part FROM tenantry.audit_log WHERE tenant_id = $1 AND action = 'late.entry'",
+      [t.id],
+    );
+    expect(rows).toEqual([{ part: 'tenantry.audit_log_default' }]);
+    expect((await tenantry.audit.verify({ tenantId: t.id })).ok).toBe(true);
   });
 
   it('retention removes old months whole, and the chains still verify from their anchors', async () => {

@@ -304,6 +304,14 @@ REVOKE ALL ON FUNCTION ${ctx}.audit_entries(text, text, timestamptz, timestamptz
 GRANT EXECUTE ON FUNCTION ${ctx}.audit_append(text, text, jsonb, text, text) TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${ctx}.audit_entries(text, text, timestamptz, timestamptz, bigint, integer) TO ${runtime};
 
+-- A safety net: if upkeep stopped for months (or never runs, as in a satellite database,
+-- whose partitions come from this migration only), entries land here instead of failing
+-- the change they record. Retention leaves it alone; a month whose rows are here cannot get
+-- its own partition (ensure reports it) until an operator moves them.
+CREATE TABLE tenantry.audit_log_default PARTITION OF tenantry.audit_log DEFAULT;
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON tenantry.audit_log_default
+  FOR EACH STATEMENT EXECUTE FUNCTION tenantry.audit_refuse();
+
 -- This month and the next ones, partitions for the rows kept from the plain table, then
 -- those rows, chained in the order they were written.
 SELECT tenantry.audit_ensure_partitions(${AUDIT_MONTHS_AHEAD});
