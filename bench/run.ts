@@ -8,6 +8,7 @@
  *   npm run bench -- sql --clients 1,8   (pgbench; server cost of the context)
  *   npm run bench -- cache --quick       (a cache hit against the point lookup it saves)
  *   npm run bench -- data --items 200000   (export, import, erasure against COPY TO STDOUT)
+ *   npm run bench -- audit --quick       (a tenant write with and without its audit entry)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -18,6 +19,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   sql: () => import('./sql.ts'),
   cache: () => import('./cache.ts'),
   data: () => import('./data.ts'),
+  audit: () => import('./audit.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

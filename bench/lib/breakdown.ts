@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { mintContextToken } from '../../packages/tenantry/src/context/context-token.ts';
 import { postgresDialect, type TenantContext } from '../../packages/tenantry/src/index.ts';
 import { pipelinedBegin } from '../../packages/tenantry/src/transaction/pipelined-begin.ts';
+import { Submittable } from '../../packages/tenantry/src/transaction/submittable.ts';
 import {
   inBaselineTransaction,
   pick,
@@ -39,25 +40,18 @@ interface WireConnection {
  * a tenant transaction that opens lazily, with its first statement, would send. Resolves
  * with the statement's rows as `{ id }` (no type parsing), or rejects with the first error.
  */
-class PipelinedFirstStatement {
-  readonly promise: Promise<unknown[]>;
-  #resolve!: (rows: unknown[]) => void;
-  #reject!: (error: unknown) => void;
+class PipelinedFirstStatement extends Submittable<unknown[], WireConnection> {
   #rows: unknown[] = [];
   #described = false;
-  #failed = false;
   readonly #enterValues: unknown[];
   readonly #text: string;
   readonly #values: unknown[];
 
   constructor(enterValues: unknown[], text: string, values: unknown[]) {
+    super();
     this.#enterValues = enterValues;
     this.#text = text;
     this.#values = values;
-    this.promise = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
   }
 
   submit(connection: WireConnection): null {
@@ -77,23 +71,14 @@ class PipelinedFirstStatement {
     return null;
   }
 
-  handleRowDescription(): void {
+  override handleRowDescription(): void {
     this.#described = true;
   }
-  handleDataRow(message: { fields: unknown[] }): void {
+  override handleDataRow(message: { fields: unknown[] }): void {
     if (this.#described) this.#rows.push({ id: message.fields[0] });
   }
-  handleCommandComplete(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyInResponse(): void {}
-  handleCopyData(): void {}
-  handleError(error: unknown): void {
-    this.#failed = true;
-    this.#reject(error);
-  }
-  handleReadyForQuery(): void {
-    if (!this.#failed) this.#resolve(this.#rows);
+  protected outcome(): unknown[] {
+    return this.#rows;
   }
 }
 

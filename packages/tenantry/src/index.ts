@@ -40,6 +40,15 @@ export type { ImportOptions, ImportReport } from './data/tenant-import.ts';
 export type { UserErasureReport } from './data/user-erasure.ts';
 export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
+export {
+  type AuditFilter,
+  type AuditPage,
+  type AuditRecord,
+  listTenantAudit,
+} from './effects/audit-entries.ts';
+export { type AuditChainReport, AuditLog, type AuditVerifyReport } from './effects/audit-log.ts';
+export { AuditPartitions, type AuditRetentionMode } from './effects/audit-partitions.ts';
+export { type AuditTransaction, audit } from './effects/tenant-audit.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
 export type { FleetPlan, FleetTarget } from './fleet/fleet-plan.ts';
 export {

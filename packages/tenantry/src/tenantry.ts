@@ -24,6 +24,7 @@ import type { DataDeps } from './data/tenant-place.ts';
 import type { UserErasureReport } from './data/user-erasure.ts';
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
+import { AuditLog } from './effects/audit-log.ts';
 import { TenantryError } from './errors/catalog.ts';
 import { type FleetPlan, planFleet } from './fleet/fleet-plan.ts';
 import { type FleetOptions, type FleetReport, migrateFleet } from './fleet/fleet-run.ts';
@@ -79,6 +80,8 @@ export class Tenantry<DB = unknown> {
   readonly auth: TokenService;
   /** API keys: stored as keyed hashes, verified with one indexed lookup, revocation seen within 1 s. */
   readonly apiKeys: ApiKeyStore;
+  /** The hash-chained audit log: reads, verification, partitions (see docs/events.md). */
+  readonly audit: AuditLog;
   /**
    * The Kysely instance of tenant work: runs inside {@link transaction} (it is `tx.db`), and
    * compiles inside a tenant context for {@link query}. Every query on a tenant table gets
@@ -175,6 +178,7 @@ export class Tenantry<DB = unknown> {
       provisioner: this.provisioner,
       poolMap: this.poolMap,
     });
+    this.audit = new AuditLog(this.adminPool);
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
     this.roles = new RoleStore(this.adminPool);
@@ -198,14 +202,20 @@ export class Tenantry<DB = unknown> {
     return tenantry;
   }
 
-  /** Creates roles, schemas and the control plane, and installs the context key. Idempotent. */
+  /**
+   * Creates roles, schemas and the control plane, installs the context key, and creates the
+   * audit log's partitions ahead of need. Idempotent.
+   */
   async setup(): Promise<MigrationReport> {
     const client = await this.adminPool.connect();
+    let report: MigrationReport;
     try {
-      return await setupDatabase(client, this.config, this.#keys);
+      report = await setupDatabase(client, this.config, this.#keys);
     } finally {
       client.release();
     }
+    await this.audit.partitions.ensure();
+    return report;
   }
 
   /**

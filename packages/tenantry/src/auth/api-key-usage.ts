@@ -11,7 +11,9 @@ interface Usage {
  * The usage flush: `last_used_at` of every key used since the last flush and one
  * `api_key.used` audit row per key, in one statement (one round trip, one transaction).
  * It does not go through `writeAudit()`, which writes one row per call; the columns are
- * the same. Keys deleted meanwhile simply match nothing.
+ * the same. Keys deleted meanwhile simply match nothing. Rows go in tenant order: each
+ * locks its tenant's audit chain head, and two instances flushing at once must take those
+ * locks in the same order.
  */
 const FLUSH_SQL = `WITH used AS (
   SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::integer[]) AS u(id, first_at, last_at, uses)
@@ -23,7 +25,8 @@ const FLUSH_SQL = `WITH used AS (
 INSERT INTO tenantry.audit_log (actor, tenant_id, action, details)
 SELECT 'api-key:' || t.id, t.tenant_id, 'api_key.used',
        jsonb_build_object('keyId', t.id, 'uses', u.uses, 'firstUsedAt', u.first_at, 'lastUsedAt', u.last_at)
-  FROM touched t JOIN used u ON u.id = t.id`;
+  FROM touched t JOIN used u ON u.id = t.id
+ ORDER BY t.tenant_id, t.id`;
 
 /**
  * API key usage, gathered in memory and written in batches: per key, `last_used_at` and

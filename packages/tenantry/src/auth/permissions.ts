@@ -12,6 +12,7 @@ export const BUILTIN_PERMISSIONS = [
   'users:write',
   'keys:read',
   'keys:write',
+  'audit:read',
 ] as const;
 
 /** A permission: one of {@link BUILTIN_PERMISSIONS} or an application's own `resource:action`. */

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerAudit } from './commands/audit.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
@@ -18,5 +19,6 @@ export function createProgram(): Command {
   registerDoctor(program);
   registerKeys(program);
   registerRetrofit(program);
+  registerAudit(program);
   return program;
 }

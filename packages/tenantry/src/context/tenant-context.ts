@@ -26,6 +26,8 @@ export interface TenantContext {
   readonly database?: string | null | undefined;
   /** Correlation id of the request or job doing the work, when there is one. */
   readonly requestId?: string | undefined;
+  /** Who is doing the work (`api-key:<id>`, `user:<id>`), for audit entries; set by the Fastify plugin. */
+  readonly actor?: string | undefined;
 }
 
 /**

@@ -109,6 +109,15 @@ export const ERRORS = {
     status: 503,
     message: 'The retrofit apply was stopped before it finished; rerun it to continue',
   },
+  AUDIT_APPEND_ONLY: { status: 500, message: 'The audit log is append-only: entries cannot be changed or removed' },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    message: 'This Idempotency-Key was already used with a different request',
+  },
+  IDEMPOTENCY_KEY_IN_USE: {
+    status: 409,
+    message: 'A request with this Idempotency-Key is still in progress; retry once it has finished',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

@@ -10,6 +10,7 @@ export const TENANTRY_SQLSTATE = {
   tenantNotActive: 'TN003',
   tenantNotFound: 'TN004',
   tenantMoved: 'TN005',
+  auditAppendOnly: 'TN006',
 } as const;
 
 /**
@@ -86,6 +87,8 @@ export function translatePgError(error: unknown): unknown {
       return new TenantryError('TENANT_NOT_FOUND', undefined, { cause: error });
     case TENANTRY_SQLSTATE.tenantMoved:
       return new TenantryError('TENANT_MOVED', undefined, { cause: error });
+    case TENANTRY_SQLSTATE.auditAppendOnly:
+      return new TenantryError('AUDIT_APPEND_ONLY', undefined, { cause: error });
     case '25006':
       // read_only_sql_transaction: enter() made the transaction read-only because the
       // tenant is frozen for a move.

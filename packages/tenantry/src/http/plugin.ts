@@ -108,7 +108,7 @@ async function admitRequest(
   // Only an admitted request carries its tenant and principal.
   request.tenant = tenant;
   request.principal = principal;
-  return contextOf(tenant, request.id);
+  return { ...contextOf(tenant, request.id), actor: `${principal.kind}:${principal.subject}` };
 }
 
 /**

@@ -18,17 +18,21 @@ import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authentic
 import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
 import { ExportJobs, type ExportJobsOptions } from '../data/export-jobs.ts';
+import { everyInterval } from '../effects/audit-partitions.ts';
+import { IdempotencyStore } from '../effects/idempotency-store.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
 import type { TenantClaim } from '../identify/tenant-claim.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { WarmPoolRefiller } from '../tiers/warm-pool.ts';
 import { cacheMetrics } from './cache-metrics.ts';
+import { idempotencyPlugin } from './idempotency.ts';
 import { findUnstorableInput } from './input-guard.ts';
 import { registerMetrics } from './metrics.ts';
 import { type TenantryPluginOptions, tenantryPlugin } from './plugin.ts';
 import { PROBLEM_JSON, problemOf, toProblem } from './problem.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { exportRoutes } from './routes/exports.ts';
 import { itemRoutes } from './routes/items.ts';
@@ -237,6 +241,18 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     });
     app.addHook('onClose', async () => removeHook());
   }
+  // The audit log's partitions exist ahead of need (now, then checked every hour); expired
+  // idempotency keys go hourly too.
+  const idempotency = new IdempotencyStore(tenantry.adminPool);
+  await tenantry.audit.partitions.ensure();
+  const stopUpkeep = everyInterval(
+    async () => {
+      await tenantry.audit.partitions.ensure();
+      await idempotency.purgeExpired();
+    },
+    { logger: tenantry.config.logger, name: 'audit partitions and idempotency keys upkeep' },
+  );
+  app.addHook('onClose', async () => stopUpkeep());
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,
@@ -258,6 +274,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     admit,
     ...(options.adminToken ? { adminToken: options.adminToken } : {}),
   });
+  await app.register(idempotencyPlugin, { store: idempotency });
 
   registerTracing(app);
   registerMetrics(app, tenantry, [...(limiter ? [limiter.registry] : []), ...(cache ? [cacheMetrics(cache)] : [])]);
@@ -293,5 +310,6 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(authRoutes, { auth: tenantry.auth });
   await app.register(meRoutes);
   await app.register(itemRoutes, cache ? { cache } : {});
+  await app.register(auditRoutes, { tenantry });
   return app;
 }

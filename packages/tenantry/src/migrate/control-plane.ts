@@ -3,9 +3,11 @@ import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
 import type { TenantMigration } from '../schema/migration.ts';
 import { quoteIdent } from '../sql.ts';
 import { apiKeysMigration } from './api-keys-migration.ts';
+import { auditChainMigration } from './audit-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
 import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
 import { exportJobsMigration } from './export-jobs-migration.ts';
+import { idempotencyMigration } from './idempotency-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { usersMigration } from './users-migration.ts';
 
@@ -22,6 +24,8 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     contextRegistersMigration(runtimeRole, 'control'),
     contextVoucherMigration(runtimeRole, 'control'),
     exportJobsMigration,
+    auditChainMigration(runtimeRole, 'control'),
+    idempotencyMigration,
   ];
 }
 

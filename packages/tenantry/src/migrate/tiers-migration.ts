@@ -1,5 +1,6 @@
 import { CONTEXT_SCHEMA } from '../context/context-dialect.ts';
 import type { TenantMigration } from '../schema/migration.ts';
+import { auditChainMigration } from './audit-migration.ts';
 import { contextFunctionsV1Sql } from './context-functions-v1.ts';
 import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
 
@@ -95,5 +96,6 @@ ${contextFunctionsV1Sql(runtimeRole)}
     },
     contextRegistersMigration(runtimeRole, 'satellite'),
     contextVoucherMigration(runtimeRole, 'satellite'),
+    auditChainMigration(runtimeRole, 'satellite'),
   ];
 }

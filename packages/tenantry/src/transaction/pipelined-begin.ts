@@ -4,11 +4,7 @@ import type { ClientBase, QueryResult } from 'pg';
 import PgResult from 'pg/lib/result.js';
 import pgUtils from 'pg/lib/utils.js';
 import { serialize } from 'pg-protocol';
-
-/** The slice of pg's connection that a custom submittable talks to: its socket. */
-interface WireConnection {
-  stream: { writable: boolean; write(chunk: Buffer): boolean };
-}
+import { Submittable, type WireConnection } from './submittable.ts';
 
 /** Messages that never change, serialized once. */
 const WIRE = {
@@ -56,23 +52,16 @@ const STAGES: PipelineStage[] = ['begin', 'enter', 'statement', 'commit'];
  * as a query (a "submittable"). PostgreSQL stops at the first error and skips the rest up
  * to the Sync, so a refused context never runs the statement; the error carries `stage`.
  */
-class Pipeline {
-  readonly promise: Promise<PipelineResponse>;
+class Pipeline extends Submittable<PipelineResponse> {
   readonly #request: PipelineRequest;
-  #resolve!: (value: PipelineResponse) => void;
-  #reject!: (error: unknown) => void;
   #completed = 0;
   #enterValue: string | null = null;
   #result: ResultLike | undefined;
-  #failed = false;
   #committed = false;
 
   constructor(request: PipelineRequest) {
+    super();
     this.#request = request;
-    this.promise = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
   }
 
   submit(connection: WireConnection): null {
@@ -99,46 +88,40 @@ class Pipeline {
     return null;
   }
 
-  handleRowDescription(message: { fields: unknown[] }): void {
+  override handleRowDescription(message: { fields: unknown[] }): void {
     if (this.#completed === 2) {
       this.#result = new PgResult(undefined, undefined) as ResultLike;
       this.#result.addFields(message.fields);
     }
   }
-  handleDataRow(message: { fields: unknown[] }): void {
+  override handleDataRow(message: { fields: unknown[] }): void {
     if (this.#completed === 1) this.#enterValue ??= (message.fields[0] as string | null) ?? null;
     else if (this.#result) this.#result.addRow(this.#result.parseRow(message.fields));
   }
-  handleCommandComplete(message: unknown): void {
+  override handleCommandComplete(message: { text?: string }): void {
     if (this.#completed === 2) {
       this.#result ??= new PgResult(undefined, undefined) as ResultLike;
       this.#result.addCommandComplete(message);
     } else if (this.#completed === 3) {
-      this.#committed = (message as { text?: string }).text === 'COMMIT';
+      this.#committed = message.text === 'COMMIT';
     }
     this.#completed++;
   }
-  handleEmptyQuery(): void {
+  override handleEmptyQuery(): void {
     this.#completed++;
   }
-  handlePortalSuspended(): void {}
-  handleCopyInResponse(): void {}
-  handleCopyData(): void {}
-  handleError(error: unknown): void {
-    this.#failed = true;
+  override handleError(error: unknown): void {
     if (error && typeof error === 'object') {
       Object.defineProperty(error, 'stage', { value: STAGES[Math.min(this.#completed, 3)], enumerable: false });
     }
-    this.#reject(error);
+    super.handleError(error);
   }
-  handleReadyForQuery(): void {
-    if (!this.#failed) {
-      this.#resolve({
-        enterValue: this.#enterValue,
-        result: this.#result as unknown as QueryResult | undefined,
-        committed: this.#committed,
-      });
-    }
+  protected outcome(): PipelineResponse {
+    return {
+      enterValue: this.#enterValue,
+      result: this.#result as unknown as QueryResult | undefined,
+      committed: this.#committed,
+    };
   }
 }
 

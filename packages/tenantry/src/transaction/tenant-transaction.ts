@@ -11,6 +11,7 @@ import { type ContextTransaction, runInTransaction, type TenantContext } from '.
 import { TenantryError } from '../errors/catalog.ts';
 import { TENANTRY_SQLSTATE, translatePgError } from '../errors/sqlstate.ts';
 import { type PipelineResponse, pipelinedBegin, stageOf } from './pipelined-begin.ts';
+import { type DeferredStatement, pipelinedCommit } from './pipelined-commit.ts';
 
 /** A statement compiled ahead (a Kysely `CompiledQuery` fits): SQL text and its parameters. */
 export interface CompiledStatement {
@@ -39,6 +40,17 @@ export interface TenantTransaction<DB = unknown> {
     text: string,
     values?: readonly unknown[],
   ): Promise<QueryResult<R>>;
+  /**
+   * Queues a statement to run just before `COMMIT`, in the same round trip (an audit entry:
+   * `audit(tx, …)`). Its failure rolls the whole transaction back, and the transaction's
+   * result is then that error. Queued statements run in order; none runs on rollback.
+   *
+   * @example
+   * ```ts
+   * tx.defer('SELECT tenantry_context.audit_append($1, $2, $3, $4, $5)', ['item.created', null, '{}', null, null]);
+   * ```
+   */
+  defer(text: string, values?: readonly unknown[]): void;
 }
 
 /**
@@ -176,6 +188,8 @@ export async function runTenantTransaction<T, DB>(
   let begun: Promise<pg.QueryResult> | undefined;
   /** Whether PostgreSQL accepted the context (the transaction is open on the server). */
   let entered = false;
+  /** Statements to run with COMMIT (see {@link TenantTransaction.defer}). */
+  const deferred: DeferredStatement[] = [];
   const rollback = async () => {
     await client.query('ROLLBACK').catch((e: Error) => {
       discard = e;
@@ -230,10 +244,17 @@ export async function runTenantTransaction<T, DB>(
         const result = await state.execute(text, values);
         return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
       },
+      defer: (text, values) => {
+        if (!state.open) throw new TenantryError('NO_TENANT_TRANSACTION', 'this transaction has ended');
+        deferred.push({ text, values });
+      },
     };
     let result: T;
     try {
       result = await runInTransaction(state, () => fn(tx));
+      // Only deferred statements: the first one opens the transaction, the rest go with COMMIT.
+      const first = begun ? undefined : deferred.shift();
+      if (first) await state.execute(first.text, first.values);
     } catch (error) {
       state.open = false;
       if (begun) await rollback();
@@ -246,8 +267,11 @@ export async function runTenantTransaction<T, DB>(
       throw new TenantryError('TRANSACTION_ABORTED');
     }
     try {
-      const committed = await client.query('COMMIT');
-      if (committed.command === 'ROLLBACK') {
+      const committed =
+        deferred.length > 0
+          ? await pipelinedCommit(client, deferred)
+          : (await client.query('COMMIT')).command !== 'ROLLBACK';
+      if (!committed) {
         throw new TenantryError('TRANSACTION_ABORTED');
       }
     } catch (error) {

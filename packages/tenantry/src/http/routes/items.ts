@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TenantScopedCache } from '../../cache/tenant-scoped-cache.ts';
+import { audit } from '../../effects/tenant-audit.ts';
 import { TenantryError } from '../../errors/catalog.ts';
 import { type ItemsDB, items } from '../../example/items.ts';
 import { problems } from '../schemas.ts';
@@ -62,7 +63,9 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
       const limit = req.tenant?.limits.maxStorageMb ?? null;
       const item = await req.tenantTransaction<z.infer<typeof Item>, ItemsDB>(async (tx) => {
         await items.assertStorage(tx, limit);
-        return items.create(tx, req.body);
+        const created = await items.create(tx, req.body);
+        audit(tx, 'item.created', `item:${created.id}`, { title: created.title });
+        return created;
       });
       return reply.code(201).send(item);
     },
@@ -131,7 +134,9 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
       const limit = req.tenant?.limits.maxStorageMb ?? null;
       const item = await req.tenantTransaction<z.infer<typeof Item> | undefined, ItemsDB>(async (tx) => {
         await items.assertStorage(tx, limit);
-        return items.update(tx, req.params.id, req.body);
+        const updated = await items.update(tx, req.params.id, req.body);
+        if (updated) audit(tx, 'item.updated', `item:${updated.id}`, { fields: Object.keys(req.body) });
+        return updated;
       });
       // After COMMIT: a read computed before it is not stored (its lease is revoked).
       await forget(req.params.id);
@@ -152,7 +157,11 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
       },
     },
     async (req, reply) => {
-      const removed = await req.tenantTransaction<boolean, ItemsDB>((tx) => items.remove(tx, req.params.id));
+      const removed = await req.tenantTransaction<boolean, ItemsDB>(async (tx) => {
+        const gone = await items.remove(tx, req.params.id);
+        if (gone) audit(tx, 'item.deleted', `item:${req.params.id}`);
+        return gone;
+      });
       await forget(req.params.id);
       if (!removed) throw notFound();
       return reply.code(204).send(null);

@@ -1,0 +1,44 @@
+/** The slice of pg's connection that a custom submittable talks to: its socket. */
+export interface WireConnection {
+  stream: { writable: boolean; write(chunk: Buffer): boolean };
+}
+
+/**
+ * What pg calls on a query object of its own making (a "submittable": anything with
+ * `submit(connection)`), with nothing done for the messages a subclass does not care about.
+ * The promise settles at `ReadyForQuery`: with {@link outcome}, or with the first error
+ * (PostgreSQL skips the rest of the pipeline up to the Sync after one).
+ */
+export abstract class Submittable<T, Connection = WireConnection> {
+  readonly promise: Promise<T>;
+  #resolve!: (value: T) => void;
+  #reject!: (error: unknown) => void;
+  #failed = false;
+
+  constructor() {
+    this.promise = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** Writes the whole pipeline, ending in one Sync. */
+  abstract submit(connection: Connection): null;
+  /** The result, once PostgreSQL is ready for the next query and nothing failed. */
+  protected abstract outcome(): T;
+
+  handleRowDescription(_message: { fields: unknown[] }): void {}
+  handleDataRow(_message: { fields: unknown[] }): void {}
+  handleCommandComplete(_message: { text?: string }): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+  handleCopyInResponse(): void {}
+  handleCopyData(): void {}
+  handleError(error: unknown): void {
+    this.#failed = true;
+    this.#reject(error);
+  }
+  handleReadyForQuery(): void {
+    if (!this.#failed) this.#resolve(this.outcome());
+  }
+}
