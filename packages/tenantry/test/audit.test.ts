@@ -115,6 +115,33 @@ describe('the audit chain', () => {
     expect(await firstBad(id)).toEqual({ id: victim?.id, seq: victim?.seq, problem: expect.stringMatching(/changed/) });
   });
 
+  it('an erasure empties details (audit_redact) and the chain still verifies; no other change passes', async () => {
+    const { id, rows } = await seeded('redact');
+    expect((await admin.query('SELECT tenantry.audit_redact($1) AS n', [id])).rows[0]?.n).toBe(String(rows.length));
+    const { rows: after } = await admin.query<{ details: unknown; redacted: boolean }>(
+      'SELECT details, redacted FROM tenantry.audit_log WHERE tenant_id = $1',
+      [id],
+    );
+    expect(after.every((r) => r.redacted && JSON.stringify(r.details) === '{}')).toBe(true);
+    expect((await tenantry.audit.verify({ tenantId: id })).ok).toBe(true);
+    // The flag alone does not let anything else through, and without it the owner is refused.
+    await admin.query('BEGIN');
+    await admin.query(`SELECT set_config('tenantry.audit_redacting', $1, true)`, [id]);
+    await expect(
+      admin.query("UPDATE tenantry.audit_log SET actor = 'x', details = '{}', redacted = true WHERE tenant_id = $1", [
+        id,
+      ]),
+    ).rejects.toMatchObject({ code: 'TN006' });
+    await admin.query('ROLLBACK');
+    await expect(
+      admin.query("UPDATE tenantry.audit_log SET details = '{}', redacted = true WHERE tenant_id = $1", [id]),
+    ).rejects.toMatchObject({ code: 'TN006' });
+    // Marking an entry redacted by hand (triggers off) while keeping details is caught too.
+    const victim = rows[1];
+    await tamper(`UPDATE tenantry.audit_log SET details = '{"i": 7}' WHERE id = $1`, [victim?.id]);
+    expect(await firstBad(id)).toMatchObject({ id: victim?.id, problem: expect.stringMatching(/changed/) });
+  });
+
   it('detects a deleted entry and names the entry after the gap', async () => {
     const { id, rows } = await seeded('tamper-delete');
     await tamper('DELETE FROM tenantry.audit_log WHERE id = $1', [rows[2]?.id]);
@@ -145,9 +172,11 @@ describe('the audit chain', () => {
     await admin.query('SET LOCAL session_replication_role = replica');
     const { rows: inserted } = await admin.query<{ id: string }>(
       `WITH prev AS (SELECT * FROM tenantry.audit_log WHERE id = $1)
-       INSERT INTO tenantry.audit_log (at, actor, tenant_id, action, target, details, seq, prev_hash, hash)
-       SELECT p.at, 'forger', p.tenant_id, 'item.deleted', 'item:0', '{}', p.seq + 1, p.hash,
-              tenantry.audit_hash(p.hash, p.seq + 1, p.at, p.tenant_id, 'forger', 'item.deleted', 'item:0', NULL, '{}')
+       INSERT INTO tenantry.audit_log (at, actor, tenant_id, action, target, details, details_digest, seq, prev_hash, hash)
+       SELECT p.at, 'forger', p.tenant_id, 'item.deleted', 'item:0', '{}', tenantry.audit_details_digest('{}'),
+              p.seq + 1, p.hash,
+              tenantry.audit_hash(p.hash, p.seq + 1, p.at, p.tenant_id, 'forger', 'item.deleted', 'item:0', NULL,
+                                  tenantry.audit_details_digest('{}'))
          FROM prev p RETURNING id::text`,
       [after?.id],
     );

@@ -54,7 +54,8 @@ async function rowsAnywhere(tenantId: string, databases: readonly string[]): Pro
         `SELECT count(*)::int AS n FROM "${s}"."${t}" WHERE tenant_id = $1`,
         [tenantId],
       );
-      if (r && r.n > 0 && !(s === 'tenantry' && t === 'audit_log')) out[`${db}:${s}.${t}`] = r.n;
+      if (r && r.n > 0 && !(s === 'tenantry' && (t === 'audit_log' || t.startsWith('audit_log_'))))
+        out[`${db}:${s}.${t}`] = r.n;
     }
   }
   return out;

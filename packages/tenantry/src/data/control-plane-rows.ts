@@ -46,7 +46,7 @@ export async function controlTables(client: ClientBase): Promise<ControlTable[]>
        FROM pg_class c
        JOIN pg_namespace n ON n.oid = c.relnamespace
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
         AND (c.relname IN ('tenants', 'users')
              OR EXISTS (SELECT 1 FROM pg_attribute t
                          WHERE t.attrelid = c.oid AND t.attname = 'tenant_id' AND NOT t.attisdropped))
@@ -88,7 +88,9 @@ export async function controlTables(client: ClientBase): Promise<ControlTable[]>
 export async function controlCounts(client: ClientBase): Promise<[string, string][]> {
   const { rows } = await client.query<{ table: string }>(
     `SELECT c.relname AS table FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> 'audit_log'
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+        -- The audit log (its partitions, detached months) keeps the tombstone.
+        AND c.relname <> 'audit_log' AND c.relname NOT LIKE 'audit\\_archive\\_%'
         AND EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'tenant_id' AND NOT t.attisdropped)
       ORDER BY c.relname`,
     [CONTROL_SCHEMA],

@@ -205,9 +205,12 @@ export class TenantImporter {
       }
       // Checked again once every table is in: a trigger on a later table may have changed an earlier one.
       for (const file of files) await checkTable(conn.client, tenant.id, place.schema, file);
-      // The control plane is in the main database: with the rows when they are there too.
-      if (place.inMainDatabase) await control(conn.client, tables);
-      else await inTransaction(this.#deps.admin, (client) => control(client, tables));
+      // The control plane is in the main database: with the rows when they are there too,
+      // with triggers on again (the audit log chains its entries in a trigger).
+      if (place.inMainDatabase) {
+        await setReplicationRole(conn.client, 'origin');
+        await control(conn.client, tables);
+      } else await inTransaction(this.#deps.admin, (client) => control(client, tables));
       await conn.client.query('COMMIT');
       return tables;
     } catch (error) {
@@ -297,9 +300,14 @@ async function checkTable(
  * fails the final check (`EXPORT_CHECKSUM_MISMATCH`) instead of being kept wrong.
  */
 async function restoreWithoutTriggers(client: ClientBase): Promise<void> {
+  await setReplicationRole(client, 'replica');
+}
+
+/** Sets `session_replication_role` for the transaction where the role may; else leaves it. */
+async function setReplicationRole(client: ClientBase, role: 'replica' | 'origin'): Promise<void> {
   await client.query('SAVEPOINT tenantry_replica');
   try {
-    await client.query('SET LOCAL session_replication_role = replica');
+    await client.query(`SET LOCAL session_replication_role = ${role}`);
     await client.query('RELEASE SAVEPOINT tenantry_replica');
   } catch {
     await client.query('ROLLBACK TO SAVEPOINT tenantry_replica');

@@ -29,7 +29,8 @@ WITH heads AS (
          coalesce(h.anchor_seq, 0) AS anchor_seq, coalesce(h.anchor_hash, '\\x'::bytea) AS anchor_hash,
          tenantry.audit_hash(l.prev_hash, l.seq, l.at, l.tenant_id, l.actor, l.action, l.target,
                              l.request_id, l.details_digest) AS computed,
-         l.redacted OR l.details_digest = tenantry.audit_details_digest(l.details) AS details_ok,
+         CASE WHEN l.redacted THEN l.details = '{}'::jsonb
+              ELSE l.details_digest = tenantry.audit_details_digest(l.details) END AS details_ok,
          lag(l.seq) OVER w AS before_seq, lag(l.hash) OVER w AS before_hash
     FROM tenantry.audit_log l
    CROSS JOIN LATERAL (SELECT coalesce(l.tenant_id, '${SYSTEM_CHAIN}'::uuid) AS chain) k
