@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import { integerOption } from '../config.ts';
 import type { TenantStatus } from '../context/tenant-context.ts';
+import { isCursorTime } from '../cursor-time.ts';
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
@@ -22,20 +23,6 @@ export interface TenantPage {
   readonly tenants: readonly TenantRecord[];
   /** Pass as `cursor` for the next page; absent on the last one. */
   readonly nextCursor?: string;
-}
-
-/** A cursor's creation time, as `list()` writes it (UTC, microseconds). */
-const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/;
-
-/** True for a real calendar time in the cursor format: a forged one must not reach SQL as a 500. */
-function isCursorTime(value: unknown): value is string {
-  if (typeof value !== 'string' || !CURSOR_TIME.test(value)) return false;
-  const date = new Date(`${value.slice(0, 23)}Z`);
-  return (
-    !Number.isNaN(date.getTime()) &&
-    date.getUTCFullYear() >= 1 &&
-    date.toISOString().slice(0, 19) === value.slice(0, 19)
-  );
 }
 
 /**

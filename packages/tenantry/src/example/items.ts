@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely';
 import { sql } from 'kysely';
+import { isCursorTime } from '../cursor-time.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { TenantIdColumn } from '../kysely/index.ts';
 import { prepareTenantQuery, type QueryParam } from '../kysely/prepared-query.ts';
@@ -109,25 +110,11 @@ const toItem = (r: Row): Item => ({
 
 const COLUMNS = ['id', 'title', 'description', 'created_at', 'updated_at'] as const;
 
-/** A cursor's time as `list()` writes it (UTC, microseconds). */
-const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
-
-/** `Date.parse` accepts "1", "2020-02-30" or year 0, which PostgreSQL refuses (a 500 on a forged cursor). */
-function isCursorTime(value: unknown): value is string {
-  if (typeof value !== 'string' || !CURSOR_TIME.test(value)) return false;
-  const date = new Date(`${value.slice(0, 23)}Z`);
-  return (
-    !Number.isNaN(date.getTime()) &&
-    date.getUTCFullYear() >= 1 &&
-    date.toISOString().slice(0, 19) === value.slice(0, 19)
-  );
-}
-
 /** Cursor of the item list: the last row's (created_at, id), opaque to clients. */
 function decodeCursor(cursor: string): { at: string; id: string } {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { at?: unknown; id?: unknown };
-    if (isCursorTime(value.at) && typeof value.id === 'string' && UUID.test(value.id)) {
+    if (isCursorTime(value.at, 'Z') && typeof value.id === 'string' && UUID.test(value.id)) {
       return { at: value.at, id: value.id };
     }
   } catch {
