@@ -69,9 +69,25 @@ export interface TenantryOptions {
    * waits for a connection before `POOL_EXHAUSTED` (default 5 s).
    */
   tenantDatabases?: { max?: number; perDatabase?: number; idleTimeoutMs?: number; acquireTimeoutMs?: number };
+  /**
+   * The event dispatcher (`tenantry.events`): `concurrency` tenants at once (default 2),
+   * `pollIntervalMs` (default 1000), `maxAttempts` before an event is dead-lettered (default
+   * 5), `retryDelayMs` before the first retry, doubled for each next (default 1000), capped
+   * at `maxRetryDelayMs` (default 60 000).
+   */
+  events?: EventsOptions;
   /** How the verified context is set and read; default {@link postgresDialect}. */
   dialect?: ContextDialect;
   logger?: Logger;
+}
+
+/** Options of the event dispatcher; see {@link TenantryOptions.events}. */
+export interface EventsOptions {
+  readonly concurrency?: number;
+  readonly pollIntervalMs?: number;
+  readonly maxAttempts?: number;
+  readonly retryDelayMs?: number;
+  readonly maxRetryDelayMs?: number;
 }
 
 /** The validated, defaulted, frozen form of {@link TenantryOptions}. */
@@ -94,6 +110,13 @@ export interface ResolvedConfig {
     readonly perDatabase: number;
     readonly idleTimeoutMs: number;
     readonly acquireTimeoutMs: number;
+  };
+  readonly events: {
+    readonly concurrency: number;
+    readonly pollIntervalMs: number;
+    readonly maxAttempts: number;
+    readonly retryDelayMs: number;
+    readonly maxRetryDelayMs: number;
   };
   readonly dialect: ContextDialect;
   readonly logger: Logger | undefined;
@@ -217,6 +240,13 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
         5_000,
         'tenantDatabases.acquireTimeoutMs',
       ),
+    }),
+    events: Object.freeze({
+      concurrency: positiveInt(options.events?.concurrency, 2, 'events.concurrency'),
+      pollIntervalMs: positiveInt(options.events?.pollIntervalMs, 1_000, 'events.pollIntervalMs'),
+      maxAttempts: positiveInt(options.events?.maxAttempts, 5, 'events.maxAttempts'),
+      retryDelayMs: positiveInt(options.events?.retryDelayMs, 1_000, 'events.retryDelayMs'),
+      maxRetryDelayMs: positiveInt(options.events?.maxRetryDelayMs, 60_000, 'events.maxRetryDelayMs'),
     }),
     dialect: options.dialect ?? postgresDialect,
     logger: options.logger,

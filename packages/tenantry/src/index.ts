@@ -48,7 +48,11 @@ export {
 } from './effects/audit-entries.ts';
 export { type AuditChainReport, AuditLog, type AuditVerifyReport } from './effects/audit-log.ts';
 export { AuditPartitions, type AuditRetentionMode } from './effects/audit-partitions.ts';
+export type { EventHandler, SubscribeOptions, TenantEvent } from './effects/event-subscribers.ts';
+export { type OutboxEventInput, writeEvent } from './effects/outbox.ts';
+export { type DispatcherOptions, type FailedEvent, OutboxDispatcher } from './effects/outbox-dispatcher.ts';
 export { type AuditTransaction, audit } from './effects/tenant-audit.ts';
+export { emit } from './effects/tenant-events.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
 export type { FleetPlan, FleetTarget } from './fleet/fleet-plan.ts';
 export {

@@ -11,6 +11,7 @@ import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './conf
 import { enterContext } from './context/enter-context.ts';
 import { getTenant, type TenantContext } from './context/tenant-context.ts';
 import { inTransaction } from './control/admin-transaction.ts';
+import { ChangeFeed } from './control/change-feed.ts';
 import { PlacementRegistry } from './control/placements.ts';
 import { contextOf, type TenantRecord } from './control/tenant-record.ts';
 import { TenantRegistry } from './control/tenant-registry.ts';
@@ -25,10 +26,12 @@ import type { UserErasureReport } from './data/user-erasure.ts';
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { AuditLog } from './effects/audit-log.ts';
+import { OutboxDispatcher } from './effects/outbox-dispatcher.ts';
 import { TenantryError } from './errors/catalog.ts';
 import { type FleetPlan, planFleet } from './fleet/fleet-plan.ts';
 import { type FleetOptions, type FleetReport, migrateFleet } from './fleet/fleet-run.ts';
 import { createTenantKysely } from './kysely/tenant-kysely.ts';
+import { OUTBOX_CHANNEL } from './migrate/outbox-migration.ts';
 import { applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
 import { loadTracing, withSpan } from './ops/tracing.ts';
@@ -82,6 +85,11 @@ export class Tenantry<DB = unknown> {
   readonly apiKeys: ApiKeyStore;
   /** The hash-chained audit log: reads, verification, partitions (see docs/events.md). */
   readonly audit: AuditLog;
+  /**
+   * Tenant events from the transactional outbox, delivered to in-process subscribers at
+   * least once and in order per tenant (see docs/events.md). Subscribe, then `start()`.
+   */
+  readonly events: OutboxDispatcher;
   /**
    * The Kysely instance of tenant work: runs inside {@link transaction} (it is `tx.db`), and
    * compiles inside a tenant context for {@link query}. Every query on a tenant table gets
@@ -179,6 +187,19 @@ export class Tenantry<DB = unknown> {
       poolMap: this.poolMap,
     });
     this.audit = new AuditLog(this.adminPool);
+    this.events = new OutboxDispatcher(
+      {
+        pool: this.adminPool,
+        context: async (tenantId) => contextOf(await this.tenants.get(tenantId)),
+        listen: async (wake) => {
+          const feed = new ChangeFeed(this.adminPool.options, config.logger ? { logger: config.logger } : {});
+          feed.on(OUTBOX_CHANNEL, wake);
+          await feed.start();
+          return () => feed.close();
+        },
+      },
+      { ...config.events, logger: config.logger },
+    );
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
     this.roles = new RoleStore(this.adminPool);
@@ -502,8 +523,9 @@ export class Tenantry<DB = unknown> {
     }
   }
 
-  /** Flushes API key usage, stops listeners and closes every pool. */
+  /** Stops the event dispatcher, flushes API key usage, stops listeners and closes every pool. */
   async close(): Promise<void> {
+    await this.events.close();
     await this.apiKeys.close();
     await Promise.all([this.adminPool.end(), this.runtimePool.end(), this.poolMap.close()]);
   }

@@ -4,6 +4,7 @@ import { ChangeFeed } from '../control/change-feed.ts';
 import { parseInput } from '../control/tenant-input.ts';
 import type { ActorOption } from '../control/tenant-registry.ts';
 import { writeAudit } from '../effects/audit.ts';
+import { writeEvent } from '../effects/outbox.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { API_KEYS_CHANNEL } from '../migrate/api-keys-migration.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
@@ -144,6 +145,12 @@ export class ApiKeyStore {
             expiresAt: row.expires_at,
           },
         });
+        await writeEvent(client, {
+          tenantId,
+          type: 'api_key.created',
+          actor,
+          payload: { tenantId, keyId: row.id, name: row.name, environment: row.environment, scopes: row.scopes },
+        });
         return Object.freeze({ key, record: toRecord(row) });
       }
       throw new TenantryError('INTERNAL', 'could not allocate a unique API key id');
@@ -216,6 +223,12 @@ export class ApiKeyStore {
         tenantId,
         action: 'api_key.revoked',
         details: { keyId, name: row.name, displayPrefix: row.display_prefix },
+      });
+      await writeEvent(client, {
+        tenantId,
+        type: 'api_key.revoked',
+        actor: options.actor ?? 'system',
+        payload: { tenantId, keyId, name: row.name },
       });
       return toRecord(rows[0] as ApiKeyRow);
     });

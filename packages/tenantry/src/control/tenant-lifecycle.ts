@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import type { TenantStatus } from '../context/tenant-context.ts';
 import { writeAudit } from '../effects/audit.ts';
+import { writeEvent } from '../effects/outbox.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { inTransaction } from './admin-transaction.ts';
 import { notifyTenantChanged } from './change-feed.ts';
@@ -53,6 +54,12 @@ export async function transitionTenant(
       tenantId: row.id,
       action: rule.action,
       details: { from: current.status, to: rule.to },
+    });
+    await writeEvent(client, {
+      tenantId: row.id,
+      type: rule.action,
+      actor,
+      payload: { tenantId: row.id, slug: row.slug, from: current.status, to: rule.to },
     });
     return toRecord(row);
   });

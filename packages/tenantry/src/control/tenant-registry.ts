@@ -4,6 +4,7 @@ import { integerOption } from '../config.ts';
 import type { TenantStatus } from '../context/tenant-context.ts';
 import { isCursorTime } from '../cursor-time.ts';
 import { writeAudit } from '../effects/audit.ts';
+import { writeEvent } from '../effects/outbox.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { inTransaction } from './admin-transaction.ts';
@@ -27,7 +28,9 @@ export interface TenantPage {
 
 /**
  * The tenant registry and lifecycle, on the control plane. Every change is audited in
- * its own transaction; bad input throws `INVALID_INPUT` and changes nothing.
+ * its own transaction, and creation and status changes write their event in the outbox
+ * there too (`tenant.created`, `tenant.suspended`, …; see `tenantry.events`); bad input
+ * throws `INVALID_INPUT` and changes nothing.
  */
 export class TenantRegistry {
   readonly #pool: Pool;
@@ -116,6 +119,12 @@ export class TenantRegistry {
         tenantId: row.id,
         action: 'tenant.created',
         details: { slug: row.slug, tier: row.tier, plan: row.plan },
+      });
+      await writeEvent(client, {
+        tenantId: row.id,
+        type: 'tenant.created',
+        actor: options.actor ?? 'system',
+        payload: { tenantId: row.id, slug: row.slug, tier: row.tier, plan: row.plan },
       });
       return toRecord(row);
     });
@@ -260,6 +269,12 @@ export class TenantRegistry {
           tenantId: old.id,
           action: 'tenant.deleted',
           details: { from: old.status, to: 'deleted', replacedBy: next.id },
+        });
+        await writeEvent(client, {
+          tenantId: old.id,
+          type: 'tenant.deleted',
+          actor,
+          payload: { tenantId: old.id, slug: old.slug, from: old.status, to: 'deleted' },
         });
       }
       await renameIn(client, old, `replaced-${old.id.replaceAll('-', '').slice(0, 16)}`, actor);

@@ -9,9 +9,10 @@ const CONTROL_SCHEMA = 'tenantry';
  * Control-plane tables with a `tenant_id` that are not the tenant's data: `targets` records
  * where this installation keeps the rows (a schema or database name), which means nothing
  * anywhere else; `export_jobs` and `export_chunks` are earlier exports (an archive must not
- * carry the archives before it). Erasure still counts them: they go with the tenant.
+ * carry the archives before it); `outbox` and `outbox_heads` are events of this
+ * installation, delivered or not. Erasure still counts them: they go with the tenant.
  */
-const BOOKKEEPING = new Set(['targets', 'export_jobs', 'export_chunks']);
+const BOOKKEEPING = new Set(['targets', 'export_jobs', 'export_chunks', 'outbox', 'outbox_heads']);
 
 /**
  * Columns never exported, by name: password and key hashes, refresh-token hashes, sealed

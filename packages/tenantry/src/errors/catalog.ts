@@ -49,6 +49,10 @@ export const ERRORS = {
   },
   STATEMENT_TIMEOUT: { status: 503, message: "The statement exceeded the tenant plan's statement timeout" },
   NOT_FOUND: { status: 404, message: 'Not found' },
+  OUTBOX_UNAVAILABLE: {
+    status: 500,
+    message: "Events from a tenant transaction need the tenant's rows in the main database (not the database tier)",
+  },
   NOT_READY: { status: 503, message: 'Not ready: a dependency is unreachable' },
   DATABASE_UNAVAILABLE: {
     status: 503,

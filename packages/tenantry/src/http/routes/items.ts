@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TenantScopedCache } from '../../cache/tenant-scoped-cache.ts';
-import { audit } from '../../effects/tenant-audit.ts';
+import { type AuditTransaction, audit } from '../../effects/tenant-audit.ts';
+import { emit } from '../../effects/tenant-events.ts';
 import { TenantryError } from '../../errors/catalog.ts';
 import { type ItemsDB, items } from '../../example/items.ts';
 import { problems } from '../schemas.ts';
@@ -29,6 +30,15 @@ const ItemPatch = z
 
 const read = { tenantry: { tenant: true, permission: 'items:read' } } as const;
 const write = { tenantry: { tenant: true, permission: 'items:write' } } as const;
+
+/**
+ * Writes the item's event in the outbox with the change (`tenantry.events` delivers it).
+ * A tenant in a database of its own has no outbox in its transaction yet: its change goes
+ * through without the event.
+ */
+function emitItem(tx: AuditTransaction, type: string, payload: Record<string, unknown>): void {
+  if (tx.tenant.tier !== 'database' && !tx.tenant.database) emit(tx, type, payload);
+}
 
 /** How long an item read stays cached; every change of the item through this API drops it at once. */
 const ITEM_TTL_MS = 60_000;
@@ -65,6 +75,7 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
         await items.assertStorage(tx, limit);
         const created = await items.create(tx, req.body);
         audit(tx, 'item.created', `item:${created.id}`, { title: created.title });
+        emitItem(tx, 'item.created', { id: created.id, title: created.title });
         return created;
       });
       return reply.code(201).send(item);
@@ -135,7 +146,10 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
       const item = await req.tenantTransaction<z.infer<typeof Item> | undefined, ItemsDB>(async (tx) => {
         await items.assertStorage(tx, limit);
         const updated = await items.update(tx, req.params.id, req.body);
-        if (updated) audit(tx, 'item.updated', `item:${updated.id}`, { fields: Object.keys(req.body) });
+        if (updated) {
+          audit(tx, 'item.updated', `item:${updated.id}`, { fields: Object.keys(req.body) });
+          emitItem(tx, 'item.updated', { id: updated.id, fields: Object.keys(req.body) });
+        }
         return updated;
       });
       // After COMMIT: a read computed before it is not stored (its lease is revoked).
@@ -159,7 +173,10 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
     async (req, reply) => {
       const removed = await req.tenantTransaction<boolean, ItemsDB>(async (tx) => {
         const gone = await items.remove(tx, req.params.id);
-        if (gone) audit(tx, 'item.deleted', `item:${req.params.id}`);
+        if (gone) {
+          audit(tx, 'item.deleted', `item:${req.params.id}`);
+          emitItem(tx, 'item.deleted', { id: req.params.id });
+        }
         return gone;
       });
       await forget(req.params.id);
