@@ -33,11 +33,12 @@ const write = { tenantry: { tenant: true, permission: 'items:write' } } as const
 
 /**
  * Writes the item's event in the outbox with the change (`tenantry.events` delivers it).
- * A tenant in a database of its own has no outbox in its transaction yet: its change goes
- * through without the event.
+ * The outbox lives in the main database: only a pool-tier tenant's transaction is surely
+ * there (a schema-tier tenant may be placed on another server, a database-tier tenant is in
+ * its own database), so the example emits item events for pool-tier tenants only.
  */
 function emitItem(tx: AuditTransaction, type: string, payload: Record<string, unknown>): void {
-  if (tx.tenant.tier !== 'database' && !tx.tenant.database) emit(tx, type, payload);
+  if (tx.tenant.tier === 'pool') emit(tx, type, payload);
 }
 
 /** How long an item read stays cached; every change of the item through this API drops it at once. */
