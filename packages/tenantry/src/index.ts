@@ -53,6 +53,15 @@ export { type OutboxEventInput, writeEvent } from './effects/outbox.ts';
 export { type DispatcherOptions, type FailedEvent, OutboxDispatcher } from './effects/outbox-dispatcher.ts';
 export { type AuditTransaction, audit } from './effects/tenant-audit.ts';
 export { emit } from './effects/tenant-events.ts';
+export { isPrivateAddress, resolveWebhookTarget } from './effects/webhook-address.ts';
+export { WebhookDeliverer, type WebhookDelivererOptions } from './effects/webhook-deliverer.ts';
+export {
+  CreateWebhookInput,
+  type WebhookDelivery,
+  type WebhookEndpoint,
+  WebhookEndpoints,
+} from './effects/webhook-endpoints.ts';
+export { signWebhook, verifyWebhook } from './effects/webhook-signature.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
 export type { FleetPlan, FleetTarget } from './fleet/fleet-plan.ts';
 export {

@@ -27,6 +27,7 @@ import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { AuditLog } from './effects/audit-log.ts';
 import { OutboxDispatcher } from './effects/outbox-dispatcher.ts';
+import { WebhookEndpoints } from './effects/webhook-endpoints.ts';
 import { TenantryError } from './errors/catalog.ts';
 import { type FleetPlan, planFleet } from './fleet/fleet-plan.ts';
 import { type FleetOptions, type FleetReport, migrateFleet } from './fleet/fleet-run.ts';
@@ -90,6 +91,11 @@ export class Tenantry<DB = unknown> {
    * least once and in order per tenant (see docs/events.md). Subscribe, then `start()`.
    */
   readonly events: OutboxDispatcher;
+  /**
+   * Tenants' webhook endpoints and delivery history; a `WebhookDeliverer` subscribed to
+   * {@link events} sends them (see docs/events.md).
+   */
+  readonly webhooks: WebhookEndpoints;
   /**
    * The Kysely instance of tenant work: runs inside {@link transaction} (it is `tx.db`), and
    * compiles inside a tenant context for {@link query}. Every query on a tenant table gets
@@ -200,6 +206,7 @@ export class Tenantry<DB = unknown> {
       },
       { ...config.events, logger: config.logger },
     );
+    this.webhooks = new WebhookEndpoints(this.adminPool, keys.key('webhook-secret-encryption'));
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
     this.roles = new RoleStore(this.adminPool);

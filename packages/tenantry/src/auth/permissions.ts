@@ -13,6 +13,8 @@ export const BUILTIN_PERMISSIONS = [
   'keys:read',
   'keys:write',
   'audit:read',
+  'webhooks:read',
+  'webhooks:write',
 ] as const;
 
 /** A permission: one of {@link BUILTIN_PERMISSIONS} or an application's own `resource:action`. */

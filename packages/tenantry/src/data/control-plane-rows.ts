@@ -10,9 +10,19 @@ const CONTROL_SCHEMA = 'tenantry';
  * where this installation keeps the rows (a schema or database name), which means nothing
  * anywhere else; `export_jobs` and `export_chunks` are earlier exports (an archive must not
  * carry the archives before it); `outbox` and `outbox_heads` are events of this
- * installation, delivered or not. Erasure still counts them: they go with the tenant.
+ * installation, delivered or not; `webhook_endpoints` cannot be re-created without their
+ * signing secrets (never exported), and `webhook_deliveries` is their history. Erasure still
+ * counts them: they go with the tenant.
  */
-const BOOKKEEPING = new Set(['targets', 'export_jobs', 'export_chunks', 'outbox', 'outbox_heads']);
+const BOOKKEEPING = new Set([
+  'targets',
+  'export_jobs',
+  'export_chunks',
+  'outbox',
+  'outbox_heads',
+  'webhook_endpoints',
+  'webhook_deliveries',
+]);
 
 /**
  * Columns never exported, by name: password and key hashes, refresh-token hashes, sealed

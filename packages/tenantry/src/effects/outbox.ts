@@ -2,7 +2,8 @@ import type { ClientBase } from 'pg';
 import { TenantryError } from '../errors/catalog.ts';
 
 /** `resource.verb`, lower case: `tenant.created`, `item.created`, `invoice.paid`. */
-const EVENT_TYPE = /^[a-z][a-z0-9_]{0,48}(\.[a-z][a-z0-9_]{0,48}){1,3}$/;
+/** `resource.verb` in lower case, as every event type is. */
+export const EVENT_TYPE = /^[a-z][a-z0-9_]{0,48}(\.[a-z][a-z0-9_]{0,48}){1,3}$/;
 
 /** Throws `USAGE_ERROR` unless `type` is `resource.verb` in lower case. */
 export function checkEventType(type: unknown): asserts type is string {

@@ -49,6 +49,11 @@ export const ERRORS = {
   },
   STATEMENT_TIMEOUT: { status: 503, message: "The statement exceeded the tenant plan's statement timeout" },
   NOT_FOUND: { status: 404, message: 'Not found' },
+  WEBHOOK_URL_REFUSED: {
+    status: 400,
+    message:
+      'The webhook URL is refused: it must be http(s) and resolve only to public addresses (not loopback, link-local or private)',
+  },
   OUTBOX_UNAVAILABLE: {
     status: 500,
     message: "Events from a tenant transaction need the tenant's rows in the main database (not the database tier)",

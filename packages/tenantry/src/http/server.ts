@@ -20,6 +20,7 @@ import { ChangeFeed } from '../control/change-feed.ts';
 import { ExportJobs, type ExportJobsOptions } from '../data/export-jobs.ts';
 import { everyInterval } from '../effects/audit-partitions.ts';
 import { IdempotencyStore } from '../effects/idempotency-store.ts';
+import { WebhookDeliverer, type WebhookDelivererOptions } from '../effects/webhook-deliverer.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
 import type { TenantClaim } from '../identify/tenant-claim.ts';
@@ -39,6 +40,7 @@ import { itemRoutes } from './routes/items.ts';
 import { meRoutes } from './routes/me.ts';
 import { tenantRoutes } from './routes/tenants.ts';
 import { userRoutes } from './routes/users.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
 import { securityHeaders } from './security-headers.ts';
 import { registerTracing } from './tracing.ts';
 
@@ -80,6 +82,14 @@ export interface ServerOptions {
   exports?: ExportJobsOptions & { sweepIntervalMs?: number };
   /** Warm schemas kept waiting for new schema-tier tenants, refilled in the background (default 0: none). */
   warmSchemas?: number;
+  /**
+   * Webhook delivery (`/v1/webhooks`): a {@link WebhookDeliverer} subscribed to
+   * `tenantry.events` (which the application starts). `allowPrivateAddresses` also lets
+   * tenants register loopback, link-local and private addresses (default: refused).
+   * `deliver: false` serves the routes without subscribing: one deliverer per `Tenantry`
+   * instance, as two subscribed to the same dispatcher would each send every event.
+   */
+  webhooks?: WebhookDelivererOptions & { deliver?: boolean };
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -311,5 +321,14 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(meRoutes);
   await app.register(itemRoutes, cache ? { cache } : {});
   await app.register(auditRoutes, { tenantry });
+  if (options.webhooks?.deliver !== false) {
+    const deliverer = new WebhookDeliverer(tenantry.webhooks, { logger: tenantry.config.logger, ...options.webhooks });
+    deliverer.subscribe(tenantry.events);
+    app.addHook('onClose', async () => deliverer.close());
+  }
+  await app.register(webhookRoutes, {
+    webhooks: tenantry.webhooks,
+    allowPrivateAddresses: options.webhooks?.allowPrivateAddresses ?? false,
+  });
   return app;
 }

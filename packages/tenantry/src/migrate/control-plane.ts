@@ -11,6 +11,7 @@ import { idempotencyMigration } from './idempotency-migration.ts';
 import { outboxMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { usersMigration } from './users-migration.ts';
+import { webhooksMigration } from './webhooks-migration.ts';
 
 /**
  * The control plane's own chain (schema `tenantry`). Runs as the owner role. The
@@ -28,6 +29,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     auditChainMigration(runtimeRole, 'control'),
     idempotencyMigration,
     outboxMigration(runtimeRole),
+    webhooksMigration,
   ];
 }
 

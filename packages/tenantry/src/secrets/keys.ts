@@ -8,7 +8,8 @@ export type KeyPurpose =
   | 'runtime-password'
   | 'api-key-hash'
   | 'jwt-signing'
-  | 'refresh-token-hash';
+  | 'refresh-token-hash'
+  | 'webhook-secret-encryption';
 
 /**
  * Keys derived from the master secret (`TENANTRY_SECRET`) with HKDF-SHA256, so that no

@@ -1,0 +1,243 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../../../test-support/database.ts';
+import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
+import { emit, isPrivateAddress, type Tenantry, verifyWebhook, WebhookDeliverer } from '../src/index.ts';
+
+const ADMIN = 'webhooks-admin-token-0123456789abcdef';
+
+let db: TestDatabase;
+let tenantry: Tenantry<unknown>;
+let server: TestServer;
+let strict: TestServer;
+let receiver: Server;
+let receiverUrl: string;
+
+interface Received {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+const received: Received[] = [];
+/** Paths that answer 503 this many more times before 204. */
+const failures = new Map<string, number>();
+
+const keys: Record<string, { tenantId: string; key: string }> = {};
+const a = () => keys.a as { tenantId: string; key: string };
+const b = () => keys.b as { tenantId: string; key: string };
+
+async function emitEvent(tenantId: string, type: string, payload: Record<string, unknown>): Promise<void> {
+  await tenantry.transaction(tenantId, async (tx) => {
+    emit(tx, type, payload);
+  });
+}
+
+beforeAll(async () => {
+  ({ db, tenantry } = await createAppTenantry('webhooks'));
+  receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url ?? '/';
+      received.push({ path, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      const left = failures.get(path) ?? 0;
+      if (left > 0) failures.set(path, left - 1);
+      res.writeHead(left > 0 ? 503 : 204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  server = await startServer(tenantry, {
+    adminToken: ADMIN,
+    webhooks: { allowPrivateAddresses: true, retryDelayMs: 20, timeoutMs: 2000 },
+  });
+  strict = await startServer(tenantry, { adminToken: ADMIN, webhooks: { deliver: false } });
+  for (const slug of ['a', 'b', 'c']) {
+    const tenant = await tenantry.tenants.create({ slug: `hook-${slug}`, name: slug });
+    const { key } = await tenantry.apiKeys.create(tenant.id, {
+      name: 'app',
+      environment: 'test',
+      scopes: slug === 'c' ? ['items:read', 'webhooks:read'] : ['webhooks:read', 'webhooks:write'],
+    });
+    keys[slug] = { tenantId: tenant.id, key };
+  }
+  await tenantry.events.drain(); // the tenant.created events, before any endpoint exists
+});
+
+afterAll(async () => {
+  await strict?.close();
+  await server?.close();
+  await new Promise((resolve) => receiver?.close(resolve));
+  await tenantry?.close();
+  await db?.drop();
+});
+
+async function register(key: string, path: string, eventTypes: string[], on: TestServer = server) {
+  return on.request('POST', '/v1/webhooks', { token: key, body: { url: `${receiverUrl}${path}`, eventTypes } });
+}
+
+describe('webhooks', () => {
+  it('delivers each event to its own tenant’s endpoints only, signed', async () => {
+    const ra = await register(a().key, '/a', ['item.created']);
+    expect(ra.status).toBe(201);
+    expect(ra.body.secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/);
+    const rb = await register(b().key, '/b', ['*']);
+    expect(rb.status).toBe(201);
+    const secrets: Record<string, string> = { '/a': ra.body.secret, '/b': rb.body.secret };
+
+    received.length = 0;
+    await emitEvent(a().tenantId, 'item.created', { title: 'for a' });
+    await emitEvent(b().tenantId, 'item.created', { title: 'for b' });
+    await emitEvent(b().tenantId, 'item.deleted', { title: 'for b too' });
+    await emitEvent(a().tenantId, 'item.deleted', { title: 'not subscribed' });
+    await tenantry.events.drain();
+
+    expect(received.map((r) => [r.path, JSON.parse(r.body).data.title])).toEqual([
+      ['/a', 'for a'],
+      ['/b', 'for b'],
+      ['/b', 'for b too'],
+    ]);
+    for (const r of received) {
+      const id = r.headers['webhook-id'] as string;
+      const timestamp = Number(r.headers['webhook-timestamp']);
+      const signature = r.headers['webhook-signature'] as string;
+      expect(signature).toMatch(/^v1,[A-Za-z0-9+/]+=*$/);
+      expect(verifyWebhook(secrets[r.path] as string, id, timestamp, r.body, signature)).toBe(true);
+      // Signed with the other tenant's secret, or over another body, it does not verify.
+      const other = secrets[r.path === '/a' ? '/b' : '/a'] as string;
+      expect(verifyWebhook(other, id, timestamp, r.body, signature)).toBe(false);
+      expect(verifyWebhook(secrets[r.path] as string, id, timestamp, `${r.body} `, signature)).toBe(false);
+      const body = JSON.parse(r.body);
+      expect(body.id).toBe(id);
+      expect(body.tenantId).toBe(r.path === '/a' ? a().tenantId : b().tenantId);
+    }
+    // The secret is never shown again.
+    const listed = await server.request('GET', '/v1/webhooks', { token: a().key });
+    expect(listed.status).toBe(200);
+    expect(listed.body.webhooks).toHaveLength(1);
+    expect(JSON.stringify(listed.body)).not.toContain(ra.body.secret);
+  });
+
+  it('retries a failing receiver with backoff, then succeeds, recording each attempt', async () => {
+    const created = await register(a().key, '/flaky', ['order.paid']);
+    expect(created.status).toBe(201);
+    failures.set('/flaky', 2);
+    received.length = 0;
+    await emitEvent(a().tenantId, 'order.paid', { n: 1 });
+    await tenantry.events.drain();
+    const flaky = received.filter((r) => r.path === '/flaky');
+    expect(flaky).toHaveLength(3);
+    // One message: the same id on every attempt, so receivers can deduplicate.
+    expect(new Set(flaky.map((r) => r.headers['webhook-id'])).size).toBe(1);
+    const history = await server.request('GET', `/v1/webhooks/${created.body.webhook.id}/deliveries`, {
+      token: a().key,
+    });
+    expect(history.status).toBe(200);
+    expect(
+      history.body.deliveries.map((d: { attempt: number; status: number; ok: boolean }) => [d.attempt, d.status, d.ok]),
+    ).toEqual([
+      [3, 204, true],
+      [2, 503, false],
+      [1, 503, false],
+    ]);
+  });
+
+  it('gives up after the bounded attempts without holding back the tenant’s later events', async () => {
+    const created = await register(a().key, '/down', ['job.done']);
+    failures.set('/down', 100);
+    await emitEvent(a().tenantId, 'job.done', { n: 1 });
+    await emitEvent(a().tenantId, 'item.created', { title: 'after' });
+    received.length = 0;
+    await tenantry.events.drain();
+    expect(received.filter((r) => r.path === '/down')).toHaveLength(3);
+    expect(received.some((r) => r.path === '/a' && JSON.parse(r.body).data.title === 'after')).toBe(true);
+    const history = await server.request('GET', `/v1/webhooks/${created.body.webhook.id}/deliveries`, {
+      token: a().key,
+    });
+    expect(history.body.deliveries.every((d: { ok: boolean }) => !d.ok)).toBe(true);
+    failures.delete('/down');
+  });
+
+  it('refuses loopback, link-local and private addresses unless allowed', async () => {
+    for (const url of [
+      `${receiverUrl}/x`,
+      'http://localhost/x',
+      'http://169.254.169.254/latest/meta-data',
+      'http://10.1.2.3/',
+      'http://[::1]/',
+      'http://[::ffff:192.168.0.1]/',
+      'ftp://example.com/',
+      'http://user:pw@example.com/',
+    ]) {
+      const res = await strict.request('POST', '/v1/webhooks', {
+        token: a().key,
+        body: { url, eventTypes: ['item.created'] },
+      });
+      expect(res.status, url).toBe(400);
+      expect(res.body.code, url).toBe('WEBHOOK_URL_REFUSED');
+    }
+    expect(isPrivateAddress('93.184.216.34')).toBe(false);
+    expect(isPrivateAddress('2606:2800:220:1::1')).toBe(false);
+
+    // Registered where allowed, refused at delivery by a deliverer that does not allow it.
+    const created = await register(b().key, '/private', ['audit.ping']);
+    expect(created.status).toBe(201);
+    received.length = 0;
+    const deliverer = new WebhookDeliverer(tenantry.webhooks, { attempts: 1 });
+    await deliverer.deliver({
+      id: '999999',
+      tenantId: b().tenantId,
+      seq: 1,
+      type: 'audit.ping',
+      payload: {},
+      actor: null,
+      requestId: null,
+      createdAt: new Date(),
+      attempt: 1,
+    });
+    expect(received).toEqual([]);
+    const history = await server.request('GET', `/v1/webhooks/${created.body.webhook.id}/deliveries`, {
+      token: b().key,
+    });
+    expect(history.body.deliveries).toMatchObject([
+      { ok: false, status: null, error: expect.stringMatching(/private/) },
+    ]);
+  });
+
+  it('needs webhooks:read / webhooks:write, and a credential', async () => {
+    expect((await server.request('GET', '/v1/webhooks')).status).toBe(401);
+    expect(
+      (await server.request('POST', '/v1/webhooks', { body: { url: receiverUrl, eventTypes: ['*'] } })).status,
+    ).toBe(401);
+    const forbidden = await register(keys.c?.key as string, '/c', ['*']);
+    expect(forbidden.status).toBe(403);
+    expect(forbidden.body.code).toBe('FORBIDDEN');
+    expect((await server.request('GET', '/v1/webhooks', { token: keys.c?.key as string })).status).toBe(200);
+  });
+
+  it('another tenant cannot see, read the history of, or delete an endpoint (404)', async () => {
+    const created = await register(a().key, '/mine', ['item.created']);
+    const id = created.body.webhook.id as string;
+    const listed = await server.request('GET', '/v1/webhooks', { token: b().key });
+    expect(listed.body.webhooks.map((w: { id: string }) => w.id)).not.toContain(id);
+    const history = await server.request('GET', `/v1/webhooks/${id}/deliveries`, { token: b().key });
+    expect(history.status).toBe(404);
+    const deleted = await server.request('DELETE', `/v1/webhooks/${id}`, { token: b().key });
+    expect(deleted.status).toBe(404);
+    expect(deleted.body.code).toBe('NOT_FOUND');
+    expect((await server.request('DELETE', '/v1/webhooks/not-a-uuid', { token: b().key })).status).toBe(404);
+    // Still there for its owner, who can delete it.
+    expect((await server.request('DELETE', `/v1/webhooks/${id}`, { token: a().key })).status).toBe(200);
+    expect((await server.request('DELETE', `/v1/webhooks/${id}`, { token: a().key })).status).toBe(404);
+  });
+
+  it('rejects malformed registrations', async () => {
+    const res = await server.request('POST', '/v1/webhooks', {
+      token: a().key,
+      body: { url: `${receiverUrl}/x`, eventTypes: ['Not A Type'] },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe('INVALID_INPUT');
+  });
+});
