@@ -105,6 +105,8 @@ export function registerServe(program: Command): void {
         warmSchemas,
       });
       const address = await app.listen({ port, host: opts.host });
+      // The outbox's events reach their subscribers (the webhook deliverer) from here on.
+      await tenantry.events.start();
       process.stdout.write(`Tenantry is serving on ${address} (try ${address}/health)\n`);
       let stopping = false;
       const stop = async (signal: string) => {
