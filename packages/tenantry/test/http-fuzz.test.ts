@@ -220,6 +220,8 @@ function baseBody(op: Operation): Record<string, unknown> | undefined {
     'POST /v1/auth/logout': { refreshToken: 'A'.repeat(43) },
     'POST /v1/items': { title: 'would be new', description: 'fuzz' },
     'PATCH /v1/items/{id}': { title: 'patched by the fuzz' },
+    // A public address literal: no DNS lookup, and nothing is delivered (no dispatcher runs here).
+    'POST /v1/webhooks': { url: 'https://93.184.216.34/fuzz-hook', eventTypes: ['item.created'] },
   };
   return bodies[op.label] ?? (exampleFor(doc, op.body) as Record<string, unknown>);
 }
