@@ -56,6 +56,22 @@ afterAll(async () => {
 });
 
 describe('the outbox', () => {
+  it('knows where a transaction runs: in a tenant database emit() is OUTBOX_UNAVAILABLE, before COMMIT', async () => {
+    const shared = await fx.tenantry.tenants.create({ slug: 'ob-where-pool', name: 'Pool' });
+    const own = await fx.tenantry.tenants.create({ slug: 'ob-where-db', name: 'Own', tier: 'database' });
+    expect(await fx.tenantry.transaction(shared, async (tx) => tx.inMainDatabase)).toBe(true);
+    let seen: boolean | undefined;
+    await expect(
+      fx.tenantry.transaction(own, async (tx) => {
+        seen = tx.inMainDatabase;
+        await tx.query('SELECT 1');
+        emit(tx, 'item.created', { title: 'nowhere' });
+      }),
+    ).rejects.toMatchObject({ code: 'OUTBOX_UNAVAILABLE' });
+    expect(seen).toBe(false);
+    expect(await outboxRows(own.id, 'item.created')).toEqual([]);
+  });
+
   it('holds an event if and only if its transaction commits', async () => {
     const t = await fx.tenantry.tenants.create({ slug: 'commit', name: 'Commit' });
     await fx.tenantry.transaction(t, async (tx) => {

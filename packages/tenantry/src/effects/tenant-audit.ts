@@ -9,6 +9,8 @@ import { TenantryError } from '../errors/catalog.ts';
  */
 export interface AuditTransaction {
   readonly tenant: TenantContext;
+  /** Whether the transaction runs in the main database (the outbox is there). */
+  readonly inMainDatabase: boolean;
   query(text: string, values?: readonly unknown[]): Promise<{ readonly rows: readonly unknown[] }>;
   defer(text: string, values?: readonly unknown[]): void;
 }

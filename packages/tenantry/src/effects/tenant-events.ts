@@ -15,8 +15,9 @@ const APPEND_SQL = `SELECT ${CONTEXT_SCHEMA}.outbox_append($1, $2::jsonb, $3, $4
  * so code running as one tenant cannot write another's event. Actor and request id come
  * from the tenant context.
  *
- * Events live in the main database's outbox: a tenant whose rows are in a database of
- * its own (database tier) gets `OUTBOX_UNAVAILABLE`.
+ * Events live in the main database's outbox: a transaction elsewhere (a tenant database,
+ * or a schema on another placement's server; see `tx.inMainDatabase`) gets
+ * `OUTBOX_UNAVAILABLE`, at once rather than at `COMMIT`.
  *
  * @param type - `resource.verb`, e.g. `item.created`.
  * @param payload - a JSON object, delivered as `event.payload`.
@@ -33,8 +34,8 @@ const APPEND_SQL = `SELECT ${CONTEXT_SCHEMA}.outbox_append($1, $2::jsonb, $3, $4
 export function emit(tx: AuditTransaction, type: string, payload: Record<string, unknown> = {}): void {
   checkEventType(type);
   const json = eventPayloadJson(payload);
-  if (tx.tenant.tier === 'database' || tx.tenant.database) {
-    throw new TenantryError('OUTBOX_UNAVAILABLE', `tenant ${tx.tenant.slug} is in a database of its own`);
+  if (!tx.inMainDatabase) {
+    throw new TenantryError('OUTBOX_UNAVAILABLE', `tenant ${tx.tenant.slug} does not live in the main database`);
   }
   tx.defer(APPEND_SQL, [type, json, tx.tenant.actor ?? null, tx.tenant.requestId ?? null]);
 }

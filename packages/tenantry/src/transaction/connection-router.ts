@@ -73,7 +73,7 @@ export class TenantRouter implements ConnectionSource {
       client.release();
       throw error;
     }
-    return { client, release: (discard) => client.release(discard) };
+    return { client, inMainDatabase: true, release: (discard) => client.release(discard) };
   }
 
   async #other(placement: ResolvedPlacement, database: string | null): Promise<TenantConnection> {
@@ -87,6 +87,6 @@ export class TenantRouter implements ConnectionSource {
       lent.release();
       throw error;
     }
-    return { client: lent.client, release: (discard) => lent.release(discard ?? false) };
+    return { client: lent.client, inMainDatabase: false, release: (discard) => lent.release(discard ?? false) };
   }
 }

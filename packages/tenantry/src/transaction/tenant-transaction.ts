@@ -33,6 +33,11 @@ export interface QueryResult<R> {
  */
 export interface TenantTransaction<DB = unknown> {
   readonly tenant: TenantContext;
+  /**
+   * Whether this transaction runs in the main database (where the control plane and the
+   * outbox are), not in a tenant database or on another placement's server.
+   */
+  readonly inMainDatabase: boolean;
   /** Kysely bound to this transaction; queries on tenant tables get the tenant predicate added. */
   readonly db: Kysely<DB>;
   /** Raw SQL on this transaction. Row-level security still filters it. */
@@ -72,6 +77,8 @@ type PreparingClient = ClientBase & { [PREPARED]?: string | undefined; [SECRET]?
 /** A runtime-role connection lent for one tenant transaction. */
 export interface TenantConnection {
   readonly client: ClientBase;
+  /** Whether the connection is to the main database (see {@link TenantTransaction.inMainDatabase}). */
+  readonly inMainDatabase: boolean;
   /** Gives the connection back; with an error, it is destroyed instead of reused. */
   release(discard?: Error): void;
 }
@@ -239,6 +246,7 @@ export async function runTenantTransaction<T, DB>(
   try {
     const tx: TenantTransaction<DB> = {
       tenant,
+      inMainDatabase: connection.inMainDatabase,
       db: deps.db as Kysely<DB>,
       query: async <R extends QueryResultRow>(text: string, values?: readonly unknown[]) => {
         const result = await state.execute(text, values);

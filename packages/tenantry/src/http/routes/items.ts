@@ -33,12 +33,11 @@ const write = { tenantry: { tenant: true, permission: 'items:write' } } as const
 
 /**
  * Writes the item's event in the outbox with the change (`tenantry.events` delivers it).
- * The outbox lives in the main database: only a pool-tier tenant's transaction is surely
- * there (a schema-tier tenant may be placed on another server, a database-tier tenant is in
- * its own database), so the example emits item events for pool-tier tenants only.
+ * The outbox lives in the main database: a tenant whose transaction runs elsewhere (its own
+ * database, or a schema on another server) has its change go through without the event.
  */
 function emitItem(tx: AuditTransaction, type: string, payload: Record<string, unknown>): void {
-  if (tx.tenant.tier === 'pool') emit(tx, type, payload);
+  if (tx.inMainDatabase) emit(tx, type, payload);
 }
 
 /** How long an item read stays cached; every change of the item through this API drops it at once. */
