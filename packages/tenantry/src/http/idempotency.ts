@@ -44,14 +44,18 @@ function fingerprintOf(request: FastifyRequest): Buffer {
 export const idempotencyPlugin = fp(
   async (app: FastifyInstance, options: IdempotencyPluginOptions) => {
     const { store } = options;
-    app.addHook('preHandler', async (request: Claimed, reply: FastifyReply) => {
-      const header = request.headers['idempotency-key'];
-      if (header === undefined || !METHODS.has(request.method) || !request.tenant) return;
+    /** Claims the request's key, or answers with the stored response (then `true`). */
+    const claim = async (
+      request: Claimed,
+      reply: FastifyReply,
+      tenantId: string,
+      header: string | string[],
+    ): Promise<boolean> => {
       if (typeof header !== 'string' || !KEY.test(header)) {
         throw new TenantryError('INVALID_INPUT', 'Idempotency-Key is 1 to 255 visible ASCII characters');
       }
       const scope: IdempotencyScope = {
-        tenantId: request.tenant.id,
+        tenantId,
         key: header,
         method: request.method,
         route: request.routeOptions.url ?? request.url,
@@ -59,19 +63,20 @@ export const idempotencyPlugin = fp(
       const outcome = await store.claim(scope, fingerprintOf(request));
       if (outcome.kind === 'claimed') {
         request[CLAIM] = { scope, claim: outcome.claim };
-        return;
+        return false;
       }
       const { status, headers, body } = outcome.response;
-      return reply
+      reply
         .code(status)
         .headers(headers)
         .header('idempotency-replayed', 'true')
         .send(body ?? undefined);
-    });
+      return true;
+    };
 
-    app.addHook('onSend', async (request: Claimed, reply, payload) => {
-      const held = request[CLAIM];
-      if (!held) return payload;
+    /** Stores the response of a claimed key before it leaves (or frees the key on a 5xx). */
+    const settle = async (request: Claimed, reply: FastifyReply, payload: unknown): Promise<unknown> => {
+      const held = request[CLAIM] as NonNullable<Claimed[typeof CLAIM]>;
       request[CLAIM] = undefined;
       const storable = payload === null || payload === undefined || typeof payload === 'string';
       if (reply.statusCode >= 500 || !storable) {
@@ -91,6 +96,27 @@ export const idempotencyPlugin = fp(
         body: (payload as string | null | undefined) ?? null,
       });
       return payload;
+    };
+
+    // Callback hooks: a request without a key (nearly all of them) costs a property read,
+    // not a promise per hook.
+    app.addHook('preHandler', (request: Claimed, reply, done) => {
+      const header = request.headers['idempotency-key'];
+      if (header === undefined || !METHODS.has(request.method) || !request.tenant) return done();
+      claim(request, reply, request.tenant.id, header).then(
+        (answered) => {
+          // A replayed response is sent: the handler must not run.
+          if (!answered) done();
+        },
+        (error: Error) => done(error),
+      );
+    });
+    app.addHook('onSend', (request: Claimed, reply, payload, done) => {
+      if (!request[CLAIM]) return done(null, payload);
+      settle(request, reply, payload).then(
+        (kept) => done(null, kept),
+        (error: Error) => done(error),
+      );
     });
   },
   { name: 'tenantry-idempotency', fastify: '5.x', dependencies: ['tenantry'] },
