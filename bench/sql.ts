@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- sql [--rounds 5] [--seconds 4] [--clients 1,8] [--rows 200000] [--protocol prepared|extended]`
+ * `npm run bench -- sql [--rounds 5] [--seconds 4] [--clients 1,8] [--rows 200000] [--protocol prepared|extended] [--sides plain,one-trip,…]`
  *
  * The server cost of a point-lookup transaction under each way of placing a tenant context,
  * measured with pgbench (a C client: no Node in the way), sides alternating within a round,
@@ -19,7 +19,7 @@
  * the local server). Creates a database of its own and drops it.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,7 +34,7 @@ import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
 
-const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip'] as const;
+const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip', 'implicit'] as const;
 type Side = (typeof SIDES)[number];
 
 interface Options {
@@ -44,10 +44,18 @@ interface Options {
   seconds: number;
   clients: number[];
   rows: number;
+  /** The sides to run (`plain` always runs: it is the unit). */
+  sides: Side[];
+  /**
+   * Instead of running: keep the database, write each side's pgbench script to this folder
+   * and print the commands, for a profiler (`valgrind --tool=callgrind` counts a backend's
+   * instructions whatever else the machine is doing).
+   */
+  emit?: string;
 }
 
 function parse(argv: readonly string[]): Options {
-  const o: Options = { protocol: 'prepared', rounds: 5, seconds: 4, clients: [1, 8], rows: 200_000 };
+  const o: Options = { protocol: 'prepared', rounds: 5, seconds: 4, clients: [1, 8], rows: 200_000, sides: [...SIDES] };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1] ?? ''];
     if (flag === '--rounds') o.rounds = Number(value);
@@ -55,7 +63,13 @@ function parse(argv: readonly string[]): Options {
     else if (flag === '--clients') o.clients = value.split(',').map(Number);
     else if (flag === '--rows') o.rows = Number(value);
     else if (flag === '--protocol' && (value === 'prepared' || value === 'extended')) o.protocol = value;
-    else throw new Error(`unknown option ${flag}; see the comment at the top of bench/sql.ts`);
+    else if (flag === '--emit') o.emit = value;
+    else if (flag === '--sides') {
+      const wanted = value.split(',');
+      const unknown = wanted.filter((s) => !(SIDES as readonly string[]).includes(s));
+      if (unknown.length > 0) throw new Error(`unknown side ${unknown.join(', ')}; sides: ${SIDES.join(', ')}`);
+      o.sides = SIDES.filter((s) => s === 'plain' || wanted.includes(s));
+    } else throw new Error(`unknown option ${flag}; see the comment at the top of bench/sql.ts`);
   }
   if (![o.rounds, o.seconds, o.rows, ...o.clients].every((n) => Number.isInteger(n) && n > 0)) {
     throw new Error('--rounds, --seconds, --clients and --rows take positive integers');
@@ -89,6 +103,7 @@ COMMIT;
     signed: `${pick}\\set nx 0\n\\startpipeline\nBEGIN;\n${enter.replace(':nx', 'NULL')};\n${select('items')}\\endpipeline\nCOMMIT;\n`,
     secret: `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}\\endpipeline\nCOMMIT;\n\\endif\n\\set prev :nx\n`,
     'one-trip': `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}COMMIT;\n\\endpipeline\n\\endif\n\\set prev :nx\n`,
+    implicit: `${pick}${secretEnter}\\startpipeline\n${chained};\n${select('items')}\\endpipeline\n\\endif\n\\set prev :nx\n`,
   };
 }
 
@@ -166,6 +181,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     const runtimeUrl = (tenantry.runtimePool as unknown as { options: { connectionString: string } }).options
       .connectionString;
     const vars = [`tok=${token}`, `rows=${options.rows}`, 'first=1', 'prev=0'];
+    if (options.emit) {
+      await emitScripts(options.emit, files, { admin: withDatabase(adminUrl, db.name), runtime: runtimeUrl }, vars);
+      return 0;
+    }
     const machine = await describeMachine(
       (await tenantry.adminPool.query('SHOW server_version')).rows[0].server_version,
     );
@@ -179,7 +198,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const ratios: Record<Side, number[]> = Object.fromEntries(SIDES.map((s) => [s, []])) as never;
       const tps: Record<Side, number[]> = Object.fromEntries(SIDES.map((s) => [s, []])) as never;
       for (let r = 0; r < options.rounds; r++) {
-        const order = r % 2 ? [...SIDES].reverse() : [...SIDES];
+        const order = r % 2 ? [...options.sides].reverse() : [...options.sides];
         const got = {} as Record<Side, number>;
         for (const side of order) {
           const superuser = side === 'plain' || side === 'autocommit';
@@ -193,13 +212,16 @@ export async function main(argv: readonly string[]): Promise<number> {
           );
           tps[side].push(got[side]);
         }
-        for (const side of SIDES) ratios[side].push(got[side] / got.plain);
+        for (const side of options.sides) ratios[side].push(got[side] / got.plain);
       }
       console.log(`\n${clients} client${clients > 1 ? 's' : ''}:`);
-      for (const side of SIDES) {
+      for (const side of options.sides) {
         console.log(
-          `  ${side.padEnd(11)} ${median(ratios[side]).toFixed(2)}   (${Math.round(median(tps[side]))} tps; ` +
-            `vs recipe ${(median(ratios[side]) / median(ratios.recipe)).toFixed(2)})`,
+          `  ${side.padEnd(11)} ${median(ratios[side]).toFixed(2)}   (${Math.round(median(tps[side]))} tps` +
+            (ratios.recipe.length > 0
+              ? `; vs recipe ${(median(ratios[side]) / median(ratios.recipe)).toFixed(2)}`
+              : '') +
+            ')',
         );
       }
     }
@@ -212,7 +234,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } finally {
     await tenantry.close();
-    await db.drop();
+    if (!options.emit) await db.drop();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** `--emit`: the scripts and the pgbench command of each side, the database kept. */
+async function emitScripts(
+  folder: string,
+  files: Record<Side, string>,
+  urls: { admin: string; runtime: string },
+  vars: readonly string[],
+): Promise<void> {
+  await mkdir(folder, { recursive: true });
+  for (const side of SIDES) {
+    await writeFile(join(folder, `${side}.sql`), files[side]);
+    const url = side === 'plain' || side === 'autocommit' ? urls.admin : urls.runtime;
+    const defines = vars.map((v) => `-D '${v}'`).join(' ');
+    console.log(`pgbench -n -M prepared ${defines} -f ${join(folder, `${side}.sql`)} '${url}'`);
   }
 }

@@ -241,6 +241,31 @@ describe('the connection goes back to the pool clean', () => {
     expect(await titlesOf(slow)).toEqual([]);
   });
 
+  it('tenantry.query(): the implicit transaction commits a write, and a failure, a timeout or a refusal lands nothing', async () => {
+    const one = await tenantry.tenants.create({ slug: 'tx-one-trip', name: 'One trip' });
+    await tenantry.query(one, "INSERT INTO items (title) VALUES ('one-trip kept')");
+    expect(await titlesOf(one)).toEqual(['one-trip kept']);
+    // A statement that fails after its row was written: nothing of it commits.
+    await expect(
+      tenantry.query(
+        one,
+        "INSERT INTO items (title) SELECT x FROM (VALUES ('one-trip lost'), ('boom')) AS v (x) WHERE 1 / (length(x) - 4) <> 7",
+      ),
+    ).rejects.toMatchObject({ code: '22012' });
+    // The context placed by the first message holds for the second: the tenant's timeout too.
+    await tenantry.tenants.update(one.id, { limits: { statementTimeoutMs: 100 } });
+    await expect(
+      tenantry.query(one, "INSERT INTO items (title) SELECT 'one-trip slow' FROM pg_sleep(1)"),
+    ).rejects.toMatchObject({ code: 'STATEMENT_TIMEOUT' });
+    const stale = await tenantry.tenants.get(one.id);
+    await tenantry.tenants.suspend(one.id);
+    await expect(
+      tenantry.query(stale, "INSERT INTO items (title) VALUES ('one-trip suspended')"),
+    ).rejects.toMatchObject({ code: 'TENANT_SUSPENDED' });
+    await tenantry.tenants.resume(one.id);
+    expect(await titlesOf(one)).toEqual(['one-trip kept']);
+  });
+
   it('after a refused context (suspended tenant): the failed BEGIN round trip is rolled back', async () => {
     // `stale` still says active, so only PostgreSQL's check at BEGIN can refuse it.
     const stale = await tenantry.tenants.create({ slug: 'tx-suspended', name: 'Suspended' });
@@ -406,17 +431,17 @@ describe('round trips', () => {
     expect(proxy.requests).toEqual([['BEGIN', 'SELECT 1'], ['COMMIT']]);
   });
 
-  it('tenantry.query() is a whole one-statement transaction in 1 round trip: BEGIN, context, statement, COMMIT', async () => {
+  it('tenantry.query() is a whole one-statement transaction in 1 round trip: context and statement, one implicit transaction', async () => {
     proxy.reset();
     const { rows } = await proxied.query<{ n: string }>(a, 'SELECT count(*) AS n FROM items');
     expect(Number(rows[0]?.n)).toBeGreaterThan(0);
-    expect(proxy.requests).toEqual([['BEGIN', 'SELECT count(*) AS n FROM items', 'COMMIT']]);
+    expect(proxy.requests).toEqual([['SELECT count(*) AS n FROM items']]);
     expect(proxy.readyForQuery).toBe(1);
-    // A failing statement commits nothing, surfaces as usual and leaves the connection usable.
+    // A failing statement commits nothing, surfaces as usual and leaves the connection usable
+    // (PostgreSQL ended the implicit transaction at the Sync: no ROLLBACK to send).
     proxy.reset();
     await expect(proxied.query(a, 'SELECT 1/0')).rejects.toMatchObject({ code: '22012' });
-    expect(proxy.requests[0]).toEqual(['BEGIN', 'SELECT 1/0', 'COMMIT']);
-    expect(proxy.requests[1]).toEqual(['ROLLBACK']);
+    expect(proxy.requests).toEqual([['SELECT 1/0']]);
     const again = await proxied.query<{ n: string }>(a, 'SELECT count(*) AS n FROM items');
     expect(again.rows).toEqual(rows);
   });
@@ -427,7 +452,7 @@ describe('round trips', () => {
     proxy.reset();
     const own = await proxied.query<{ title: string }>(a, compiled);
     expect(own.rows.length).toBeGreaterThan(0);
-    expect(proxy.requests).toEqual([['BEGIN', compiled.sql, 'COMMIT']]);
+    expect(proxy.requests).toEqual([[compiled.sql]]);
     // Compiled for A, run for B: the predicate names A, row-level security B, so nothing.
     expect((await proxied.query(b, compiled)).rows).toEqual([]);
     // Neither a transaction nor a tenant context while compiling: there is no default tenant.

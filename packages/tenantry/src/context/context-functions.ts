@@ -16,7 +16,7 @@ const hmacSql = (msg: string) =>
  * write. `setval()` on a temporary sequence writes no WAL, assigns no transaction id and is
  * not undone by a rollback: free to do in every transaction, and never left half-done.
  *
- * - `v`: the voucher, `hashtextextended(<tenant id> '@' <transaction start in µs>, 0)`: it
+ * - `v`: the voucher, `hashtextextended(<tenant id>, <transaction start in µs>)`: it
  *   vouches for the tenant id in `tenantry.ctx`, and only in the transaction that entered.
  *   The hash is not cryptographic and needs not be: the runtime role cannot write the
  *   register, and the value it must match is fixed (a real tenant's id, in its one canonical
@@ -37,9 +37,13 @@ const OLD_REGISTERS = ['pg_temp.tenantry_ctx_x', 'pg_temp.tenantry_ctx_h', 'pg_t
 
 /** The start of the current transaction in µs: a context is only ever valid in it. */
 const XACT = `(pg_catalog.date_part('epoch', pg_catalog.transaction_timestamp()) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8`;
-/** The voucher of tenant id text `id` in this transaction (the same expression on both sides). */
-const voucher = (id: string) =>
-  `pg_catalog.hashtextextended(${id} OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||) ${XACT}::pg_catalog.text, 0)`;
+/**
+ * The voucher of tenant id text `id` in this transaction (the same expression on both
+ * sides): the id's hash seeded with the transaction's start, which needs no string
+ * building (every function an expression names is looked up and permission-checked each
+ * time PL/pgSQL prepares it, once per transaction).
+ */
+const voucher = (id: string) => `pg_catalog.hashtextextended(${id}, ${XACT})`;
 /** A fresh 60-bit secret from the server's strong random source (`random()` can be seeded by anyone). */
 const RANDOM_SECRET = `('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.replace(pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 16))::bit(64)::pg_catalog.int8`;
 /** A register's value in the policy check: NULL when the session has none (never entered). */
@@ -106,19 +110,29 @@ $fn$;
 CREATE OR REPLACE FUNCTION ${c}.enter(token text, next_secret bigint) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $fn$
+-- Written for the cost of its common path (a session secret, a working tenant): PL/pgSQL
+-- prepares each expression it runs once per transaction, looking up and permission-checking
+-- every function the expression names, so the refusing branches sit in IF blocks of their
+-- own (never prepared unless taken) and the tenant row is read by one plain index lookup.
 DECLARE
-  purpose text := pg_catalog.split_part(token, '.', 2);
-  result text;
+  a text[] := pg_catalog.string_to_array(token, '.');
+  tenant text;
+  status text;
+  here boolean;
+  frozen boolean;
+  timeout int4;
+  place text;
+  n int8;
+  done text;
 BEGIN
   -- The voucher is the newest register: a session whose registers predate it gets new ones.
   IF pg_catalog.to_regclass('${REGISTER.voucher}') IS NULL THEN
     PERFORM ${c}.make_registers();
   END IF;
-  IF pg_catalog.split_part(token, '.', 1) ${eq} 's1' THEN
-    IF coalesce(pg_catalog.pg_sequence_last_value('${REGISTER.secret}'::pg_catalog.regclass)
-         ${ne} pg_catalog.split_part(token, '.', 4)::pg_catalog.int8, true)
-       OR pg_catalog.split_part(token, '.', 5) ${ne} '' THEN
-      PERFORM pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, ${RANDOM_SECRET});
+  IF a[1] ${eq} 's1' THEN
+    IF pg_catalog.cardinality(a) ${ne} 4
+       OR pg_catalog.pg_sequence_last_value('${REGISTER.secret}'::pg_catalog.regclass) IS DISTINCT FROM a[4]::pg_catalog.int8 THEN
+      n := pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, ${RANDOM_SECRET});
       PERFORM ${c}.refuse('${S.invalidContext}', 'tenant context secret rejected');
     END IF;
   ELSE
@@ -133,45 +147,57 @@ BEGIN
              (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8
           THEN ${c}.refuse('${S.invalidContext}', 'tenant context token expired')
       END
-      INTO result
-      FROM (SELECT pg_catalog.string_to_array(token, '.') AS a) p
+      INTO done
+      FROM (SELECT) AS one
       LEFT JOIN tenantry.context_key k ON k.id ${eq} 1;
   END IF;
   -- Authenticated: the presented secret is spent now, before any later check can refuse
   -- (a refused enter() must not leave it usable), and the caller's next one takes its place.
-  PERFORM pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, coalesce(next_secret, ${RANDOM_SECRET}));
-  IF purpose ${eq} 'work' THEN
+  IF next_secret IS NULL THEN
+    n := pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, ${RANDOM_SECRET});
+  ELSE
+    n := pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, next_secret);
+  END IF;
+  IF a[2] ${eq} 'work' THEN
     -- Taken before the row is read (the next statement, with a new snapshot): a move that
     -- holds the lock exclusively has committed its freeze by the time the row is read.
-    PERFORM pg_catalog.pg_advisory_xact_lock_shared(
-      pg_catalog.hashtextextended('tenantry:tenant:' ${cat} pg_catalog.split_part(token, '.', 3), 0));
-  ELSIF purpose ${ne} 'maintenance' THEN
+    done := pg_catalog.pg_advisory_xact_lock_shared(
+      pg_catalog.hashtextextended('tenantry:tenant:' ${cat} a[3], 0))::pg_catalog.text;
+  ELSIF a[2] ${ne} 'maintenance' THEN
     PERFORM ${c}.refuse('${S.invalidContext}', 'unknown context purpose');
   END IF;
-  SELECT CASE
-      WHEN t.id IS NULL THEN ${c}.refuse('${S.tenantNotFound}', 'tenant not found')
-      WHEN purpose ${eq} 'work' AND t.status ${eq} 'suspended'
-        THEN ${c}.refuse('${S.tenantSuspended}', 'tenant is suspended')
-      WHEN purpose ${eq} 'work' AND t.status ${ne} 'active'
-        THEN ${c}.refuse('${S.tenantNotActive}', 'tenant is not active')
-      WHEN purpose ${eq} 'work' AND NOT t.data_here
-        THEN ${c}.refuse('${S.tenantMoved}', 'tenant data is not in this database (moved)')
-      -- concat() evaluates every argument and is never NULL: the writes, then the result.
-      WHEN pg_catalog.concat(
-          pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('t.id::pg_catalog.text')}),
-          pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass,
-            CASE WHEN purpose ${eq} 'maintenance' THEN 0
-                 ELSE pg_catalog.hashtextextended(coalesce(t.schema_name, ''), 0) END),
-          pg_catalog.set_config('${CONTEXT_SETTING}', t.id::pg_catalog.text, true),
-          CASE WHEN purpose ${eq} 'work' THEN pg_catalog.set_config('statement_timeout', t.statement_timeout_ms::pg_catalog.text, true) END,
-          -- Going read-only is allowed at any point; going back is not once a query ran.
-          CASE WHEN purpose ${eq} 'work' AND t.frozen THEN pg_catalog.set_config('transaction_read_only', 'on', true) END
-        ) IS NOT NULL THEN pg_catalog.quote_ident(t.schema_name)
-    END
-    INTO result
-    FROM (SELECT) AS one
-    LEFT JOIN tenantry.tenants t ON t.id ${eq} pg_catalog.split_part(token, '.', 3)::pg_catalog.uuid;
-  RETURN result;
+  SELECT t.id::pg_catalog.text, t.status, t.data_here, t.frozen, t.statement_timeout_ms, t.schema_name
+    INTO tenant, status, here, frozen, timeout, place
+    FROM tenantry.tenants t WHERE t.id ${eq} a[3]::pg_catalog.uuid;
+  IF tenant IS NULL THEN
+    PERFORM ${c}.refuse('${S.tenantNotFound}', 'tenant not found');
+  END IF;
+  IF a[2] ${eq} 'maintenance' THEN
+    done := pg_catalog.concat(
+      pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
+      pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, 0),
+      pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true));
+    RETURN pg_catalog.quote_ident(place);
+  END IF;
+  IF status ${ne} 'active' THEN
+    IF status ${eq} 'suspended' THEN
+      PERFORM ${c}.refuse('${S.tenantSuspended}', 'tenant is suspended');
+    END IF;
+    PERFORM ${c}.refuse('${S.tenantNotActive}', 'tenant is not active');
+  END IF;
+  IF NOT here THEN
+    PERFORM ${c}.refuse('${S.tenantMoved}', 'tenant data is not in this database (moved)');
+  END IF;
+  done := pg_catalog.concat(
+    pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
+    pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(place, ''), 0)),
+    pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true),
+    pg_catalog.set_config('statement_timeout', timeout::pg_catalog.text, true));
+  IF frozen THEN
+    -- Going read-only is allowed at any point; going back is not once a query ran.
+    done := pg_catalog.set_config('transaction_read_only', 'on', true);
+  END IF;
+  RETURN pg_catalog.quote_ident(place);
 END
 $fn$;
 
@@ -192,18 +218,20 @@ BEGIN
   IF v IS NULL OR v ${eq} '' THEN
     RETURN NULL;
   END IF;
-  -- Vouched for in this transaction, and in the one canonical text of a uuid (checked only
-  -- once vouched: a value that is not a uuid fails the voucher, never the cast).
-  IF coalesce(${read(REGISTER.voucher)} ${ne} ${voucher('v')}, true) THEN
+  -- Vouched for in this transaction. A session that never entered has no registers:
+  -- to_regclass() is NULL and the voucher fails.
+  IF ${read(REGISTER.voucher)} IS DISTINCT FROM ${voucher('v')} THEN
     PERFORM ${c}.refuse('${S.invalidContext}', 'tenant context rejected');
   END IF;
-  IF v::pg_catalog.uuid::pg_catalog.text ${ne} v THEN
-    PERFORM ${c}.refuse('${S.invalidContext}', 'tenant context rejected');
-  END IF;
-  IF place IS NULL OR ${read(REGISTER.place)} ${eq} ANY (ARRAY[0, pg_catalog.hashtextextended(place, 0)]) THEN
-    RETURN v::pg_catalog.uuid;
-  END IF;
-  RETURN NULL;
+  -- In the one canonical text of a uuid (a statement of its own: PL/pgSQL may fold the cast
+  -- while planning, so it must not be reached by a value that the voucher refuses); then
+  -- the verified tenant if this copy is its own.
+  RETURN CASE
+    WHEN v::pg_catalog.uuid::pg_catalog.text ${ne} v
+      THEN ${c}.refuse('${S.invalidContext}', 'tenant context rejected')::pg_catalog.uuid
+    WHEN place IS NULL OR ${read(REGISTER.place)} ${eq} ANY (ARRAY[0, pg_catalog.hashtextextended(place, 0)])
+      THEN v::pg_catalog.uuid
+  END;
 END
 $fn$;
 

@@ -29,3 +29,19 @@ export function contextVoucherMigration(runtimeRole: string, chain: 'control' | 
     up: (m) => m.query(contextFunctionsSql(runtimeRole)),
   };
 }
+
+/**
+ * Control-plane migration 0018 and satellite migration s0009: `enter()` and the policy
+ * check rewritten for the cost of their common path, measured in instructions per
+ * transaction (BENCHMARKS.md): refusing branches are prepared only when taken, the tenant
+ * row is one plain index lookup, the voucher hashes the id seeded with the transaction's
+ * start instead of building a string, and the per-statement check is one expression.
+ * Same registers, same guarantees; a transaction that straddles the upgrade is refused
+ * once (TN001: its voucher was written by the old formula).
+ */
+export function contextCommonPathMigration(runtimeRole: string, chain: 'control' | 'satellite'): TenantMigration {
+  return {
+    id: chain === 'control' ? '0018_context_common_path' : 's0009_context_common_path',
+    up: (m) => m.query(contextFunctionsSql(runtimeRole)),
+  };
+}

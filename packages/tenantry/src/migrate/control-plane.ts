@@ -5,7 +5,11 @@ import { quoteIdent } from '../sql.ts';
 import { apiKeysMigration } from './api-keys-migration.ts';
 import { auditChainMigration } from './audit-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
-import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
+import {
+  contextCommonPathMigration,
+  contextRegistersMigration,
+  contextVoucherMigration,
+} from './context-registers-migration.ts';
 import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
 import { outboxMigration } from './outbox-migration.ts';
@@ -30,6 +34,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     idempotencyMigration,
     outboxMigration(runtimeRole),
     webhooksMigration,
+    contextCommonPathMigration(runtimeRole, 'control'),
   ];
 }
 

@@ -2,7 +2,11 @@ import { CONTEXT_SCHEMA } from '../context/context-dialect.ts';
 import type { TenantMigration } from '../schema/migration.ts';
 import { auditChainMigration } from './audit-migration.ts';
 import { contextFunctionsV1Sql } from './context-functions-v1.ts';
-import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
+import {
+  contextCommonPathMigration,
+  contextRegistersMigration,
+  contextVoucherMigration,
+} from './context-registers-migration.ts';
 
 /**
  * Control-plane migration 0005: the three isolation tiers.
@@ -97,5 +101,6 @@ ${contextFunctionsV1Sql(runtimeRole)}
     contextRegistersMigration(runtimeRole, 'satellite'),
     contextVoucherMigration(runtimeRole, 'satellite'),
     auditChainMigration(runtimeRole, 'satellite'),
+    contextCommonPathMigration(runtimeRole, 'satellite'),
   ];
 }

@@ -31,7 +31,13 @@ export interface PipelineRequest {
   /** Parse `enter` (under `enter.name`) before executing it; false when this connection already has it. */
   readonly parseEnter: boolean;
   readonly statement?: { readonly text: string; readonly values?: readonly unknown[] };
-  /** Also send `COMMIT` after the statement: the whole transaction in one round trip. */
+  /**
+   * Commit after the statement: the whole transaction in one round trip. With the default
+   * `BEGIN`, neither `BEGIN` nor `COMMIT` is sent: the messages up to a Sync run as one
+   * implicit transaction, which PostgreSQL commits at the Sync (or rolls back at the first
+   * error), so the context placed by the first statement holds for the second, and two
+   * statements' worth of server work are saved.
+   */
   readonly commit?: boolean;
 }
 
@@ -64,12 +70,21 @@ class Pipeline extends Submittable<PipelineResponse> {
     this.#request = request;
   }
 
+  /** A one-statement transaction at the default level: sent without `BEGIN` and `COMMIT`. */
+  get #implicit(): boolean {
+    return this.#request.commit === true && this.#request.statement !== undefined && this.#request.begin === 'BEGIN';
+  }
+
   submit(connection: WireConnection): null {
     const { begin, enter, parseEnter, statement, commit } = this.#request;
+    const implicit = this.#implicit;
     // One buffer, one write: a corked socket still hands the kernel a dozen small pieces,
     // and that writev was the largest self time of the whole HTTP path in a profile.
-    const parts: Buffer[] = [begin === 'BEGIN' ? WIRE.begin : serialize.parse({ text: begin })];
-    if (begin !== 'BEGIN') parts.push(serialize.bind({ values: [] }), serialize.execute({}));
+    const parts: Buffer[] = [];
+    if (implicit)
+      this.#completed = 1; // no BEGIN: the stages count from the context statement
+    else if (begin === 'BEGIN') parts.push(WIRE.begin);
+    else parts.push(serialize.parse({ text: begin }), serialize.bind({ values: [] }), serialize.execute({}));
     if (parseEnter) parts.push(serialize.parse({ text: enter.text, ...(enter.name ? { name: enter.name } : {}) }));
     parts.push(
       serialize.bind({ ...(enter.name ? { statement: enter.name } : {}), values: [...enter.values] as never[] }),
@@ -81,7 +96,7 @@ class Pipeline extends Submittable<PipelineResponse> {
         serialize.bind({ values: [...(statement.values ?? [])] as never[], valueMapper: pgUtils.prepareValue }),
         WIRE.describeAndExecute,
       );
-      if (commit) parts.push(WIRE.commit);
+      if (commit && !implicit) parts.push(WIRE.commit);
     }
     parts.push(WIRE.sync);
     if (connection.stream.writable) connection.stream.write(Buffer.concat(parts));
@@ -120,7 +135,8 @@ class Pipeline extends Submittable<PipelineResponse> {
     return {
       enterValue: this.#enterValue,
       result: this.#result as unknown as QueryResult | undefined,
-      committed: this.#committed,
+      // Implicit: ReadyForQuery without an error is the commit (a failed commit is an error).
+      committed: this.#implicit ? this.#completed === 3 : this.#committed,
     };
   }
 }

@@ -293,10 +293,11 @@ export async function runTenantTransaction<T, DB>(
 }
 
 /**
- * Runs one statement as a whole tenant transaction in one round trip: `BEGIN`, the context,
- * `text` and `COMMIT` go in a single pipeline with one Sync. PostgreSQL stops at the first
- * error, so a refused context runs nothing and a failed statement commits nothing; either
- * way the error surfaces as from {@link runTenantTransaction}.
+ * Runs one statement as a whole tenant transaction in one round trip: the context and
+ * `text` go in a single pipeline with one Sync, without `BEGIN` or `COMMIT`: PostgreSQL runs
+ * the messages up to a Sync as one implicit transaction and commits it there. It stops at
+ * the first error, so a refused context runs nothing and a failed statement commits
+ * nothing; either way the error surfaces as from {@link runTenantTransaction}.
  */
 export async function runTenantQuery<R extends QueryResultRow>(
   deps: TransactionRunnerDeps,
@@ -315,9 +316,10 @@ export async function runTenantQuery<R extends QueryResultRow>(
     if (!committed) throw new TenantryError('TRANSACTION_ABORTED');
     return { rows: (result?.rows ?? []) as R[], rowCount: result?.rowCount ?? 0 };
   } catch (error) {
-    // Whatever stage failed, the transaction is over or aborted: end it before the
-    // connection goes back (a no-op warning when COMMIT itself failed).
-    if (!(error instanceof TenantryError)) {
+    // The pipeline ran as one implicit transaction, which PostgreSQL ended at its Sync
+    // whatever stage failed; anything else may have left a transaction open: end it before
+    // the connection goes back.
+    if (!(error instanceof TenantryError) && stageOf(error) === undefined) {
       await client.query('ROLLBACK').catch((e: Error) => {
         discard = e;
       });
