@@ -23,6 +23,7 @@ import type { ExportOptions } from './data/tenant-export.ts';
 import type { ImportOptions, ImportReport } from './data/tenant-import.ts';
 import type { DataDeps } from './data/tenant-place.ts';
 import type { UserErasureReport } from './data/user-erasure.ts';
+import { DatabaseOps } from './dbops/database-ops.ts';
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { AuditLog } from './effects/audit-log.ts';
@@ -110,6 +111,11 @@ export class Tenantry<DB = unknown> {
   readonly poolMap: PoolMap;
   /** Creates and removes tenant schemas and databases (warm pool, templates). */
   readonly provisioner: Provisioner;
+  /**
+   * Database health, statistics, slow statements, index advice, and audited maintenance
+   * (ANALYZE, VACUUM, REINDEX CONCURRENTLY, missing tenant indexes, partitions).
+   */
+  readonly dbops: DatabaseOps;
   readonly #keys: KeyRing;
   readonly #runner: TransactionRunnerDeps;
   readonly #mover: TenantMover;
@@ -206,6 +212,14 @@ export class Tenantry<DB = unknown> {
       },
       { ...config.events, logger: config.logger },
     );
+    this.dbops = new DatabaseOps({
+      config,
+      admin: this.adminPool,
+      poolMap: this.poolMap,
+      placements: this.placements,
+      provisioner: this.provisioner,
+      tenants: this.tenants,
+    });
     this.webhooks = new WebhookEndpoints(this.adminPool, keys.key('webhook-secret-encryption'));
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
