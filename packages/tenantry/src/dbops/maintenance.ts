@@ -91,7 +91,8 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
  *   `REINDEX CONCURRENTLY` or `CREATE INDEX CONCURRENTLY` leaves an INVALID index
  *   (`…_ccnew`, or the new index): `databaseStats().invalidIndexes` lists it; drop it and run again;
  * - audited: one control-plane entry (`db.<operation>`) with the statements, the outcome
- *   (`completed`, `cancelled`, `failed`) and the duration, for the target's tenant.
+ *   (`completed`, `cancelled`, `failed`) and the duration, for the target's tenant. A run
+ *   refused before any statement (busy target, unknown or foreign table) leaves none.
  *
  * @example
  * ```ts
@@ -159,7 +160,11 @@ export async function runMaintenance(
     await conn.release();
   }
   const durationMs = Math.round(performance.now() - started);
-  const refused = failure instanceof TenantryError && failure.code === 'MAINTENANCE_IN_PROGRESS';
+  // Refused before anything ran (busy target, unknown or foreign table): bad input changes nothing.
+  const refused =
+    failure instanceof TenantryError &&
+    ['MAINTENANCE_IN_PROGRESS', 'INVALID_INPUT', 'NOT_FOUND'].includes(failure.code) &&
+    statements.length === 0;
   if (!refused) {
     await inTransaction(deps.admin, (c) =>
       writeAudit(c, {
