@@ -58,7 +58,14 @@ export async function genericPlan(client: ClientBase, query: string, serverVersi
   }
 }
 
-/** Every node of a plan, depth first. */
+/**
+ * Every node of a plan, depth first.
+ *
+ * @example
+ * ```ts
+ * const scans = planNodes(plan).filter((n) => n['Node Type'] === 'Seq Scan');
+ * ```
+ */
 export function planNodes(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(planNodes)];
 }
