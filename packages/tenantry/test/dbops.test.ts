@@ -268,6 +268,27 @@ describe('fleet maintenance', () => {
       tenant: 'ops-db',
     });
     expect(one.target).toMatch(/^database\//);
+    // Vacuuming the schema tenant's copy leaves every other copy of items alone.
+    const before = await admin.query<{ schemaname: string; last_vacuum: Date | null }>(
+      "SELECT schemaname, last_vacuum FROM pg_stat_user_tables WHERE relname = 'items' ORDER BY schemaname",
+    );
+    const mine = await tenantry.dbops.maintain({
+      operation: 'vacuum',
+      tables: ['items'],
+      actor: 'test:one',
+      tenant: s.slug,
+    });
+    const schema = mine.target.split('/').at(-1) as string;
+    expect(mine.statements).toEqual([`VACUUM (ANALYZE) "${schema}"."items"`]);
+    const after = await admin.query<{ schemaname: string; last_vacuum: Date | null }>(
+      "SELECT schemaname, last_vacuum FROM pg_stat_user_tables WHERE relname = 'items' ORDER BY schemaname",
+    );
+    for (const row of after.rows) {
+      const was = before.rows.find((r) => r.schemaname === row.schemaname)?.last_vacuum ?? null;
+      if (row.schemaname === schema) expect(row.last_vacuum).not.toEqual(was);
+      else expect(row.last_vacuum).toEqual(was);
+    }
+    expect(after.rows.map((r) => r.schemaname)).toContain('public');
     await expect(
       tenantry.dbops.maintain({ operation: 'partitions', tenant: 'ops-db', actor: 'test:one' }),
     ).rejects.toMatchObject({
