@@ -98,6 +98,9 @@ export async function databaseHealth(
   const sessions = await pool.query<SessionRow>(SESSIONS_SQL, [longSeconds]);
   const blocked = await pool.query<BlockedRow>(BLOCKED_SQL);
   const replication = await pool.query<ReplicationRow>(REPLICATION_SQL);
+  const checkpoints = await pool.query<{ timed: string; requested: string }>(
+    base.version_num >= 170000 ? CHECKPOINTS_SQL_17 : CHECKPOINTS_SQL,
+  );
   const toSession = (r: SessionRow): LongSession =>
     Object.freeze({
       pid: r.pid,
@@ -112,8 +115,8 @@ export async function databaseHealth(
   const used = Number(base.used);
   const max = Number(base.max_connections);
   const xidAge = Number(base.xid_age);
-  const timed = Number(base.checkpoints_timed);
-  const requested = Number(base.checkpoints_req);
+  const timed = Number(checkpoints.rows[0]?.timed ?? 0);
+  const requested = Number(checkpoints.rows[0]?.requested ?? 0);
   const problems: string[] = [];
   let level = 0;
   const flag = (severity: 1 | 2, message: string) => {
@@ -205,29 +208,29 @@ function unreachable(error: unknown, poolMap: PoolMapStats | null): DatabaseHeal
 
 interface BaseRow {
   version: string;
+  version_num: number;
   used: string;
   max_connections: string;
   oldest_db: string;
   xid_age: string;
-  checkpoints_timed: string;
-  checkpoints_req: string;
   in_recovery: boolean;
   replica_lag: string | null;
 }
 
-// pg_stat_bgwriter holds the checkpoint counters up to PostgreSQL 16 (17 moved them to
-// pg_stat_checkpointer); Tenantry supports 15 and 16 here.
 const BASE_SQL = `
 SELECT current_setting('server_version') AS version,
+       current_setting('server_version_num')::int AS version_num,
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
        current_setting('max_connections') AS max_connections,
        o.datname AS oldest_db, o.age AS xid_age,
-       b.checkpoints_timed, b.checkpoints_req,
        pg_is_in_recovery() AS in_recovery,
        CASE WHEN pg_is_in_recovery()
             THEN round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 1) END AS replica_lag
-  FROM (SELECT datname, age(datfrozenxid) AS age FROM pg_database ORDER BY 2 DESC LIMIT 1) o,
-       pg_stat_bgwriter b`;
+  FROM (SELECT datname, age(datfrozenxid) AS age FROM pg_database ORDER BY 2 DESC LIMIT 1) o`;
+
+// The checkpoint counters: pg_stat_bgwriter up to PostgreSQL 16, pg_stat_checkpointer from 17.
+const CHECKPOINTS_SQL = 'SELECT checkpoints_timed AS timed, checkpoints_req AS requested FROM pg_stat_bgwriter';
+const CHECKPOINTS_SQL_17 = 'SELECT num_timed AS timed, num_requested AS requested FROM pg_stat_checkpointer';
 
 interface SessionRow {
   pid: number;
