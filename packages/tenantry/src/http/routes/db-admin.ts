@@ -169,6 +169,14 @@ const json = <T>(value: T) => value as Json<T>;
  * (`ANALYZE`, `VACUUM`, `REINDEX … CONCURRENTLY`), on the control plane: admin token
  * only. Maintenance is audited (`db.<operation>`), one run per target at a time
  * (`MAINTENANCE_IN_PROGRESS`, 409), and cancelled when the client disconnects.
+ * `createServer` registers them; register them on a server of your own that has the
+ * Tenantry plugin (`config.tenantry.admin` needs its admin token check).
+ *
+ * @example
+ * ```ts
+ * await app.register(tenantryPlugin, { tenantry, adminToken, ... });
+ * await app.register(dbAdminRoutes, { tenantry });
+ * ```
  */
 export async function dbAdminRoutes(app: FastifyInstance, opts: { tenantry: Tenantry<unknown> }): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
