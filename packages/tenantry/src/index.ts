@@ -38,6 +38,19 @@ export type { ErasureReport } from './data/tenant-erasure.ts';
 export type { ExportOptions, ExportProgress } from './data/tenant-export.ts';
 export type { ImportOptions, ImportReport } from './data/tenant-import.ts';
 export type { UserErasureReport } from './data/user-erasure.ts';
+export { DatabaseOps } from './dbops/database-ops.ts';
+export type { BlockedSession, DatabaseHealth, HealthThresholds, LongSession } from './dbops/db-health.ts';
+export type { DatabaseStats, IndexStats, TableStats } from './dbops/db-stats.ts';
+export type { FleetMaintenanceOptions, FleetMaintenanceReport } from './dbops/fleet-maintenance.ts';
+export type { IndexAdvice, IndexAdviceOptions, IndexSuggestion } from './dbops/index-advice.ts';
+export {
+  MAINTENANCE_OPERATIONS,
+  type MaintenanceOperation,
+  type MaintenanceReport,
+  type MaintenanceRequest,
+} from './dbops/maintenance.ts';
+export type { MaintenanceProgress } from './dbops/maintenance-progress.ts';
+export type { SlowQueryOptions, SlowQueryReport, SlowStatement } from './dbops/slow-queries.ts';
 export type { DoctorReport, Finding, FindingCode, Severity } from './doctor/finding.ts';
 export type { AuditEntry } from './effects/audit.ts';
 export {
@@ -71,7 +84,7 @@ export {
   type FleetReport,
 } from './fleet/fleet-run.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
-export type { MigrationContext, TenantMigration } from './schema/migration.ts';
+export type { MigrationContext, MigrationIndex, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
 export type { MovedTable } from './tiers/tenant-copy.ts';

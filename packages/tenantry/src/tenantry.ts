@@ -23,6 +23,7 @@ import type { ExportOptions } from './data/tenant-export.ts';
 import type { ImportOptions, ImportReport } from './data/tenant-import.ts';
 import type { DataDeps } from './data/tenant-place.ts';
 import type { UserErasureReport } from './data/user-erasure.ts';
+import { DatabaseOps } from './dbops/database-ops.ts';
 import { runDoctor } from './doctor/doctor.ts';
 import type { DoctorReport } from './doctor/finding.ts';
 import { AuditLog } from './effects/audit-log.ts';
@@ -33,9 +34,10 @@ import { type FleetPlan, planFleet } from './fleet/fleet-plan.ts';
 import { type FleetOptions, type FleetReport, migrateFleet } from './fleet/fleet-run.ts';
 import { createTenantKysely } from './kysely/tenant-kysely.ts';
 import { OUTBOX_CHANNEL } from './migrate/outbox-migration.ts';
-import { applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
+import { applyNonTransactionalMigration, applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
 import { loadTracing, withSpan } from './ops/tracing.ts';
+import type { TenantMigration } from './schema/migration.ts';
 import { KeyRing } from './secrets/keys.ts';
 import { PlacementPolicy } from './tiers/placement-policy.ts';
 import { Provisioner } from './tiers/provisioner.ts';
@@ -110,6 +112,11 @@ export class Tenantry<DB = unknown> {
   readonly poolMap: PoolMap;
   /** Creates and removes tenant schemas and databases (warm pool, templates). */
   readonly provisioner: Provisioner;
+  /**
+   * Database health, statistics, slow statements, index advice, and audited maintenance
+   * (ANALYZE, VACUUM, REINDEX CONCURRENTLY, missing tenant indexes, partitions).
+   */
+  readonly dbops: DatabaseOps;
   readonly #keys: KeyRing;
   readonly #runner: TransactionRunnerDeps;
   readonly #mover: TenantMover;
@@ -206,6 +213,14 @@ export class Tenantry<DB = unknown> {
       },
       { ...config.events, logger: config.logger },
     );
+    this.dbops = new DatabaseOps({
+      config,
+      admin: this.adminPool,
+      poolMap: this.poolMap,
+      placements: this.placements,
+      provisioner: this.provisioner,
+      tenants: this.tenants,
+    });
     this.webhooks = new WebhookEndpoints(this.adminPool, keys.key('webhook-secret-encryption'));
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
@@ -252,22 +267,38 @@ export class Tenantry<DB = unknown> {
    */
   async migrate(): Promise<MigrationReport> {
     const { migrations } = this.config;
-    const report = await inTransaction(this.adminPool, async (client) => {
-      const applied = await applyPendingMigrations(client, {
-        chain: 'tenant',
-        target: 'shared',
-        schema: this.config.tenantSchema,
-        ownerRole: this.config.roles.owner,
-        runtimeRole: this.config.roles.runtime,
-        dialect: this.config.dialect,
-        migrations,
-        place: '',
+    const target = {
+      chain: 'tenant',
+      target: 'shared',
+      schema: this.config.tenantSchema,
+      ownerRole: this.config.roles.owner,
+      runtimeRole: this.config.roles.runtime,
+      dialect: this.config.dialect,
+      migrations,
+      place: '',
+      // The shared tables are live: a `transaction: false` migration runs outside a transaction.
+      nonTransactional: 'defer',
+    } as const;
+    const applied: string[] = [];
+    for (;;) {
+      const report = await inTransaction(this.adminPool, async (client) => {
+        const step = await applyPendingMigrations(client, target);
+        const count = step.deferred ? migrations.findIndex((m) => m.id === step.deferred) : migrations.length;
+        await this.provisioner.ensureSharedTarget(client, count, migrations[count - 1]?.id ?? null);
+        return step;
       });
-      await this.provisioner.ensureSharedTarget(client, migrations.length, migrations.at(-1)?.id ?? null);
-      return applied;
-    });
+      applied.push(...report.applied);
+      if (report.deferred === undefined) break;
+      const migration = migrations.find((m) => m.id === report.deferred) as TenantMigration;
+      const client = await this.adminPool.connect();
+      try {
+        if (await applyNonTransactionalMigration(client, target, migration)) applied.push(migration.id);
+      } finally {
+        client.release();
+      }
+    }
     await this.refreshTenantTables();
-    return report;
+    return Object.freeze({ chain: 'tenant', target: 'shared', applied: Object.freeze(applied) });
   }
 
   /**

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerAudit } from './commands/audit.ts';
+import { registerDb } from './commands/db.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
@@ -20,5 +21,6 @@ export function createProgram(): Command {
   registerKeys(program);
   registerRetrofit(program);
   registerAudit(program);
+  registerDb(program);
   return program;
 }

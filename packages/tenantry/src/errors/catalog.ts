@@ -127,6 +127,15 @@ export const ERRORS = {
     status: 409,
     message: 'A request with this Idempotency-Key is still in progress; retry once it has finished',
   },
+  MAINTENANCE_IN_PROGRESS: {
+    status: 409,
+    message: 'Maintenance is already running on this target (one operation at a time); retry when it has finished',
+  },
+  MAINTENANCE_CANCELLED: {
+    status: 409,
+    message: 'The maintenance operation was cancelled; what finished before the cancel stays done',
+  },
+  MAINTENANCE_FAILED: { status: 500, message: 'A maintenance operation failed' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

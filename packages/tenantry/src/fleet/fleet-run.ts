@@ -177,8 +177,15 @@ async function splitCanary(
   return [targets.filter(inCohort), targets.filter((t) => !inCohort(t))];
 }
 
-/** Runs `fn` on every item, at most `limit` at once; `fn` must not throw. */
-async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` on every item, at most `limit` at once; `fn` must not throw. The fleet's one
+ * concurrency model: fleet migrations and fleet maintenance (`dbops/`) both use it.
+ */
+export async function eachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await fn(items[next++] as T);

@@ -1,5 +1,11 @@
 import type { ClientBase, Pool, PoolClient, QueryResult } from 'pg';
-import { applyPendingMigrations, type MigrationTarget } from '../migrate/runner.ts';
+import {
+  applyNonTransactionalMigration,
+  applyPendingMigrations,
+  type MigrationReport,
+  type MigrationTarget,
+} from '../migrate/runner.ts';
+import type { TenantMigration } from '../schema/migration.ts';
 import { recordProgress, type TargetState } from '../tiers/targets.ts';
 import type { FleetDeps, FleetPlan, FleetTarget } from './fleet-plan.ts';
 
@@ -11,8 +17,36 @@ export interface TargetRun {
   readonly lockTimeoutMs: number;
 }
 
-/** Migrates one target; 'skipped' when it turned out to be at head, gone or retiring. */
+/**
+ * Migrates one target; 'skipped' when it turned out to be at head, gone or retiring. A
+ * `transaction: false` migration is run after the transactional ones before it committed,
+ * outside a transaction, and then the rest in a new one.
+ */
 export async function migrateTarget(run: TargetRun, entry: FleetTarget): Promise<'migrated' | 'skipped'> {
+  let outcome = await migrateInTransaction(run, entry);
+  while (outcome !== 'migrated' && outcome !== 'skipped') {
+    const { deferred, target, inMain } = outcome;
+    const migration = run.deps.config.migrations.find((m) => m.id === deferred) as TenantMigration;
+    const conn = inMain
+      ? await run.pool.connect().then((c) => ({ client: c, release: async () => c.release() }))
+      : await run.deps.provisioner.adminConnection(
+          await run.deps.placements.resolve(entry.placementId),
+          entry.databaseName,
+        );
+    try {
+      await applyNonTransactionalMigration(conn.client, target, migration);
+    } finally {
+      await conn.release();
+    }
+    outcome = await migrateInTransaction(run, entry);
+    if (outcome === 'skipped') return 'migrated'; // the non-transactional one was the last
+  }
+  return outcome;
+}
+
+type InTransactionOutcome = 'migrated' | 'skipped' | { deferred: string; target: MigrationTarget; inMain: boolean };
+
+async function migrateInTransaction(run: TargetRun, entry: FleetTarget): Promise<InTransactionOutcome> {
   const { config, placements, provisioner } = run.deps;
   const { head, version } = run.plan;
   const placement = await placements.resolve(entry.placementId);
@@ -34,11 +68,6 @@ export async function migrateTarget(run: TargetRun, entry: FleetTarget): Promise
       await main.query('ROLLBACK');
       return 'skipped';
     }
-    // Progress is recorded before the migrations run, in the same uncommitted transaction:
-    // it commits with them or not at all, and it runs as the admin (the control plane is
-    // not the owner role's, which the migrations switch to until COMMIT).
-    if (entry.kind === 'shared') await provisioner.ensureSharedTarget(main, head, version);
-    else await recordProgress(main, entry.target, head, version);
     const target: MigrationTarget = {
       chain: 'tenant',
       target: entry.target,
@@ -50,22 +79,39 @@ export async function migrateTarget(run: TargetRun, entry: FleetTarget): Promise
       // A schema-tier copy's policies accept only its own tenant; the shared tables and a
       // tenant database's accept tenants outside the schema tier.
       place: entry.kind === 'schema' ? entry.schemaName : '',
+      // A live target: a `transaction: false` migration runs after this commit, outside it.
+      nonTransactional: 'defer',
     };
-    if (placement.url === undefined && entry.databaseName === null) {
-      await applyPendingMigrations(main, target);
+    const inMain = placement.url === undefined && entry.databaseName === null;
+    // Progress is recorded in the same uncommitted transaction as the migrations (in the
+    // main database): it commits with them or not at all. It runs as the admin (the control
+    // plane is not the owner role's): before the migrations switch role until COMMIT, or,
+    // for another database, after they committed there.
+    const record = async (report: MigrationReport) => {
+      const count = report.deferred ? config.migrations.findIndex((m) => m.id === report.deferred) : head;
+      const at = count === head ? version : (config.migrations[count - 1]?.id ?? null);
+      if (entry.kind === 'shared') await provisioner.ensureSharedTarget(main, count, at);
+      else await recordProgress(main, entry.target, count, at);
+    };
+    let report: MigrationReport;
+    if (inMain) {
+      report = await applyPendingMigrations(main, target);
+      await main.query('RESET ROLE'); // back to the admin for the control plane
+      await record(report);
     } else {
       // A connection of its own, closed at once: CREATE DATABASE … TEMPLATE refuses to
       // copy a template anyone is connected to. Its commit comes first; a kill before ours
       // leaves the count behind, and the next run finds nothing to apply there.
       const conn = await provisioner.adminConnection(placement, entry.databaseName);
       try {
-        await migrateElsewhere(conn.client, target, entry.kind === 'database', run.lockTimeoutMs);
+        report = await migrateElsewhere(conn.client, target, entry.kind === 'database', run.lockTimeoutMs);
       } finally {
         await conn.release();
       }
+      await record(report);
     }
     await main.query('COMMIT');
-    return 'migrated';
+    return report.deferred ? { deferred: report.deferred, target, inMain } : 'migrated';
   } catch (error) {
     failure = error;
     await main.query('ROLLBACK').catch(() => {});
@@ -87,7 +133,7 @@ async function migrateElsewhere(
   target: MigrationTarget,
   copiedFromTemplate: boolean,
   lockTimeoutMs: number,
-): Promise<void> {
+): Promise<MigrationReport> {
   await client.query(`SET lock_timeout = ${lockTimeoutMs}; BEGIN`); // a connection of this run's own
   try {
     if (copiedFromTemplate) {
@@ -98,8 +144,9 @@ async function migrateElsewhere(
         [target.target],
       );
     }
-    await applyPendingMigrations(client, target);
+    const report = await applyPendingMigrations(client, target);
     await client.query('COMMIT');
+    return report;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
     throw error;

@@ -6,5 +6,7 @@
  */
 export type { Authenticator } from '../auth/authenticator.ts';
 export { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
+export { type DbMetricsOptions, dbMetrics } from './db-metrics.ts';
 export { PROBLEM_JSON, type ProblemDetails, problemOf, toProblem } from './problem.ts';
+export { dbAdminRoutes } from './routes/db-admin.ts';
 export { createServer, type ServerOptions } from './server.ts';

@@ -27,6 +27,7 @@ import type { TenantClaim } from '../identify/tenant-claim.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { WarmPoolRefiller } from '../tiers/warm-pool.ts';
 import { cacheMetrics } from './cache-metrics.ts';
+import { dbMetrics } from './db-metrics.ts';
 import { idempotencyPlugin } from './idempotency.ts';
 import { findUnstorableInput } from './input-guard.ts';
 import { registerMetrics } from './metrics.ts';
@@ -35,6 +36,7 @@ import { PROBLEM_JSON, problemOf, toProblem } from './problem.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
+import { dbAdminRoutes } from './routes/db-admin.ts';
 import { exportRoutes } from './routes/exports.ts';
 import { itemRoutes } from './routes/items.ts';
 import { meRoutes } from './routes/me.ts';
@@ -287,7 +289,11 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(idempotencyPlugin, { store: idempotency });
 
   registerTracing(app);
-  registerMetrics(app, tenantry, [...(limiter ? [limiter.registry] : []), ...(cache ? [cacheMetrics(cache)] : [])]);
+  registerMetrics(app, tenantry, [
+    ...(limiter ? [limiter.registry] : []),
+    ...(cache ? [cacheMetrics(cache)] : []),
+    dbMetrics(tenantry),
+  ]);
 
   app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/health/ready', { schema: { hide: true } }, async (req, reply) => {
@@ -330,5 +336,6 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     webhooks: tenantry.webhooks,
     allowPrivateAddresses: options.webhooks?.allowPrivateAddresses ?? false,
   });
+  await app.register(dbAdminRoutes, { tenantry });
   return app;
 }
