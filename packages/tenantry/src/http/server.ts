@@ -338,13 +338,13 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(meRoutes);
   await app.register(itemRoutes, cache ? { cache } : {});
   await app.register(auditRoutes, { tenantry });
-  if (options.webhooks?.deliver !== false) {
-    const deliverer = new WebhookDeliverer(tenantry.webhooks, { logger: tenantry.config.logger, ...options.webhooks });
-    deliverer.subscribe(tenantry.events);
-    app.addHook('onClose', async () => deliverer.close());
-  }
+  // Replays (POST …/replay) go through a deliverer even when this server does not subscribe one.
+  const deliverer = new WebhookDeliverer(tenantry.webhooks, { logger: tenantry.config.logger, ...options.webhooks });
+  if (options.webhooks?.deliver !== false) deliverer.subscribe(tenantry.events);
+  app.addHook('onClose', async () => deliverer.close());
   await app.register(webhookRoutes, {
     webhooks: tenantry.webhooks,
+    deliverer,
     allowPrivateAddresses: options.webhooks?.allowPrivateAddresses ?? false,
   });
   // The events feed: committed outbox events, per tenant, to this server's sockets.
