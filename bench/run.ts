@@ -9,6 +9,8 @@
  *   npm run bench -- cache --quick       (a cache hit against the point lookup it saves)
  *   npm run bench -- data --items 200000   (export, import, erasure against COPY TO STDOUT)
  *   npm run bench -- audit --quick       (a tenant write with and without its audit entry)
+ *   npm run bench -- events --quick      (WebSocket fan-out of committed events, against a bare ws server)
+ *   npm run bench -- outbox --quick      (events/s to an in-process subscriber and to a local webhook receiver)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -20,6 +22,8 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   cache: () => import('./cache.ts'),
   data: () => import('./data.ts'),
   audit: () => import('./audit.ts'),
+  events: () => import('./events.ts'),
+  outbox: () => import('./outbox.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

@@ -13,7 +13,14 @@ export interface HubSocket {
   on(event: 'pong' | 'close', listener: () => void): unknown;
 }
 
-/** Close codes of `GET /v1/events` (see docs/events.md). */
+/**
+ * Close codes of `GET /v1/events` (see docs/events.md, "Close codes").
+ *
+ * @example
+ * ```ts
+ * socket.on('close', (code) => { if (code === CLOSE.slowConsumer) reconnectWithBackoff(); });
+ * ```
+ */
 export const CLOSE = {
   /** The server is shutting down. */
   goingAway: 1001,
@@ -105,7 +112,14 @@ export interface HubStats {
   readonly dead: number;
 }
 
-/** The JSON frame of one event, as `GET /v1/events` sends it. */
+/**
+ * The JSON frame of one event, as `GET /v1/events` sends it.
+ *
+ * @example
+ * ```ts
+ * eventFrame(event); // '{"type":"event","event":{"id":"42","tenantId":"…","seq":7,"type":"item.created",…}}'
+ * ```
+ */
 export function eventFrame(event: TenantEvent): string {
   return JSON.stringify({
     type: 'event',
@@ -171,6 +185,11 @@ export class SocketHub {
    * Binds an authenticated socket to its tenant; from the moment this resolves it receives
    * the tenant's events committed after. Resolves to false (and closes the socket, 4429)
    * when the tenant has `maxSocketsPerTenant` sockets here already.
+   *
+   * @example
+   * ```ts
+   * if (await hub.add({ socket, tenantId, kind: 'api-key', subject: keyId, credential })) socket.send('{"type":"ready"}');
+   * ```
    */
   async add(connection: HubConnection): Promise<boolean> {
     const { socket, tenantId } = connection;
@@ -341,7 +360,7 @@ export class SocketHub {
     void this.recheck();
   }
 
-  /** Sets the check {@link recheck} runs (the server's, which knows credentials and tenants). */
+  /** Sets the check {@link recheck} runs (the server's, which knows credentials and tenants): `hub.setRecheck(async (c) => undefined)`. */
   setRecheck(check: NonNullable<SocketHubOptions['recheck']>): void {
     this.#recheck = check;
   }

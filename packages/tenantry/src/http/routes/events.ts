@@ -92,6 +92,19 @@ const Query = z.object({
  * then bound to the credential's tenant in the {@link SocketHub}. A revoked key, a key or
  * user that lost `events:read`, and a tenant no longer active close the sockets concerned
  * as soon as the change feed reports the change.
+ *
+ * `createServer` registers it; an application with its own Fastify registers
+ * `@fastify/websocket` first, then this plugin with its hub and change feed.
+ *
+ * @example
+ * ```ts
+ * await app.register(websocket);
+ * const stream = new TenantEventStream({ pool: tenantry.adminPool, feed });
+ * await stream.start();
+ * await app.register(eventRoutes, {
+ *   hub: new SocketHub(stream), authenticators, tenants, registry: tenantry.tenants, feed, heartbeatMs: 30_000,
+ * });
+ * ```
  */
 export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
   const { hub, feed } = opts;
