@@ -3,8 +3,9 @@
  * (`tenantry.events.start()`, `--concurrency` workers per instance) to
  *
  * - an in-process subscriber that only counts (what the dispatcher itself costs: one claim,
- *   one handler call and one mark-delivered transaction per event), against the floor of one
- *   empty transaction per event on the same pool at the same concurrency;
+ *   one handler call and one mark-delivered transaction per event), against a hand-written
+ *   `FOR UPDATE SKIP LOCKED` job queue (claim, mark done, commit per job) on the same pool at
+ *   the same concurrency, which keeps no order per tenant and enters no tenant context;
  * - a local webhook receiver (HTTP on loopback, answering 204), through the
  *   `WebhookDeliverer` (endpoint lookup, signature, POST, history row), against the same
  *   signed POSTs sent by a plain loop at the same concurrency.
@@ -120,16 +121,32 @@ export async function main(argv: readonly string[]): Promise<number> {
           await tenantry.events.close();
           off();
 
-          // Floor: one empty transaction per event, same pool, same concurrency.
+          // Baseline: a hand-written SKIP LOCKED job queue (claim, mark done, commit: one
+          // transaction per job, as the dispatcher), without per-tenant order or context.
+          await tenantry.adminPool.query(
+            'CREATE TABLE IF NOT EXISTS bench_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, done boolean NOT NULL DEFAULT false, payload jsonb)',
+          );
+          await tenantry.adminPool.query(
+            `INSERT INTO bench_jobs (payload) SELECT jsonb_build_object('j', g) FROM generate_series(1, $1) g`,
+            [events],
+          );
           started = performance.now();
-          let next = 0;
+          let jobs = 0;
           await Promise.all(
             Array.from({ length: concurrency }, async () => {
-              while (next++ < events) {
+              for (;;) {
                 const c = await tenantry.adminPool.connect();
                 try {
                   await c.query('BEGIN');
-                  await c.query('SELECT 1');
+                  const { rows } = await c.query(
+                    'SELECT id, payload FROM bench_jobs WHERE NOT done ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED',
+                  );
+                  if (rows.length === 0) {
+                    await c.query('COMMIT');
+                    return;
+                  }
+                  jobs++;
+                  await c.query('UPDATE bench_jobs SET done = true WHERE id = $1', [rows[0].id]);
                   await c.query('COMMIT');
                 } finally {
                   c.release();
@@ -137,6 +154,8 @@ export async function main(argv: readonly string[]): Promise<number> {
               }
             }),
           );
+          if (jobs !== events) throw new Error(`the job queue ran ${jobs} jobs of ${events}`);
+          await tenantry.adminPool.query('TRUNCATE bench_jobs');
           record(`floor-${concurrency}`, (performance.now() - started) / 1000);
 
           // 2. Webhooks to the local receiver.
@@ -161,7 +180,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           // Baseline: the same signed POSTs from a plain loop, same concurrency.
           received = 0;
           started = performance.now();
-          next = 0;
+          let next = 0;
           const secret = secrets[0] as string;
           await Promise.all(
             Array.from({ length: concurrency }, async () => {
@@ -192,7 +211,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     log('\nevents/s delivered (median of rounds):\n');
     log(
-      '| concurrency | in-process subscriber | floor: empty tx per event | ratio | webhooks | plain signed POSTs | ratio |',
+      '| concurrency | in-process subscriber | baseline: SKIP LOCKED job queue | ratio | webhooks | plain signed POSTs | ratio |',
     );
     log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const c of concurrencies) {
