@@ -231,6 +231,23 @@ describe('GET /v1/events: two tenants, two server instances', () => {
     }
   });
 
+  it("a database-tier tenant's sockets get its control-plane events, and only its own", async () => {
+    const own = await one.tenants.create({ slug: 'ev-own-db', name: 'Own database', tier: 'database' });
+    const key = await one.apiKeys.create(own.id, { name: 'rt', environment: 'test', scopes: ['events:read'] });
+    const mine = track(await connected(s2, { token: key.key }));
+    const other = track(await connected(s1, { token: A().key }));
+    const created = await one.apiKeys.create(own.id, { name: 'second', environment: 'test', scopes: [] });
+    await one.transaction(A().id, async (tx) => {
+      emit(tx, 'test.tier_marker', {});
+    });
+    await until(() => mine.events().some((e) => e.type === 'api_key.created'));
+    await until(() => other.events().some((e) => e.type === 'test.tier_marker'));
+    expect(mine.events().map((e) => [e.tenantId, e.type, e.payload.keyId])).toEqual([
+      [own.id, 'api_key.created', created.record.id],
+    ]);
+    expect(other.events().every((e) => e.tenantId === A().id)).toBe(true);
+  });
+
   it('filters by ?types= and answers ping with pong', async () => {
     const c = track(await connected(s2, { token: A().key, query: '?types=item.deleted' }));
     const res = await s1.request('POST', '/v1/items', { token: A().key, body: { title: 'filtered' } });
@@ -298,8 +315,11 @@ describe('GET /v1/events: credentials', () => {
     const bystander = track(await connected(s2, { token: A().key }));
     const other = track(await connected(s1, { token: B().key }));
     await one.apiKeys.revoke(A().id, k.record.id);
+    const revoked = performance.now();
     const closes = await Promise.all(doomed.map((c) => c.closed));
     expect(closes.map((c) => c.code)).toEqual([4401, 4401]);
+    // The bound: closed within a second of the revocation's commit, on both instances.
+    expect(performance.now() - revoked).toBeLessThan(1000);
     // The revoked key cannot come back; the tenant's other key and the other tenant stay.
     await expect(open(s2, { token: k.key }).ready).rejects.toMatchObject({ status: 401 });
     await one.transaction(A().id, async (tx) => {
@@ -330,7 +350,9 @@ describe('GET /v1/events: tenant lifecycle and bounds', () => {
     const sockets = [track(await connected(s1, { token: c.key })), track(await connected(s2, { token: c.key }))];
     const other = track(await connected(s1, { token: A().key }));
     await one.tenants.suspend(c.id);
+    const suspended = performance.now();
     expect((await Promise.all(sockets.map((s) => s.closed))).map((s) => s.code)).toEqual([4410, 4410]);
+    expect(performance.now() - suspended).toBeLessThan(1000);
     await expect(open(s2, { token: c.key }).ready).rejects.toMatchObject({ status: 403 });
     expect(other.ws.readyState).toBe(WebSocket.OPEN);
 
