@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
@@ -251,6 +253,42 @@ describe('webhooks', () => {
     await expect(deliverer.replay(a().tenantId, endpointId, letter?.eventId as string)).rejects.toMatchObject({
       code: 'NOT_FOUND',
     });
+  });
+
+  it('tenantry webhooks dead-letters | replay: the same, from the command line', async () => {
+    const exec = promisify(execFile);
+    const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
+    const cli = async (...args: string[]) => {
+      const env = {
+        ...process.env,
+        DATABASE_URL: db.url,
+        TENANTRY_SECRET: db.secret,
+        TENANTRY_OWNER_ROLE: db.roles.owner,
+        TENANTRY_RUNTIME_ROLE: db.roles.runtime,
+      };
+      try {
+        return { code: 0, ...(await exec(process.execPath, [main, ...args], { env })) };
+      } catch (error) {
+        return error as { code: number; stdout: string; stderr: string };
+      }
+    };
+    const created = await register(a().key, '/cli-dead', ['invoice.sent']);
+    const endpointId = created.body.webhook.id as string;
+    failures.set('/cli-dead', 3);
+    await emitEvent(a().tenantId, 'invoice.sent', { n: 1 });
+    await tenantry.events.drain();
+    const listed = await cli('webhooks', 'dead-letters', 'hook-a', endpointId, '--json');
+    expect(listed.code).toBe(0);
+    const [letter] = JSON.parse(listed.stdout);
+    expect(letter).toMatchObject({ eventType: 'invoice.sent', attempts: 3 });
+    // Another tenant's endpoint is not found from the command line either.
+    expect((await cli('webhooks', 'dead-letters', 'hook-b', endpointId)).code).toBe(1);
+    // Without the address override, the loopback receiver is refused: the dead letter stays.
+    expect((await cli('webhooks', 'replay', 'hook-a', endpointId, letter.eventId)).code).toBe(1);
+    const replayed = await cli('webhooks', 'replay', 'hook-a', endpointId, letter.eventId, '--allow-private-addresses');
+    expect(replayed.code).toBe(0);
+    expect(replayed.stdout).toContain('delivered');
+    expect(await tenantry.webhooks.deadLetters(a().tenantId, endpointId)).toEqual([]);
   });
 
   it('refuses loopback, link-local and private addresses unless allowed', async () => {
