@@ -43,6 +43,9 @@ interface Stream {
   ready: Promise<void> | undefined;
 }
 
+/** How long to wait before reading again after a failed read. */
+const RETRY_MS = 1000;
+
 /** Events per read; a tenant with more due reads again at once. */
 const BATCH = 500;
 
@@ -160,7 +163,11 @@ export class TenantEventStream {
     }
     stream.reading = true;
     this.#read(tenantId, stream)
-      .catch((error: Error) => this.#deps.logger?.warn({ err: error.message, tenantId }, 'event stream: read failed'))
+      .catch((error: Error) => {
+        this.#deps.logger?.warn({ err: error.message, tenantId }, 'event stream: read failed; retrying');
+        // Nothing else would read these events until the tenant's next commit.
+        setTimeout(() => this.#pump(tenantId), RETRY_MS).unref();
+      })
       .finally(() => {
         stream.reading = false;
         if (stream.again) {
