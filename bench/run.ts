@@ -10,6 +10,8 @@
  *   npm run bench -- data --items 200000   (export, import, erasure against COPY TO STDOUT)
  *   npm run bench -- audit --quick       (a tenant write with and without its audit entry)
  *   npm run bench -- maintenance --quick (a tenant write during REINDEX CONCURRENTLY and plain REINDEX)
+ *   npm run bench -- events --quick      (WebSocket fan-out of committed events, against a bare ws server)
+ *   npm run bench -- outbox --quick      (events/s to an in-process subscriber and to a local webhook receiver)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -22,6 +24,8 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   data: () => import('./data.ts'),
   audit: () => import('./audit.ts'),
   maintenance: () => import('./maintenance.ts'),
+  events: () => import('./events.ts'),
+  outbox: () => import('./outbox.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

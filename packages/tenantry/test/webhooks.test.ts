@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
@@ -72,6 +74,14 @@ afterAll(async () => {
   await tenantry?.close();
   await db?.drop();
 });
+
+async function until(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 async function register(key: string, path: string, eventTypes: string[], on: TestServer = server) {
   return on.request('POST', '/v1/webhooks', { token: key, body: { url: `${receiverUrl}${path}`, eventTypes } });
@@ -157,6 +167,128 @@ describe('webhooks', () => {
     });
     expect(history.body.deliveries.every((d: { ok: boolean }) => !d.ok)).toBe(true);
     failures.delete('/down');
+  });
+
+  it('dead-letters an event after the attempts, and a replay delivers it once (another tenant: 404)', async () => {
+    const created = await register(a().key, '/dead', ['invoice.paid']);
+    const endpointId = created.body.webhook.id as string;
+    failures.set('/dead', 3);
+    received.length = 0;
+    await emitEvent(a().tenantId, 'invoice.paid', { amount: 42 });
+    await tenantry.events.drain();
+    expect(received.filter((r) => r.path === '/dead')).toHaveLength(3);
+    const dead = await server.request('GET', `/v1/webhooks/${endpointId}/dead-letters`, { token: a().key });
+    expect(dead.status).toBe(200);
+    expect(dead.body.deadLetters).toEqual([
+      expect.objectContaining({ eventType: 'invoice.paid', attempts: 3, lastError: 'HTTP 503' }),
+    ]);
+    const eventId = dead.body.deadLetters[0].eventId as string;
+    const first = received.find((r) => r.path === '/dead') as Received;
+
+    // Tenant B can neither see nor replay A's dead letters; unknown ids are 404 too.
+    expect((await server.request('GET', `/v1/webhooks/${endpointId}/dead-letters`, { token: b().key })).status).toBe(
+      404,
+    );
+    for (const path of [
+      `/v1/webhooks/${endpointId}/deliveries/${eventId}/replay`,
+      `/v1/webhooks/${endpointId}/deliveries/999999999/replay`,
+      `/v1/webhooks/${endpointId}/deliveries/not-a-number/replay`,
+    ]) {
+      const res = await server.request('POST', path, { token: path.includes(eventId) ? b().key : a().key });
+      expect(res.status, path).toBe(404);
+      expect(res.body.code).toBe('NOT_FOUND');
+    }
+    expect(received.filter((r) => r.path === '/dead')).toHaveLength(3);
+    // Replay needs webhooks:write (C holds webhooks:read only).
+    expect(
+      (await server.request('POST', `/v1/webhooks/${endpointId}/deliveries/${eventId}/replay`, { token: keys.c?.key }))
+        .status,
+    ).toBe(403);
+
+    // The receiver is up again: a replay sends the same event (body and webhook-id), newly signed.
+    const replay = await server.request('POST', `/v1/webhooks/${endpointId}/deliveries/${eventId}/replay`, {
+      token: a().key,
+    });
+    expect(replay.status).toBe(202);
+    expect(replay.body).toEqual({ endpointId, eventId, status: 'replaying' });
+    await until(async () => {
+      const r = await server.request('GET', `/v1/webhooks/${endpointId}/dead-letters`, { token: a().key });
+      return r.body.deadLetters.length === 0;
+    });
+    const replayed = received.filter((r) => r.path === '/dead');
+    expect(replayed).toHaveLength(4);
+    const last = replayed[3] as Received;
+    expect(last.body).toBe(first.body);
+    expect(last.headers['webhook-id']).toBe(first.headers['webhook-id']);
+    expect(
+      verifyWebhook(
+        created.body.secret,
+        last.headers['webhook-id'] as string,
+        Number(last.headers['webhook-timestamp']),
+        last.body,
+        last.headers['webhook-signature'] as string,
+      ),
+    ).toBe(true);
+    // Replayed once: a second replay finds no dead letter.
+    expect(
+      (await server.request('POST', `/v1/webhooks/${endpointId}/deliveries/${eventId}/replay`, { token: a().key }))
+        .status,
+    ).toBe(404);
+  });
+
+  it('a replay that fails again stays a dead letter, with the attempts added up', async () => {
+    const created = await register(b().key, '/still-down', ['invoice.paid']);
+    const endpointId = created.body.webhook.id as string;
+    failures.set('/still-down', 100);
+    await emitEvent(b().tenantId, 'invoice.paid', { amount: 1 });
+    await tenantry.events.drain();
+    const [letter] = await tenantry.webhooks.deadLetters(b().tenantId, endpointId);
+    expect(letter?.attempts).toBe(3);
+    const deliverer = new WebhookDeliverer(tenantry.webhooks, { allowPrivateAddresses: true, retryDelayMs: 10 });
+    expect(await deliverer.replay(b().tenantId, endpointId, letter?.eventId as string)).toBe(false);
+    expect((await tenantry.webhooks.deadLetters(b().tenantId, endpointId))[0]?.attempts).toBe(6);
+    failures.delete('/still-down');
+    expect(await deliverer.replay(b().tenantId, endpointId, letter?.eventId as string)).toBe(true);
+    expect(await tenantry.webhooks.deadLetters(b().tenantId, endpointId)).toEqual([]);
+    await expect(deliverer.replay(a().tenantId, endpointId, letter?.eventId as string)).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+  });
+
+  it('tenantry webhooks dead-letters | replay: the same, from the command line', async () => {
+    const exec = promisify(execFile);
+    const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
+    const cli = async (...args: string[]) => {
+      const env = {
+        ...process.env,
+        DATABASE_URL: db.url,
+        TENANTRY_SECRET: db.secret,
+        TENANTRY_OWNER_ROLE: db.roles.owner,
+        TENANTRY_RUNTIME_ROLE: db.roles.runtime,
+      };
+      try {
+        return { code: 0, ...(await exec(process.execPath, [main, ...args], { env })) };
+      } catch (error) {
+        return error as { code: number; stdout: string; stderr: string };
+      }
+    };
+    const created = await register(a().key, '/cli-dead', ['invoice.sent']);
+    const endpointId = created.body.webhook.id as string;
+    failures.set('/cli-dead', 3);
+    await emitEvent(a().tenantId, 'invoice.sent', { n: 1 });
+    await tenantry.events.drain();
+    const listed = await cli('webhooks', 'dead-letters', 'hook-a', endpointId, '--json');
+    expect(listed.code).toBe(0);
+    const [letter] = JSON.parse(listed.stdout);
+    expect(letter).toMatchObject({ eventType: 'invoice.sent', attempts: 3 });
+    // Another tenant's endpoint is not found from the command line either.
+    expect((await cli('webhooks', 'dead-letters', 'hook-b', endpointId)).code).toBe(1);
+    // Without the address override, the loopback receiver is refused: the dead letter stays.
+    expect((await cli('webhooks', 'replay', 'hook-a', endpointId, letter.eventId)).code).toBe(1);
+    const replayed = await cli('webhooks', 'replay', 'hook-a', endpointId, letter.eventId, '--allow-private-addresses');
+    expect(replayed.code).toBe(0);
+    expect(replayed.stdout).toContain('delivered');
+    expect(await tenantry.webhooks.deadLetters(a().tenantId, endpointId)).toEqual([]);
   });
 
   it('refuses loopback, link-local and private addresses unless allowed', async () => {

@@ -15,6 +15,7 @@ export const BUILTIN_PERMISSIONS = [
   'audit:read',
   'webhooks:read',
   'webhooks:write',
+  'events:read',
 ] as const;
 
 /** A permission: one of {@link BUILTIN_PERMISSIONS} or an application's own `resource:action`. */

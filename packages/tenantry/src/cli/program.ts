@@ -7,6 +7,7 @@ import { registerMigrate } from './commands/migrate.ts';
 import { registerRetrofit } from './commands/retrofit.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTenants } from './commands/tenants.ts';
+import { registerWebhooks } from './commands/webhooks.ts';
 
 /** The `tenantry` command line, every command registered, not yet parsed. */
 export function createProgram(): Command {
@@ -22,5 +23,6 @@ export function createProgram(): Command {
   registerRetrofit(program);
   registerAudit(program);
   registerDb(program);
+  registerWebhooks(program);
   return program;
 }

@@ -46,11 +46,19 @@ const COLUMNS = 'id::text, tenant_id, seq::text, type, payload, actor, request_i
  * holds. Row locks, not a lock table: a tenant's later events wait while an earlier one is
  * pending (locked, or waiting for its retry), so each tenant's events go out in order, and
  * the lock dies with the connection of a dispatcher that dies.
+ *
+ * The candidates are each tenant's head, read with `DISTINCT ON (tenant_id)` along the
+ * partial index `(tenant_id, seq) WHERE state = 'pending'`, computed once (`ARRAY(…)`, an init plan): one
+ * pass over the pending rows, then primary-key lookups of the heads.
+ * (The first form, `NOT EXISTS` an earlier pending event of the tenant, was planned as a
+ * nested loop over the pending rows on each side — a fresh outbox has no statistics — and
+ * took half a second per claim with 1,000 events pending.) `state` is checked again on the
+ * locked row: one that another dispatcher settled meanwhile is skipped.
  */
 const CLAIM_SQL = `SELECT ${COLUMNS} FROM tenantry.outbox o
-  WHERE o.state = 'pending' AND o.available_at <= now()
-    AND NOT EXISTS (SELECT 1 FROM tenantry.outbox p
-                     WHERE p.tenant_id = o.tenant_id AND p.state = 'pending' AND p.seq < o.seq)
+  WHERE o.id = ANY (ARRAY(SELECT DISTINCT ON (h.tenant_id) h.id FROM tenantry.outbox h
+                           WHERE h.state = 'pending' ORDER BY h.tenant_id, h.seq))
+    AND o.state = 'pending' AND o.available_at <= now()
   ORDER BY o.id LIMIT 1 FOR UPDATE SKIP LOCKED`;
 
 function toEvent(row: OutboxRow, attempt: number): TenantEvent {

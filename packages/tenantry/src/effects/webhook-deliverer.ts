@@ -5,7 +5,7 @@ import type { Logger } from '../config.ts';
 import type { TenantEvent } from './event-subscribers.ts';
 import type { OutboxDispatcher } from './outbox-dispatcher.ts';
 import { type ResolvedTarget, resolveWebhookTarget } from './webhook-address.ts';
-import type { WebhookEndpoints } from './webhook-endpoints.ts';
+import type { DeadLetterToReplay, WebhookEndpoints } from './webhook-endpoints.ts';
 import { signWebhook } from './webhook-signature.ts';
 
 /** Options of {@link WebhookDeliverer}. */
@@ -67,7 +67,8 @@ function post(target: ResolvedTarget, headers: Record<string, string>, body: str
  * (`webhook-id`, `webhook-timestamp`, `webhook-signature`). A failed attempt (an error,
  * a timeout, any status but 2xx) is retried in process, a bounded number of times with
  * exponential backoff and jitter; every attempt is recorded. An endpoint that still fails
- * does not fail the event: it would hold back the tenant's later events and redeliver to
+ * gets the event as a **dead letter** (`tenantry.webhooks.deadLetters`), which
+ * {@link replay} sends again; it does not fail the event: it would hold back the tenant's later events and redeliver to
  * every other subscriber. Redirects are not followed. The address rule is checked again
  * on each delivery, against the addresses the request then connects to.
  *
@@ -124,15 +125,68 @@ export class WebhookDeliverer {
       seq: event.seq,
       data: event.payload,
     });
-    await Promise.all(endpoints.map((endpoint) => this.#deliverTo(endpoint, event, id, body)));
+    await Promise.all(
+      endpoints.map(async (endpoint) => {
+        const failure = await this.#deliverTo(endpoint, event, id, body);
+        if (failure !== undefined) await this.#deadLetter(endpoint, event, body, failure);
+      }),
+    );
   }
 
+  /**
+   * Sends a dead-lettered event again to its endpoint, with the same body, id and a fresh
+   * signature, through the same attempts and backoff; removes the dead letter once it is
+   * delivered, or records the new failure on it. `NOT_FOUND` (before anything is sent)
+   * unless `eventId` is dead-lettered on one of the tenant's endpoints. Resolves to whether
+   * the replay was delivered.
+   *
+   * @example
+   * ```ts
+   * const delivered = await deliverer.replay(tenantId, endpointId, '42');
+   * ```
+   */
+  async replay(tenantId: string, endpointId: string, eventId: string): Promise<boolean> {
+    const letter = await this.#endpoints.deadLetterToReplay(tenantId, endpointId, eventId);
+    return this.#replay(letter);
+  }
+
+  /** {@link replay} in two steps: the checked dead letter now, the delivery's outcome later. */
+  async startReplay(tenantId: string, endpointId: string, eventId: string): Promise<{ done: Promise<boolean> }> {
+    const letter = await this.#endpoints.deadLetterToReplay(tenantId, endpointId, eventId);
+    return { done: this.#replay(letter) };
+  }
+
+  async #replay(letter: DeadLetterToReplay): Promise<boolean> {
+    const event = { id: letter.eventId, type: letter.eventType };
+    const failure = await this.#deliverTo(letter.endpoint, event, `evt_${letter.eventId}`, letter.body);
+    if (failure === undefined) {
+      await this.#endpoints.clearDeadLetter(letter.endpoint.id, letter.eventId);
+      return true;
+    }
+    await this.#deadLetter(letter.endpoint, event, letter.body, failure);
+    return false;
+  }
+
+  async #deadLetter(
+    endpoint: { id: string; tenantId: string },
+    event: { id: string; type: string },
+    body: string,
+    failure: { attempts: number; error: string | null },
+  ): Promise<void> {
+    await this.#endpoints
+      .deadLetter(endpoint, event, body, failure.attempts, failure.error)
+      .catch((e: Error) =>
+        this.#logger?.warn({ err: e.message, endpointId: endpoint.id }, 'webhook: dead letter not recorded'),
+      );
+  }
+
+  /** Every attempt for one endpoint; the failure (attempts made, last error) when none succeeded. */
   async #deliverTo(
     endpoint: { id: string; tenantId: string; url: string; secret: string },
-    event: TenantEvent,
+    event: { id: string; type: string },
     id: string,
     body: string,
-  ): Promise<void> {
+  ): Promise<{ attempts: number; error: string | null } | undefined> {
     for (let attempt = 1; attempt <= this.#attempts; attempt++) {
       const started = performance.now();
       let outcome: Attempt;
@@ -164,19 +218,20 @@ export class WebhookDeliverer {
           durationMs: performance.now() - started,
         })
         .catch((e: Error) => this.#logger?.warn({ err: e.message, endpointId: endpoint.id }, 'webhook: not recorded'));
-      if (ok) return;
+      if (ok) return undefined;
       if (attempt === this.#attempts || this.#stop.signal.aborted) {
         this.#logger?.warn(
           { endpointId: endpoint.id, tenantId: endpoint.tenantId, eventId: event.id, attempt, err: error },
-          'webhook: delivery failed; giving up',
+          'webhook: delivery failed; dead-lettered',
         );
-        return;
+        return { attempts: attempt, error };
       }
       // Exponential backoff with "equal jitter": half the delay fixed, half random, so
       // endpoints that failed together do not retry together.
       const delay = this.#retryMs * 2 ** (attempt - 1);
       await this.#sleep(delay / 2 + Math.random() * (delay / 2));
     }
+    return { attempts: this.#attempts, error: 'not attempted' };
   }
 
   #sleep(ms: number): Promise<void> {

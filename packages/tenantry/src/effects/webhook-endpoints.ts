@@ -41,6 +41,27 @@ export interface WebhookDelivery {
   readonly createdAt: Date;
 }
 
+/** An event that could not be delivered to an endpoint after every attempt. */
+export interface WebhookDeadLetter {
+  readonly endpointId: string;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly attempts: number;
+  readonly lastError: string | null;
+  readonly deadAt: Date;
+}
+
+/** A dead letter taken for a replay: what to send again, and where. */
+export interface DeadLetterToReplay {
+  readonly endpoint: WebhookEndpoint & { secret: string };
+  readonly eventId: string;
+  readonly eventType: string;
+  /** The exact body sent the first time. */
+  readonly body: string;
+}
+
+const EVENT_ID = /^\d{1,19}$/;
+
 interface EndpointRow {
   id: string;
   tenant_id: string;
@@ -187,5 +208,97 @@ export class WebhookEndpoints {
         Math.round(attempt.durationMs),
       ],
     );
+  }
+
+  /** Throws `NOT_FOUND` unless `id` is one of the tenant's endpoints. */
+  async #owned(tenantId: string, id: string): Promise<void> {
+    if (!UUID_PATTERN.test(id)) throw new TenantryError('NOT_FOUND', 'no such webhook endpoint');
+    const owned = await this.#pool.query('SELECT 1 FROM tenantry.webhook_endpoints WHERE tenant_id = $1 AND id = $2', [
+      tenantId,
+      id,
+    ]);
+    if (!owned.rowCount) throw new TenantryError('NOT_FOUND', 'no such webhook endpoint');
+  }
+
+  /** Records that `event` could not be delivered to `endpoint` after `attempts` attempts (again, after a failed replay). */
+  async deadLetter(
+    endpoint: { id: string; tenantId: string },
+    event: { id: string; type: string },
+    body: string,
+    attempts: number,
+    error: string | null,
+  ): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO tenantry.webhook_dead_letters (endpoint_id, event_id, tenant_id, event_type, body, attempts, last_error)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (endpoint_id, event_id) DO UPDATE
+         SET attempts = tenantry.webhook_dead_letters.attempts + EXCLUDED.attempts,
+             last_error = EXCLUDED.last_error, dead_at = now()`,
+      [endpoint.id, event.id, endpoint.tenantId, event.type, body, attempts, error?.slice(0, 2000) ?? null],
+    );
+  }
+
+  /**
+   * The dead letters of one of the tenant's endpoints, newest first; `NOT_FOUND` for
+   * another tenant's endpoint.
+   *
+   * @example
+   * ```ts
+   * for (const d of await tenantry.webhooks.deadLetters(tenantId, endpointId)) console.log(d.eventId, d.lastError);
+   * ```
+   */
+  async deadLetters(tenantId: string, id: string, limit = 50): Promise<WebhookDeadLetter[]> {
+    await this.#owned(tenantId, id);
+    const { rows } = await this.#pool.query<{
+      endpoint_id: string;
+      event_id: string;
+      event_type: string;
+      attempts: number;
+      last_error: string | null;
+      dead_at: Date;
+    }>(
+      `SELECT endpoint_id, event_id::text, event_type, attempts, last_error, dead_at
+         FROM tenantry.webhook_dead_letters WHERE tenant_id = $1 AND endpoint_id = $2
+        ORDER BY dead_at DESC, event_id DESC LIMIT $3`,
+      [tenantId, id, Math.min(Math.max(Math.trunc(limit), 1), 200)],
+    );
+    return rows.map((r) => ({
+      endpointId: r.endpoint_id,
+      eventId: r.event_id,
+      eventType: r.event_type,
+      attempts: r.attempts,
+      lastError: r.last_error,
+      deadAt: r.dead_at,
+    }));
+  }
+
+  /**
+   * A dead letter of one of the tenant's endpoints, with what a replay needs; `NOT_FOUND`
+   * when the endpoint is another tenant's or the event is not dead-lettered there.
+   */
+  async deadLetterToReplay(tenantId: string, id: string, eventId: string): Promise<DeadLetterToReplay> {
+    if (!UUID_PATTERN.test(id) || !EVENT_ID.test(eventId)) throw new TenantryError('NOT_FOUND', 'no such dead letter');
+    const { rows } = await this.#pool.query<EndpointRow & { secret: Buffer; event_type: string; body: string }>(
+      `SELECT e.id, e.tenant_id, e.url, e.event_types, e.description, e.created_at, e.secret, d.event_type, d.body
+         FROM tenantry.webhook_dead_letters d JOIN tenantry.webhook_endpoints e ON e.id = d.endpoint_id
+        WHERE d.tenant_id = $1 AND e.tenant_id = $1 AND d.endpoint_id = $2 AND d.event_id = $3`,
+      [tenantId, id, eventId],
+    );
+    const row = rows[0];
+    if (!row) throw new TenantryError('NOT_FOUND', 'no such dead letter');
+    return {
+      endpoint: { ...endpointOf(row), secret: open(this.#key, row.secret, row.id) },
+      eventId,
+      eventType: row.event_type,
+      body: row.body,
+    };
+  }
+
+  /** Removes a dead letter once its replay was delivered. */
+  async clearDeadLetter(endpointId: string, eventId: string): Promise<void> {
+    await this.#pool.query('DELETE FROM tenantry.webhook_dead_letters WHERE endpoint_id = $1 AND event_id = $2', [
+      endpointId,
+      eventId,
+    ]);
   }
 }

@@ -136,6 +136,10 @@ export const ERRORS = {
     message: 'The maintenance operation was cancelled; what finished before the cancel stays done',
   },
   MAINTENANCE_FAILED: { status: 500, message: 'A maintenance operation failed' },
+  UPGRADE_REQUIRED: { status: 426, message: 'This route is a WebSocket: send the request as a WebSocket upgrade' },
+  SOCKET_AUTH_TIMEOUT: { status: 401, message: 'No auth message arrived before the WebSocket auth deadline' },
+  SOCKET_BAD_MESSAGE: { status: 400, message: 'The WebSocket message is not one the events protocol knows' },
+  SOCKET_LIMIT: { status: 429, message: 'The tenant has as many event sockets as this server allows' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

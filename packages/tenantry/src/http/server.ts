@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
@@ -19,7 +20,9 @@ import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
 import { ExportJobs, type ExportJobsOptions } from '../data/export-jobs.ts';
 import { everyInterval } from '../effects/audit-partitions.ts';
+import { TenantEventStream } from '../effects/event-stream.ts';
 import { IdempotencyStore } from '../effects/idempotency-store.ts';
+import { SocketHub, type SocketHubOptions } from '../effects/socket-hub.ts';
 import { WebhookDeliverer, type WebhookDelivererOptions } from '../effects/webhook-deliverer.ts';
 import { ERRORS, TenantryError } from '../errors/catalog.ts';
 import { TenantCache } from '../identify/tenant-cache.ts';
@@ -37,6 +40,7 @@ import { apiKeyRoutes } from './routes/api-keys.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { dbAdminRoutes } from './routes/db-admin.ts';
+import { eventRoutes } from './routes/events.ts';
 import { exportRoutes } from './routes/exports.ts';
 import { itemRoutes } from './routes/items.ts';
 import { meRoutes } from './routes/me.ts';
@@ -92,6 +96,19 @@ export interface ServerOptions {
    * instance, as two subscribed to the same dispatcher would each send every event.
    */
   webhooks?: WebhookDelivererOptions & { deliver?: boolean };
+  /**
+   * The tenant event sockets (`GET /v1/events`): heartbeat interval (default 30 s), bound of
+   * unsent bytes per socket before it is dropped (default 1 MiB), sockets per tenant on this
+   * instance (default 1000), and how long a socket may wait for its `auth` message (default 5 s).
+   */
+  events?: Omit<SocketHubOptions, 'recheck' | 'logger'> & { authTimeoutMs?: number };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The event sockets of this server (`GET /v1/events`). */
+    eventSockets: SocketHub;
+  }
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -327,15 +344,37 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   await app.register(meRoutes);
   await app.register(itemRoutes, cache ? { cache } : {});
   await app.register(auditRoutes, { tenantry });
-  if (options.webhooks?.deliver !== false) {
-    const deliverer = new WebhookDeliverer(tenantry.webhooks, { logger: tenantry.config.logger, ...options.webhooks });
-    deliverer.subscribe(tenantry.events);
-    app.addHook('onClose', async () => deliverer.close());
-  }
+  // Replays (POST …/replay) go through a deliverer even when this server does not subscribe one.
+  const deliverer = new WebhookDeliverer(tenantry.webhooks, { logger: tenantry.config.logger, ...options.webhooks });
+  if (options.webhooks?.deliver !== false) deliverer.subscribe(tenantry.events);
+  app.addHook('onClose', async () => deliverer.close());
   await app.register(webhookRoutes, {
     webhooks: tenantry.webhooks,
+    deliverer,
     allowPrivateAddresses: options.webhooks?.allowPrivateAddresses ?? false,
   });
   await app.register(dbAdminRoutes, { tenantry });
+  // The events feed: committed outbox events, per tenant, to this server's sockets.
+  await app.register(websocket, { options: { maxPayload: 16 * 1024 } });
+  const stream = new TenantEventStream({ pool: tenantry.adminPool, feed, logger: app.log });
+  await stream.start();
+  const heartbeatMs = options.events?.heartbeatMs ?? 30_000;
+  const hub = new SocketHub(stream, { ...options.events, heartbeatMs, logger: app.log });
+  app.decorate('eventSockets', hub);
+  app.addHook('onClose', async () => stream.close());
+  await app.register(eventRoutes, {
+    hub,
+    authenticators: options.authenticators ?? [
+      apiKeyAuthenticator(tenantry.apiKeys),
+      accessTokenAuthenticator(tenantry.auth),
+    ],
+    tenants,
+    registry: tenantry.tenants,
+    feed,
+    claims: options.claims,
+    subdomainBase: options.subdomainBase,
+    authTimeoutMs: options.events?.authTimeoutMs,
+    heartbeatMs,
+  });
   return app;
 }

@@ -15,6 +15,7 @@ import { idempotencyMigration } from './idempotency-migration.ts';
 import { outboxMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { usersMigration } from './users-migration.ts';
+import { webhookDeadLettersMigration } from './webhook-dead-letters-migration.ts';
 import { webhooksMigration } from './webhooks-migration.ts';
 
 /**
@@ -34,6 +35,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     idempotencyMigration,
     outboxMigration(runtimeRole),
     webhooksMigration,
+    webhookDeadLettersMigration,
     contextCommonPathMigration(runtimeRole, 'control'),
   ];
 }

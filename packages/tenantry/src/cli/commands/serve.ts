@@ -5,7 +5,7 @@ import { connectFromEnvironment, loadMigrations, note } from '../run.ts';
 
 /** What `tenantry serve` needs beyond the core: the optional peer dependencies of `tenantry/server`. */
 const SERVER_PEERS =
-  'fastify fastify-plugin fastify-type-provider-zod @fastify/cors @fastify/helmet @fastify/swagger @fastify/swagger-ui prom-client @opentelemetry/api';
+  'fastify fastify-plugin fastify-type-provider-zod @fastify/cors @fastify/helmet @fastify/swagger @fastify/swagger-ui @fastify/websocket ws prom-client @opentelemetry/api';
 
 /**
  * Loads an optional peer dependency's module (the reference server, node-redis); when it is

@@ -32,7 +32,9 @@ const read = { tenantry: { tenant: true, permission: 'items:read' } } as const;
 const write = { tenantry: { tenant: true, permission: 'items:write' } } as const;
 
 /**
- * Writes the item's event in the outbox with the change (`tenantry.events` delivers it).
+ * Writes the item's event in the outbox with the change (`tenantry.events` delivers it to
+ * subscribers, webhooks and the tenant's sockets): `item.created` and `item.updated` carry
+ * the item as the response shows it, `item.deleted` its id.
  * The outbox lives in the main database: a tenant whose transaction runs elsewhere (its own
  * database, or a schema on another server) has its change go through without the event.
  */
@@ -75,7 +77,7 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
         await items.assertStorage(tx, limit);
         const created = await items.create(tx, req.body);
         audit(tx, 'item.created', `item:${created.id}`, { title: created.title });
-        emitItem(tx, 'item.created', { id: created.id, title: created.title });
+        emitItem(tx, 'item.created', { item: created });
         return created;
       });
       return reply.code(201).send(item);
@@ -148,7 +150,7 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
         const updated = await items.update(tx, req.params.id, req.body);
         if (updated) {
           audit(tx, 'item.updated', `item:${updated.id}`, { fields: Object.keys(req.body) });
-          emitItem(tx, 'item.updated', { id: updated.id, fields: Object.keys(req.body) });
+          emitItem(tx, 'item.updated', { item: updated, fields: Object.keys(req.body) });
         }
         return updated;
       });
@@ -175,7 +177,7 @@ export async function itemRoutes(app: FastifyInstance, options: { cache?: Tenant
         const gone = await items.remove(tx, req.params.id);
         if (gone) {
           audit(tx, 'item.deleted', `item:${req.params.id}`);
-          emitItem(tx, 'item.deleted', { id: req.params.id });
+          emitItem(tx, 'item.deleted', { item: { id: req.params.id } });
         }
         return gone;
       });

@@ -2,8 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { resolveWebhookTarget } from '../../effects/webhook-address.ts';
+import type { WebhookDeliverer } from '../../effects/webhook-deliverer.ts';
 import {
   CreateWebhookInput,
+  type WebhookDeadLetter,
   type WebhookDelivery,
   type WebhookEndpoint,
   type WebhookEndpoints,
@@ -34,7 +36,26 @@ const DeliveryJson = z
   })
   .meta({ id: 'WebhookDelivery' });
 
+const DeadLetterJson = z
+  .object({
+    eventId: z.string(),
+    eventType: z.string(),
+    attempts: z.number().int(),
+    lastError: z.string().nullable(),
+    deadAt: z.string(),
+  })
+  .meta({ id: 'WebhookDeadLetter' });
+
 const IdParam = z.object({ id: z.string().max(100) });
+const ReplayParams = z.object({ id: z.string().max(100), eventId: z.string().max(100) });
+
+const deadLetterJson = (d: WebhookDeadLetter): z.infer<typeof DeadLetterJson> => ({
+  eventId: d.eventId,
+  eventType: d.eventType,
+  attempts: d.attempts,
+  lastError: d.lastError,
+  deadAt: d.deadAt.toISOString(),
+});
 
 const webhookJson = (w: WebhookEndpoint): z.infer<typeof WebhookJson> => ({
   id: w.id,
@@ -53,13 +74,13 @@ const write = { tenantry: { tenant: true, permission: 'webhooks:write' } } as co
 
 /**
  * The calling tenant's webhook endpoints: `POST/GET /v1/webhooks`, `DELETE
- * /v1/webhooks/{id}`, `GET /v1/webhooks/{id}/deliveries` (`webhooks:read` /
- * `webhooks:write`). Every lookup is by the caller's tenant and the id together: another
+ * /v1/webhooks/{id}`, `GET /v1/webhooks/{id}/deliveries`, `GET /v1/webhooks/{id}/dead-letters`,
+ * `POST /v1/webhooks/{id}/deliveries/{eventId}/replay` (`webhooks:read` / `webhooks:write`). Every lookup is by the caller's tenant and the id together: another
  * tenant's endpoint is `NOT_FOUND`. The secret is shown once, in the creation response.
  */
 export async function webhookRoutes(
   app: FastifyInstance,
-  opts: { webhooks: WebhookEndpoints; allowPrivateAddresses?: boolean },
+  opts: { webhooks: WebhookEndpoints; deliverer: WebhookDeliverer; allowPrivateAddresses?: boolean },
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { webhooks } = opts;
@@ -125,5 +146,44 @@ export async function webhookRoutes(
     async (req) => ({
       deliveries: (await webhooks.deliveries(tenantOf(req), req.params.id, req.query.limit)).map(deliveryJson),
     }),
+  );
+
+  r.get(
+    '/v1/webhooks/:id/dead-letters',
+    {
+      config: read,
+      schema: {
+        tags: ['webhooks'],
+        summary: 'Events that could not be delivered to a webhook endpoint after every attempt, newest first',
+        params: IdParam,
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }),
+        response: { 200: z.object({ deadLetters: z.array(DeadLetterJson) }), ...problems(400, 401, 403, 404, 429) },
+      },
+    },
+    async (req) => ({
+      deadLetters: (await webhooks.deadLetters(tenantOf(req), req.params.id, req.query.limit)).map(deadLetterJson),
+    }),
+  );
+
+  r.post(
+    '/v1/webhooks/:id/deliveries/:eventId/replay',
+    {
+      config: write,
+      schema: {
+        tags: ['webhooks'],
+        summary:
+          'Send a dead-lettered event again (same body and webhook-id, new signature, the usual retries); the dead letter goes once delivered',
+        params: ReplayParams,
+        response: {
+          202: z.object({ endpointId: z.string(), eventId: z.string(), status: z.literal('replaying') }),
+          ...problems(401, 403, 404, 429),
+        },
+      },
+    },
+    async (req, reply) => {
+      const { done } = await opts.deliverer.startReplay(tenantOf(req), req.params.id, req.params.eventId);
+      done.catch((error: Error) => req.log.warn({ err: error.message }, 'webhook replay failed'));
+      return reply.code(202).send({ endpointId: req.params.id, eventId: req.params.eventId, status: 'replaying' });
+    },
   );
 }
