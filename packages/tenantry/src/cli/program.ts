@@ -6,6 +6,7 @@ import { registerMigrate } from './commands/migrate.ts';
 import { registerRetrofit } from './commands/retrofit.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTenants } from './commands/tenants.ts';
+import { registerUsage } from './commands/usage.ts';
 
 /** The `tenantry` command line, every command registered, not yet parsed. */
 export function createProgram(): Command {
@@ -20,5 +21,6 @@ export function createProgram(): Command {
   registerKeys(program);
   registerRetrofit(program);
   registerAudit(program);
+  registerUsage(program);
   return program;
 }

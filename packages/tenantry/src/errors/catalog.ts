@@ -127,6 +127,15 @@ export const ERRORS = {
     status: 409,
     message: 'A request with this Idempotency-Key is still in progress; retry once it has finished',
   },
+  REQUEST_QUOTA_EXCEEDED: {
+    status: 429,
+    message: "The tenant has used its plan's requests for this month; more are admitted from the 1st (UTC)",
+  },
+  STORAGE_QUOTA_EXCEEDED: {
+    status: 403,
+    message:
+      'The tenant uses all the storage its limits allow; writes are refused until it frees some or the limit is raised',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

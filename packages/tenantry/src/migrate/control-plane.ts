@@ -10,6 +10,7 @@ import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
 import { outboxMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
+import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
 import { usersMigration } from './users-migration.ts';
 import { webhooksMigration } from './webhooks-migration.ts';
 
@@ -30,6 +31,8 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     idempotencyMigration,
     outboxMigration(runtimeRole),
     webhooksMigration,
+    usageMigration,
+    tenantMetricsMigration,
   ];
 }
 
