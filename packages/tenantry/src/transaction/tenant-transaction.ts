@@ -119,15 +119,18 @@ export interface TransactionRunnerDeps {
 
 /**
  * The context statement wrapped so that it also names the transaction's tenant in
- * `application_name` (transaction-local, like the context itself); its first column is
- * still the context statement's. Built once per dialect.
+ * `application_name` (transaction-local, like the context itself); it answers exactly what
+ * the context statement answers. Built once per dialect.
  */
 const NAMED_ENTER = new WeakMap<ContextDialect, string>();
 function enterText(deps: TransactionRunnerDeps): string {
   if (!deps.applicationName) return deps.dialect.enterSql;
   let text = NAMED_ENTER.get(deps.dialect);
   if (text === undefined) {
-    text = `SELECT e.*, set_config('application_name', 'tenantry:' || $4::text, true) FROM (${deps.dialect.enterSql}) e`;
+    // In the WHERE clause, not the select list: the answer (row description and row) stays
+    // the context statement's own. Order does not matter: if enter() refuses, the
+    // transaction aborts and the transaction-local setting goes with it.
+    text = `SELECT e.* FROM (${deps.dialect.enterSql}) e WHERE set_config('application_name', 'tenantry:' || $4::text, true) IS NOT NULL`;
     NAMED_ENTER.set(deps.dialect, text);
   }
   return text;

@@ -68,7 +68,7 @@ export async function usageRoutes(app: FastifyInstance, opts: { tenantry: Tenant
     {
       config: admin,
       schema: {
-        tags: ['operations'],
+        tags: ['control plane', 'operations'],
         summary: 'The busiest tenants over a window, across every instance',
         querystring: z.object({
           by: z.enum(USAGE_RANKINGS as [UsageRanking, ...UsageRanking[]]).default('time'),
@@ -89,7 +89,7 @@ export async function usageRoutes(app: FastifyInstance, opts: { tenantry: Tenant
     {
       config: admin,
       schema: {
-        tags: ['operations'],
+        tags: ['control plane', 'operations'],
         summary: "A tenant's daily metering rows (UTC days, inclusive), JSON or CSV",
         params: TenantParam,
         querystring: z.object({ from: Day, to: Day, format: z.enum(['json', 'csv']).default('json') }),
@@ -122,7 +122,7 @@ export async function usageRoutes(app: FastifyInstance, opts: { tenantry: Tenant
     {
       config: admin,
       schema: {
-        tags: ['operations'],
+        tags: ['control plane', 'operations'],
         summary: "A tenant's usage, slowest statements and storage trend, against the median tenant",
         params: TenantParam,
         querystring: z.object({ window: Window.default('24h') }),
