@@ -6,7 +6,8 @@ import type { TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
 import { definePlans } from '../src/admit/plans.ts';
 import { connectionConfig } from '../src/control/connection-url.ts';
-import type { IsolationTier, TenantRecord, Tenantry } from '../src/index.ts';
+import { itemsMigrations } from '../src/example/items.ts';
+import { type IsolationTier, type TenantRecord, Tenantry } from '../src/index.ts';
 
 // Per-tenant usage, metering, snapshots and quotas, over real PostgreSQL, all three tiers.
 
@@ -359,4 +360,71 @@ describe('quotas', () => {
       expect((await server.request('GET', '/v1/items', { token: key })).status).toBe(200);
     },
   );
+});
+
+describe('across instances, upkeep and erasure', () => {
+  it('two instances counting the same tenant add up in the table', async () => {
+    const other = await Tenantry.connect({
+      databaseUrl: db.url,
+      secret: db.secret,
+      roles: db.roles,
+      migrations: itemsMigrations,
+    });
+    try {
+      const t = await tenant('pool');
+      const mine = await load(t, { transactions: 3, queries: 5 });
+      const theirs = { queries: 7 };
+      for (let i = 0; i < theirs.queries; i++) await other.query(t, 'SELECT 1 AS one');
+      await other.usage.meter?.flush();
+      const top = await tenantry.usage.top({ by: 'transactions', window: '5m', limit: 1000 });
+      const row = top.find((r) => r.tenantId === t.id);
+      expect(row?.transactions).toBe(mine.transactions + theirs.queries);
+      expect(row?.statements).toBe(mine.statements + theirs.queries);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('upkeep creates the coming months’ metering partitions and drops old minute buckets', async () => {
+    const t = await tenant('pool');
+    await admin.query(
+      `INSERT INTO tenantry.tenant_usage_minutes (minute, tenant_id, transactions) VALUES (now() - interval '8 days', $1, 1)`,
+      [t.id],
+    );
+    await tenantry.usage.upkeep({ monthsAhead: 5 });
+    const { rows } = await admin.query<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'tenantry.tenant_usage_daily'::regclass ORDER BY 1`,
+    );
+    const month = (ahead: number) => {
+      const d = new Date();
+      const m = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + ahead, 1));
+      return `tenant_usage_daily_${m.getUTCFullYear()}_${String(m.getUTCMonth() + 1).padStart(2, '0')}`;
+    };
+    const names = rows.map((r) => r.name);
+    for (let i = 0; i <= 5; i++) expect(names).toContain(month(i));
+    expect(names).toContain('tenant_usage_daily_default');
+    const old = await admin.query('SELECT 1 FROM tenantry.tenant_usage_minutes WHERE tenant_id = $1', [t.id]);
+    expect(old.rowCount).toBe(0);
+  });
+
+  it.each(TIERS)('erasing a %s tenant removes its usage, metering and snapshots', async (tier) => {
+    const t = await tenant(tier);
+    await load(t, { transactions: 2, queries: 1 });
+    await tenantry.usage.snapshot({ tenants: [t.id] });
+    await tenantry.usage.meter?.flush();
+    const count = async () => {
+      const { rows } = await admin.query(
+        `SELECT (SELECT count(*) FROM tenantry.tenant_usage_minutes WHERE tenant_id = $1)
+              + (SELECT count(*) FROM tenantry.tenant_usage_daily WHERE tenant_id = $1)
+              + (SELECT count(*) FROM tenantry.tenant_metrics WHERE tenant_id = $1) AS n`,
+        [t.id],
+      );
+      return Number(rows[0].n);
+    };
+    expect(await count()).toBeGreaterThanOrEqual(3);
+    await tenantry.eraseTenant(t.id, { actor: 'test' });
+    await tenantry.usage.meter?.flush();
+    expect(await count()).toBe(0);
+  });
 });

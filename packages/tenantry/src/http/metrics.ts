@@ -10,7 +10,7 @@ import type { TenantUsage } from '../transaction/tenant-usage.ts';
  * route template, method and status class; latency; the pools; per-tier and per-plan usage
  * and the busiest tenants. No label ever holds an unbounded value: routes are templates
  * (`/v1/items/:id`), tiers and plans are a handful, and tenants appear only in the top-10
- * gauge. Each tenant request is also counted in the usage meter (`tenantry.usage`).
+ * gauge. Tenant requests are counted per tenant by the plugin (`usage` option).
  */
 export function registerMetrics(
   app: FastifyInstance,
@@ -55,7 +55,6 @@ export function registerMetrics(
   // prom-client hashes the label object on every inc/observe; the labelled children are
   // looked up once per (method, status, route template), a bounded set, and kept.
   const children = new Map<string, { count: Counter.Internal; latency: Histogram.Internal<string> }>();
-  const meter = tenantry.usage.meter;
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const key = `${req.method} ${reply.statusCode} ${route}`;
@@ -69,16 +68,6 @@ export function registerMetrics(
     }
     child.count.inc();
     child.latency.observe(reply.elapsedTime / 1000);
-    if (req.tenant && meter) {
-      const principal = req.principal;
-      meter.recordRequest(req.tenant, {
-        status: reply.statusCode,
-        bytesIn: Number(req.headers['content-length'] ?? 0) || 0,
-        bytesOut: Number(reply.getHeader('content-length') ?? 0) || 0,
-        apiKey: principal?.kind === 'api-key',
-        user: principal?.kind === 'user' ? principal.subject : undefined,
-      });
-    }
     done();
   });
 

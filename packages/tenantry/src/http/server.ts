@@ -315,6 +315,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     ...(options.subdomainBase ? { subdomainBase: options.subdomainBase } : {}),
     admit,
     ...(options.adminToken ? { adminToken: options.adminToken } : {}),
+    usage: tenantry.usage.meter,
   });
   await app.register(idempotencyPlugin, { store: idempotency });
 

@@ -6,6 +6,7 @@ import type { UsageMeter } from './usage-meter.ts';
 
 /** What `top` ranks tenants by. */
 export type UsageRanking = 'time' | 'transactions' | 'statements' | 'errors' | 'requests' | 'rows';
+/** Every {@link UsageRanking}, for validation and help texts. */
 export const USAGE_RANKINGS: readonly UsageRanking[] = [
   'time',
   'transactions',

@@ -11,6 +11,12 @@ const SQL_KEPT = 300;
  * statement (see `ops/usage-meter.ts`).
  *
  * Counters only grow; `flushed` holds what was already written.
+ *
+ * @example
+ * ```ts
+ * const usage = tenantry.usage.meter?.of(tenant);
+ * console.log(usage?.transactions, usage?.dbTimeMs); // counted by this process so far
+ * ```
  */
 export class TenantUsage {
   readonly tenantId: string;
