@@ -362,6 +362,21 @@ describe('quotas', () => {
   );
 });
 
+describe('Prometheus', () => {
+  it('per-tier and per-plan gauges, and no tenant id as a label but the top 10', async () => {
+    const t = await tenant('schema');
+    await load(t, { transactions: 1, queries: 1 });
+    await tenantry.usage.snapshot({ tenants: [t.id] });
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    expect(text).toMatch(/^tenantry_tenant_transactions_total\{tier="schema",plan="free"\} \d+/m);
+    expect(text).toMatch(/^tenantry_tenant_transaction_errors_total\{tier="pool",plan="free"\} \d+/m);
+    expect(text).toMatch(/^tenantry_tenant_db_seconds_total\{tier="database",plan="free"\} [\d.e-]+/m);
+    expect(text).toMatch(/^tenantry_tier_storage_bytes\{tier="schema"\} [1-9]\d*/m);
+    const withTenant = text.split('\n').filter((l) => l.includes(t.id));
+    expect(withTenant.every((l) => l.startsWith('tenantry_tenant_requests_top{'))).toBe(true);
+  });
+});
+
 describe('across instances, upkeep and erasure', () => {
   it('two instances counting the same tenant add up in the table', async () => {
     const other = await Tenantry.connect({
