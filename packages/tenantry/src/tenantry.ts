@@ -256,7 +256,7 @@ export class Tenantry<DB = unknown> {
 
   /**
    * Creates roles, schemas and the control plane, installs the context key, and creates the
-   * audit log's partitions ahead of need. Idempotent.
+   * audit log's and the usage metering's partitions ahead of need. Idempotent.
    */
   async setup(): Promise<MigrationReport> {
     const client = await this.adminPool.connect();
@@ -267,6 +267,7 @@ export class Tenantry<DB = unknown> {
       client.release();
     }
     await this.audit.partitions.ensure();
+    await this.usage.ensurePartitions();
     return report;
   }
 

@@ -437,6 +437,22 @@ export class UsageService {
   }
 
   /**
+   * Creates this month's and the next `monthsAhead` (default 3) months' metering partitions
+   * that are missing; returns how many it created (`setup()` runs it).
+   *
+   * @example
+   * ```ts
+   * await tenantry.usage.ensurePartitions(6);
+   * ```
+   */
+  async ensurePartitions(monthsAhead = USAGE_MONTHS_AHEAD): Promise<number> {
+    const { rows } = await this.#pool.query<{ n: number }>('SELECT tenantry.usage_ensure_partitions($1) AS n', [
+      monthsAhead,
+    ]);
+    return rows[0]?.n ?? 0;
+  }
+
+  /**
    * Upkeep: this month's and the next `monthsAhead` months' metering partitions, and
    * removal of per-minute buckets older than `minuteDays` (default 7) and snapshots older
    * than `snapshotDays` (default 90). Daily metering rows are kept.
@@ -447,7 +463,7 @@ export class UsageService {
    * ```
    */
   async upkeep(options: { monthsAhead?: number; minuteDays?: number; snapshotDays?: number } = {}): Promise<void> {
-    await this.#pool.query('SELECT tenantry.usage_ensure_partitions($1)', [options.monthsAhead ?? USAGE_MONTHS_AHEAD]);
+    await this.ensurePartitions(options.monthsAhead);
     await this.#pool.query(
       `DELETE FROM tenantry.tenant_usage_minutes WHERE minute < now() - make_interval(days => $1)`,
       [options.minuteDays ?? 7],
