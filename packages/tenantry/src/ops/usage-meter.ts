@@ -3,7 +3,7 @@ import type { Logger } from '../config.ts';
 import type { IsolationTier, TenantContext } from '../context/tenant-context.ts';
 import { TenantUsage, type UsageCounting } from '../transaction/tenant-usage.ts';
 
-/** Tenants with nothing counted for this long are dropped from memory at a flush. */
+/** Tenants with nothing counted for about this long are dropped from memory at a flush. */
 const IDLE_MS = 3_600_000;
 
 /** The counters the flush writes, in column order (see {@link FLUSH_SQL}). */
@@ -162,7 +162,6 @@ export class UsageMeter implements UsageCounting {
       usage.users ??= new Set();
       usage.users.add(request.user);
     }
-    usage.lastSeen = performance.now();
   }
 
   /** The usage object of `tenantId` if this process counted anything of it (nothing is created). */
@@ -239,7 +238,6 @@ export class UsageMeter implements UsageCounting {
   }
 
   async #flushOnce(): Promise<void> {
-    const now = performance.now();
     const batch: { usage: TenantUsage; delta: Record<Counter, number>; users: string[] }[] = [];
     for (const [id, usage] of this.#tenants) {
       this.#fold(usage);
@@ -251,9 +249,10 @@ export class UsageMeter implements UsageCounting {
       }
       const users = usage.users ? [...usage.users] : [];
       if (!any && users.length === 0) {
-        if (now - usage.lastSeen > IDLE_MS) this.#tenants.delete(id);
+        if (++usage.idleFlushes * this.#flushMs > IDLE_MS) this.#tenants.delete(id);
         continue;
       }
+      usage.idleFlushes = 0;
       batch.push({ usage, delta, users });
     }
     if (batch.length === 0) return;

@@ -223,7 +223,7 @@ export async function runTenantTransaction<T, DB>(
   const connection = await deps.connections.connect(tenant);
   const client = connection.client as PreparingClient;
   let discard: Error | undefined;
-  // Usage: one object per tenant, found once; two clock reads per statement.
+  // Usage: one object per tenant, found once; two clock reads per statement, one per transaction.
   // Tenant work only: Tenantry's own maintenance (purges, moves, snapshots) is not the tenant's usage.
   const usage: TenantUsage | undefined = purpose === 'work' ? deps.usage?.of(tenant) : undefined;
   let opened = 0;
@@ -337,10 +337,7 @@ export async function runTenantTransaction<T, DB>(
     return result;
   } finally {
     connection.release(discard);
-    if (usage && begun) {
-      const now = performance.now();
-      usage.transaction(now - opened, failed, now);
-    }
+    if (usage && begun) usage.transaction(performance.now() - opened, failed);
   }
 }
 
@@ -364,13 +361,18 @@ export async function runTenantQuery<R extends QueryResultRow>(
   // Tenant work only: Tenantry's own maintenance (purges, moves, snapshots) is not the tenant's usage.
   const usage: TenantUsage | undefined = purpose === 'work' ? deps.usage?.of(tenant) : undefined;
   const started = usage ? performance.now() : 0;
+  let ended = 0;
   let failed = true;
   try {
     const statement = { text, ...(values ? { values } : {}) };
     const { result, committed } = await openPipelined(deps, client, tenant, purpose, { statement, commit: true });
     if (!committed) throw new TenantryError('TRANSACTION_ABORTED');
     failed = false;
-    if (usage) usage.statement(result, text, performance.now() - started);
+    // The statement and COMMIT came back in one answer: one clock read for both.
+    if (usage) {
+      ended = performance.now();
+      usage.statement(result, text, ended - started);
+    }
     return { rows: (result?.rows ?? []) as R[], rowCount: result?.rowCount ?? 0 };
   } catch (error) {
     // Whatever stage failed, the transaction is over or aborted: end it before the
@@ -383,9 +385,6 @@ export async function runTenantQuery<R extends QueryResultRow>(
     throw error instanceof TenantryError ? error : translatePgError(error);
   } finally {
     connection.release(discard);
-    if (usage) {
-      const now = performance.now();
-      usage.transaction(now - started, failed, now);
-    }
+    if (usage) usage.transaction((ended || performance.now()) - started, failed);
   }
 }
