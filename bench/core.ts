@@ -6,7 +6,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import pg from 'pg';
-import { type TenantContext, Tenantry } from '../packages/tenantry/src/index.ts';
+import { type TenantContext, Tenantry, type TenantryOptions } from '../packages/tenantry/src/index.ts';
 import { KeyRing } from '../packages/tenantry/src/secrets/keys.ts';
 import { breakdownWorkload } from './lib/breakdown.ts';
 import { type BenchDatabase, createBenchDatabase, withAddress, withDatabase } from './lib/database.ts';
@@ -24,33 +24,56 @@ import { type CoreOptions, parseCoreOptions, USAGE } from './lib/options.ts';
 import { describeScans, searchesThroughIndex } from './lib/plan.ts';
 import { log, since } from './lib/print.ts';
 import { describeMachine, formatBlock, formatSteps, formatSummary, formatWire, ratios, TARGET } from './lib/report.ts';
+import { USAGE_TARGET, usageWorkload } from './lib/usage-workload.ts';
 import { WireCounter, type WireCounts } from './lib/wire-counter.ts';
 import { type SideEnv, type SideKey, type Workload, workloads } from './lib/workloads.ts';
 
 /** The pools one phase of the benchmark runs on. */
-async function openEnv(db: BenchDatabase, adminUrl: string, clients: number, viaPort?: number): Promise<SideEnv> {
+async function openEnv(
+  db: BenchDatabase,
+  adminUrl: string,
+  clients: number,
+  viaPort?: number,
+  usageSides = false,
+): Promise<SideEnv> {
   const url = (app: string) => {
     const u = withDatabase(adminUrl, db.name, app);
     return viaPort ? withAddress(u, '127.0.0.1', viaPort) : u;
   };
   const baseline = new pg.Pool({ connectionString: url('tenantry_bench_a'), max: clients, idleTimeoutMillis: 0 });
-  const tenantry = await Tenantry.connect<BenchDB>({
-    databaseUrl: url('tenantry_bench_b'),
-    secret: db.secret,
-    roles: db.roles,
-    migrations: benchMigrations,
-    pool: { max: clients, idleTimeoutMs: 3_600_000 },
-  });
+  const connect = (usage?: TenantryOptions['usage']) =>
+    Tenantry.connect<BenchDB>({
+      databaseUrl: url('tenantry_bench_b'),
+      secret: db.secret,
+      roles: db.roles,
+      migrations: benchMigrations,
+      pool: { max: clients, idleTimeoutMs: 3_600_000 },
+      ...(usage !== undefined ? { usage } : {}),
+    });
+  const tenantry = await connect();
+  // The usage workload's other instances: accounting off, and counters without application_name.
+  const usage = usageSides
+    ? { off: await connect(false), countersOnly: await connect({ applicationName: false }) }
+    : undefined;
   // Open every connection now, so no measurement pays for a connect (or misses a backend's CPU).
-  for (const pool of [baseline, tenantry.runtimePool]) {
+  for (const pool of [
+    baseline,
+    tenantry.runtimePool,
+    ...(usage ? [usage.off.runtimePool, usage.countersOnly.runtimePool] : []),
+  ]) {
     const held = await Promise.all(Array.from({ length: clients }, () => pool.connect()));
     for (const client of held) client.release();
   }
-  return { baseline, tenantry, contextKey: new KeyRing(db.secret).key('context-hmac') };
+  return { baseline, tenantry, contextKey: new KeyRing(db.secret).key('context-hmac'), usage };
 }
 
 async function closeEnv(env: SideEnv): Promise<void> {
-  await Promise.all([env.baseline.end(), env.tenantry.close()]);
+  await Promise.all([
+    env.baseline.end(),
+    env.tenantry.close(),
+    env.usage?.off.close(),
+    env.usage?.countersOnly.close(),
+  ]);
 }
 
 /** Protocol messages per transaction of each side, through the counting proxy, one client. */
@@ -63,7 +86,13 @@ async function countWire(
   const target = new URL(adminUrl);
   const counter = new WireCounter(target.hostname, Number(target.port || 5432));
   const port = await counter.listen();
-  const env = await openEnv(db, adminUrl, 1, port);
+  const env = await openEnv(
+    db,
+    adminUrl,
+    1,
+    port,
+    list.some((w) => w.key === 'usage'),
+  );
   const out: { workload: string; side: SideKey; counts: WireCounts }[] = [];
   try {
     for (const workload of list) {
@@ -166,7 +195,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     log(`load + index + VACUUM ANALYZE: ${since(t0)} — ${sizes.map((s) => `${s.name} ${s.size}`).join(', ')}`);
     const sample = await sampleRows(admin, tenants, options.rows);
     const data = { tenants, sample, words };
-    const all: Record<string, Workload> = { ...workloads(data), breakdown: breakdownWorkload(data) };
+    const all: Record<string, Workload> = {
+      ...workloads(data),
+      breakdown: breakdownWorkload(data),
+      usage: usageWorkload(data),
+    };
+    const usageSides = options.workloads.includes('usage');
     const chosen = options.workloads.map((k) => all[k] as Workload);
     const { rows: gin } = await admin.query<{ name: string }>(
       `SELECT indexname AS name FROM pg_indexes WHERE tablename = 'items' AND indexdef ILIKE '%USING gin%'`,
@@ -189,7 +223,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Same parameters on every side: same rows? which plan?
     log('');
     log('Plans (EXPLAIN ANALYZE; b and b-raw as the runtime role inside a tenant transaction)');
-    const checkEnv = await openEnv(db, options.databaseUrl, 2);
+    const checkEnv = await openEnv(db, options.databaseUrl, 2, undefined, usageSides);
     const plans: Record<string, unknown> = {};
     try {
       for (const workload of chosen) {
@@ -231,7 +265,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const cpu = new ServerCpu(admin);
     const blocks: Block[] = [];
     for (const clients of options.clients) {
-      const env = await openEnv(db, options.databaseUrl, clients);
+      const env = await openEnv(db, options.databaseUrl, clients, undefined, usageSides);
       try {
         for (const workload of chosen) {
           if (workload.singleClient && clients !== options.clients[0]) continue;
@@ -266,6 +300,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       `Summary (medians over rounds; target: b/a latency ≤ ${TARGET.latency.toFixed(2)} and b/a throughput ≥ ${TARGET.throughput.toFixed(2)})`,
     );
     log(formatSummary(blocks));
+    for (const block of blocks.filter((b) => b.workload === 'usage')) {
+      for (const r of ratios(block.results)) {
+        log(
+          `usage accounting, ${block.clients} clients: ${r.side}/a p50 latency ${r.latency.toFixed(3)}, throughput ${r.throughput.toFixed(3)} (target: latency ≤ ${USAGE_TARGET})`,
+        );
+      }
+    }
     const rt = wire.filter((w) => w.side === 'a' || w.side === 'b');
     log(
       `round trips per transaction: ${rt.map((w) => `${w.workload}/${w.side} ${w.counts.roundTrips.toFixed(2)}`).join(', ')}`,

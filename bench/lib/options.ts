@@ -27,7 +27,7 @@ export interface CoreOptions {
   readonly json: string | undefined;
 }
 
-export const ALL_WORKLOADS = ['point', 'breakdown', 'range', 'fts', 'fts-leakproof', 'insert'] as const;
+export const ALL_WORKLOADS = ['point', 'breakdown', 'range', 'fts', 'fts-leakproof', 'insert', 'usage'] as const;
 
 export const USAGE = `Usage: node bench/core.ts [options]
 

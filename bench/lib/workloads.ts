@@ -47,6 +47,8 @@ export interface SideEnv {
   readonly tenantry: Tenantry<BenchDB>;
   /** The context HMAC key (derived from the secret as Tenantry does), for the breakdown's hand-made tokens. */
   readonly contextKey: Buffer;
+  /** For the usage workload: the same Tenantry with usage accounting off, and with counters only. */
+  readonly usage?: { readonly off: Tenantry<BenchDB>; readonly countersOnly: Tenantry<BenchDB> } | undefined;
 }
 
 export interface Workload {

@@ -79,6 +79,21 @@ export interface TenantryOptions {
   /** How the verified context is set and read; default {@link postgresDialect}. */
   dialect?: ContextDialect;
   logger?: Logger;
+  /**
+   * Per-tenant usage accounting (`tenantry.usage`, see docs/operations.md): counted in
+   * memory by every tenant transaction and written every `flushMs` (default 10 000) in one
+   * batched statement. `applicationName` (default true) also names the tenant in
+   * `application_name` for the duration of each tenant transaction, so `pg_stat_activity`
+   * shows whose work a backend runs. `false` turns both off.
+   */
+  usage?: UsageOptions | false;
+}
+
+/** Options of usage accounting; see {@link TenantryOptions.usage}. */
+export interface UsageOptions {
+  readonly enabled?: boolean;
+  readonly flushMs?: number;
+  readonly applicationName?: boolean;
 }
 
 /** Options of the event dispatcher; see {@link TenantryOptions.events}. */
@@ -120,6 +135,7 @@ export interface ResolvedConfig {
   };
   readonly dialect: ContextDialect;
   readonly logger: Logger | undefined;
+  readonly usage: { readonly enabled: boolean; readonly flushMs: number; readonly applicationName: boolean };
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -250,5 +266,14 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
     }),
     dialect: options.dialect ?? postgresDialect,
     logger: options.logger,
+    usage: Object.freeze(
+      options.usage === false || options.usage?.enabled === false
+        ? { enabled: false, flushMs: 10_000, applicationName: false }
+        : {
+            enabled: true,
+            flushMs: positiveInt(options.usage?.flushMs, 10_000, 'usage.flushMs'),
+            applicationName: options.usage?.applicationName ?? true,
+          },
+    ),
   });
 }

@@ -11,7 +11,7 @@
  * @packageDocumentation
  */
 
-export type { Logger, ResolvedConfig, TenantryOptions } from './config.ts';
+export type { Logger, ResolvedConfig, TenantryOptions, UsageOptions } from './config.ts';
 export { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 export {
   getTenant,
@@ -84,6 +84,19 @@ export {
   type FleetReport,
 } from './fleet/fleet-run.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
+export type { TenantSnapshot } from './ops/tenant-snapshots.ts';
+export { type RequestUsage, UsageMeter, type UsageTotals } from './ops/usage-meter.ts';
+export {
+  type DailyUsage,
+  parseWindow,
+  type TenantPerformance,
+  type TopTenant,
+  USAGE_CSV_COLUMNS,
+  USAGE_RANKINGS,
+  type UsageFigures,
+  type UsageRanking,
+  UsageService,
+} from './ops/usage-service.ts';
 export type { MigrationContext, MigrationIndex, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
@@ -91,3 +104,4 @@ export type { MovedTable } from './tiers/tenant-copy.ts';
 export type { MoveOptions, MoveReport } from './tiers/tenant-move.ts';
 export { type WarmPoolOptions, WarmPoolRefiller } from './tiers/warm-pool.ts';
 export type { CompiledStatement, QueryResult, TenantTransaction } from './transaction/tenant-transaction.ts';
+export { TenantUsage } from './transaction/tenant-usage.ts';

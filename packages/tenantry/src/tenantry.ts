@@ -36,7 +36,10 @@ import { createTenantKysely } from './kysely/tenant-kysely.ts';
 import { OUTBOX_CHANNEL } from './migrate/outbox-migration.ts';
 import { applyNonTransactionalMigration, applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
+import { TenantSnapshots } from './ops/tenant-snapshots.ts';
 import { loadTracing, withSpan } from './ops/tracing.ts';
+import { UsageMeter } from './ops/usage-meter.ts';
+import { UsageService } from './ops/usage-service.ts';
 import type { TenantMigration } from './schema/migration.ts';
 import { KeyRing } from './secrets/keys.ts';
 import { PlacementPolicy } from './tiers/placement-policy.ts';
@@ -117,6 +120,11 @@ export class Tenantry<DB = unknown> {
    * (ANALYZE, VACUUM, REINDEX CONCURRENTLY, missing tenant indexes, partitions).
    */
   readonly dbops: DatabaseOps;
+  /**
+   * Per-tenant usage and metering: top tenants over a window, daily metering rows, tenant
+   * snapshots and performance reports (see docs/operations.md).
+   */
+  readonly usage: UsageService;
   readonly #keys: KeyRing;
   readonly #runner: TransactionRunnerDeps;
   readonly #mover: TenantMover;
@@ -172,6 +180,9 @@ export class Tenantry<DB = unknown> {
       new PlacementPolicy(this.placements, this.provisioner),
       this.#eraser,
     );
+    const meter = config.usage.enabled
+      ? new UsageMeter(this.adminPool, { flushMs: config.usage.flushMs, logger: config.logger })
+      : null;
     this.#runner = {
       connections: new TenantRouter({
         mainPool: this.runtimePool,
@@ -189,7 +200,20 @@ export class Tenantry<DB = unknown> {
       contextBinding: config.contextBinding,
       sharedSchema: config.tenantSchema,
       db: this.db as Kysely<unknown>,
+      usage: meter ?? undefined,
+      applicationName: config.usage.applicationName,
     };
+    this.usage = new UsageService(
+      this.adminPool,
+      meter,
+      new TenantSnapshots({
+        admin: this.adminPool,
+        sharedSchema: config.tenantSchema,
+        placements: this.placements,
+        connect: (placement, database) => this.provisioner.adminConnection(placement, database),
+        maintenance: (tenant, fn) => runTenantTransaction(this.#runner, tenant, 'maintenance', fn),
+      }),
+    );
     this.#mover = new TenantMover({
       admin: this.adminPool,
       config,
@@ -247,7 +271,7 @@ export class Tenantry<DB = unknown> {
 
   /**
    * Creates roles, schemas and the control plane, installs the context key, and creates the
-   * audit log's partitions ahead of need. Idempotent.
+   * audit log's and the usage metering's partitions ahead of need. Idempotent.
    */
   async setup(): Promise<MigrationReport> {
     const client = await this.adminPool.connect();
@@ -258,6 +282,7 @@ export class Tenantry<DB = unknown> {
       client.release();
     }
     await this.audit.partitions.ensure();
+    await this.usage.ensurePartitions();
     return report;
   }
 
@@ -565,6 +590,7 @@ export class Tenantry<DB = unknown> {
   async close(): Promise<void> {
     await this.events.close();
     await this.apiKeys.close();
+    await this.usage.meter?.close();
     await Promise.all([this.adminPool.end(), this.runtimePool.end(), this.poolMap.close()]);
   }
 }

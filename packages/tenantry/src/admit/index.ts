@@ -22,3 +22,4 @@ export {
   type TenantRateLimiterOptions,
 } from './rate-limit.ts';
 export { rateLimitHeaders } from './rate-limit-headers.ts';
+export { type UsageQuotaHolder, type UsageQuotaSource, UsageQuotas } from './usage-quotas.ts';

@@ -21,6 +21,11 @@ export interface PlanLimits {
    * {@link BURST_WINDOW_SECONDS}. Absent or 0: no burst allowance.
    */
   readonly burst?: number | undefined;
+  /**
+   * Requests a tenant may make per calendar month (UTC), counted from the daily metering
+   * rows of every instance (see `UsageQuotas`). Absent: no monthly quota.
+   */
+  readonly requestsPerMonth?: number | undefined;
 }
 
 /**
@@ -75,11 +80,15 @@ export function validatePlans(plans: Readonly<Record<string, PlanLimits>>): Plan
     if (burst !== 0 && !positiveInteger(burst)) {
       throw new TenantryError('CONFIG_INVALID', `plans.${name}.burst must be a non-negative integer`);
     }
-    resolved[name] = Object.freeze(
-      burst > 0
-        ? { requestsPerMinute: limits.requestsPerMinute, burst }
-        : { requestsPerMinute: limits.requestsPerMinute },
-    );
+    const monthly = limits.requestsPerMonth;
+    if (monthly !== undefined && !positiveInteger(monthly)) {
+      throw new TenantryError('CONFIG_INVALID', `plans.${name}.requestsPerMonth must be a positive integer`);
+    }
+    resolved[name] = Object.freeze({
+      requestsPerMinute: limits.requestsPerMinute,
+      ...(burst > 0 ? { burst } : {}),
+      ...(monthly !== undefined ? { requestsPerMonth: monthly } : {}),
+    });
   }
   if (!Object.hasOwn(resolved, FALLBACK_PLAN)) {
     throw new TenantryError('CONFIG_INVALID', `plans must define '${FALLBACK_PLAN}': unknown plans fall back on it`);

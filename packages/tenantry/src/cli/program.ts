@@ -7,6 +7,7 @@ import { registerMigrate } from './commands/migrate.ts';
 import { registerRetrofit } from './commands/retrofit.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTenants } from './commands/tenants.ts';
+import { registerUsage } from './commands/usage.ts';
 import { registerWebhooks } from './commands/webhooks.ts';
 
 /** The `tenantry` command line, every command registered, not yet parsed. */
@@ -24,5 +25,6 @@ export function createProgram(): Command {
   registerAudit(program);
   registerDb(program);
   registerWebhooks(program);
+  registerUsage(program);
   return program;
 }

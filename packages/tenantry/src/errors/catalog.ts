@@ -140,6 +140,15 @@ export const ERRORS = {
   SOCKET_AUTH_TIMEOUT: { status: 401, message: 'No auth message arrived before the WebSocket auth deadline' },
   SOCKET_BAD_MESSAGE: { status: 400, message: 'The WebSocket message is not one the events protocol knows' },
   SOCKET_LIMIT: { status: 429, message: 'The tenant has as many event sockets as this server allows' },
+  REQUEST_QUOTA_EXCEEDED: {
+    status: 429,
+    message: "The tenant has used its plan's requests for this month; more are admitted from the 1st (UTC)",
+  },
+  STORAGE_QUOTA_EXCEEDED: {
+    status: 403,
+    message:
+      'The tenant uses all the storage its limits allow; writes are refused until it frees some or the limit is raised',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

@@ -1,14 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { TopTenants } from '../ops/top-tenants.ts';
+import type { UsageService } from '../ops/usage-service.ts';
 import type { Tenantry } from '../tenantry.ts';
 import type { PoolMap, PoolMapStats } from '../transaction/pool-map.ts';
+import type { TenantUsage } from '../transaction/tenant-usage.ts';
 
 /**
  * Prometheus metrics of the reference server, on a registry of its own: requests by
- * route template, method and status class; latency; the pools; and the busiest tenants.
- * No label ever holds an unbounded value: routes are templates (`/v1/items/:id`), and
- * tenants appear only in the top-N gauge.
+ * route template, method and status class; latency; the pools; per-tier and per-plan usage
+ * and the busiest tenants. No label ever holds an unbounded value: routes are templates
+ * (`/v1/items/:id`), tiers and plans are a handful, and tenants appear only in the top-10
+ * gauge. Tenant requests are counted per tenant by the plugin (`usage` option).
  */
 export function registerMetrics(
   app: FastifyInstance,
@@ -32,17 +34,7 @@ export function registerMetrics(
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
-  const top = new TopTenants();
-  new Gauge({
-    name: 'tenantry_tenant_requests_top',
-    help: 'Requests of the busiest tenants in the last minute (at most 10 tenants are named)',
-    labelNames: ['tenant'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [tenant, n] of top.top()) this.set({ tenant }, n);
-    },
-  });
+  registerUsageMetrics(registry, tenantry.usage);
   for (const [name, pool] of [
     ['runtime', tenantry.runtimePool],
     ['admin', tenantry.adminPool],
@@ -76,7 +68,6 @@ export function registerMetrics(
     }
     child.count.inc();
     child.latency.observe(reply.elapsedTime / 1000);
-    if (req.tenant) top.record(req.tenant.id);
     done();
   });
 
@@ -128,4 +119,104 @@ export function registerPoolMapMetrics(registry: Registry, poolMap: Pick<PoolMap
       },
     });
   }
+}
+
+/**
+ * Usage gauges on `registry`, read at each scrape: per tier and plan, the transactions,
+ * failed transactions, seconds holding a database connection and requests this process
+ * counted (running totals: use `rate()`), the storage and tenants of each tier by the
+ * latest snapshots (read at most once a minute), and `tenantry_tenant_requests_top{tenant}`,
+ * the 10 tenants with the most requests in the last complete minute — the only metric that
+ * names tenants. Labels stay bounded at any number of tenants (invariant 9).
+ *
+ * @example
+ * ```ts
+ * registerUsageMetrics(registry, tenantry.usage);
+ * ```
+ */
+export function registerUsageMetrics(registry: Registry, usage: UsageService): void {
+  const meter = usage.meter;
+  if (meter) {
+    const totals: readonly [string, string, 'transactions' | 'errors' | 'requests' | 'dbTimeMs'][] = [
+      ['tenantry_tenant_transactions_total', 'Tenant transactions by tier and plan', 'transactions'],
+      [
+        'tenantry_tenant_transaction_errors_total',
+        'Tenant transactions that ended in an error, by tier and plan',
+        'errors',
+      ],
+      ['tenantry_tenant_requests_total', 'Tenant requests by tier and plan', 'requests'],
+      [
+        'tenantry_tenant_db_seconds_total',
+        'Seconds tenant transactions held a database connection, by tier and plan',
+        'dbTimeMs',
+      ],
+    ];
+    for (const [name, help, field] of totals) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['tier', 'plan'],
+        registers: [registry],
+        collect() {
+          for (const t of meter.totals()) {
+            this.set({ tier: t.tier, plan: t.plan }, field === 'dbTimeMs' ? t[field] / 1000 : t[field]);
+          }
+        },
+      });
+    }
+    // Requests per tenant in the last complete minute: marks taken once a minute, at a scrape.
+    const marks = new WeakMap<TenantUsage, number>();
+    let markedAt = 0;
+    let top: [string, number][] = [];
+    const sinceMark = (): [string, number][] => {
+      const out: [string, number][] = [];
+      for (const u of meter.tenants()) {
+        const n = u.requests - (marks.get(u) ?? 0);
+        if (n > 0) out.push([u.tenantId, n]);
+      }
+      return out.sort((a, b) => b[1] - a[1]).slice(0, 10);
+    };
+    new Gauge({
+      name: 'tenantry_tenant_requests_top',
+      help: 'Requests of the busiest tenants in the last minute (at most 10 tenants are named)',
+      labelNames: ['tenant'],
+      registers: [registry],
+      collect() {
+        const now = performance.now();
+        if (now - markedAt >= 60_000) {
+          top = sinceMark();
+          for (const u of meter.tenants()) marks.set(u, u.requests);
+          markedAt = now;
+        }
+        this.reset();
+        // Before the first complete minute: the minute so far.
+        for (const [tenant, n] of top.length > 0 ? top : sinceMark()) this.set({ tenant }, n);
+      },
+    });
+  }
+  let storage: { at: number; rows: { tier: string; bytes: number; tenants: number }[] } = { at: -Infinity, rows: [] };
+  const storageRows = async () => {
+    if (performance.now() - storage.at >= 60_000) {
+      storage = { at: performance.now(), rows: await usage.storageByTier().catch(() => storage.rows) };
+    }
+    return storage.rows;
+  };
+  new Gauge({
+    name: 'tenantry_tier_storage_bytes',
+    help: 'Storage of the tenants of each tier by their latest snapshot (pool tier: estimated)',
+    labelNames: ['tier'],
+    registers: [registry],
+    async collect() {
+      for (const r of await storageRows()) this.set({ tier: r.tier }, r.bytes);
+    },
+  });
+  new Gauge({
+    name: 'tenantry_tier_tenants_measured',
+    help: 'Tenants of each tier with a snapshot',
+    labelNames: ['tier'],
+    registers: [registry],
+    async collect() {
+      for (const r of await storageRows()) this.set({ tier: r.tier }, r.tenants);
+    },
+  });
 }

@@ -12,6 +12,7 @@ import { presentedCredential } from '../identify/credential.ts';
 import { identifyTenant } from '../identify/identify-tenant.ts';
 import type { TenantCache } from '../identify/tenant-cache.ts';
 import { claimedTenant, type TenantClaim } from '../identify/tenant-claim.ts';
+import type { RequestUsage } from '../ops/usage-meter.ts';
 import type { CompiledStatement, QueryResult, TenantTransaction } from '../transaction/tenant-transaction.ts';
 
 /** What the plugin needs of `Tenantry` (step 5): tenant transactions for a given context. */
@@ -40,6 +41,11 @@ export interface TenantryPluginOptions {
   admit?: (tenant: TenantRecord, request: FastifyRequest) => Promise<AdmissionDecision>;
   /** Control-plane bearer token (`TENANTRY_ADMIN_TOKEN`); admin routes answer 401 without it. */
   adminToken?: string;
+  /**
+   * Per-tenant request usage (`tenantry.usage.meter`): every admitted data-plane request is
+   * counted when its response is sent — status class, bytes, API key or user.
+   */
+  usage?: { recordRequest(tenant: TenantRecord, request: RequestUsage): void } | null;
 }
 
 /** Per-route switches, in `config.tenantry`. */
@@ -155,6 +161,23 @@ export const tenantryPlugin = fp(
         return Promise.reject(error);
       }
     });
+    const usage = options.usage;
+    if (usage) {
+      app.addHook('onResponse', (request, reply, done) => {
+        const tenant = request.tenant;
+        if (tenant) {
+          const principal = request.principal;
+          usage.recordRequest(tenant, {
+            status: reply.statusCode,
+            bytesIn: Number(request.headers['content-length'] ?? 0) || 0,
+            bytesOut: Number(reply.getHeader('content-length') ?? 0) || 0,
+            apiKey: principal?.kind === 'api-key',
+            user: principal?.kind === 'user' ? principal.subject : undefined,
+          });
+        }
+        done();
+      });
+    }
     // Callback style on purpose: `done()` called inside `withTenant` runs the rest of the
     // request (the handler, and every async continuation of it) in the tenant's context.
     app.addHook('preHandler', (request, reply, done) => {

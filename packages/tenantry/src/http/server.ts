@@ -14,6 +14,7 @@ import {
 import type { PlanCatalog } from '../admit/plans.ts';
 import { type RateLimitRedisClient, type RedisErrorPolicy, TenantRateLimiter } from '../admit/rate-limit.ts';
 import { rateLimitHeaders } from '../admit/rate-limit-headers.ts';
+import { UsageQuotas } from '../admit/usage-quotas.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
 import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
@@ -45,6 +46,7 @@ import { exportRoutes } from './routes/exports.ts';
 import { itemRoutes } from './routes/items.ts';
 import { meRoutes } from './routes/me.ts';
 import { tenantRoutes } from './routes/tenants.ts';
+import { usageRoutes } from './routes/usage.ts';
 import { userRoutes } from './routes/users.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -102,6 +104,12 @@ export interface ServerOptions {
    * instance (default 1000), and how long a socket may wait for its `auth` message (default 5 s).
    */
   events?: Omit<SocketHubOptions, 'recheck' | 'logger'> & { authTimeoutMs?: number };
+  /**
+   * Usage upkeep and quotas: tenant snapshots every `snapshotIntervalMs` (default hourly; 0:
+   * none), with the metering partitions and retention; `quotaTtlMs`, how long a tenant's
+   * month of requests and latest storage are cached for quota checks (default 10 s).
+   */
+  usage?: { snapshotIntervalMs?: number; quotaTtlMs?: number };
 }
 
 declare module 'fastify' {
@@ -204,6 +212,8 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     }
     const problem = toProblem(error, req.id);
     if (problem.status >= 500) req.log.error({ err: error }, 'request failed');
+    const retryAfter = error instanceof TenantryError ? error.details?.retryAfterSeconds : undefined;
+    if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
     if (problem.status === 429 || problem.status === 503) {
       if (!reply.getHeader('retry-after')) reply.header('retry-after', '1');
     }
@@ -245,12 +255,22 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
           logger: app.log,
         })
       : undefined;
-  const admit: TenantryPluginOptions['admit'] =
+  const rateLimit: NonNullable<TenantryPluginOptions['admit']> =
     options.admit ??
     (async (tenant) => {
       const decision = await (limiter as TenantRateLimiter).consume(tenant.id, tenant.plan);
       return { allowed: decision.allowed, headers: rateLimitHeaders(decision) };
     });
+  // Quotas read from usage (requests per month, storage) come before the rate limit, so a
+  // refused request spends none of the minute's budget.
+  const quotas = new UsageQuotas(tenantry.usage, {
+    ...(options.plans ? { plans: options.plans } : {}),
+    ...(options.usage?.quotaTtlMs !== undefined ? { ttlMs: options.usage.quotaTtlMs } : {}),
+  });
+  const admit: TenantryPluginOptions['admit'] = async (tenant, request) => {
+    await quotas.check(tenant, request.method);
+    return rateLimit(tenant, request);
+  };
 
   const feed = new ChangeFeed(tenantry.config.databaseUrl, { logger: app.log });
   const tenants = new TenantCache(tenantry.tenants, { feed, ttlMs: options.tenantCacheTtlMs ?? 5000 });
@@ -282,6 +302,18 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     { logger: tenantry.config.logger, name: 'audit partitions and idempotency keys upkeep' },
   );
   app.addHook('onClose', async () => stopUpkeep());
+  // Tenant snapshots (storage for quotas and trends), metering partitions and retention.
+  const snapshotMs = options.usage?.snapshotIntervalMs ?? 3_600_000;
+  if (snapshotMs > 0) {
+    const stopSnapshots = everyInterval(
+      async () => {
+        await tenantry.usage.upkeep();
+        await tenantry.usage.snapshot();
+      },
+      { intervalMs: snapshotMs, logger: tenantry.config.logger, name: 'tenant snapshots and usage upkeep' },
+    );
+    app.addHook('onClose', async () => stopSnapshots());
+  }
   if (options.warmSchemas) {
     const refiller = new WarmPoolRefiller(tenantry.provisioner, {
       size: options.warmSchemas,
@@ -302,6 +334,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     ...(options.subdomainBase ? { subdomainBase: options.subdomainBase } : {}),
     admit,
     ...(options.adminToken ? { adminToken: options.adminToken } : {}),
+    usage: tenantry.usage.meter,
   });
   await app.register(idempotencyPlugin, { store: idempotency });
 
@@ -348,6 +381,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
   const deliverer = new WebhookDeliverer(tenantry.webhooks, { logger: tenantry.config.logger, ...options.webhooks });
   if (options.webhooks?.deliver !== false) deliverer.subscribe(tenantry.events);
   app.addHook('onClose', async () => deliverer.close());
+  await app.register(usageRoutes, { tenantry });
   await app.register(webhookRoutes, {
     webhooks: tenantry.webhooks,
     deliverer,

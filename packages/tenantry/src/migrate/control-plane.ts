@@ -14,6 +14,7 @@ import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
 import { outboxMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
+import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
 import { usersMigration } from './users-migration.ts';
 import { webhookDeadLettersMigration } from './webhook-dead-letters-migration.ts';
 import { webhooksMigration } from './webhooks-migration.ts';
@@ -35,6 +36,8 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     idempotencyMigration,
     outboxMigration(runtimeRole),
     webhooksMigration,
+    usageMigration,
+    tenantMetricsMigration,
     webhookDeadLettersMigration,
     contextCommonPathMigration(runtimeRole, 'control'),
   ];

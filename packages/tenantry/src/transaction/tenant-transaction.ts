@@ -12,6 +12,7 @@ import { TenantryError } from '../errors/catalog.ts';
 import { TENANTRY_SQLSTATE, translatePgError } from '../errors/sqlstate.ts';
 import { type PipelineResponse, pipelinedBegin, stageOf } from './pipelined-begin.ts';
 import { type DeferredStatement, pipelinedCommit } from './pipelined-commit.ts';
+import type { TenantUsage, UsageCounting } from './tenant-usage.ts';
 
 /** A statement compiled ahead (a Kysely `CompiledQuery` fits): SQL text and its parameters. */
 export interface CompiledStatement {
@@ -106,6 +107,33 @@ export interface TransactionRunnerDeps {
   readonly contextBinding: 'session' | 'pooler';
   /** Schema of the shared tables: `search_path` of pool- and database-tier transactions. */
   readonly sharedSchema: string;
+  /** Per-tenant usage accounting (`usage` option); absent: nothing is counted. */
+  readonly usage?: UsageCounting | undefined;
+  /**
+   * The context statement sets `application_name` to `tenantry:<tenant id>` for the
+   * transaction (`SET LOCAL`), so `pg_stat_activity` shows whose work a backend runs. It
+   * rides in the statement of the opening pipeline: no extra round trip.
+   */
+  readonly applicationName?: boolean | undefined;
+}
+
+/**
+ * The context statement wrapped so that it also names the transaction's tenant in
+ * `application_name` (transaction-local, like the context itself); it answers exactly what
+ * the context statement answers. Built once per dialect.
+ */
+const NAMED_ENTER = new WeakMap<ContextDialect, string>();
+function enterText(deps: TransactionRunnerDeps): string {
+  if (!deps.applicationName) return deps.dialect.enterSql;
+  let text = NAMED_ENTER.get(deps.dialect);
+  if (text === undefined) {
+    // In the WHERE clause, not the select list: the answer (row description and row) stays
+    // the context statement's own. Order does not matter: if enter() refuses, the
+    // transaction aborts and the transaction-local setting goes with it.
+    text = `SELECT e.* FROM (${deps.dialect.enterSql}) e WHERE set_config('application_name', 'tenantry:' || $4::text, true) IS NOT NULL`;
+    NAMED_ENTER.set(deps.dialect, text);
+  }
+  return text;
 }
 
 /**
@@ -143,7 +171,11 @@ async function openPipelined(
     try {
       const response = await pipelinedBegin(client, {
         begin: 'BEGIN',
-        enter: { text: deps.dialect.enterSql, values: [token, next, deps.sharedSchema], ...(name ? { name } : {}) },
+        enter: {
+          text: enterText(deps),
+          values: deps.applicationName ? [token, next, deps.sharedSchema, tenant.id] : [token, next, deps.sharedSchema],
+          ...(name ? { name } : {}),
+        },
         parseEnter: prepared === undefined,
         ...request,
       });
@@ -191,6 +223,11 @@ export async function runTenantTransaction<T, DB>(
   const connection = await deps.connections.connect(tenant);
   const client = connection.client as PreparingClient;
   let discard: Error | undefined;
+  // Usage: one object per tenant, found once; two clock reads per statement, one per transaction.
+  // Tenant work only: Tenantry's own maintenance (purges, moves, snapshots) is not the tenant's usage.
+  const usage: TenantUsage | undefined = purpose === 'work' ? deps.usage?.of(tenant) : undefined;
+  let opened = 0;
+  let failed = true;
   /** The opening pipeline, once the first statement was issued. */
   let begun: Promise<pg.QueryResult> | undefined;
   /** Whether PostgreSQL accepted the context (the transaction is open on the server). */
@@ -222,22 +259,32 @@ export async function runTenantTransaction<T, DB>(
     open: true,
     async execute(text, values) {
       if (!state.open) throw new TenantryError('NO_TENANT_TRANSACTION', 'this transaction has ended');
+      const started = usage ? performance.now() : 0;
       try {
+        let result: pg.QueryResult;
         if (!begun) {
+          opened = started;
           begun = begin({ text, ...(values ? { values } : {}) });
           // Awaited just below; the no-op catch keeps a concurrent waiter's copy from
           // being reported as unhandled.
           begun.catch(() => {});
-          return await begun;
+          result = await begun;
+        } else {
+          // Statements issued while the pipeline is in flight queue behind it on the
+          // connection; a refused context fails them too.
+          await begun.catch((error: unknown) => {
+            if (stageOf(error) !== 'statement') throw error;
+          });
+          // Always the extended protocol: one statement per message, so injected text cannot
+          // end the transaction and run more statements after it (see docs/security-model.md).
+          result = await client.query({
+            text,
+            values: values ? [...values] : [],
+            queryMode: 'extended',
+          } as pg.QueryConfig);
         }
-        // Statements issued while the pipeline is in flight queue behind it on the
-        // connection; a refused context fails them too.
-        await begun.catch((error: unknown) => {
-          if (stageOf(error) !== 'statement') throw error;
-        });
-        // Always the extended protocol: one statement per message, so injected text cannot
-        // end the transaction and run more statements after it (see docs/security-model.md).
-        return await client.query({ text, values: values ? [...values] : [], queryMode: 'extended' } as pg.QueryConfig);
+        usage?.statement(result, text, performance.now() - started);
+        return result;
       } catch (error) {
         throw translatePgError(error);
       }
@@ -286,9 +333,11 @@ export async function runTenantTransaction<T, DB>(
       await rollback();
       throw error instanceof TenantryError ? error : translatePgError(error);
     }
+    failed = false;
     return result;
   } finally {
     connection.release(discard);
+    if (usage && begun) usage.transaction(performance.now() - opened, failed);
   }
 }
 
@@ -310,10 +359,21 @@ export async function runTenantQuery<R extends QueryResultRow>(
   const connection = await deps.connections.connect(tenant);
   const client = connection.client as PreparingClient;
   let discard: Error | undefined;
+  // Tenant work only: Tenantry's own maintenance (purges, moves, snapshots) is not the tenant's usage.
+  const usage: TenantUsage | undefined = purpose === 'work' ? deps.usage?.of(tenant) : undefined;
+  const started = usage ? performance.now() : 0;
+  let ended = 0;
+  let failed = true;
   try {
     const statement = { text, ...(values ? { values } : {}) };
     const { result, committed } = await openPipelined(deps, client, tenant, purpose, { statement, commit: true });
     if (!committed) throw new TenantryError('TRANSACTION_ABORTED');
+    failed = false;
+    // The statement and COMMIT came back in one answer: one clock read for both.
+    if (usage) {
+      ended = performance.now();
+      usage.statement(result, text, ended - started);
+    }
     return { rows: (result?.rows ?? []) as R[], rowCount: result?.rowCount ?? 0 };
   } catch (error) {
     // The pipeline ran as one implicit transaction, which PostgreSQL ended at its Sync
@@ -327,5 +387,6 @@ export async function runTenantQuery<R extends QueryResultRow>(
     throw error instanceof TenantryError ? error : translatePgError(error);
   } finally {
     connection.release(discard);
+    if (usage) usage.transaction((ended || performance.now()) - started, failed);
   }
 }

@@ -3,6 +3,7 @@ import type { CreateTenantInput } from '../../control/tenant-input.ts';
 import type { TenantRecord } from '../../control/tenant-record.ts';
 import { cliMigrations, withTenantry } from '../run.ts';
 import { registerTenantData } from './tenant-data.ts';
+import { registerTenantsTop } from './usage.ts';
 
 function print(tenant: TenantRecord, json: boolean | undefined): void {
   if (json) {
@@ -200,4 +201,5 @@ export function registerTenants(program: Command): void {
     });
 
   registerTenantData(tenants, actor);
+  registerTenantsTop(tenants);
 }
