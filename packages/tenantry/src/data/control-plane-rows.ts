@@ -11,7 +11,8 @@ const CONTROL_SCHEMA = 'tenantry';
  * anywhere else; `export_jobs` and `export_chunks` are earlier exports (an archive must not
  * carry the archives before it); `outbox` and `outbox_heads` are events of this
  * installation, delivered or not; `webhook_endpoints` cannot be re-created without their
- * signing secrets (never exported), and `webhook_deliveries` is their history. Erasure still
+ * signing secrets (never exported), and `webhook_deliveries` is their history; `jobs`,
+ * `job_queues` and `job_schedules` are this installation's background work. Erasure still
  * counts them: they go with the tenant.
  */
 const BOOKKEEPING = new Set([
@@ -22,6 +23,9 @@ const BOOKKEEPING = new Set([
   'outbox_heads',
   'webhook_endpoints',
   'webhook_deliveries',
+  'jobs',
+  'job_queues',
+  'job_schedules',
 ]);
 
 /**

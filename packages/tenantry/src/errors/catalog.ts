@@ -127,6 +127,15 @@ export const ERRORS = {
     status: 409,
     message: 'A request with this Idempotency-Key is still in progress; retry once it has finished',
   },
+  JOBS_UNAVAILABLE: {
+    status: 500,
+    message:
+      "Jobs enqueued in a tenant transaction need the tenant's rows in the main database (not the database tier): enqueue with an explicit tenant instead",
+  },
+  JOB_PAYLOAD_INVALID: { status: 400, message: "The job's payload does not match its type's schema" },
+  JOB_TIMEOUT: { status: 504, message: 'The job ran longer than its timeout and was rolled back' },
+  JOB_CANCELLED: { status: 409, message: 'The job was cancelled while it ran and was rolled back' },
+  LOCK_BUSY: { status: 409, message: "The tenant's lock is held by someone else" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

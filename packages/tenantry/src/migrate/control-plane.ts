@@ -8,6 +8,7 @@ import { HMAC_SQL } from './context-functions-v1.ts';
 import { contextRegistersMigration, contextVoucherMigration } from './context-registers-migration.ts';
 import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
+import { jobsMigration } from './jobs-migration.ts';
 import { outboxMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { usersMigration } from './users-migration.ts';
@@ -30,6 +31,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     idempotencyMigration,
     outboxMigration(runtimeRole),
     webhooksMigration,
+    jobsMigration(runtimeRole),
   ];
 }
 
