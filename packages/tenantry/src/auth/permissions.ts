@@ -15,6 +15,8 @@ export const BUILTIN_PERMISSIONS = [
   'audit:read',
   'webhooks:read',
   'webhooks:write',
+  'jobs:read',
+  'jobs:write',
 ] as const;
 
 /** A permission: one of {@link BUILTIN_PERMISSIONS} or an application's own `resource:action`. */

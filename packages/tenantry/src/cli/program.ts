@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerAudit } from './commands/audit.ts';
 import { registerDoctor } from './commands/doctor.ts';
+import { registerJobs } from './commands/jobs.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerRetrofit } from './commands/retrofit.ts';
@@ -20,5 +21,6 @@ export function createProgram(): Command {
   registerKeys(program);
   registerRetrofit(program);
   registerAudit(program);
+  registerJobs(program);
   return program;
 }

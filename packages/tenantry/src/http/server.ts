@@ -37,6 +37,7 @@ import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { exportRoutes } from './routes/exports.ts';
 import { itemRoutes } from './routes/items.ts';
+import { jobRoutes } from './routes/jobs.ts';
 import { meRoutes } from './routes/me.ts';
 import { tenantRoutes } from './routes/tenants.ts';
 import { userRoutes } from './routes/users.ts';
@@ -330,5 +331,6 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     webhooks: tenantry.webhooks,
     allowPrivateAddresses: options.webhooks?.allowPrivateAddresses ?? false,
   });
+  await app.register(jobRoutes, { tenantry });
   return app;
 }

@@ -7,7 +7,7 @@ export type { EnqueueOptions } from './job-enqueue.ts';
 export { type DefineJobOptions, JobQueue, type JobQueueDeps } from './job-queue.ts';
 export { JobRegistry } from './job-registry.ts';
 export { type JobSchedule, JobSchedules, type ScheduleInput } from './job-schedules.ts';
-export { type JobListOptions, JobStore, type TenantJobStats } from './job-store.ts';
+export { type JobListOptions, JobStore, type PlanJobStats, type TenantJobStats } from './job-store.ts';
 export {
   checkJobType,
   JOB_TYPE,

@@ -6,7 +6,7 @@ import type { TenantTransaction } from '../transaction/tenant-transaction.ts';
 import { ENQUEUE_IN_TX_SQL, ENQUEUE_SQL, type EnqueueOptions, enqueueValues } from './job-enqueue.ts';
 import { JobRegistry } from './job-registry.ts';
 import { type JobSchedule, JobSchedules, type ScheduleInput } from './job-schedules.ts';
-import { type JobListOptions, JobStore, type TenantJobStats } from './job-store.ts';
+import { type JobListOptions, JobStore, type PlanJobStats, type TenantJobStats } from './job-store.ts';
 import type { JobHandler, JobRecord, JobType, JobTypeOptions, PayloadSchema } from './job-types.ts';
 import { JobWorker, type WorkerDeps, type WorkerOptions } from './job-worker.ts';
 
@@ -223,6 +223,18 @@ export class JobQueue<DB = unknown> {
    */
   stats(options: { tenantId?: string; limit?: number } = {}): Promise<TenantJobStats[]> {
     return this.#store.stats(options);
+  }
+
+  /**
+   * Backlog, running jobs, dead letters and oldest age per plan (the metrics' view).
+   *
+   * @example
+   * ```ts
+   * for (const p of await tenantry.jobs.planStats()) console.log(p.plan, p.backlog);
+   * ```
+   */
+  planStats(): Promise<PlanJobStats[]> {
+    return this.#store.planStats();
   }
 
   /**

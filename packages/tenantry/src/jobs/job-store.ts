@@ -77,6 +77,15 @@ export interface TenantJobStats {
   readonly oldestAgeSeconds: number;
 }
 
+/** A plan's queue at a glance (see {@link JobStore.planStats}). */
+export interface PlanJobStats {
+  readonly plan: string;
+  readonly backlog: number;
+  readonly running: number;
+  readonly failed: number;
+  readonly oldestAgeSeconds: number;
+}
+
 /**
  * Reads and operator actions on the queue, on the admin connection. Every method that
  * takes a `tenantId` acts on that tenant's jobs only: a job of another tenant is
@@ -202,6 +211,25 @@ export class JobStore {
       failed: r.failed,
       oldestAgeSeconds: Math.max(0, Math.round(r.oldest * 1000) / 1000),
     }));
+  }
+
+  /**
+   * Backlog, running jobs, dead letters and oldest waiting age per plan: what the
+   * Prometheus gauges show (plans are few; tenants are never a label).
+   */
+  async planStats(): Promise<PlanJobStats[]> {
+    const { rows } = await this.#pool.query<PlanJobStats>(
+      `SELECT t.plan,
+              count(*) FILTER (WHERE j.state = 'pending' AND j.run_at <= now())::int AS backlog,
+              count(*) FILTER (WHERE j.state = 'running')::int AS running,
+              count(*) FILTER (WHERE j.state = 'failed')::int AS failed,
+              coalesce(extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.state = 'pending' AND j.run_at <= now())), 0)::float8
+                AS "oldestAgeSeconds"
+         FROM tenantry.jobs j JOIN tenantry.tenants t ON t.id = j.tenant_id
+        WHERE j.state IN ('pending', 'running', 'failed')
+        GROUP BY t.plan ORDER BY t.plan`,
+    );
+    return rows;
   }
 
   /**
