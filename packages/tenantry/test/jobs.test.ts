@@ -243,6 +243,26 @@ describe('retries, timeouts, cancellation, progress', () => {
     expect((await fx.tenantry.transaction(t, (tx) => tx.query('SELECT 1 FROM items'))).rows).toEqual([]);
   });
 
+  it('graceful shutdown: a job still running after the timeout is rolled back and released, its attempt given back', async () => {
+    const t = await tenant('jq-shutdown');
+    let started = false;
+    fx.tenantry.jobs.define('shutdown.long', {
+      run: async (_p, job) => {
+        await job.tx.query("INSERT INTO items (title) VALUES ('half done')");
+        started = true;
+        await new Promise((resolve) => setTimeout(resolve, 60_000));
+      },
+    });
+    const id = await fx.tenantry.jobs.enqueue(t.id, 'shutdown.long', {});
+    const worker = fx.tenantry.jobs.worker({ shutdownTimeoutMs: 100, pollIntervalMs: 50 });
+    await worker.start();
+    await until(() => started);
+    await worker.close();
+    expect(await fx.tenantry.jobs.get(id)).toMatchObject({ state: 'pending', attempts: 0 });
+    expect((await fx.tenantry.transaction(t, (tx) => tx.query('SELECT 1 FROM items'))).rows).toEqual([]);
+    await fx.tenantry.jobs.cancel(id);
+  });
+
   it('priorities order the jobs inside a tenant', async () => {
     const t = await tenant('jq-priority');
     const order: number[] = [];
