@@ -139,7 +139,9 @@ GRANT EXECUTE ON FUNCTION ${ctx}.job_enqueue(text, jsonb, integer, timestamptz, 
 
 -- Marks a running job completed from inside the job's own tenant transaction, so the
 -- mark commits with the job's writes or not at all. Needs the claim's lease id, and the
--- job must be the verified context's tenant's. False when the lease was lost.
+-- job must be the verified context's tenant's. When the lease was lost (the job was taken
+-- back and may run elsewhere), it raises, so the job's writes roll back: a job whose
+-- tenant's rows are in the main database takes effect exactly once.
 CREATE FUNCTION ${ctx}.job_complete(p_job_id bigint, p_lease uuid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $fn$
@@ -154,7 +156,7 @@ BEGIN
    WHERE j.id OPERATOR(pg_catalog.=) p_job_id AND j.tenant_id OPERATOR(pg_catalog.=) tid
      AND j.lease_id OPERATOR(pg_catalog.=) p_lease AND j.state = 'running';
   IF NOT FOUND THEN
-    RETURN false;
+    RAISE EXCEPTION 'tenantry: the job''s lease was lost; its work is rolled back' USING ERRCODE = '${S.jobLeaseLost}';
   END IF;
   UPDATE tenantry.job_queues q SET running = q.running OPERATOR(pg_catalog.-) 1
    WHERE q.tenant_id OPERATOR(pg_catalog.=) tid;
