@@ -359,6 +359,25 @@ describe('fairness', () => {
     expect(rows[0]).toEqual({ n: 0 });
   });
 
+  it('plan weights: a tenant of weight 3 gets three claims for each one of a tenant of weight 1', async () => {
+    const pro = await fx.tenantry.tenants.create({ slug: 'jq-weight-pro', name: 'Pro', plan: 'pro' });
+    const free = await tenant('jq-weight-free');
+    const order: string[] = [];
+    fx.tenantry.jobs.define('weight.work', {
+      run: async () => {
+        order.push(getTenant().plan);
+      },
+    });
+    for (let i = 0; i < 30; i++) {
+      await fx.tenantry.jobs.enqueue(pro.id, 'weight.work', {});
+      await fx.tenantry.jobs.enqueue(free.id, 'weight.work', {});
+    }
+    await fx.tenantry.jobs.worker({ concurrency: 1, plans: { pro: { weight: 3 } } }).drain();
+    const first = order.slice(0, 20);
+    expect(first.filter((p) => p === 'pro').length).toBe(15);
+    expect(order).toHaveLength(60);
+  });
+
   it('A enqueues 5,000, then 20 others enqueue 10 each: every B job finishes before half of A is done', async () => {
     const a = await tenant('jq-fair-a');
     const bs: TenantRecord[] = [];

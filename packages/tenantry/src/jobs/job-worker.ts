@@ -122,6 +122,7 @@ export class JobWorker {
   #heartbeat: NodeJS.Timeout | undefined;
   #unlisten: (() => Promise<void>) | undefined;
   #lastHousekeeping = 0;
+  #lastSync = 0;
   /** Jobs this worker finished (completed, failed, retried or released), since start. */
   processed = 0;
 
@@ -215,7 +216,11 @@ export class JobWorker {
     if (!force && now - this.#lastHousekeeping < this.#pollMs) return;
     this.#lastHousekeeping = now;
     const pool = this.#deps.pool;
-    await pool.query(SYNC_PLANS_SQL, [this.#plans, 1, this.#defaultConcurrency]);
+    // Plan limits change rarely and the sync reads every queue: every 10 s, not every poll.
+    if (force || now - this.#lastSync >= 10_000) {
+      this.#lastSync = now;
+      await pool.query(SYNC_PLANS_SQL, [this.#plans, 1, this.#defaultConcurrency]);
+    }
     const { rows } = await pool.query<{ n: number }>(REAP_SQL);
     if (rows[0]?.n) this.#logger?.warn({ jobs: rows[0].n }, 'jobs: took back jobs whose lease expired');
     if (this.#fireSchedules) await this.#deps.schedules.fireDue();
