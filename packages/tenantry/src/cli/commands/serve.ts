@@ -66,6 +66,12 @@ async function startTelemetry(): Promise<{ shutdown(): Promise<void> } | undefin
   }
 }
 
+/** `--workers` and `--jobs` of `tenantry serve`: its background job workers. */
+interface JobOptions {
+  workers: string;
+  jobs?: string;
+}
+
 /** `tenantry serve`: roles, control-plane migrations, then the HTTP server until SIGINT/SIGTERM. */
 export function registerServe(program: Command): void {
   program
@@ -85,68 +91,59 @@ export function registerServe(program: Command): void {
       process.env.TENANTRY_WORKERS ?? '2',
     )
     .option('--jobs <module>', 'module exporting defineJobs(jobs): the application’s job types')
-    .action(
-      async (opts: {
-        port: string;
-        host: string;
-        migrations?: string;
-        warmSchemas: string;
-        workers: string;
-        jobs?: string;
-      }) => {
-        const port = Number(opts.port);
-        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${opts.port}`);
-        const warmSchemas = Number(opts.warmSchemas);
-        if (!Number.isInteger(warmSchemas) || warmSchemas < 0 || warmSchemas > 10_000) {
-          throw new Error(`invalid --warm-schemas ${opts.warmSchemas}: an integer from 0 to 10000`);
-        }
-        const workers = Number(opts.workers);
-        if (!Number.isInteger(workers) || workers < 0 || workers > 1000) {
-          throw new Error(`invalid --workers ${opts.workers}: an integer from 0 to 1000`);
-        }
-        const { createServer } = await loadOptional(() => import('../../http/server.ts'), SERVER_PEERS);
-        const telemetry = await startTelemetry();
-        // The example application's tables, then the caller's own.
-        const { tenantry, env } = await connectFromEnvironment([
-          ...itemsMigrations,
-          ...(await loadMigrations(opts.migrations)),
-        ]);
-        await tenantry.migrate();
-        const adminToken = process.env.TENANTRY_ADMIN_TOKEN;
-        if (!adminToken) note('TENANTRY_ADMIN_TOKEN is unset: the control plane (/v1/tenants…) answers 401');
-        const redis = await connectRedis(process.env.REDIS_URL);
-        const app = await createServer(tenantry, {
-          ...(adminToken ? { adminToken } : {}),
-          ...(redis ? { redis } : {}),
-          onRedisError: process.env.TENANTRY_RATE_LIMIT_ON_REDIS_ERROR === 'fail-closed' ? 'fail-closed' : 'fail-open',
-          // The example app's item reads go through the tenant cache (Redis when REDIS_URL is set).
-          cache: true,
-          warmSchemas,
-        });
-        const address = await app.listen({ port, host: opts.host });
-        // The outbox's events reach their subscribers (the webhook deliverer) from here on.
-        await tenantry.events.start();
-        // Background jobs: the example's types and the application's, run fairly across tenants.
-        await defineJobs(tenantry.jobs, opts.jobs);
-        if (workers > 0) {
-          const plans = workerPlans();
-          await tenantry.jobs.worker({ concurrency: workers, ...(plans ? { plans } : {}) }).start();
-        }
-        process.stdout.write(`Tenantry is serving on ${address} (try ${address}/health)\n`);
-        let stopping = false;
-        const stop = async (signal: string) => {
-          if (stopping) return;
-          stopping = true;
-          note(`${signal}: shutting down`);
-          await app.close();
-          await redis?.quit().catch(() => {});
-          await telemetry?.shutdown().catch(() => {});
-          await tenantry.close();
-          await env.embedded?.stop();
-          process.exit(0);
-        };
-        process.once('SIGINT', () => void stop('SIGINT'));
-        process.once('SIGTERM', () => void stop('SIGTERM'));
-      },
-    );
+    .action(async (opts: { port: string; host: string; migrations?: string; warmSchemas: string } & JobOptions) => {
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${opts.port}`);
+      const warmSchemas = Number(opts.warmSchemas);
+      if (!Number.isInteger(warmSchemas) || warmSchemas < 0 || warmSchemas > 10_000) {
+        throw new Error(`invalid --warm-schemas ${opts.warmSchemas}: an integer from 0 to 10000`);
+      }
+      const workers = Number(opts.workers);
+      if (!Number.isInteger(workers) || workers < 0 || workers > 1000) {
+        throw new Error(`invalid --workers ${opts.workers}: an integer from 0 to 1000`);
+      }
+      const { createServer } = await loadOptional(() => import('../../http/server.ts'), SERVER_PEERS);
+      const telemetry = await startTelemetry();
+      // The example application's tables, then the caller's own.
+      const { tenantry, env } = await connectFromEnvironment([
+        ...itemsMigrations,
+        ...(await loadMigrations(opts.migrations)),
+      ]);
+      await tenantry.migrate();
+      const adminToken = process.env.TENANTRY_ADMIN_TOKEN;
+      if (!adminToken) note('TENANTRY_ADMIN_TOKEN is unset: the control plane (/v1/tenants…) answers 401');
+      const redis = await connectRedis(process.env.REDIS_URL);
+      const app = await createServer(tenantry, {
+        ...(adminToken ? { adminToken } : {}),
+        ...(redis ? { redis } : {}),
+        onRedisError: process.env.TENANTRY_RATE_LIMIT_ON_REDIS_ERROR === 'fail-closed' ? 'fail-closed' : 'fail-open',
+        // The example app's item reads go through the tenant cache (Redis when REDIS_URL is set).
+        cache: true,
+        warmSchemas,
+      });
+      const address = await app.listen({ port, host: opts.host });
+      // The outbox's events reach their subscribers (the webhook deliverer) from here on.
+      await tenantry.events.start();
+      // Background jobs: the example's types and the application's, run fairly across tenants.
+      await defineJobs(tenantry.jobs, opts.jobs);
+      if (workers > 0) {
+        const plans = workerPlans();
+        await tenantry.jobs.worker({ concurrency: workers, ...(plans ? { plans } : {}) }).start();
+      }
+      process.stdout.write(`Tenantry is serving on ${address} (try ${address}/health)\n`);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        note(`${signal}: shutting down`);
+        await app.close();
+        await redis?.quit().catch(() => {});
+        await telemetry?.shutdown().catch(() => {});
+        await tenantry.close();
+        await env.embedded?.stop();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop('SIGINT'));
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+    });
 }
