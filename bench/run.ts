@@ -12,6 +12,7 @@
  *   npm run bench -- maintenance --quick (a tenant write during REINDEX CONCURRENTLY and plain REINDEX)
  *   npm run bench -- events --quick      (WebSocket fan-out of committed events, against a bare ws server)
  *   npm run bench -- outbox --quick      (events/s to an in-process subscriber and to a local webhook receiver)
+ *   npm run bench -- jobs --quick        (a burst from one tenant and a trickle from 50: fair against FIFO)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -26,6 +27,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   maintenance: () => import('./maintenance.ts'),
   events: () => import('./events.ts'),
   outbox: () => import('./outbox.ts'),
+  jobs: () => import('./jobs.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

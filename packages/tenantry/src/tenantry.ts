@@ -32,7 +32,10 @@ import { WebhookEndpoints } from './effects/webhook-endpoints.ts';
 import { TenantryError } from './errors/catalog.ts';
 import { type FleetPlan, planFleet } from './fleet/fleet-plan.ts';
 import { type FleetOptions, type FleetReport, migrateFleet } from './fleet/fleet-run.ts';
+import { JobQueue } from './jobs/job-queue.ts';
+import { TenantLocks } from './jobs/tenant-locks.ts';
 import { createTenantKysely } from './kysely/tenant-kysely.ts';
+import { JOBS_CHANNEL } from './migrate/jobs-migration.ts';
 import { OUTBOX_CHANNEL } from './migrate/outbox-migration.ts';
 import { applyNonTransactionalMigration, applyPendingMigrations, type MigrationReport } from './migrate/runner.ts';
 import { setupDatabase } from './migrate/setup.ts';
@@ -101,6 +104,13 @@ export class Tenantry<DB = unknown> {
    * {@link events} sends them (see docs/events.md).
    */
   readonly webhooks: WebhookEndpoints;
+  /**
+   * Background jobs of tenants: define, enqueue (in a tenant transaction or for a tenant),
+   * run with fair workers, operate (see docs/jobs.md).
+   */
+  readonly jobs: JobQueue<DB>;
+  /** Per-tenant distributed locks: `withLock(name, fn)` in the current tenant's namespace. */
+  readonly locks: TenantLocks;
   /**
    * The Kysely instance of tenant work: runs inside {@link transaction} (it is `tx.db`), and
    * compiles inside a tenant context for {@link query}. Every query on a tenant table gets
@@ -246,6 +256,21 @@ export class Tenantry<DB = unknown> {
       tenants: this.tenants,
     });
     this.webhooks = new WebhookEndpoints(this.adminPool, keys.key('webhook-secret-encryption'));
+    this.jobs = new JobQueue<DB>({
+      pool: this.adminPool,
+      resolve: (tenant) => this.#resolve(tenant),
+      context: async (tenantId) => contextOf(await this.tenants.get(tenantId)),
+      transaction: (tenant, fn) =>
+        this.#transaction(tenant, 'work', fn as (tx: TenantTransaction<DB>) => Promise<never>),
+      listen: async (wake) => {
+        const feed = new ChangeFeed(this.adminPool.options, config.logger ? { logger: config.logger } : {});
+        feed.on(JOBS_CHANNEL, wake);
+        await feed.start();
+        return () => feed.close();
+      },
+      ...(config.logger ? { logger: config.logger } : {}),
+    });
+    this.locks = new TenantLocks(this.adminPool);
     const passwords = new PasswordHasher();
     this.users = new UserStore(this.adminPool, { passwords });
     this.roles = new RoleStore(this.adminPool);
@@ -586,8 +611,9 @@ export class Tenantry<DB = unknown> {
     }
   }
 
-  /** Stops the event dispatcher, flushes API key usage, stops listeners and closes every pool. */
+  /** Stops the job workers and the event dispatcher, flushes API key usage, stops listeners and closes every pool. */
   async close(): Promise<void> {
+    await this.jobs.close();
     await this.events.close();
     await this.apiKeys.close();
     await this.usage.meter?.close();

@@ -16,6 +16,8 @@ export const BUILTIN_PERMISSIONS = [
   'webhooks:read',
   'webhooks:write',
   'events:read',
+  'jobs:read',
+  'jobs:write',
 ] as const;
 
 /** A permission: one of {@link BUILTIN_PERMISSIONS} or an application's own `resource:action`. */

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerAudit } from './commands/audit.ts';
 import { registerDb } from './commands/db.ts';
 import { registerDoctor } from './commands/doctor.ts';
+import { registerJobs } from './commands/jobs.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerRetrofit } from './commands/retrofit.ts';
@@ -26,5 +27,6 @@ export function createProgram(): Command {
   registerDb(program);
   registerWebhooks(program);
   registerUsage(program);
+  registerJobs(program);
   return program;
 }

@@ -12,7 +12,8 @@ const CONTROL_SCHEMA = 'tenantry';
  * carry the archives before it); `outbox` and `outbox_heads` are events of this
  * installation, delivered or not; `webhook_endpoints` cannot be re-created without their
  * signing secrets (never exported), and `webhook_deliveries` is their history; usage and
- * metrics are this installation's metering of the tenant. Erasure still
+ * metrics are this installation's metering of the tenant; `jobs`, `job_queues` and
+ * `job_schedules` are this installation's background work. Erasure still
  * counts them: they go with the tenant.
  */
 const BOOKKEEPING = new Set([
@@ -28,6 +29,9 @@ const BOOKKEEPING = new Set([
   'tenant_usage_daily',
   'tenant_active_users',
   'tenant_metrics',
+  'jobs',
+  'job_queues',
+  'job_schedules',
 ]);
 
 /**

@@ -149,6 +149,15 @@ export const ERRORS = {
     message:
       'The tenant uses all the storage its limits allow; writes are refused until it frees some or the limit is raised',
   },
+  JOBS_UNAVAILABLE: {
+    status: 500,
+    message:
+      "Jobs enqueued in a tenant transaction need the tenant's rows in the main database (not the database tier): enqueue with an explicit tenant instead",
+  },
+  JOB_PAYLOAD_INVALID: { status: 400, message: "The job's payload does not match its type's schema" },
+  JOB_TIMEOUT: { status: 504, message: 'The job ran longer than its timeout and was rolled back' },
+  JOB_CANCELLED: { status: 409, message: 'The job was cancelled while it ran and was rolled back' },
+  LOCK_BUSY: { status: 409, message: "The tenant's lock is held by someone else" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

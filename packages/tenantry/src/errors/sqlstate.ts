@@ -11,6 +11,8 @@ export const TENANTRY_SQLSTATE = {
   tenantNotFound: 'TN004',
   tenantMoved: 'TN005',
   auditAppendOnly: 'TN006',
+  /** A job's completion came after its lease was lost: its transaction must not commit. */
+  jobLeaseLost: 'TN016',
 } as const;
 
 /**

@@ -52,6 +52,8 @@ export function registerMetrics(
     });
   }
 
+  registerJobMetrics(registry, tenantry);
+
   // prom-client hashes the label object on every inc/observe; the labelled children are
   // looked up once per (method, status, route template), a bounded set, and kept.
   const children = new Map<string, { count: Counter.Internal; latency: Histogram.Internal<string> }>();
@@ -219,4 +221,49 @@ export function registerUsageMetrics(registry: Registry, usage: UsageService): v
       for (const r of await storageRows()) this.set({ tier: r.tier }, r.tenants);
     },
   });
+}
+
+/**
+ * Gauges of the background job queue by plan, read at each scrape (one query): jobs due
+ * and waiting, running, dead-lettered, and the age of the oldest waiting job. The label is
+ * the plan, never the tenant (invariant 9).
+ *
+ * @example
+ * ```ts
+ * registerJobMetrics(registry, tenantry);
+ * ```
+ */
+export function registerJobMetrics(registry: Registry, tenantry: Pick<Tenantry<unknown>, 'jobs'>): void {
+  let pending: Promise<Awaited<ReturnType<typeof tenantry.jobs.planStats>>> | undefined;
+  // The four gauges are collected one after the other in one scrape: one query serves them.
+  const stats = () => {
+    pending ??= tenantry.jobs.planStats().finally(() => {
+      setImmediate(() => {
+        pending = undefined;
+      });
+    });
+    return pending;
+  };
+  const gauges = [
+    ['tenantry_jobs_backlog', 'Jobs due and waiting to run, by plan', 'backlog'],
+    ['tenantry_jobs_running', 'Jobs running, by plan', 'running'],
+    ['tenantry_jobs_dead_letters', 'Dead-lettered jobs (failed after their last attempt), by plan', 'failed'],
+    ['tenantry_jobs_oldest_age_seconds', 'Age of the oldest job due and waiting, by plan', 'oldestAgeSeconds'],
+  ] as const;
+  for (const [name, help, field] of gauges) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['plan'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        try {
+          for (const row of await stats()) this.set({ plan: row.plan }, row[field]);
+        } catch {
+          // The database is unreachable: the gauges stay empty for this scrape.
+        }
+      },
+    });
+  }
 }

@@ -44,6 +44,7 @@ import { dbAdminRoutes } from './routes/db-admin.ts';
 import { eventRoutes } from './routes/events.ts';
 import { exportRoutes } from './routes/exports.ts';
 import { itemRoutes } from './routes/items.ts';
+import { jobRoutes } from './routes/jobs.ts';
 import { meRoutes } from './routes/me.ts';
 import { tenantRoutes } from './routes/tenants.ts';
 import { usageRoutes } from './routes/usage.ts';
@@ -410,5 +411,6 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     authTimeoutMs: options.events?.authTimeoutMs,
     heartbeatMs,
   });
+  await app.register(jobRoutes, { tenantry });
   return app;
 }

@@ -12,6 +12,7 @@ import {
 } from './context-registers-migration.ts';
 import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
+import { jobsMigration } from './jobs-migration.ts';
 import { outboxMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
@@ -36,6 +37,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     idempotencyMigration,
     outboxMigration(runtimeRole),
     webhooksMigration,
+    jobsMigration(runtimeRole),
     usageMigration,
     tenantMetricsMigration,
     webhookDeadLettersMigration,

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { TenantryError } from '../../errors/catalog.ts';
 import { itemsMigrations } from '../../example/items.ts';
 import { connectFromEnvironment, loadMigrations, note } from '../run.ts';
+import { defineJobs, workerPlans } from './jobs.ts';
 
 /** What `tenantry serve` needs beyond the core: the optional peer dependencies of `tenantry/server`. */
 const SERVER_PEERS =
@@ -65,6 +66,12 @@ async function startTelemetry(): Promise<{ shutdown(): Promise<void> } | undefin
   }
 }
 
+/** `--workers` and `--jobs` of `tenantry serve`: its background job workers. */
+interface JobOptions {
+  workers: string;
+  jobs?: string;
+}
+
 /** `tenantry serve`: roles, control-plane migrations, then the HTTP server until SIGINT/SIGTERM. */
 export function registerServe(program: Command): void {
   program
@@ -78,12 +85,22 @@ export function registerServe(program: Command): void {
       'warm schemas kept ready for new schema-tier tenants (env TENANTRY_WARM_SCHEMAS)',
       process.env.TENANTRY_WARM_SCHEMAS ?? '0',
     )
-    .action(async (opts: { port: string; host: string; migrations?: string; warmSchemas: string }) => {
+    .option(
+      '--workers <n>',
+      'background jobs run at once by this server, 0 for none (env TENANTRY_WORKERS)',
+      process.env.TENANTRY_WORKERS ?? '2',
+    )
+    .option('--jobs <module>', 'module exporting defineJobs(jobs): the application’s job types')
+    .action(async (opts: { port: string; host: string; migrations?: string; warmSchemas: string } & JobOptions) => {
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${opts.port}`);
       const warmSchemas = Number(opts.warmSchemas);
       if (!Number.isInteger(warmSchemas) || warmSchemas < 0 || warmSchemas > 10_000) {
         throw new Error(`invalid --warm-schemas ${opts.warmSchemas}: an integer from 0 to 10000`);
+      }
+      const workers = Number(opts.workers);
+      if (!Number.isInteger(workers) || workers < 0 || workers > 1000) {
+        throw new Error(`invalid --workers ${opts.workers}: an integer from 0 to 1000`);
       }
       const { createServer } = await loadOptional(() => import('../../http/server.ts'), SERVER_PEERS);
       const telemetry = await startTelemetry();
@@ -107,6 +124,12 @@ export function registerServe(program: Command): void {
       const address = await app.listen({ port, host: opts.host });
       // The outbox's events reach their subscribers (the webhook deliverer) from here on.
       await tenantry.events.start();
+      // Background jobs: the example's types and the application's, run fairly across tenants.
+      await defineJobs(tenantry.jobs, opts.jobs);
+      if (workers > 0) {
+        const plans = workerPlans();
+        await tenantry.jobs.worker({ concurrency: workers, ...(plans ? { plans } : {}) }).start();
+      }
       process.stdout.write(`Tenantry is serving on ${address} (try ${address}/health)\n`);
       let stopping = false;
       const stop = async (signal: string) => {
