@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AdapterApp, type AdapterName, startAdapterApp } from '../../../test-support/adapter-apps.ts';
+import type { TestDatabase } from '../../../test-support/database.ts';
+import { createAppTenantry } from '../../../test-support/http.ts';
+import { apiKeyAuthenticator } from '../src/auth/authenticators.ts';
+import { TenantCache } from '../src/identify/tenant-cache.ts';
+import type { IsolationTier, TenantRecord, Tenantry } from '../src/index.ts';
+
+// The cross-tenant suite through each HTTP adapter other than Fastify (which http.test.ts and
+// isolation.test.ts cover): one Tenantry, tenants on all three tiers, one application per
+// adapter over real sockets, the same assertions for each adapter and tier.
+
+const ADAPTERS: AdapterName[] = ['express', 'hono', 'nestjs'];
+const TIERS: IsolationTier[] = ['pool', 'schema', 'database'];
+const SCOPES = ['items:read', 'items:write'];
+
+let db: TestDatabase;
+let tenantry: Tenantry<unknown>;
+const tenants = new Map<IsolationTier, { a: TenantRecord; b: TenantRecord; keyA: string; keyB: string }>();
+let viewerKey: string;
+let revokedKey: string;
+let suspendedKey: string;
+
+beforeAll(async () => {
+  ({ db, tenantry } = await createAppTenantry('adapters'));
+  const key = async (tenant: TenantRecord, scopes = SCOPES) =>
+    (await tenantry.apiKeys.create(tenant.id, { name: 'test', environment: 'test', scopes })).key;
+  for (const tier of TIERS) {
+    const a = await tenantry.tenants.create({ slug: `ad-${tier}-a`, name: 'A', tier });
+    const b = await tenantry.tenants.create({ slug: `ad-${tier}-b`, name: 'B', tier });
+    expect(a.tier).toBe(tier);
+    tenants.set(tier, { a, b, keyA: await key(a), keyB: await key(b) });
+  }
+  const pool = tenants.get('pool') as { a: TenantRecord };
+  viewerKey = await key(pool.a, ['items:read']);
+  const revoked = await tenantry.apiKeys.create(pool.a.id, { name: 'gone', environment: 'test', scopes: SCOPES });
+  await tenantry.apiKeys.revoke(pool.a.id, revoked.record.id);
+  revokedKey = revoked.key;
+  const suspended = await tenantry.tenants.create({ slug: 'ad-suspended', name: 'S' });
+  suspendedKey = await key(suspended);
+  await tenantry.tenants.suspend(suspended.id);
+});
+
+afterAll(async () => {
+  await tenantry?.close();
+  await db?.drop();
+});
+
+describe.each(ADAPTERS)('%s adapter', (adapter) => {
+  let app: AdapterApp;
+
+  beforeAll(async () => {
+    app = await startAdapterApp(adapter, tenantry, {
+      tenants: new TenantCache(tenantry.tenants),
+      authenticators: [apiKeyAuthenticator(tenantry.apiKeys)],
+    });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  async function call(path: string, init: { key?: string; body?: unknown; headers?: Record<string, string> } = {}) {
+    const headers: Record<string, string> = { ...init.headers };
+    if (init.key) headers.authorization = `Bearer ${init.key}`;
+    if (init.body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(`${app.url}${path}`, {
+      method: init.body === undefined ? 'GET' : 'POST',
+      headers,
+      ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+    });
+    const text = await res.text();
+    // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the server sent
+    return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: JSON.parse(text) as any };
+  }
+
+  function expectProblem(r: Awaited<ReturnType<typeof call>>, status: number, code: string) {
+    expect(r.status).toBe(status);
+    expect(r.type).toContain('application/problem+json');
+    expect(r.body).toMatchObject({ status, code, type: `https://tenantry.dev/errors/${code}` });
+    expect(r.body.requestId).toEqual(expect.any(String));
+    expect(r.text).not.toMatch(/\bat .+:\d+:\d+/); // no stack trace
+  }
+
+  describe('authentication failures are 401 problems', () => {
+    it('no credential', async () => expectProblem(await call('/v1/items'), 401, 'UNAUTHORIZED'));
+    it('a forged key', async () => {
+      const real = tenants.get('pool')?.keyA as string;
+      const forged = `${real.slice(0, -4)}${real.slice(-4) === 'AAAA' ? 'BBBB' : 'AAAA'}`;
+      expectProblem(await call('/v1/items', { key: forged }), 401, 'UNAUTHORIZED');
+      expectProblem(await call('/v1/items', { key: 'tnt_test_not-a-key' }), 401, 'UNAUTHORIZED');
+    });
+    it('a revoked key', async () => expectProblem(await call('/v1/items', { key: revokedKey }), 401, 'UNAUTHORIZED'));
+  });
+
+  it('refuses a suspended tenant', async () => {
+    expectProblem(await call('/v1/whoami', { key: suspendedKey }), 403, 'TENANT_SUSPENDED');
+  });
+
+  it('refuses a key without the route permission, and changes nothing', async () => {
+    const r = await call('/v1/items', { key: viewerKey, body: { title: `viewer-${adapter}` } });
+    expectProblem(r, 403, 'FORBIDDEN');
+    const list = await call('/v1/items', { key: viewerKey });
+    expect(JSON.stringify(list.body)).not.toContain(`viewer-${adapter}`);
+  });
+
+  it('answers an unknown route with a NOT_FOUND problem', async () => {
+    expectProblem(await call('/v1/nowhere'), 404, 'NOT_FOUND');
+  });
+
+  describe.each(TIERS)('%s tier', (tier) => {
+    const t = () => tenants.get(tier) as { a: TenantRecord; b: TenantRecord; keyA: string; keyB: string };
+
+    it('identifies the tenant from the key; the handler runs in its context, also after an await', async () => {
+      const r = await call('/v1/whoami', { key: t().keyA });
+      expect(r.status).toBe(200);
+      expect(r.body).toEqual({ admitted: t().a.slug, context: t().a.slug });
+      // A claim naming the tenant of the key is fine; one naming another tenant is refused.
+      expect((await call('/v1/whoami', { key: t().keyA, headers: { 'x-tenant-id': t().a.slug } })).status).toBe(200);
+      const other = await call('/v1/whoami', { key: t().keyA, headers: { 'x-tenant-id': t().b.slug } });
+      expectProblem(other, 403, 'FORBIDDEN');
+      expect(other.text).not.toContain(t().b.id);
+    });
+
+    it("each tenant sees only its rows; the other tenant's ids are 404 and the errors leak nothing", async () => {
+      const titleA = `${adapter}-${tier}-alpha`;
+      const titleB = `${adapter}-${tier}-bravo-secret`;
+      const createdA = await call('/v1/items', { key: t().keyA, body: { title: titleA } });
+      const createdB = await call('/v1/items', { key: t().keyB, body: { title: titleB } });
+      expect(createdA.status).toBe(201);
+      expect(createdB.status).toBe(201);
+      const listA = await call('/v1/items', { key: t().keyA });
+      expect(listA.status).toBe(200);
+      const titlesA = listA.body.items.map((i: { title: string }) => i.title);
+      expect(titlesA).toContain(titleA);
+      expect(titlesA.filter((title: string) => title.startsWith(`${adapter}-${tier}`))).toEqual([titleA]);
+      expect(listA.text).not.toContain(titleB);
+      expect((await call(`/v1/items/${createdA.body.id}`, { key: t().keyA })).body).toMatchObject({ title: titleA });
+      const stolen = await call(`/v1/items/${createdB.body.id}`, { key: t().keyA });
+      expectProblem(stolen, 404, 'NOT_FOUND');
+      expect(stolen.text).not.toContain(titleB);
+      expect(stolen.text).not.toContain(t().b.id);
+      expect(stolen.text).not.toContain(t().b.slug);
+      // B still sees its row: A's attempt changed nothing.
+      expect((await call(`/v1/items/${createdB.body.id}`, { key: t().keyB })).body).toMatchObject({ title: titleB });
+    });
+
+    it('an unexpected error is a bare 500 problem: no message, no stack', async () => {
+      const r = await call('/v1/boom', { key: t().keyA });
+      expectProblem(r, 500, 'INTERNAL');
+      expect(r.text).not.toContain('hunter2');
+      expect(r.text).not.toContain('secret_table');
+    });
+  });
+});
