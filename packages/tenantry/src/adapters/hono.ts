@@ -19,7 +19,10 @@ import {
   type TenantRouteRules,
 } from '../http/tenant-request.ts';
 
+export { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
+export { ChangeFeed } from '../control/change-feed.ts';
 export type { TenantRequestOptions, TenantRouteRules } from '../http/tenant-request.ts';
+export { TenantCache } from '../identify/tenant-cache.ts';
 
 /** The variables the middleware sets on an admitted request: `c.get('tenant')`, `c.get('principal')`. */
 export interface TenantryVariables {

@@ -45,7 +45,10 @@ import {
 } from '../http/tenant-request.ts';
 import type { CredentialHeaders } from '../identify/credential.ts';
 
+export { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
+export { ChangeFeed } from '../control/change-feed.ts';
 export type { TenantRequestOptions, TenantRouteRules } from '../http/tenant-request.ts';
+export { TenantCache } from '../identify/tenant-cache.ts';
 
 /** The request as the guard sees it on the Express platform (an Express `Request` fits). */
 export interface NestTenantRequest {
