@@ -16,6 +16,8 @@ export async function connectTenantry() {
     databaseUrl: env.databaseUrl,
     secret: env.secret,
     roles: env.roles,
+    ...(env.runtimeUrl ? { runtimeUrl: env.runtimeUrl } : {}),
+    ...(env.contextBinding ? { contextBinding: env.contextBinding } : {}),
     migrations,
   });
   await tenantry.setup();
