@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AdapterApp, type AdapterName, startAdapterApp } from '../../../test-support/adapter-apps.ts';
-import type { TestDatabase } from '../../../test-support/database.ts';
+import { createTestDatabase, serverUrl, type TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry } from '../../../test-support/http.ts';
+import { hasPgBouncer, PGBOUNCER_MISSING, type PgBouncer, startPgBouncer } from '../../../test-support/pgbouncer.ts';
 import { apiKeyAuthenticator } from '../src/auth/authenticators.ts';
+import { itemsMigrations } from '../src/example/items.ts';
 import { TenantCache } from '../src/identify/tenant-cache.ts';
-import type { IsolationTier, TenantRecord, Tenantry } from '../src/index.ts';
+import { type IsolationTier, type TenantRecord, Tenantry } from '../src/index.ts';
+import { KeyRing } from '../src/secrets/keys.ts';
 
 // The cross-tenant suite through each HTTP adapter other than Fastify (which http.test.ts and
 // isolation.test.ts cover): one Tenantry, tenants on all three tiers, one application per
@@ -151,5 +154,92 @@ describe.each(ADAPTERS)('%s adapter', (adapter) => {
       expect(r.text).not.toContain('hunter2');
       expect(r.text).not.toContain('secret_table');
     });
+  });
+});
+
+// The pool tier again, with tenant work through PgBouncer in transaction mode (few server
+// connections shared by every request): each request's context still holds for its own
+// transaction only, whichever server connection PgBouncer hands it.
+describe.skipIf(!hasPgBouncer)('through PgBouncer in transaction mode (pool tier)', () => {
+  let pooledDb: TestDatabase;
+  let bouncer: PgBouncer;
+  let pooled: Tenantry<unknown>;
+  const keys: string[] = [];
+  const slugs = ['bouncer-a', 'bouncer-b'];
+
+  beforeAll(async () => {
+    if (!hasPgBouncer) console.warn(PGBOUNCER_MISSING);
+    pooledDb = await createTestDatabase('adapters_bouncer');
+    bouncer = await startPgBouncer({
+      upstream: serverUrl(),
+      users: { [pooledDb.roles.runtime]: new KeyRing(pooledDb.secret).runtimePassword(pooledDb.roles.runtime) },
+    });
+    pooled = await Tenantry.connect({
+      databaseUrl: pooledDb.url,
+      runtimeUrl: bouncer.url(pooledDb.name, pooledDb.roles.runtime),
+      secret: pooledDb.secret,
+      roles: pooledDb.roles,
+      migrations: itemsMigrations,
+      contextBinding: 'pooler',
+      prepareContextStatement: false,
+    });
+    await pooled.setup();
+    await pooled.migrate();
+    for (const slug of slugs) {
+      const tenant = await pooled.tenants.create({ slug, name: slug });
+      keys.push((await pooled.apiKeys.create(tenant.id, { name: 't', environment: 'test', scopes: SCOPES })).key);
+    }
+  });
+
+  afterAll(async () => {
+    await pooled?.close();
+    await bouncer?.stop();
+    await pooledDb?.drop();
+  });
+
+  it.each(ADAPTERS)('%s: concurrent requests of two tenants each see only their own rows', async (adapter) => {
+    const app = await startAdapterApp(adapter, pooled, {
+      tenants: new TenantCache(pooled.tenants),
+      authenticators: [apiKeyAuthenticator(pooled.apiKeys)],
+    });
+    try {
+      const send = async (key: string, path: string, body?: unknown) => {
+        const res = await fetch(`${app.url}${path}`, {
+          method: body === undefined ? 'GET' : 'POST',
+          headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+        // biome-ignore lint/suspicious/noExplicitAny: tests read whatever JSON the server sent
+        return { status: res.status, body: (await res.json()) as any };
+      };
+      const created = await Promise.all(
+        keys.flatMap((key, n) =>
+          [0, 1, 2].map((i) => send(key, '/v1/items', { title: `${adapter}-${slugs[n]}-${i}` })),
+        ),
+      );
+      expect(created.map((r) => r.status)).toEqual(Array(6).fill(201));
+      const rounds = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => {
+          const n = i % 2;
+          return send(keys[n] as string, i % 4 < 2 ? '/v1/items' : '/v1/whoami').then((r) => ({ n, r }));
+        }),
+      );
+      for (const { n, r } of rounds) {
+        expect(r.status).toBe(200);
+        if (r.body.items) {
+          const mine = r.body.items
+            .map((item: { title: string }) => item.title)
+            .filter((t: string) => t.startsWith(adapter));
+          expect(mine.sort()).toEqual([0, 1, 2].map((i) => `${adapter}-${slugs[n]}-${i}`));
+        } else {
+          expect(r.body).toEqual({ admitted: slugs[n], context: slugs[n] });
+        }
+      }
+      const stolen = await send(keys[0] as string, `/v1/items/${created[3]?.body.id}`);
+      expect(stolen.status).toBe(404);
+      expect(JSON.stringify(stolen.body)).not.toContain(slugs[1]);
+    } finally {
+      await app.close();
+    }
   });
 });
