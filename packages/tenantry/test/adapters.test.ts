@@ -107,6 +107,21 @@ describe.each(ADAPTERS)('%s adapter', (adapter) => {
     expect(JSON.stringify(list.body)).not.toContain(`viewer-${adapter}`);
   });
 
+  it('answers a malformed JSON body with a 400 problem and creates nothing', async () => {
+    const key = tenants.get('pool')?.keyA as string;
+    const res = await fetch(`${app.url}/v1/items`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: `{"title": "half-${adapter}`,
+    });
+    const text = await res.text();
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(JSON.parse(text)).toMatchObject({ status: 400, code: 'INVALID_INPUT' });
+    expect(text).not.toMatch(/\bat .+:\d+:\d+/);
+    expect(JSON.stringify((await call('/v1/items', { key })).body)).not.toContain(`half-${adapter}`);
+  });
+
   it('answers an unknown route with a NOT_FOUND problem', async () => {
     expectProblem(await call('/v1/nowhere'), 404, 'NOT_FOUND');
   });
