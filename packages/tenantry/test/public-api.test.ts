@@ -46,10 +46,17 @@ const HEAVY = [
   '@node-rs/argon2',
   'jose',
   '@opentelemetry/api',
+  'express',
+  'hono',
+  '@nestjs/common',
+  '@nestjs/core',
+  'reflect-metadata',
+  'rxjs',
+  'openapi-fetch',
 ] as const;
 
 describe('the root entry point is the core', () => {
-  it('loads none of fastify, redis, prom-client, argon2, jose or OpenTelemetry', async () => {
+  it('loads none of fastify, redis, prom-client, argon2, jose, OpenTelemetry, the web frameworks or the client', async () => {
     const loaded = await modulesLoadedBy('index.ts');
     // The hook does see packages: the core's own dependencies are there.
     expect(packagesAmong(loaded, ['pg', 'kysely'])).toEqual(['pg', 'kysely']);
@@ -59,6 +66,13 @@ describe('the root entry point is the core', () => {
   it('leaves the integrations to their subpaths', async () => {
     expect(packagesAmong(await modulesLoadedBy('http/fastify.ts'), HEAVY)).toContain('fastify-plugin');
     expect(packagesAmong(await modulesLoadedBy('admit/index.ts'), HEAVY)).toContain('prom-client');
+    // Each web framework adapter loads its framework, and only that one.
+    expect(packagesAmong(await modulesLoadedBy('adapters/express.ts'), HEAVY)).toEqual([]);
+    expect(packagesAmong(await modulesLoadedBy('adapters/hono.ts'), HEAVY)).toEqual([]);
+    expect(packagesAmong(await modulesLoadedBy('adapters/nestjs.ts'), HEAVY)).toEqual(
+      expect.arrayContaining(['@nestjs/common', '@nestjs/core', 'reflect-metadata']),
+    );
+    expect(packagesAmong(await modulesLoadedBy('client/index.ts'), HEAVY)).toEqual(['openapi-fetch']);
     // The cache imports redis only when it connects to a URL itself.
     expect(packagesAmong(await modulesLoadedBy('cache/index.ts'), HEAVY)).toEqual([]);
   });

@@ -19,6 +19,10 @@ export interface CliEnvironment {
    * setup's own. The example application searches its items, and passes its own `doctor`.
    */
   readonly leakproofFullTextSearch: boolean;
+  /** `TENANTRY_RUNTIME_URL`: the runtime role's connection when it differs (e.g. through PgBouncer). */
+  readonly runtimeUrl?: string | undefined;
+  /** `TENANTRY_CONTEXT_BINDING`: `pooler` behind a transaction-mode pooler, else `session` (the default). */
+  readonly contextBinding?: 'session' | 'pooler' | undefined;
   readonly notes: readonly string[];
 }
 
@@ -44,7 +48,18 @@ function runningEmbeddedPort(dataDir: string): number | undefined {
  * Resolves `DATABASE_URL` and `TENANTRY_SECRET`. Without `DATABASE_URL`, starts embedded
  * PostgreSQL with its data under `./.tenantry/pg` (or joins the one already running
  * there), and — for that local setup only — keeps a generated secret in
- * `./.tenantry/secret`. Against a real server the secret must be given.
+ * `./.tenantry/secret`. Against a real server the secret must be given. Also reads the role
+ * names, `TENANTRY_RUNTIME_URL` and `TENANTRY_CONTEXT_BINDING` (tenant work through a
+ * transaction-mode pooler such as PgBouncer). Exported as `tenantry/environment`, so an
+ * application starts the way `tenantry serve` does.
+ *
+ * @example
+ * ```ts
+ * const env = await resolveEnvironment();
+ * const tenantry = await Tenantry.connect({ databaseUrl: env.databaseUrl, secret: env.secret, roles: env.roles });
+ * // …
+ * await env.embedded?.stop();
+ * ```
  */
 export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): Promise<CliEnvironment> {
   const notes: string[] = [];
@@ -91,5 +106,18 @@ export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): 
     throw new TenantryError('CONFIG_INVALID', `TENANTRY_LEAKPROOF_FULL_TEXT_SEARCH is "${leakproof}": true or false`);
   }
   const leakproofFullTextSearch = leakproof === undefined ? embedded !== undefined : leakproof === 'true';
-  return { databaseUrl, secret, roles, embedded, leakproofFullTextSearch, notes };
+  const binding = env.TENANTRY_CONTEXT_BINDING;
+  if (binding !== undefined && binding !== 'session' && binding !== 'pooler') {
+    throw new TenantryError('CONFIG_INVALID', `TENANTRY_CONTEXT_BINDING is "${binding}": session or pooler`);
+  }
+  return {
+    databaseUrl,
+    secret,
+    roles,
+    embedded,
+    leakproofFullTextSearch,
+    ...(env.TENANTRY_RUNTIME_URL ? { runtimeUrl: env.TENANTRY_RUNTIME_URL } : {}),
+    ...(binding ? { contextBinding: binding } : {}),
+    notes,
+  };
 }

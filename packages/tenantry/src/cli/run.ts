@@ -24,6 +24,8 @@ export async function connectFromEnvironment(
     secret: env.secret,
     roles: env.roles,
     leakproofFullTextSearch: env.leakproofFullTextSearch,
+    ...(env.runtimeUrl ? { runtimeUrl: env.runtimeUrl } : {}),
+    ...(env.contextBinding ? { contextBinding: env.contextBinding } : {}),
     migrations,
   });
   try {

@@ -1,19 +1,15 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { QueryResultRow } from 'pg';
-import { type AdmissionDecision, admit } from '../admit/admission.ts';
 import { requireAdminToken } from '../auth/admin-token.ts';
-import { type Authenticator, authenticate } from '../auth/authenticator.ts';
-import { type Permission, type Principal, requirePermission } from '../auth/permissions.ts';
+import type { Permission, Principal } from '../auth/permissions.ts';
 import { type TenantContext, withTenant } from '../context/tenant-context.ts';
-import { contextOf, type TenantRecord } from '../control/tenant-record.ts';
+import type { TenantRecord } from '../control/tenant-record.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { presentedCredential } from '../identify/credential.ts';
-import { identifyTenant } from '../identify/identify-tenant.ts';
-import type { TenantCache } from '../identify/tenant-cache.ts';
-import { claimedTenant, type TenantClaim } from '../identify/tenant-claim.ts';
 import type { RequestUsage } from '../ops/usage-meter.ts';
 import type { CompiledStatement, QueryResult, TenantTransaction } from '../transaction/tenant-transaction.ts';
+import { admitTenantRequest, type TenantRequestOptions } from './tenant-request.ts';
 
 /** What the plugin needs of `Tenantry` (step 5): tenant transactions for a given context. */
 export interface TenantWork {
@@ -25,20 +21,10 @@ export interface TenantWork {
   ): Promise<QueryResult<R>>;
 }
 
-/** Options of the Tenantry Fastify plugin. */
-export interface TenantryPluginOptions {
+/** Options of the Tenantry Fastify plugin (steps 1–3 are {@link TenantRequestOptions}, shared by every adapter). */
+export interface TenantryPluginOptions extends Omit<TenantRequestOptions<FastifyRequest>, 'onIdentified'> {
   /** The `Tenantry` instance that runs the tenant transactions. */
   tenantry: TenantWork;
-  /** Tenant lookups (cached, invalidated across instances). */
-  tenants: TenantCache;
-  /** Credential checks, in the order of the identification chain. */
-  authenticators: readonly Authenticator[];
-  /** Where a request may also name its tenant; a mismatch with the credential is 403. Default `['header']`. */
-  claims?: readonly TenantClaim[];
-  /** Base domain for the `subdomain` claim, e.g. `example.com` (then `acme.example.com` names `acme`). */
-  subdomainBase?: string;
-  /** Per-tenant rate limit (step 3); its headers are sent whether or not it admits. */
-  admit?: (tenant: TenantRecord, request: FastifyRequest) => Promise<AdmissionDecision>;
   /** Control-plane bearer token (`TENANTRY_ADMIN_TOKEN`); admin routes answer 401 without it. */
   adminToken?: string;
   /**
@@ -91,30 +77,6 @@ function contextOfRequest(request: FastifyRequest): TenantContext {
   const context = (request as FastifyRequest & ContextHolder)[CONTEXT];
   if (!context) throw new TenantryError('NO_TENANT_CONTEXT');
   return context;
-}
-
-/** Steps 1–3 for a tenant route; the request's tenant context on success. */
-async function admitRequest(
-  options: TenantryPluginOptions,
-  route: TenantryRouteConfig,
-  request: FastifyRequest,
-  reply: FastifyReply,
-): Promise<TenantContext> {
-  const principal = await authenticate(presentedCredential(request.headers), options.authenticators);
-  const claim = claimedTenant(request, options.claims ?? ['header'], options.subdomainBase);
-  const tenant = await identifyTenant(principal, claim, options.tenants);
-  if (route.permission) requirePermission(principal, route.permission);
-  request.log = request.log.child({ tenantId: tenant.id });
-  const rateLimit = options.admit;
-  await admit(tenant, {
-    rateLimit: rateLimit && ((t: TenantRecord) => rateLimit(t, request)),
-    feature: route.feature,
-    onHeaders: (headers) => void reply.headers(headers),
-  });
-  // Only an admitted request carries its tenant and principal.
-  request.tenant = tenant;
-  request.principal = principal;
-  return { ...contextOf(tenant, request.id), actor: `${principal.kind}:${principal.subject}` };
 }
 
 /**
@@ -178,6 +140,13 @@ export const tenantryPlugin = fp(
         done();
       });
     }
+    // Built once: the core tags the request's logger with the tenant before admission.
+    const pathOptions: TenantRequestOptions<FastifyRequest> = {
+      ...options,
+      onIdentified: (tenant, request) => {
+        request.log = request.log.child({ tenantId: tenant.id });
+      },
+    };
     // Callback style on purpose: `done()` called inside `withTenant` runs the rest of the
     // request (the handler, and every async continuation of it) in the tenant's context.
     app.addHook('preHandler', (request, reply, done) => {
@@ -192,7 +161,14 @@ export const tenantryPlugin = fp(
         return done();
       }
       if (!route.tenant) return done();
-      admitRequest(options, route, request, reply).then(
+      admitTenantRequest(
+        pathOptions,
+        route,
+        request,
+        request,
+        request.id,
+        (headers) => void reply.headers(headers),
+      ).then(
         (context) => {
           (request as FastifyRequest & ContextHolder)[CONTEXT] = context;
           withTenant(context, () => done());
