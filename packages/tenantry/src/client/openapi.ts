@@ -10,6 +10,548 @@
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 export interface paths {
+    "/v1/admin/db/analyze": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** ANALYZE the shared tables, one tenant’s, or the fleet’s */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        concurrency?: number;
+                        fleet?: boolean;
+                        tables?: string[];
+                        tenant?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["MaintenanceResult"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/db/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Database health: connections, pool map, long and blocked sessions, replication, wraparound */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["DatabaseHealth"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/db/index-advice": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Indexes led by tenant_id for the slowest statements, checked with hypopg when installed */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    minMeanMs?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["IndexAdvice"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/db/reindex": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** REINDEX … CONCURRENTLY: rebuild tables’ indexes (or one) without blocking writes */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        concurrency?: number;
+                        fleet?: boolean;
+                        index?: string;
+                        tables?: string[];
+                        tenant?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["MaintenanceResult"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/db/slow-queries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The slowest statements (pg_stat_statements), or why they are not available */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    minMeanMs?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SlowQueries"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/db/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Table and index statistics: sizes, bloat, dead tuples, vacuum, unused and duplicate indexes */
+        get: {
+            parameters: {
+                query?: {
+                    schema?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["DatabaseStats"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/db/vacuum": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** VACUUM (ANALYZE); FULL only when asked (it locks the table) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        concurrency?: number;
+                        fleet?: boolean;
+                        full?: boolean;
+                        tables?: string[];
+                        tenant?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["MaintenanceResult"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tenants/top": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The busiest tenants over a window, across every instance */
+        get: {
+            parameters: {
+                query?: {
+                    by?: "time" | "transactions" | "statements" | "errors" | "requests" | "rows";
+                    limit?: number;
+                    /** @description a window such as 15m, 1h or 7d (at most 7d) */
+                    window?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            by: string;
+                            tenants: {
+                                apiKeyRequests: number;
+                                bytesIn: number;
+                                bytesOut: number;
+                                dbTimeMs: number;
+                                errors: number;
+                                plan: string;
+                                requests: number;
+                                rowsRead: number;
+                                rowsWritten: number;
+                                slug: string;
+                                statements: number;
+                                status2xx: number;
+                                status3xx: number;
+                                status4xx: number;
+                                status5xx: number;
+                                tenantId: string;
+                                tier: string;
+                                transactions: number;
+                            }[];
+                            window: string;
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -266,6 +808,83 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's events, live, over a WebSocket (needs events:read)
+         * @description Upgrade to a WebSocket (`Authorization: Bearer <API key or access token>`, or a first message `{"type":"auth","token":"…"}`). The server sends `{"type":"ready"}`, then `{"type":"event","event":{…}}` for each event of the tenant committed from then on. Close codes: 4400 bad message, 4401 unauthenticated or revoked, 4403 forbidden, 4408 auth timeout, 4410 tenant not active, 4413 slow consumer, 4429 too many sockets, 1001 server closing. A plain GET is answered 426.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    types?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                426: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -634,6 +1253,398 @@ export interface paths {
                 };
             };
         };
+        trace?: never;
+    };
+    "/v1/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's background jobs, newest first, and its backlog */
+        get: {
+            parameters: {
+                query?: {
+                    before?: string;
+                    limit?: number;
+                    state?: "pending" | "running" | "completed" | "failed" | "cancelled";
+                    type?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            jobs: components["schemas"]["Job"][];
+                            stats: components["schemas"]["TenantJobStats"] | null;
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One background job of the tenant, with its progress */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Job"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel a pending job, or ask a running one to stop */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Job"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run a dead-lettered or cancelled job again */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Job"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every tenant's job backlog and oldest waiting age, and the newest jobs */
+        get: {
+            parameters: {
+                query?: {
+                    before?: string;
+                    limit?: number;
+                    state?: "pending" | "running" | "completed" | "failed" | "cancelled";
+                    tenants?: number;
+                    type?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            jobs: components["schemas"]["AdminJob"][];
+                            tenants: components["schemas"]["TenantJobStats"][];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/me": {
@@ -1478,6 +2489,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tenants/{tenant}/performance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A tenant's usage, slowest statements and storage trend, against the median tenant */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description a window such as 15m, 1h or 7d (at most 7d) */
+                    window?: string;
+                };
+                header?: never;
+                path: {
+                    tenant: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TenantPerformance"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tenants/{tenant}/resume": {
         parameters: {
             query?: never;
@@ -1602,6 +2681,82 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tenants/{tenant}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A tenant's daily metering rows (UTC days, inclusive), JSON or CSV */
+        get: {
+            parameters: {
+                query: {
+                    format?: "json" | "csv";
+                    /** @description a UTC date, YYYY-MM-DD */
+                    from: string;
+                    /** @description a UTC date, YYYY-MM-DD */
+                    to: string;
+                };
+                header?: never;
+                path: {
+                    tenant: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            days: components["schemas"]["DailyUsage"][];
+                            from: string;
+                            tenantId: string;
+                            to: string;
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -2126,6 +3281,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks/{id}/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Events that could not be delivered to a webhook endpoint after every attempt, newest first */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            deadLetters: components["schemas"]["WebhookDeadLetter"][];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/webhooks/{id}/deliveries": {
         parameters: {
             query?: never;
@@ -2213,10 +3455,138 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks/{id}/deliveries/{eventId}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a dead-lettered event again (same body and webhook-id, new signature, the usual retries); the dead letter goes once delivered */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    eventId: string;
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            endpointId: string;
+                            eventId: string;
+                            /** @enum {string} */
+                            status: "replaying";
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AdminJob: {
+            attempts: number;
+            cancelRequested: boolean;
+            createdAt: string;
+            finishedAt: string | null;
+            id: string;
+            key: string | null;
+            lastError: string | null;
+            maxAttempts: number;
+            payload: {
+                [key: string]: unknown;
+            };
+            priority: number;
+            progress: {
+                [key: string]: unknown;
+            } | null;
+            runAt: string;
+            startedAt: string | null;
+            /** @enum {string} */
+            state: "pending" | "running" | "completed" | "failed" | "cancelled";
+            /** Format: uuid */
+            tenantId: string;
+            type: string;
+        };
+        AdminJobInput: {
+            attempts: number;
+            cancelRequested: boolean;
+            createdAt: string;
+            finishedAt: string | null;
+            id: string;
+            key: string | null;
+            lastError: string | null;
+            maxAttempts: number;
+            payload: {
+                [key: string]: unknown;
+            };
+            priority: number;
+            progress: {
+                [key: string]: unknown;
+            } | null;
+            runAt: string;
+            startedAt: string | null;
+            /** @enum {string} */
+            state: "pending" | "running" | "completed" | "failed" | "cancelled";
+            /** Format: uuid */
+            tenantId: string;
+            type: string;
+        };
         ApiKey: {
             createdAt: string;
             displayPrefix: string;
@@ -2269,6 +3639,322 @@ export interface components {
             seq: number;
             target: string | null;
         };
+        DailyUsage: {
+            activeUsers: number;
+            apiKeyRequests: number;
+            bytesIn: number;
+            bytesOut: number;
+            day: string;
+            dbTimeMs: number;
+            errors: number;
+            requests: number;
+            rowsRead: number;
+            rowsWritten: number;
+            statements: number;
+            status2xx: number;
+            status3xx: number;
+            status4xx: number;
+            status5xx: number;
+            storageBytes: number | null;
+            tenantId: string;
+            transactions: number;
+        };
+        DailyUsageInput: {
+            activeUsers: number;
+            apiKeyRequests: number;
+            bytesIn: number;
+            bytesOut: number;
+            day: string;
+            dbTimeMs: number;
+            errors: number;
+            requests: number;
+            rowsRead: number;
+            rowsWritten: number;
+            statements: number;
+            status2xx: number;
+            status3xx: number;
+            status4xx: number;
+            status5xx: number;
+            storageBytes: number | null;
+            tenantId: string;
+            transactions: number;
+        };
+        DatabaseHealth: {
+            blocked: {
+                blockedBy: number[];
+                pid: number;
+                query: string;
+                waitingSeconds: number;
+            }[];
+            checkpoints: {
+                requested: number;
+                requestedRatio: number;
+                timed: number;
+            };
+            connected: boolean;
+            connections: {
+                max: number;
+                ratio: number;
+                used: number;
+            };
+            idleInTransaction: {
+                applicationName: string;
+                database: string | null;
+                pid: number;
+                query: string;
+                state: string;
+                transactionSeconds: number;
+            }[];
+            inRecovery: boolean;
+            longRunning: {
+                applicationName: string;
+                database: string | null;
+                pid: number;
+                query: string;
+                state: string;
+                transactionSeconds: number;
+            }[];
+            poolMap: {
+                [key: string]: number;
+            } | null;
+            problems: string[];
+            replicaLagSeconds: number | null;
+            replication: {
+                lagBytes: number | null;
+                lagSeconds: number | null;
+                name: string;
+                state: string;
+            }[];
+            serverVersion: string;
+            /** @enum {string} */
+            status: "ok" | "warning" | "critical";
+            wraparound: {
+                database: string;
+                ratio: number;
+                xidAge: number;
+            };
+        };
+        DatabaseHealthInput: {
+            blocked: {
+                blockedBy: number[];
+                pid: number;
+                query: string;
+                waitingSeconds: number;
+            }[];
+            checkpoints: {
+                requested: number;
+                requestedRatio: number;
+                timed: number;
+            };
+            connected: boolean;
+            connections: {
+                max: number;
+                ratio: number;
+                used: number;
+            };
+            idleInTransaction: {
+                applicationName: string;
+                database: string | null;
+                pid: number;
+                query: string;
+                state: string;
+                transactionSeconds: number;
+            }[];
+            inRecovery: boolean;
+            longRunning: {
+                applicationName: string;
+                database: string | null;
+                pid: number;
+                query: string;
+                state: string;
+                transactionSeconds: number;
+            }[];
+            poolMap: {
+                [key: string]: number;
+            } | null;
+            problems: string[];
+            replicaLagSeconds: number | null;
+            replication: {
+                lagBytes: number | null;
+                lagSeconds: number | null;
+                name: string;
+                state: string;
+            }[];
+            serverVersion: string;
+            /** @enum {string} */
+            status: "ok" | "warning" | "critical";
+            wraparound: {
+                database: string;
+                ratio: number;
+                xidAge: number;
+            };
+        };
+        DatabaseStats: {
+            cacheHitRatio: number | null;
+            database: string;
+            deadTupleHeavy: {
+                bloatBytes: number;
+                deadRatio: number;
+                deadRows: number;
+                indexBytes: number;
+                indexScans: number;
+                lastAnalyze: string | null;
+                lastAutoanalyze: string | null;
+                lastAutovacuum: string | null;
+                lastVacuum: string | null;
+                liveRows: number;
+                seqRowsRead: number;
+                seqScans: number;
+                table: string;
+                tableBytes: number;
+                totalBytes: number;
+            }[];
+            duplicateIndexes: string[][];
+            indexes: {
+                bytes: number;
+                definition: string;
+                index: string;
+                scans: number;
+                table: string;
+                unique: boolean;
+                valid: boolean;
+            }[];
+            invalidIndexes: {
+                bytes: number;
+                definition: string;
+                index: string;
+                scans: number;
+                table: string;
+                unique: boolean;
+                valid: boolean;
+            }[];
+            seqScanHeavy: {
+                bloatBytes: number;
+                deadRatio: number;
+                deadRows: number;
+                indexBytes: number;
+                indexScans: number;
+                lastAnalyze: string | null;
+                lastAutoanalyze: string | null;
+                lastAutovacuum: string | null;
+                lastVacuum: string | null;
+                liveRows: number;
+                seqRowsRead: number;
+                seqScans: number;
+                table: string;
+                tableBytes: number;
+                totalBytes: number;
+            }[];
+            tables: {
+                bloatBytes: number;
+                deadRatio: number;
+                deadRows: number;
+                indexBytes: number;
+                indexScans: number;
+                lastAnalyze: string | null;
+                lastAutoanalyze: string | null;
+                lastAutovacuum: string | null;
+                lastVacuum: string | null;
+                liveRows: number;
+                seqRowsRead: number;
+                seqScans: number;
+                table: string;
+                tableBytes: number;
+                totalBytes: number;
+            }[];
+            unusedIndexes: {
+                bytes: number;
+                definition: string;
+                index: string;
+                scans: number;
+                table: string;
+                unique: boolean;
+                valid: boolean;
+            }[];
+        };
+        DatabaseStatsInput: {
+            cacheHitRatio: number | null;
+            database: string;
+            deadTupleHeavy: {
+                bloatBytes: number;
+                deadRatio: number;
+                deadRows: number;
+                indexBytes: number;
+                indexScans: number;
+                lastAnalyze: string | null;
+                lastAutoanalyze: string | null;
+                lastAutovacuum: string | null;
+                lastVacuum: string | null;
+                liveRows: number;
+                seqRowsRead: number;
+                seqScans: number;
+                table: string;
+                tableBytes: number;
+                totalBytes: number;
+            }[];
+            duplicateIndexes: string[][];
+            indexes: {
+                bytes: number;
+                definition: string;
+                index: string;
+                scans: number;
+                table: string;
+                unique: boolean;
+                valid: boolean;
+            }[];
+            invalidIndexes: {
+                bytes: number;
+                definition: string;
+                index: string;
+                scans: number;
+                table: string;
+                unique: boolean;
+                valid: boolean;
+            }[];
+            seqScanHeavy: {
+                bloatBytes: number;
+                deadRatio: number;
+                deadRows: number;
+                indexBytes: number;
+                indexScans: number;
+                lastAnalyze: string | null;
+                lastAutoanalyze: string | null;
+                lastAutovacuum: string | null;
+                lastVacuum: string | null;
+                liveRows: number;
+                seqRowsRead: number;
+                seqScans: number;
+                table: string;
+                tableBytes: number;
+                totalBytes: number;
+            }[];
+            tables: {
+                bloatBytes: number;
+                deadRatio: number;
+                deadRows: number;
+                indexBytes: number;
+                indexScans: number;
+                lastAnalyze: string | null;
+                lastAutoanalyze: string | null;
+                lastAutovacuum: string | null;
+                lastVacuum: string | null;
+                liveRows: number;
+                seqRowsRead: number;
+                seqScans: number;
+                table: string;
+                tableBytes: number;
+                totalBytes: number;
+            }[];
+            unusedIndexes: {
+                bytes: number;
+                definition: string;
+                index: string;
+                scans: number;
+                table: string;
+                unique: boolean;
+                valid: boolean;
+            }[];
+        };
         ExportJob: {
             bytes: number | null;
             createdAt: string;
@@ -2313,6 +3999,58 @@ export interface components {
             /** Format: uuid */
             tenantId: string;
         };
+        IndexAdvice: {
+            available: boolean;
+            hypopg: boolean;
+            reason?: string;
+            skipped: {
+                query: string;
+                reason: string;
+            }[];
+            suggestions: {
+                columns: string[];
+                costBefore: number;
+                hypothetical: {
+                    costAfter: number;
+                    used: boolean;
+                } | null;
+                reason: string;
+                sql: string;
+                statement: {
+                    calls: number;
+                    meanMs: number;
+                    query: string;
+                    queryId: string;
+                };
+                table: string;
+            }[];
+        };
+        IndexAdviceInput: {
+            available: boolean;
+            hypopg: boolean;
+            reason?: string;
+            skipped: {
+                query: string;
+                reason: string;
+            }[];
+            suggestions: {
+                columns: string[];
+                costBefore: number;
+                hypothetical: {
+                    costAfter: number;
+                    used: boolean;
+                } | null;
+                reason: string;
+                sql: string;
+                statement: {
+                    calls: number;
+                    meanMs: number;
+                    query: string;
+                    queryId: string;
+                };
+                table: string;
+            }[];
+        };
         Item: {
             createdAt: string;
             description: string | null;
@@ -2329,8 +4067,82 @@ export interface components {
             title: string;
             updatedAt: string;
         };
+        Job: {
+            attempts: number;
+            cancelRequested: boolean;
+            createdAt: string;
+            finishedAt: string | null;
+            id: string;
+            key: string | null;
+            lastError: string | null;
+            maxAttempts: number;
+            payload: {
+                [key: string]: unknown;
+            };
+            priority: number;
+            progress: {
+                [key: string]: unknown;
+            } | null;
+            runAt: string;
+            startedAt: string | null;
+            /** @enum {string} */
+            state: "pending" | "running" | "completed" | "failed" | "cancelled";
+            type: string;
+        };
+        JobInput: {
+            attempts: number;
+            cancelRequested: boolean;
+            createdAt: string;
+            finishedAt: string | null;
+            id: string;
+            key: string | null;
+            lastError: string | null;
+            maxAttempts: number;
+            payload: {
+                [key: string]: unknown;
+            };
+            priority: number;
+            progress: {
+                [key: string]: unknown;
+            } | null;
+            runAt: string;
+            startedAt: string | null;
+            /** @enum {string} */
+            state: "pending" | "running" | "completed" | "failed" | "cancelled";
+            type: string;
+        };
         JsonValue: JsonValue;
         JsonValueInput: JsonValue;
+        MaintenanceReport: {
+            durationMs: number;
+            operation: string;
+            statements: string[];
+            target: string;
+        };
+        MaintenanceReportInput: {
+            durationMs: number;
+            operation: string;
+            statements: string[];
+            target: string;
+        };
+        MaintenanceResult: {
+            durationMs: number;
+            failed: {
+                error: string;
+                target: string;
+            }[];
+            reports: components["schemas"]["MaintenanceReport"][];
+            skipped: number;
+        };
+        MaintenanceResultInput: {
+            durationMs: number;
+            failed: {
+                error: string;
+                target: string;
+            }[];
+            reports: components["schemas"]["MaintenanceReportInput"][];
+            skipped: number;
+        };
         Me: {
             principal: {
                 id: string;
@@ -2393,6 +4205,32 @@ export interface components {
             title: string;
             type: string;
         };
+        SlowQueries: {
+            available: boolean;
+            reason?: string;
+            statements: {
+                cacheHitRatio: number | null;
+                calls: number;
+                meanMs: number;
+                query: string;
+                queryId: string;
+                rows: number;
+                totalMs: number;
+            }[];
+        };
+        SlowQueriesInput: {
+            available: boolean;
+            reason?: string;
+            statements: {
+                cacheHitRatio: number | null;
+                calls: number;
+                meanMs: number;
+                query: string;
+                queryId: string;
+                rows: number;
+                totalMs: number;
+            }[];
+        };
         Tenant: {
             createdAt: string;
             features: {
@@ -2441,6 +4279,66 @@ export interface components {
             tier: "pool" | "schema" | "database";
             updatedAt: string;
         };
+        TenantJobStats: {
+            backlog: number;
+            failed: number;
+            oldestAgeSeconds: number;
+            plan: string;
+            running: number;
+            scheduled: number;
+            slug: string;
+            /** Format: uuid */
+            tenantId: string;
+        };
+        TenantJobStatsInput: {
+            backlog: number;
+            failed: number;
+            oldestAgeSeconds: number;
+            plan: string;
+            running: number;
+            scheduled: number;
+            slug: string;
+            /** Format: uuid */
+            tenantId: string;
+        };
+        TenantPerformance: {
+            medianStorageBytes: number | null;
+            medianTenant: components["schemas"]["UsageFigures"];
+            slowStatements: {
+                maxMs: number;
+                minutes: number;
+                sql: string;
+            }[];
+            slowStatementsSource: string;
+            storageTrend: {
+                at: string;
+                rows: number;
+                storageBytes: number;
+            }[];
+            tenantId: string;
+            tenantsActive: number;
+            usage: components["schemas"]["UsageFigures"];
+            window: string;
+        };
+        TenantPerformanceInput: {
+            medianStorageBytes: number | null;
+            medianTenant: components["schemas"]["UsageFiguresInput"];
+            slowStatements: {
+                maxMs: number;
+                minutes: number;
+                sql: string;
+            }[];
+            slowStatementsSource: string;
+            storageTrend: {
+                at: string;
+                rows: number;
+                storageBytes: number;
+            }[];
+            tenantId: string;
+            tenantsActive: number;
+            usage: components["schemas"]["UsageFiguresInput"];
+            window: string;
+        };
         TokenPair: {
             accessToken: string;
             expiresIn: number;
@@ -2450,6 +4348,38 @@ export interface components {
             accessToken: string;
             expiresIn: number;
             refreshToken: string;
+        };
+        UsageFigures: {
+            apiKeyRequests: number;
+            bytesIn: number;
+            bytesOut: number;
+            dbTimeMs: number;
+            errors: number;
+            requests: number;
+            rowsRead: number;
+            rowsWritten: number;
+            statements: number;
+            status2xx: number;
+            status3xx: number;
+            status4xx: number;
+            status5xx: number;
+            transactions: number;
+        };
+        UsageFiguresInput: {
+            apiKeyRequests: number;
+            bytesIn: number;
+            bytesOut: number;
+            dbTimeMs: number;
+            errors: number;
+            requests: number;
+            rowsRead: number;
+            rowsWritten: number;
+            statements: number;
+            status2xx: number;
+            status3xx: number;
+            status4xx: number;
+            status5xx: number;
+            transactions: number;
         };
         User: {
             createdAt: string;
@@ -2494,6 +4424,20 @@ export interface components {
             /** Format: uuid */
             id: string;
             url: string;
+        };
+        WebhookDeadLetter: {
+            attempts: number;
+            deadAt: string;
+            eventId: string;
+            eventType: string;
+            lastError: string | null;
+        };
+        WebhookDeadLetterInput: {
+            attempts: number;
+            deadAt: string;
+            eventId: string;
+            eventType: string;
+            lastError: string | null;
         };
         WebhookDelivery: {
             attempt: number;
