@@ -39,8 +39,21 @@ export interface ContextTransaction {
   readonly tenant: TenantContext;
   /** False once the transaction ended: a late statement gets `NO_TENANT_TRANSACTION`. */
   open: boolean;
-  /** Runs one statement in this transaction; the first one also opens it. */
-  execute(text: string, values?: readonly unknown[]): Promise<pg.QueryResult>;
+  /**
+   * Runs one statement in this transaction; the first one also opens it. `shape` asks pg for
+   * rows as arrays and for the caller's type parsers (what ORM drivers expect of pg).
+   */
+  execute(text: string, values?: readonly unknown[], shape?: ResultShape): Promise<pg.QueryResult>;
+}
+
+/**
+ * How pg shapes a statement's result, as ORM drivers ask for it (Drizzle, Prisma's pg
+ * adapter): rows as arrays rather than objects (columns of the same name survive), and
+ * type parsers of their own (timestamps as text, for instance).
+ */
+export interface ResultShape {
+  readonly rowMode?: 'array' | undefined;
+  readonly types?: pg.CustomTypesConfig | undefined;
 }
 
 /** What one async context knows: its tenant and, inside a tenant transaction, that transaction. */
