@@ -46,6 +46,9 @@ const HEAVY = [
   '@node-rs/argon2',
   'jose',
   '@opentelemetry/api',
+  'drizzle-orm',
+  '@prisma/client',
+  '@prisma/adapter-pg',
 ] as const;
 
 describe('the root entry point is the core', () => {
@@ -61,6 +64,11 @@ describe('the root entry point is the core', () => {
     expect(packagesAmong(await modulesLoadedBy('admit/index.ts'), HEAVY)).toContain('prom-client');
     // The cache imports redis only when it connects to a URL itself.
     expect(packagesAmong(await modulesLoadedBy('cache/index.ts'), HEAVY)).toEqual([]);
+  });
+
+  it('leaves Drizzle and Prisma to tenantry/drizzle and tenantry/prisma', async () => {
+    expect(packagesAmong(await modulesLoadedBy('drizzle/index.ts'), HEAVY)).toEqual(['drizzle-orm']);
+    expect(packagesAmong(await modulesLoadedBy('prisma/index.ts'), HEAVY)).toEqual(['@prisma/adapter-pg']);
   });
 
   it('exports no internals', () => {

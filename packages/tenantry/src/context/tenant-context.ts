@@ -80,7 +80,17 @@ export function withTenant<T>(tenant: TenantContext, fn: () => T): T {
   if (!tenant || typeof tenant.id !== 'string') {
     throw new TenantryError('USAGE_ERROR', 'withTenant() needs a tenant with an id');
   }
-  return storage.run({ tenant: Object.freeze({ ...tenant }) }, fn);
+  return storage.run({ tenant: Object.freeze({ ...tenant }) }, () => started(fn()));
+}
+
+/**
+ * `value`, or, for a lazy thenable (Prisma's queries start only when awaited), a promise that
+ * starts it now: its `then` is called in a job queued inside the context, whereas awaiting
+ * the thenable after `fn` returned would start the query outside it.
+ */
+function started<T>(value: T): T {
+  if (value instanceof Promise || typeof (value as { then?: unknown } | null)?.then !== 'function') return value;
+  return Promise.resolve(value) as T;
 }
 
 /**
@@ -88,7 +98,7 @@ export function withTenant<T>(tenant: TenantContext, fn: () => T): T {
  * half of the store; applications use `Tenantry.transaction`).
  */
 export function runInTransaction<T>(transaction: ContextTransaction, fn: () => T): T {
-  return storage.run({ tenant: transaction.tenant, transaction }, fn);
+  return storage.run({ tenant: transaction.tenant, transaction }, () => started(fn()));
 }
 
 /** The open tenant transaction of the current async context, if any. */
