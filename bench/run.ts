@@ -9,6 +9,7 @@
  *   npm run bench -- cache --quick       (a cache hit against the point lookup it saves)
  *   npm run bench -- data --items 200000   (export, import, erasure against COPY TO STDOUT)
  *   npm run bench -- audit --quick       (a tenant write with and without its audit entry)
+ *   npm run bench -- orm --quick         (a point lookup through tenantry/prisma and tenantry/drizzle)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -20,6 +21,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   cache: () => import('./cache.ts'),
   data: () => import('./data.ts'),
   audit: () => import('./audit.ts'),
+  orm: () => import('./orm.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

@@ -1,5 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
-import { createTenantDrizzle } from '../packages/tenantry/src/drizzle/index.ts';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { tenantDrizzleClient } from '../packages/tenantry/src/drizzle/index.ts';
 import type { Tenantry } from '../packages/tenantry/src/index.ts';
 import { createTenantPrismaAdapter, tenantPrisma } from '../packages/tenantry/src/prisma/index.ts';
 import { comments, drizzleSchema, items } from './drizzle-schema.ts';
@@ -93,7 +94,7 @@ export function kyselyDriver(tenantry: Tenantry<AppDB>): OrmDriver {
 
 /** Drizzle through `tenantry/drizzle`: statements outside a transaction are one-statement tenant transactions. */
 export function drizzleDriver(tenantry: Tenantry<AppDB>): OrmDriver {
-  const db = createTenantDrizzle(tenantry, { schema: drizzleSchema });
+  const db = drizzle({ client: tenantDrizzleClient(tenantry), schema: drizzleSchema });
   return {
     name: 'drizzle',
     titles: async () => sorted((await db.select({ title: items.title }).from(items)).map((r) => r.title)),

@@ -1,18 +1,19 @@
 import { count, eq, sql } from 'drizzle-orm';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { comments, drizzleSchema, items } from '../../../test-support/drizzle-schema.ts';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
-import { createTenantDrizzle, type TenantDrizzle, withTenantDrizzle } from '../src/drizzle/index.ts';
+import { type TenantPgPool, tenantDrizzleClient, withTenantDrizzle } from '../src/drizzle/index.ts';
 import { type TenantRecord, withTenant } from '../src/index.ts';
 
 /** Drizzle specifics; the cross-tenant assertions are in orm-isolation.test.ts. */
 
 let f: Fixture;
-let db: TenantDrizzle<typeof drizzleSchema>;
+let db: NodePgDatabase<typeof drizzleSchema> & { $client: TenantPgPool };
 
 beforeAll(async () => {
   f = await createFixture('drizzle');
-  db = createTenantDrizzle(f.tenantry, { schema: drizzleSchema });
+  db = drizzle({ client: tenantDrizzleClient(f.tenantry), schema: drizzleSchema });
 });
 
 afterAll(async () => {
@@ -24,7 +25,8 @@ const codeOf = (e: unknown) =>
 
 describe.each(['pool', 'schema'] as const)('%s tier', (tier) => {
   let acme: TenantRecord;
-  const titles = async () => (await db.select({ title: items.title }).from(items).orderBy(items.title)).map((r) => r.title);
+  const titles = async () =>
+    (await db.select({ title: items.title }).from(items).orderBy(items.title)).map((r) => r.title);
 
   beforeAll(async () => {
     acme = await f.tenantry.tenants.create({ slug: `drizzle-${tier}`, name: 'Acme', tier });

@@ -34,7 +34,11 @@ describe.each(['pool', 'schema', 'database'] as const)('%s tier', (tier) => {
   it('batch $transaction([...]) of two tenants in the same tick: each in its own tenant, in order, all or nothing', async () => {
     const [fromA, fromB] = await Promise.all([
       as(a, () =>
-        prisma.$transaction([prisma.item.create({ data: { title: 'a1' } }), prisma.item.count(), prisma.item.findMany()]),
+        prisma.$transaction([
+          prisma.item.create({ data: { title: 'a1' } }),
+          prisma.item.count(),
+          prisma.item.findMany(),
+        ]),
       ),
       as(b, () => prisma.$transaction([prisma.item.create({ data: { title: 'b1' } }), prisma.item.count()])),
     ]);
@@ -89,11 +93,30 @@ describe.each(['pool', 'schema', 'database'] as const)('%s tier', (tier) => {
   });
 
   it('raw queries are confined, typed results come back, and COMMIT as a raw statement is refused', async () => {
-    const rows = await as(b, () => prisma.$queryRaw<{ title: string; created_at: Date }[]>`SELECT title, created_at FROM items ORDER BY title`);
+    const rows = await as(
+      b,
+      () => prisma.$queryRaw<{ title: string; created_at: Date }[]>`SELECT title, created_at FROM items ORDER BY title`,
+    );
     expect(rows.map((r) => r.title)).toEqual(['b1', 'b2']);
     expect(rows[0]?.created_at).toBeInstanceOf(Date);
     expect(await as(b, () => prisma.$executeRaw`UPDATE items SET description = 'seen' WHERE title LIKE 'a%'`)).toBe(0);
     await expect(as(b, () => prisma.$executeRawUnsafe('COMMIT'))).rejects.toThrow(/transaction control/);
+  });
+
+  it('findUnique by a compound selector, two tenants in one tick: each for its own tenant', async () => {
+    const [item] = await as(b, () => prisma.item.findMany({ where: { title: 'b1' } }));
+    const where = { tenant_id_id: { tenant_id: b.id, id: item?.id ?? '' } };
+    for (let round = 0; round < 3; round++) {
+      const found = await Promise.all([
+        as(a, () => prisma.item.findUnique({ where })),
+        as(b, () => prisma.item.findUnique({ where })),
+        as(a, () => prisma.item.findUnique({ where: { id: item?.id ?? '' } })),
+      ]);
+      expect(found.map((r) => r?.title ?? null)).toEqual([null, 'b1', null]);
+    }
+    await expect(as(a, () => prisma.item.findUniqueOrThrow({ where: { id: item?.id ?? '' } }))).rejects.toMatchObject({
+      code: 'P2025',
+    });
   });
 
   it('Prisma’s own error codes survive (a unique violation is P2002)', async () => {

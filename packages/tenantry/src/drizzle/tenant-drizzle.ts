@@ -1,50 +1,40 @@
-import type { DrizzleConfig } from 'drizzle-orm';
-import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { TenantContext } from '../context/tenant-context.ts';
 import { TenantPgPool, type TenantWork } from '../transaction/tenant-pg-pool.ts';
 
-/** A Drizzle instance (node-postgres driver) whose statements run in tenant transactions. */
-export type TenantDrizzle<TSchema extends Record<string, unknown> = Record<string, never>> = NodePgDatabase<TSchema> & {
-  $client: TenantPgPool;
-};
-
 /**
- * A Drizzle instance for tenant work: every statement runs in a tenant transaction of
- * Tenantry, on the connection where the tenant's rows live (shared pool, its schema with
- * its `search_path`, or its own database), under the runtime role, so row-level security
- * filters it.
+ * The client to give Drizzle's node-postgres driver so that every statement runs in a
+ * tenant transaction of Tenantry, on the connection where the tenant's rows live (shared
+ * pool, its schema with its `search_path`, or its own database), under the runtime role,
+ * so row-level security filters it:
  *
- * - Inside `tenantry.transaction()` (or {@link withTenantDrizzle}) a statement runs on that
- *   transaction, and `db.transaction()` nests in it as a savepoint.
- * - In a tenant context without a transaction (`withTenant`, a request of the Fastify
+ * - inside `tenantry.transaction()` (or {@link withTenantDrizzle}) a statement runs on that
+ *   transaction, and `db.transaction()` nests in it as a savepoint;
+ * - in a tenant context without a transaction (`withTenant`, a request of the Fastify
  *   plugin), a statement is a one-statement tenant transaction (one round trip), and
- *   `db.transaction()` opens one tenant transaction for its callback.
- * - With no tenant context, a statement throws `NO_TENANT_CONTEXT`: there is no default tenant.
+ *   `db.transaction()` opens one tenant transaction for its callback;
+ * - with no tenant context, a statement throws `NO_TENANT_CONTEXT`: there is no default tenant.
  *
- * Build it once (like `tenantry.db`) and use it from any request. Drizzle adds no
- * `tenant_id` predicate of its own: write `eq(items.tenantId, getTenant().id)` where an
- * explicit predicate matters (Citus routing); row-level security filters regardless.
+ * Build the Drizzle instance once (like `tenantry.db`) and use it from any request. This
+ * module names no Drizzle type (Drizzle's declarations do not pass a strict `skipLibCheck:
+ * false` check), so the instance is the application's own `drizzle(...)` call, fully typed.
  *
  * @param tenantry - the `Tenantry` instance (anything with its `transaction` and `query`).
- * @param config - Drizzle's options (`schema` for relational queries, `casing`, `logger`).
  * @example
  * ```ts
- * const db = createTenantDrizzle(tenantry, { schema });
+ * import { drizzle } from 'drizzle-orm/node-postgres';
+ * const db = drizzle({ client: tenantDrizzleClient(tenantry), schema });
  * const rows = await withTenant(acme, () => db.select().from(items));
- * await tenantry.transaction('acme', () => db.insert(items).values({ title: 'first' }));
  * ```
  */
-export function createTenantDrizzle<TSchema extends Record<string, unknown> = Record<string, never>>(
-  tenantry: TenantWork,
-  config: DrizzleConfig<TSchema> = {},
-): TenantDrizzle<TSchema> {
-  return drizzle({ ...config, client: new TenantPgPool(tenantry) });
+export function tenantDrizzleClient(tenantry: TenantWork): TenantPgPool {
+  return new TenantPgPool(tenantry);
 }
 
 /**
  * Runs `fn` in one tenant transaction of `tenant` (a slug, id or tenant context), handing
- * it `db`: everything `fn` does through `db` (and through `tenantry`) commits or rolls back
- * together, and `db.transaction()` inside nests as a savepoint.
+ * it `db` (a Drizzle instance on {@link tenantDrizzleClient}): everything `fn` does through
+ * `db` (and through `tenantry`) commits or rolls back together, and `db.transaction()`
+ * inside nests as a savepoint.
  *
  * @example
  * ```ts
@@ -54,10 +44,10 @@ export function createTenantDrizzle<TSchema extends Record<string, unknown> = Re
  * });
  * ```
  */
-export function withTenantDrizzle<T, TSchema extends Record<string, unknown>>(
-  db: TenantDrizzle<TSchema>,
+export function withTenantDrizzle<D extends { readonly $client: TenantPgPool }, T>(
+  db: D,
   tenant: TenantContext | string,
-  fn: (db: TenantDrizzle<TSchema>) => Promise<T>,
+  fn: (db: D) => Promise<T>,
 ): Promise<T> {
   return db.$client.transaction(tenant, () => fn(db));
 }

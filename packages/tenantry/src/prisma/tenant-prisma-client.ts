@@ -30,7 +30,21 @@ const DESCRIBED = Symbol('tenantry.described');
 /** Prisma's name of a model on the client (`UserProfile` → `userProfile`). */
 const clientProperty = (model: string) => model.charAt(0).toLowerCase() + model.slice(1);
 
-/** Runs `call` on `tx` (an interactive transaction's client). */
+/**
+ * Whether a `findUnique` filter is only equalities of fields to values (`{ id: '…' }`), for
+ * which `findFirst` finds the same row. Not a compound selector (`{ tenant_id_id: {…} }`,
+ * an object) nor an undefined value (which `findFirst` would read as "no condition").
+ */
+function isEqualityWhere(where: unknown): boolean {
+  if (typeof where !== 'object' || where === null) return false;
+  const values = Object.values(where);
+  return (
+    values.length > 0 &&
+    values.every((v) => ['string', 'number', 'bigint', 'boolean'].includes(typeof v) || v instanceof Date)
+  );
+}
+
+/** Runs `call` on `tx` (an interactive transaction's client, or the client itself). */
 function reissue(tx: Record<string, unknown>, call: { model?: string | undefined; operation: string; args: unknown }) {
   const target = (call.model ? tx[clientProperty(call.model)] : tx) as Record<string, (...a: unknown[]) => unknown>;
   const method = target?.[call.operation];
@@ -50,7 +64,9 @@ function reissue(tx: Record<string, unknown>, call: { model?: string | undefined
  * sends such requests through interactive transactions, which bind to the tenant when they
  * start, in the caller's context:
  *
- * - `findUnique` / `findUniqueOrThrow` outside a transaction run in one of their own;
+ * - `findUnique` / `findUniqueOrThrow` outside a transaction run as `findFirst` /
+ *   `findFirstOrThrow` (never batched) when their filter is field equalities, else in an
+ *   interactive transaction of their own;
  * - `$transaction([...])` runs its operations, in order, in one interactive transaction
  *   (what Prisma's batch transaction promises: all or nothing, in order).
  *
@@ -108,6 +124,11 @@ export function tenantPrisma<C extends ClientLike>(client: C): C {
             call.model &&
             (call.operation === 'findUnique' || call.operation === 'findUniqueOrThrow')
           ) {
+            // The same lookup as findFirst, which Prisma never batches: no transaction needed.
+            if (isEqualityWhere((call.args as { where?: unknown } | undefined)?.where)) {
+              const operation = call.operation === 'findUnique' ? 'findFirst' : 'findFirstOrThrow';
+              return reissue(base as unknown as Record<string, unknown>, { ...call, operation });
+            }
             return base.$transaction((tx) => reissue(tx, call) as Promise<unknown>);
           }
           return call.query(call.args);
