@@ -7,8 +7,9 @@
  *
  *   node bench/orm.ts [--seconds 12] [--rounds 6] [--warmup 1] [--clients 1,8] [--tenants 100] [--rows 100] [--quick]
  *
- * Prisma's `findUnique` outside a transaction runs in an interactive transaction of its own
- * under `tenantPrisma` (see docs/adapters/prisma.md), so `findFirst` is measured too.
+ * Under `tenantPrisma`, `findUnique({ id })` runs as `findFirst` (Prisma batches findUnique
+ * across async contexts; see docs/adapters/prisma.md): both are measured, each against the
+ * same call on the superuser (whose concurrent findUnique calls Prisma does batch).
  * `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres) must be a superuser.
  * The benchmark works in a database of its own and removes it.
  */
@@ -143,6 +144,27 @@ export async function main(argv: readonly string[]): Promise<number> {
         },
       },
     ];
+    // The same point lookup as bare SQL: what Tenantry's core costs without any ORM, so the
+    // adapters' own share shows (their ratio against this pair's).
+    const LOOKUP = 'SELECT tenant_id, id, title, description, created_at FROM items WHERE id = $1';
+    const coreSides: Side[] = [
+      {
+        key: 'base',
+        label: 'pg: same SQL + tenant_id = $2, superuser',
+        run: async () => {
+          const r = pick();
+          found((await superuser.query(`${LOOKUP} AND tenant_id = $2`, [r.id, r.tenant_id])).rows[0]);
+        },
+      },
+      {
+        key: 'tenantry',
+        label: 'tenantry.query: same SQL, RLS only',
+        run: async () => {
+          const r = pick();
+          found((await tenantry.query(contexts.get(r.tenant_id) as TenantContext, LOOKUP, [r.id])).rows[0]);
+        },
+      },
+    ];
     const cpu = new ServerCpu(superuser);
     for (const clients of options.clients) {
       const prismaResults = await measureSides(prismaSides, { ...options, clients, cpu });
@@ -150,6 +172,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       log();
       const drizzleResults = await measureSides(drizzleSides, { ...options, clients, cpu });
       log(costTable(`Drizzle, ${clients} client(s)`, drizzleResults, 'base'));
+      log();
+      const coreResults = await measureSides(coreSides, { ...options, clients, cpu });
+      log(costTable(`No ORM (Tenantry's own cost), ${clients} client(s)`, coreResults, 'base'));
       log();
     }
     log(`load average at the end: ${(await describeMachine(machine.postgres)).loadAverage.join(', ')}`);
