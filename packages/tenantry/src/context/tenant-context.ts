@@ -50,6 +50,12 @@ export interface ContextTransaction {
  * How pg shapes a statement's result, as ORM drivers ask for it (Drizzle, Prisma's pg
  * adapter): rows as arrays rather than objects (columns of the same name survive), and
  * type parsers of their own (timestamps as text, for instance).
+ *
+ * @example
+ * ```ts
+ * const { rows } = await tenantry.query('acme', { sql: 'SELECT id, title FROM items', parameters: [], shape: { rowMode: 'array' } });
+ * // rows: [['3f…', 'first'], …]
+ * ```
  */
 export interface ResultShape {
   readonly rowMode?: 'array' | undefined;
