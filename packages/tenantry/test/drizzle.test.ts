@@ -23,6 +23,25 @@ afterAll(async () => {
 const codeOf = (e: unknown) =>
   (e as { code?: string; cause?: { code?: string } }).code ?? (e as { cause?: { code?: string } }).cause?.code;
 
+it('db.transaction() of two tenants at once: each bound to its tenant when it begins', async () => {
+  const t1 = await f.tenantry.tenants.create({ slug: 'drizzle-concurrent-1', name: 'One' });
+  const t2 = await f.tenantry.tenants.create({ slug: 'drizzle-concurrent-2', name: 'Two', tier: 'schema' });
+  const run = (t: TenantRecord) =>
+    withTenant({ id: t.id, slug: t.slug, tier: t.tier, plan: t.plan, status: t.status }, () =>
+      db.transaction(async (tx) => {
+        await tx.insert(items).values({ title: t.slug });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return (await tx.select({ title: items.title, tenantId: items.tenantId }).from(items)).map((r) => [
+          r.title,
+          r.tenantId,
+        ]);
+      }),
+    );
+  const [one, two] = await Promise.all([run(t1), run(t2)]);
+  expect(one).toEqual([[t1.slug, t1.id]]);
+  expect(two).toEqual([[t2.slug, t2.id]]);
+});
+
 describe.each(['pool', 'schema'] as const)('%s tier', (tier) => {
   let acme: TenantRecord;
   const titles = async () =>
