@@ -13,6 +13,7 @@
  *   npm run bench -- events --quick      (WebSocket fan-out of committed events, against a bare ws server)
  *   npm run bench -- outbox --quick      (events/s to an in-process subscriber and to a local webhook receiver)
  *   npm run bench -- jobs --quick        (a burst from one tenant and a trickle from 50: fair against FIFO)
+ *   npm run bench -- orm --quick         (a point lookup through tenantry/prisma and tenantry/drizzle)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -28,6 +29,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   events: () => import('./events.ts'),
   outbox: () => import('./outbox.ts'),
   jobs: () => import('./jobs.ts'),
+  orm: () => import('./orm.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

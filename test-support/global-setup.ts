@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../packages/tenantry/src/embedded/embedded-postgres.ts';
@@ -69,6 +71,10 @@ async function localRedis(): Promise<string | null> {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // The Prisma client of the ORM adapter tests is generated, not checked in (no-op when fresh).
+  execFileSync(process.execPath, [fileURLToPath(new URL('../scripts/prisma-generate.mjs', import.meta.url))], {
+    stdio: 'inherit',
+  });
   let url = process.env.DATABASE_URL;
   let stop = async () => {};
   if (!url) {

@@ -16,6 +16,7 @@ export { type ContextDialect, postgresDialect } from './context/context-dialect.
 export {
   getTenant,
   type IsolationTier,
+  type ResultShape,
   type TenantContext,
   type TenantStatus,
   tryGetTenant,

@@ -563,10 +563,12 @@ export class Tenantry<DB = unknown> {
     values?: readonly unknown[],
   ): Promise<QueryResult<R>> {
     const context = await this.#resolve(tenant);
-    const [text, parameters] =
-      typeof statement === 'string' ? [statement, values] : [statement.sql, statement.parameters];
+    const [text, parameters, shape] =
+      typeof statement === 'string'
+        ? [statement, values, undefined]
+        : [statement.sql, statement.parameters, statement.shape];
     return withSpan('tenantry.query', { 'tenantry.tenant_id': context.id }, () =>
-      runTenantQuery<R>(this.#runner, context, 'work', text, parameters),
+      runTenantQuery<R>(this.#runner, context, 'work', text, parameters, shape),
     );
   }
 

@@ -53,6 +53,9 @@ const HEAVY = [
   'reflect-metadata',
   'rxjs',
   'openapi-fetch',
+  'drizzle-orm',
+  '@prisma/client',
+  '@prisma/adapter-pg',
 ] as const;
 
 describe('the root entry point is the core', () => {
@@ -75,6 +78,12 @@ describe('the root entry point is the core', () => {
     expect(packagesAmong(await modulesLoadedBy('client/index.ts'), HEAVY)).toEqual(['openapi-fetch']);
     // The cache imports redis only when it connects to a URL itself.
     expect(packagesAmong(await modulesLoadedBy('cache/index.ts'), HEAVY)).toEqual([]);
+  });
+
+  it('leaves Drizzle and Prisma to tenantry/drizzle and tenantry/prisma', async () => {
+    // tenantry/drizzle is the client Drizzle's own driver runs on: it loads only pg.
+    expect(packagesAmong(await modulesLoadedBy('drizzle/index.ts'), HEAVY)).toEqual([]);
+    expect(packagesAmong(await modulesLoadedBy('prisma/index.ts'), HEAVY)).toEqual(['@prisma/adapter-pg']);
   });
 
   it('exports no internals', () => {

@@ -39,8 +39,27 @@ export interface ContextTransaction {
   readonly tenant: TenantContext;
   /** False once the transaction ended: a late statement gets `NO_TENANT_TRANSACTION`. */
   open: boolean;
-  /** Runs one statement in this transaction; the first one also opens it. */
-  execute(text: string, values?: readonly unknown[]): Promise<pg.QueryResult>;
+  /**
+   * Runs one statement in this transaction; the first one also opens it. `shape` asks pg for
+   * rows as arrays and for the caller's type parsers (what ORM drivers expect of pg).
+   */
+  execute(text: string, values?: readonly unknown[], shape?: ResultShape): Promise<pg.QueryResult>;
+}
+
+/**
+ * How pg shapes a statement's result, as ORM drivers ask for it (Drizzle, Prisma's pg
+ * adapter): rows as arrays rather than objects (columns of the same name survive), and
+ * type parsers of their own (timestamps as text, for instance).
+ *
+ * @example
+ * ```ts
+ * const { rows } = await tenantry.query('acme', { sql: 'SELECT id, title FROM items', parameters: [], shape: { rowMode: 'array' } });
+ * // rows: [['3f…', 'first'], …]
+ * ```
+ */
+export interface ResultShape {
+  readonly rowMode?: 'array' | undefined;
+  readonly types?: pg.CustomTypesConfig | undefined;
 }
 
 /** What one async context knows: its tenant and, inside a tenant transaction, that transaction. */
@@ -67,7 +86,17 @@ export function withTenant<T>(tenant: TenantContext, fn: () => T): T {
   if (!tenant || typeof tenant.id !== 'string') {
     throw new TenantryError('USAGE_ERROR', 'withTenant() needs a tenant with an id');
   }
-  return storage.run({ tenant: Object.freeze({ ...tenant }) }, fn);
+  return storage.run({ tenant: Object.freeze({ ...tenant }) }, () => started(fn()));
+}
+
+/**
+ * `value`, or, for a lazy thenable (Prisma's queries start only when awaited), a promise that
+ * starts it now: its `then` is called in a job queued inside the context, whereas awaiting
+ * the thenable after `fn` returned would start the query outside it.
+ */
+function started<T>(value: T): T {
+  if (value instanceof Promise || typeof (value as { then?: unknown } | null)?.then !== 'function') return value;
+  return Promise.resolve(value) as T;
 }
 
 /**
@@ -75,7 +104,7 @@ export function withTenant<T>(tenant: TenantContext, fn: () => T): T {
  * half of the store; applications use `Tenantry.transaction`).
  */
 export function runInTransaction<T>(transaction: ContextTransaction, fn: () => T): T {
-  return storage.run({ tenant: transaction.tenant, transaction }, fn);
+  return storage.run({ tenant: transaction.tenant, transaction }, () => started(fn()));
 }
 
 /** The open tenant transaction of the current async context, if any. */

@@ -4,6 +4,7 @@ import type { ClientBase, QueryResult } from 'pg';
 import PgResult from 'pg/lib/result.js';
 import pgUtils from 'pg/lib/utils.js';
 import { serialize } from 'pg-protocol';
+import type { ResultShape } from '../context/tenant-context.ts';
 import { Submittable, type WireConnection } from './submittable.ts';
 
 /** Messages that never change, serialized once. */
@@ -30,7 +31,7 @@ export interface PipelineRequest {
   readonly enter: { readonly text: string; readonly values: readonly unknown[]; readonly name?: string };
   /** Parse `enter` (under `enter.name`) before executing it; false when this connection already has it. */
   readonly parseEnter: boolean;
-  readonly statement?: { readonly text: string; readonly values?: readonly unknown[] };
+  readonly statement?: { readonly text: string; readonly values?: readonly unknown[]; readonly shape?: ResultShape };
   /**
    * Commit after the statement: the whole transaction in one round trip. With the default
    * `BEGIN`, neither `BEGIN` nor `COMMIT` is sent: the messages up to a Sync run as one
@@ -105,7 +106,8 @@ class Pipeline extends Submittable<PipelineResponse> {
 
   override handleRowDescription(message: { fields: unknown[] }): void {
     if (this.#completed === 2) {
-      this.#result = new PgResult(undefined, undefined) as ResultLike;
+      const shape = this.#request.statement?.shape;
+      this.#result = new PgResult(shape?.rowMode, shape?.types) as ResultLike;
       this.#result.addFields(message.fields);
     }
   }
@@ -115,7 +117,8 @@ class Pipeline extends Submittable<PipelineResponse> {
   }
   override handleCommandComplete(message: { text?: string }): void {
     if (this.#completed === 2) {
-      this.#result ??= new PgResult(undefined, undefined) as ResultLike;
+      const shape = this.#request.statement?.shape;
+      this.#result ??= new PgResult(shape?.rowMode, shape?.types) as ResultLike;
       this.#result.addCommandComplete(message);
     } else if (this.#completed === 3) {
       this.#committed = message.text === 'COMMIT';

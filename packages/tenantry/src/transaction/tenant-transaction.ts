@@ -7,7 +7,12 @@ import type { ContextDialect } from '../context/context-dialect.ts';
 import type { ContextPurpose } from '../context/context-token.ts';
 import { mintContextToken, newContextSecret, secretContextToken } from '../context/context-token.ts';
 import { backendPid } from '../context/enter-context.ts';
-import { type ContextTransaction, runInTransaction, type TenantContext } from '../context/tenant-context.ts';
+import {
+  type ContextTransaction,
+  type ResultShape,
+  runInTransaction,
+  type TenantContext,
+} from '../context/tenant-context.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { TENANTRY_SQLSTATE, translatePgError } from '../errors/sqlstate.ts';
 import { type PipelineResponse, pipelinedBegin, stageOf } from './pipelined-begin.ts';
@@ -18,12 +23,16 @@ import type { TenantUsage, UsageCounting } from './tenant-usage.ts';
 export interface CompiledStatement {
   readonly sql: string;
   readonly parameters: readonly unknown[];
+  /** How pg should shape the result (rows as arrays, type parsers); pg's defaults when absent. */
+  readonly shape?: ResultShape | undefined;
 }
 
 /** Result of {@link TenantTransaction.query}. */
 export interface QueryResult<R> {
   readonly rows: R[];
   readonly rowCount: number;
+  /** The result's columns (name, type oid), as pg describes them. */
+  readonly fields: readonly pg.FieldDef[];
 }
 
 /**
@@ -148,7 +157,7 @@ async function openPipelined(
   client: PreparingClient,
   tenant: TenantContext,
   purpose: ContextPurpose,
-  request: { statement: { text: string; values?: readonly unknown[] }; commit?: boolean },
+  request: { statement: { text: string; values?: readonly unknown[]; shape?: ResultShape }; commit?: boolean },
 ): Promise<PipelineResponse> {
   for (let attempt = 0; ; attempt++) {
     const session = deps.contextBinding === 'session';
@@ -239,7 +248,11 @@ export async function runTenantTransaction<T, DB>(
       discard = e;
     });
   };
-  const begin = async (first: { text: string; values?: readonly unknown[] }): Promise<pg.QueryResult> => {
+  const begin = async (first: {
+    text: string;
+    values?: readonly unknown[];
+    shape?: ResultShape;
+  }): Promise<pg.QueryResult> => {
     const { result } = await openPipelined(deps, client, tenant, purpose, { statement: first }).catch(
       async (error: unknown) => {
         if (stageOf(error) === 'statement') {
@@ -257,14 +270,14 @@ export async function runTenantTransaction<T, DB>(
   const state: ContextTransaction = {
     tenant,
     open: true,
-    async execute(text, values) {
+    async execute(text, values, shape) {
       if (!state.open) throw new TenantryError('NO_TENANT_TRANSACTION', 'this transaction has ended');
       const started = usage ? performance.now() : 0;
       try {
         let result: pg.QueryResult;
         if (!begun) {
           opened = started;
-          begun = begin({ text, ...(values ? { values } : {}) });
+          begun = begin({ text, ...(values ? { values } : {}), ...(shape ? { shape } : {}) });
           // Awaited just below; the no-op catch keeps a concurrent waiter's copy from
           // being reported as unhandled.
           begun.catch(() => {});
@@ -281,6 +294,8 @@ export async function runTenantTransaction<T, DB>(
             text,
             values: values ? [...values] : [],
             queryMode: 'extended',
+            ...(shape?.rowMode ? { rowMode: shape.rowMode } : {}),
+            ...(shape?.types ? { types: shape.types } : {}),
           } as pg.QueryConfig);
         }
         usage?.statement(result, text, performance.now() - started);
@@ -297,7 +312,7 @@ export async function runTenantTransaction<T, DB>(
       db: deps.db as Kysely<DB>,
       query: async <R extends QueryResultRow>(text: string, values?: readonly unknown[]) => {
         const result = await state.execute(text, values);
-        return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+        return { rows: result.rows as R[], rowCount: result.rowCount ?? 0, fields: result.fields ?? [] };
       },
       defer: (text, values) => {
         if (!state.open) throw new TenantryError('NO_TENANT_TRANSACTION', 'this transaction has ended');
@@ -354,6 +369,7 @@ export async function runTenantQuery<R extends QueryResultRow>(
   purpose: ContextPurpose,
   text: string,
   values?: readonly unknown[],
+  shape?: ResultShape,
 ): Promise<QueryResult<R>> {
   if (purpose === 'work') requireActive(tenant.status);
   const connection = await deps.connections.connect(tenant);
@@ -365,7 +381,7 @@ export async function runTenantQuery<R extends QueryResultRow>(
   let ended = 0;
   let failed = true;
   try {
-    const statement = { text, ...(values ? { values } : {}) };
+    const statement = { text, ...(values ? { values } : {}), ...(shape ? { shape } : {}) };
     const { result, committed } = await openPipelined(deps, client, tenant, purpose, { statement, commit: true });
     if (!committed) throw new TenantryError('TRANSACTION_ABORTED');
     failed = false;
@@ -374,7 +390,7 @@ export async function runTenantQuery<R extends QueryResultRow>(
       ended = performance.now();
       usage.statement(result, text, ended - started);
     }
-    return { rows: (result?.rows ?? []) as R[], rowCount: result?.rowCount ?? 0 };
+    return { rows: (result?.rows ?? []) as R[], rowCount: result?.rowCount ?? 0, fields: result?.fields ?? [] };
   } catch (error) {
     // The pipeline ran as one implicit transaction, which PostgreSQL ended at its Sync
     // whatever stage failed; anything else may have left a transaction open: end it before
