@@ -12,8 +12,12 @@
  * - `signed`: Tenantry's context statement with an HMAC-signed token each time (first use
  *   of a session, and always behind a transaction-mode pooler), pipelined the same way;
  * - `secret`: Tenantry's context statement with the session's one-time secret (2 round trips);
- * - `one-trip`: `BEGIN`, the context (secret), the `SELECT` and `COMMIT` in one pipeline,
- *   what `tenantry.query()` sends (1 round trip).
+ * - `one-trip`: `BEGIN`, the context (secret), the `SELECT` and `COMMIT` in one pipeline
+ *   (1 round trip: what `tenantry.query()` sent before it dropped `BEGIN` and `COMMIT`);
+ * - `implicit`: the context and the `SELECT` in one pipeline, one implicit transaction
+ *   committed at the Sync: what `tenantry.query()` sends with `usage: false`;
+ * - `named`: the same with the context statement also naming the tenant in
+ *   `application_name` (usage accounting's default).
  *
  * Needs pgbench (Debian: postgresql-client) on PATH and `DATABASE_URL` (a superuser; default
  * the local server). Creates a database of its own and drops it.
@@ -34,7 +38,7 @@ import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
 
-const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip', 'implicit'] as const;
+const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip', 'implicit', 'named'] as const;
 type Side = (typeof SIDES)[number];
 
 interface Options {
@@ -85,6 +89,8 @@ function scripts(tenant: string, enterSql: string): Record<Side, string> {
   // statement is Tenantry's own text with its $1/$2/$3 spelled as pgbench variables.
   const enter = enterSql.replace('$1', ':tok').replace('$2', ':nx').replace('$3', "'bench'");
   const chained = enterSql.replace('$1', `'s1.work.${tenant}.' || :prev`).replace('$2', ':nx').replace('$3', "'bench'");
+  // What the runner sends when usage names the tenant in application_name (the default).
+  const named = `SELECT e.* FROM (${chained}) e WHERE set_config('application_name', 'tenantry:${tenant}', true) IS NOT NULL`;
   // The first transaction of each pgbench client has no secret yet: it signs, as Tenantry does.
   const secretEnter = `\\set nx random(1, 4611686018427387903)
 \\if :first
@@ -104,6 +110,7 @@ COMMIT;
     secret: `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}\\endpipeline\nCOMMIT;\n\\endif\n\\set prev :nx\n`,
     'one-trip': `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}COMMIT;\n\\endpipeline\n\\endif\n\\set prev :nx\n`,
     implicit: `${pick}${secretEnter}\\startpipeline\n${chained};\n${select('items')}\\endpipeline\n\\endif\n\\set prev :nx\n`,
+    named: `${pick}${secretEnter}\\startpipeline\n${named};\n${select('items')}\\endpipeline\n\\endif\n\\set prev :nx\n`,
   };
 }
 
