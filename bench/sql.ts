@@ -90,7 +90,8 @@ function scripts(tenant: string, enterSql: string): Record<Side, string> {
   const enter = enterSql.replace('$1', ':tok').replace('$2', ':nx').replace('$3', "'bench'");
   const chained = enterSql.replace('$1', `'s1.work.${tenant}.' || :prev`).replace('$2', ':nx').replace('$3', "'bench'");
   // What the runner sends when usage names the tenant in application_name (the default).
-  const named = `SELECT e.* FROM (${chained}) e WHERE set_config('application_name', 'tenantry:${tenant}', true) IS NOT NULL`;
+  // (chr(58) is ':', which pgbench would read as the start of a variable's name.)
+  const named = `SELECT e.* FROM (${chained}) e WHERE set_config('application_name', 'tenantry' || chr(58) || '${tenant}', true) IS NOT NULL`;
   // The first transaction of each pgbench client has no secret yet: it signs, as Tenantry does.
   const secretEnter = `\\set nx random(1, 4611686018427387903)
 \\if :first
