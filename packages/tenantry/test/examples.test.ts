@@ -9,7 +9,7 @@ import { Tenantry } from '../src/index.ts';
 // Each example in examples/ started the way its README says (`npm start`), on a database of
 // this file's own, then driven over HTTP with the typed client by two tenants.
 
-const EXAMPLES = ['express', 'hono', 'nestjs'] as const;
+const EXAMPLES = ['prisma-express', 'drizzle-hono', 'nestjs'] as const;
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
 interface Started {

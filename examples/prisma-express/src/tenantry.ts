@@ -1,7 +1,7 @@
 import { Tenantry } from 'tenantry';
 import { resolveEnvironment } from 'tenantry/environment';
-import { apiKeyAuthenticator, ChangeFeed, TenantCache, type TenantRequestOptions } from 'tenantry/hono';
-import { type AppDB, migrations } from './items.ts';
+import { apiKeyAuthenticator, ChangeFeed, TenantCache, type TenantRequestOptions } from 'tenantry/express';
+import { migrations } from './items.ts';
 
 /**
  * Connects Tenantry the way `tenantry serve` does: `DATABASE_URL`, or embedded PostgreSQL
@@ -12,7 +12,7 @@ import { type AppDB, migrations } from './items.ts';
 export async function connectTenantry() {
   const env = await resolveEnvironment();
   for (const note of env.notes) console.log(note);
-  const tenantry = await Tenantry.connect<AppDB>({
+  const tenantry = await Tenantry.connect({
     databaseUrl: env.databaseUrl,
     secret: env.secret,
     roles: env.roles,
