@@ -7,7 +7,7 @@ import { createTenantryClient } from '../src/client/index.ts';
 import { type IsolationTier, Tenantry } from '../src/index.ts';
 
 // Each example in examples/ started the way its README says (`npm start`), on a database of
-// this file's own, then driven over HTTP with the typed client by two tenants.
+// this file's own, then driven over HTTP with the typed client by three tenants (TIERS).
 
 const EXAMPLES = ['prisma-express', 'drizzle-hono', 'nestjs'] as const;
 /**
