@@ -9,8 +9,8 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.base.json ./
 COPY packages/tenantry/package.json packages/tenantry/
-COPY examples/express/package.json examples/express/
-COPY examples/hono/package.json examples/hono/
+COPY examples/prisma-express/package.json examples/prisma-express/
+COPY examples/drizzle-hono/package.json examples/drizzle-hono/
 COPY examples/nestjs/package.json examples/nestjs/
 RUN npm ci --no-audit --no-fund --workspace tenantry --include-workspace-root
 COPY packages/tenantry packages/tenantry

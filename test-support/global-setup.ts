@@ -72,9 +72,9 @@ async function localRedis(): Promise<string | null> {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // The Prisma client of the ORM adapter tests is generated, not checked in (no-op when fresh).
-  execFileSync(process.execPath, [fileURLToPath(new URL('../scripts/prisma-generate.mjs', import.meta.url))], {
-    stdio: 'inherit',
-  });
+  // The prisma-express example generates its own in `npm start`, which examples.test.ts runs.
+  const generate = fileURLToPath(new URL('../scripts/prisma-generate.mjs', import.meta.url));
+  execFileSync(process.execPath, [generate, 'test-support/prisma/schema.prisma'], { stdio: 'inherit' });
   let url = process.env.DATABASE_URL;
   let stop = async () => {};
   if (!url) {

@@ -4,12 +4,22 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 import { createTenantryClient } from '../src/client/index.ts';
-import { Tenantry } from '../src/index.ts';
+import { type IsolationTier, Tenantry } from '../src/index.ts';
 
 // Each example in examples/ started the way its README says (`npm start`), on a database of
-// this file's own, then driven over HTTP with the typed client by two tenants.
+// this file's own, then driven over HTTP with the typed client by three tenants (TIERS).
 
-const EXAMPLES = ['express', 'hono', 'nestjs'] as const;
+const EXAMPLES = ['prisma-express', 'drizzle-hono', 'nestjs'] as const;
+/**
+ * Tiers of the tenants a, b and c. The ORM examples migrate every tier at start-up
+ * (`migrateFleet`), so their tenants live on all three; the NestJS example migrates the shared
+ * tables only (`migrate()`), so its tenants share them.
+ */
+const TIERS: Record<(typeof EXAMPLES)[number], readonly IsolationTier[]> = {
+  'prisma-express': ['pool', 'schema', 'database'],
+  'drizzle-hono': ['pool', 'schema', 'database'],
+  nestjs: ['pool', 'pool', 'pool'],
+};
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
 interface Started {
@@ -86,12 +96,16 @@ describe.each(EXAMPLES)('examples/%s', (name) => {
 
   it('starts with npm start and keeps two tenants apart over HTTP', async () => {
     db = await createTestDatabase(`example_${name}`);
-    app = await start(name, db);
-    // The example set up and migrated its database; tenants and keys come from the library.
+    // Tenants and keys come from the library, before the example first starts (on the tiers
+    // of TIERS); the example's start-up migration then creates its table where they live, and
+    // its data access (Prisma, Drizzle, Kysely) must reach each tenant's rows there.
     tenantry = await Tenantry.connect({ databaseUrl: db.url, secret: db.secret, roles: db.roles });
+    await tenantry.setup();
     const keys: string[] = [];
-    for (const slug of [`${name}-a`, `${name}-b`]) {
-      const tenant = await tenantry.tenants.create({ slug, name: slug });
+    for (const [i, tier] of TIERS[name].entries()) {
+      const slug = `${name}-${'abc'[i]}`;
+      const tenant = await tenantry.tenants.create({ slug, name: slug, tier });
+      expect(tenant.tier).toBe(tier);
       const { key } = await tenantry.apiKeys.create(tenant.id, {
         name: 'example test',
         environment: 'test',
@@ -99,7 +113,9 @@ describe.each(EXAMPLES)('examples/%s', (name) => {
       });
       keys.push(key);
     }
-    const [a, b] = keys.map((token) => createTenantryClient({ baseUrl: app?.url as string, token })) as [
+    app = await start(name, db);
+    const [a, b, c] = keys.map((token) => createTenantryClient({ baseUrl: app?.url as string, token })) as [
+      ReturnType<typeof createTenantryClient>,
       ReturnType<typeof createTenantryClient>,
       ReturnType<typeof createTenantryClient>,
     ];
@@ -113,6 +129,13 @@ describe.each(EXAMPLES)('examples/%s', (name) => {
     expect(listA.data?.items.map((i) => i.title)).toEqual(['alpha roadmap']);
     const listB = await b.GET('/v1/items', {});
     expect(listB.data?.items.map((i) => i.title)).toEqual(['bravo secret']);
+    const third = await c.POST('/v1/items', { body: { title: 'charlie plan' } });
+    expect(third.response.status).toBe(201);
+    expect((await c.GET('/v1/items', {})).data?.items.map((i) => i.title)).toEqual(['charlie plan']);
+    for (const other of [a, b]) {
+      const path = { id: third.data?.id as string };
+      expect((await other.GET('/v1/items/{id}', { params: { path } })).response.status).toBe(404);
+    }
 
     const own = await a.GET('/v1/items/{id}', { params: { path: { id: mine.data?.id as string } } });
     expect(own.data?.title).toBe('alpha roadmap');

@@ -1,18 +1,18 @@
 import { Tenantry } from 'tenantry';
 import { resolveEnvironment } from 'tenantry/environment';
 import { apiKeyAuthenticator, ChangeFeed, TenantCache, type TenantRequestOptions } from 'tenantry/hono';
-import { type AppDB, migrations } from './items.ts';
+import { migrations } from './items.ts';
 
 /**
  * Connects Tenantry the way `tenantry serve` does: `DATABASE_URL`, or embedded PostgreSQL
  * under `./.tenantry/` when it is unset; sets up the control plane and migrates the
- * application's tables. On the embedded server (local development only) it makes sure the
+ * application's tables on every tier. On the embedded server (local development only) it makes sure the
  * demo tenants `acme` and `globex` exist and prints a fresh API key for each.
  */
 export async function connectTenantry() {
   const env = await resolveEnvironment();
   for (const note of env.notes) console.log(note);
-  const tenantry = await Tenantry.connect<AppDB>({
+  const tenantry = await Tenantry.connect({
     databaseUrl: env.databaseUrl,
     secret: env.secret,
     roles: env.roles,
@@ -22,6 +22,11 @@ export async function connectTenantry() {
   });
   await tenantry.setup();
   await tenantry.migrate();
+  // Tenants in a schema or a database of their own get the application's tables too (a
+  // deployment would run `tenantry migrate` instead; here the start-up does it).
+  const fleet = await tenantry.migrateFleet();
+  for (const failure of fleet.failed) console.error(`migration of ${failure.target} failed: ${failure.error}`);
+  if (fleet.failed.length > 0) throw new Error(`${fleet.failed.length} migration target(s) failed`);
   // One LISTEN connection: revoked keys and suspended tenants are seen at once, not after a TTL.
   const feed = new ChangeFeed(env.databaseUrl);
   await tenantry.apiKeys.start(feed);

@@ -1,10 +1,15 @@
 import express from 'express';
 import { tenantryErrorHandler, tenantryExpress, tenantryNotFound } from 'tenantry/express';
+import { createTenantPrismaAdapter, tenantPrisma } from 'tenantry/prisma';
+import { PrismaClient } from '../prisma/generated/client.ts';
 import { itemStore } from './items.ts';
 import { connectTenantry } from './tenantry.ts';
 
 const { tenantry, identification, close } = await connectTenantry();
-const items = itemStore(tenantry);
+// One Prisma client for the application: the adapter runs its SQL in tenant transactions on
+// Tenantry's connections; `tenantPrisma` keeps Prisma's batching within one tenant.
+const prisma = tenantPrisma(new PrismaClient({ adapter: createTenantPrismaAdapter(tenantry) }));
+const items = itemStore(prisma);
 // Steps 1–4 of every tenant request: API key → tenant → admitted → the handler in its context.
 const tenant = tenantryExpress(identification);
 
@@ -28,5 +33,13 @@ const server = app.listen(Number(process.env.PORT ?? 3000), process.env.HOST ?? 
   if (address && typeof address === 'object') console.log(`listening on http://127.0.0.1:${address.port}`);
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => server.close(() => void close().then(() => process.exit(0))));
+  process.once(signal, () =>
+    server.close(
+      () =>
+        void prisma
+          .$disconnect()
+          .then(close)
+          .then(() => process.exit(0)),
+    ),
+  );
 }

@@ -1,11 +1,17 @@
 import { serve } from '@hono/node-server';
+import { drizzle } from 'drizzle-orm/node-postgres';
 import { Hono } from 'hono';
+import { tenantDrizzleClient } from 'tenantry/drizzle';
 import { type TenantryEnv, tenantryHono, tenantryNotFound, tenantryOnError } from 'tenantry/hono';
 import { itemStore } from './items.ts';
+import * as schema from './schema.ts';
 import { connectTenantry } from './tenantry.ts';
 
 const { tenantry, identification, close } = await connectTenantry();
-const items = itemStore(tenantry);
+// One Drizzle instance for the application, on a client that lends Tenantry's connections:
+// every statement runs in a tenant transaction of the current request's tenant.
+const db = drizzle({ client: tenantDrizzleClient(tenantry), schema });
+const items = itemStore(db);
 // Steps 1–4 of every tenant request: API key → tenant → admitted → the handler in its context.
 const tenant = tenantryHono(identification);
 

@@ -1,19 +1,11 @@
-import type { Generated } from 'kysely';
-import { type TenantMigration, type Tenantry, TenantryError } from 'tenantry';
-import type { TenantIdColumn } from 'tenantry/kysely';
+import { type TenantMigration, TenantryError } from 'tenantry';
+import type { PrismaClient } from '../prisma/generated/client.ts';
 
-/** The application's tables: one tenant table. Tenantry adds `tenant_id`, keys and RLS. */
-export interface AppDB {
-  items: {
-    tenant_id: TenantIdColumn;
-    id: Generated<string>;
-    title: string;
-    description: string | null;
-    created_at: Generated<Date>;
-    updated_at: Generated<Date>;
-  };
-}
-
+/**
+ * The application's tenant table. Tenantry's migrations create it (with `tenant_id` leading
+ * every key, and row-level security) on every tier; `prisma/schema.prisma` describes it for
+ * Prisma's client. Prisma Migrate never touches it.
+ */
 export const migrations: TenantMigration[] = [
   {
     id: 'items_001',
@@ -34,7 +26,7 @@ export const migrations: TenantMigration[] = [
 ];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const COLUMNS = ['id', 'title', 'description', 'created_at', 'updated_at'] as const;
+const COLUMNS = { id: true, title: true, description: true, created_at: true, updated_at: true } as const;
 type Row = { id: string; title: string; description: string | null; created_at: Date; updated_at: Date };
 
 function toItem(row: Row) {
@@ -48,24 +40,21 @@ function toItem(row: Row) {
 }
 
 /**
- * The data access of the application, for the tenant of the current request: every call
- * runs in a tenant transaction (`tenantry.transaction`), so row-level security sees only
- * that tenant's rows on whichever tier it lives, and the tenant filter adds `tenant_id`.
- * This is the one place an ORM call (Prisma, Drizzle) would replace the Kysely queries.
+ * The data access of the application through Prisma, for the tenant of the current request.
+ * `prisma` is the client built in `main.ts` on `createTenantPrismaAdapter(tenantry)` and
+ * wrapped by `tenantPrisma`: each query below runs in a tenant transaction of the request's
+ * tenant, so row-level security sees only that tenant's rows on whichever tier it lives, and
+ * PostgreSQL fills in `tenant_id` from the verified context. No query names the tenant.
  */
-export function itemStore(tenantry: Tenantry<AppDB>) {
+export function itemStore(prisma: PrismaClient) {
   return {
     async list() {
-      const rows = await tenantry.transaction((tx) =>
-        tx.db.selectFrom('items').select(COLUMNS).orderBy('created_at', 'desc').limit(100).execute(),
-      );
+      const rows = await prisma.item.findMany({ select: COLUMNS, orderBy: { created_at: 'desc' }, take: 100 });
       return { items: rows.map(toItem) };
     },
     async get(id: string) {
       if (!UUID.test(id)) throw new TenantryError('NOT_FOUND');
-      const row = await tenantry.transaction((tx) =>
-        tx.db.selectFrom('items').select(COLUMNS).where('id', '=', id).executeTakeFirst(),
-      );
+      const row = await prisma.item.findUnique({ select: COLUMNS, where: { id } });
       if (!row) throw new TenantryError('NOT_FOUND');
       return toItem(row);
     },
@@ -77,10 +66,7 @@ export function itemStore(tenantry: Tenantry<AppDB>) {
       if (description !== null && typeof description !== 'string') {
         throw new TenantryError('INVALID_INPUT', 'description: a string or null');
       }
-      const row = await tenantry.transaction((tx) =>
-        tx.db.insertInto('items').values({ title, description }).returning(COLUMNS).executeTakeFirstOrThrow(),
-      );
-      return toItem(row);
+      return toItem(await prisma.item.create({ select: COLUMNS, data: { title, description } }));
     },
   };
 }
