@@ -1,36 +1,22 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_MAIN, type CliResult, cliEnvironment, runCli } from '../../../test-support/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 
-const exec = promisify(execFile);
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
 let db: TestDatabase;
 let env: NodeJS.ProcessEnv;
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [main, ...args], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function cli(...args: string[]): Promise<CliResult> {
+  return runCli(env, ...args);
 }
 
 beforeAll(async () => {
   db = await createTestDatabase('cli');
   // Roles are per server: give the CLI this test database's unique role names.
-  env = {
-    ...process.env,
-    DATABASE_URL: db.url,
-    TENANTRY_SECRET: db.secret,
-    TENANTRY_OWNER_ROLE: db.roles.owner,
-    TENANTRY_RUNTIME_ROLE: db.roles.runtime,
-  };
+  env = cliEnvironment(db);
 });
 
 afterAll(async () => {
@@ -138,7 +124,7 @@ describe('tenantry CLI', () => {
   });
 
   it('serve answers /health and /health/ready over a real socket, then stops on SIGTERM', async () => {
-    const child: ChildProcess = spawn(process.execPath, [main, 'serve', '--port', '0'], { env });
+    const child: ChildProcess = spawn(process.execPath, [CLI_MAIN, 'serve', '--port', '0'], { env });
     try {
       const url = await new Promise<string>((resolve, reject) => {
         let out = '';

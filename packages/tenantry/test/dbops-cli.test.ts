@@ -1,38 +1,23 @@
-import { execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_MAIN, type CliResult, cliEnvironment, runCli } from '../../../test-support/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 
 // `tenantry db …` as an operator runs it: reports, maintenance audited as cli:<USER>, bad
 // input exit 2, and Ctrl-C (SIGINT) cancelling the running statement.
 
-const exec = promisify(execFile);
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
 let db: TestDatabase;
 let env: NodeJS.ProcessEnv;
 let admin: pg.Client;
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [main, ...args], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function cli(...args: string[]): Promise<CliResult> {
+  return runCli(env, ...args);
 }
 
 beforeAll(async () => {
   db = await createTestDatabase('dbops_cli');
-  env = {
-    ...process.env,
-    DATABASE_URL: db.url,
-    TENANTRY_SECRET: db.secret,
-    TENANTRY_OWNER_ROLE: db.roles.owner,
-    TENANTRY_RUNTIME_ROLE: db.roles.runtime,
-    USER: 'dbops-operator',
-  };
+  env = cliEnvironment(db, { USER: 'dbops-operator' });
   expect((await cli('migrate')).code).toBe(0);
   admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
@@ -69,7 +54,7 @@ describe('tenantry db', () => {
     await holder.connect();
     try {
       await holder.query('BEGIN; LOCK TABLE public.items IN ACCESS EXCLUSIVE MODE');
-      const child = spawn(process.execPath, [main, 'db', 'analyze', '--table', 'items'], { env, stdio: 'pipe' });
+      const child = spawn(process.execPath, [CLI_MAIN, 'db', 'analyze', '--table', 'items'], { env, stdio: 'pipe' });
       let stderr = '';
       child.stderr.on('data', (d) => {
         stderr += String(d);

@@ -1,35 +1,17 @@
-import { execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_MAIN, type CliResult, cliEnvironment, runCli } from '../../../test-support/cli.ts';
 import { serverUrl, type TestDatabase } from '../../../test-support/database.ts';
 import { type AppDB, createFixture, type Fixture } from '../../../test-support/fixture.ts';
 import { migrations } from '../../../test-support/fleet-migrations.ts';
 import { type TenantRecord, Tenantry } from '../src/index.ts';
 
-const exec = promisify(execFile);
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const fleetModule = new URL('../../../test-support/fleet-migrations.ts', import.meta.url).pathname;
 const NEW = '003_items_note';
 
-function cliEnv(db: TestDatabase): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    DATABASE_URL: db.url,
-    TENANTRY_SECRET: db.secret,
-    TENANTRY_OWNER_ROLE: db.roles.owner,
-    TENANTRY_RUNTIME_ROLE: db.roles.runtime,
-  };
-}
-
-async function cli(db: TestDatabase, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [main, ...args], { env: cliEnv(db) });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function cli(db: TestDatabase, ...args: string[]): Promise<CliResult> {
+  return runCli(cliEnvironment(db), ...args);
 }
 
 async function superuserQuery<R extends pg.QueryResultRow>(database: string, text: string): Promise<R[]> {
@@ -253,8 +235,8 @@ describe('fleet migration killed mid-run (SIGKILL)', () => {
   });
 
   it('leaves each target untouched or at head, never half-migrated; a rerun finishes the job', async () => {
-    const child = spawn(process.execPath, [main, 'migrate', '--migrations', fleetModule, '--concurrency', '4'], {
-      env: cliEnv(f.database),
+    const child = spawn(process.execPath, [CLI_MAIN, 'migrate', '--migrations', fleetModule, '--concurrency', '4'], {
+      env: cliEnvironment(f.database),
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

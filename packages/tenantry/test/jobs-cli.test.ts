@@ -1,32 +1,18 @@
-import { execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_MAIN, type CliResult, cliEnvironment, runCli } from '../../../test-support/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test-support/database.ts';
 
-const exec = promisify(execFile);
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
 let db: TestDatabase;
 let env: NodeJS.ProcessEnv;
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [main, ...args], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function cli(...args: string[]): Promise<CliResult> {
+  return runCli(env, ...args);
 }
 
 beforeAll(async () => {
   db = await createTestDatabase('jobs_cli');
-  env = {
-    ...process.env,
-    DATABASE_URL: db.url,
-    TENANTRY_SECRET: db.secret,
-    TENANTRY_OWNER_ROLE: db.roles.owner,
-    TENANTRY_RUNTIME_ROLE: db.roles.runtime,
-  };
+  env = cliEnvironment(db);
 });
 
 afterAll(async () => {
@@ -55,7 +41,7 @@ describe('tenantry jobs and tenantry worker', () => {
       const stats = JSON.parse((await cli('jobs', 'stats', '--json')).stdout) as { slug: string; backlog: number }[];
       expect(stats).toEqual([expect.objectContaining({ slug: 'acme', backlog: 1, scheduled: 1 })]);
 
-      const worker = spawn(process.execPath, [main, 'worker', '--concurrency', '2'], {
+      const worker = spawn(process.execPath, [CLI_MAIN, 'worker', '--concurrency', '2'], {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
       });

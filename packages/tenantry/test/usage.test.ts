@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliResult, cliEnvironment, runCli } from '../../../test-support/cli.ts';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
 import { definePlans } from '../src/admit/plans.ts';
@@ -11,8 +10,6 @@ import { type IsolationTier, type TenantRecord, Tenantry } from '../src/index.ts
 
 // Per-tenant usage, metering, snapshots and quotas, over real PostgreSQL, all three tiers.
 
-const exec = promisify(execFile);
-const main = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const ADMIN = 'usage-admin-token';
 const TIERS: IsolationTier[] = ['pool', 'schema', 'database'];
 
@@ -22,14 +19,8 @@ let server: TestServer;
 let admin: pg.Pool;
 let env: NodeJS.ProcessEnv;
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [main, ...args], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function cli(...args: string[]): Promise<CliResult> {
+  return runCli(env, ...args);
 }
 
 let serial = 0;
@@ -89,13 +80,7 @@ beforeAll(async () => {
     plans: definePlans({ metered: { requestsPerMinute: 1000, requestsPerMonth: 5 } }),
   });
   admin = new pg.Pool({ connectionString: db.url, max: 2 });
-  env = {
-    ...process.env,
-    DATABASE_URL: db.url,
-    TENANTRY_SECRET: db.secret,
-    TENANTRY_OWNER_ROLE: db.roles.owner,
-    TENANTRY_RUNTIME_ROLE: db.roles.runtime,
-  };
+  env = cliEnvironment(db);
 }, 60_000);
 
 afterAll(async () => {
