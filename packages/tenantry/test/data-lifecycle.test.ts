@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { superuserQuery } from '../../../test-support/database.ts';
 import { createFixture, type Fixture } from '../../../test-support/fixture.ts';
 import { exportOf as exportArchive, filesOf, rowsOf, tenantTables } from '../../../test-support/tenant-archive.ts';
+import { tenantDatabasePrefix } from '../src/control/connection-url.ts';
 import type { IsolationTier, TenantRecord } from '../src/index.ts';
 
 let f: Fixture;
@@ -75,7 +76,10 @@ async function footprint() {
     f.database.name,
     `SELECT (SELECT count(*)::int FROM tenantry.tenants) AS tenants, (SELECT count(*)::int FROM tenantry.audit_log) AS audit,
             (SELECT count(*)::int FROM public.items) AS items, (SELECT count(*)::int FROM public.comments) AS comments,
-            (SELECT count(*)::int FROM pg_namespace) AS schemas, (SELECT count(*)::int FROM pg_database) AS databases`,
+            (SELECT count(*)::int FROM pg_namespace) AS schemas,
+            -- This installation's databases only: other test files create and drop their own meanwhile.
+            (SELECT count(*)::int FROM pg_database WHERE starts_with(datname, $1)) AS databases`,
+    [tenantDatabasePrefix(f.database.name)],
   );
   return r;
 }
