@@ -51,15 +51,13 @@ async function openEnv(
       ...(usage !== undefined ? { usage } : {}),
     });
   const tenantry = await connect();
-  // The usage workload's other instances: accounting off, and counters without application_name.
-  const usage = usageSides
-    ? { off: await connect(false), countersOnly: await connect({ applicationName: false }) }
-    : undefined;
+  // The usage workload's other instances: accounting off, and counters plus application_name.
+  const usage = usageSides ? { off: await connect(false), named: await connect({ applicationName: true }) } : undefined;
   // Open every connection now, so no measurement pays for a connect (or misses a backend's CPU).
   for (const pool of [
     baseline,
     tenantry.runtimePool,
-    ...(usage ? [usage.off.runtimePool, usage.countersOnly.runtimePool] : []),
+    ...(usage ? [usage.off.runtimePool, usage.named.runtimePool] : []),
   ]) {
     const held = await Promise.all(Array.from({ length: clients }, () => pool.connect()));
     for (const client of held) client.release();
@@ -68,12 +66,7 @@ async function openEnv(
 }
 
 async function closeEnv(env: SideEnv): Promise<void> {
-  await Promise.all([
-    env.baseline.end(),
-    env.tenantry.close(),
-    env.usage?.off.close(),
-    env.usage?.countersOnly.close(),
-  ]);
+  await Promise.all([env.baseline.end(), env.tenantry.close(), env.usage?.off.close(), env.usage?.named.close()]);
 }
 
 /** Protocol messages per transaction of each side, through the counting proxy, one client. */

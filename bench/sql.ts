@@ -17,7 +17,7 @@
  * - `implicit`: the context and the `SELECT` in one pipeline, one implicit transaction
  *   committed at the Sync: what `tenantry.query()` sends with `usage: false`;
  * - `named`: the same with the context statement also naming the tenant in
- *   `application_name` (usage accounting's default).
+ *   `application_name` (`usage: { applicationName: true }`, on in `tenantry serve`).
  *
  * Needs pgbench (Debian: postgresql-client) on PATH and `DATABASE_URL` (a superuser; default
  * the local server). Creates a database of its own and drops it.
@@ -89,7 +89,7 @@ function scripts(tenant: string, enterSql: string): Record<Side, string> {
   // statement is Tenantry's own text with its $1/$2/$3 spelled as pgbench variables.
   const enter = enterSql.replace('$1', ':tok').replace('$2', ':nx').replace('$3', "'bench'");
   const chained = enterSql.replace('$1', `'s1.work.${tenant}.' || :prev`).replace('$2', ':nx').replace('$3', "'bench'");
-  // What the runner sends when usage names the tenant in application_name (the default).
+  // What the runner sends when usage names the tenant in application_name (tenantry serve).
   // (chr(58) is ':', which pgbench would read as the start of a variable's name.)
   const named = `SELECT e.* FROM (${chained}) e WHERE set_config('application_name', 'tenantry' || chr(58) || '${tenant}', true) IS NOT NULL`;
   // The first transaction of each pgbench client has no secret yet: it signs, as Tenantry does.

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { createServer, type ServerOptions } from '../packages/tenantry/src/http/server.ts';
-import { Tenantry } from '../packages/tenantry/src/index.ts';
+import { Tenantry, type TenantryOptions } from '../packages/tenantry/src/index.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
 /** A reference server listening on a free loopback port, and a small JSON client for it. */
@@ -48,13 +48,17 @@ export async function startServer(tenantry: Tenantry<unknown>, options: ServerOp
 }
 
 /** A database of its own with the example application's tables, set up and migrated. */
-export async function createAppTenantry(label: string): Promise<{ db: TestDatabase; tenantry: Tenantry<unknown> }> {
+export async function createAppTenantry(
+  label: string,
+  options: Pick<TenantryOptions, 'usage'> = {},
+): Promise<{ db: TestDatabase; tenantry: Tenantry<unknown> }> {
   const db = await createTestDatabase(label);
   const tenantry = await Tenantry.connect({
     databaseUrl: db.url,
     secret: db.secret,
     roles: db.roles,
     migrations: itemsMigrations,
+    ...options,
   });
   await tenantry.setup();
   await tenantry.migrate();

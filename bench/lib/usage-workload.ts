@@ -14,10 +14,11 @@ interface Params {
  * The core's tenant transaction (point lookup by id through Kysely `tx.db`) on three
  * Tenantry instances of the same database, alternating in the same run:
  * - `a`: usage accounting off (`usage: false`) — the reference here;
- * - `b`: the default — per-tenant counters, and `application_name` naming the tenant;
- * - `b-raw`: counters only (`usage: { applicationName: false }`).
- * The ratio b/a is the cost of accounting (target ≤ {@link USAGE_TARGET}); b-raw/a isolates
- * the counters, so b against b-raw is what `application_name` costs.
+ * - `b`: the default — per-tenant counters;
+ * - `b-named`: counters and `application_name` naming the tenant (`usage: { applicationName: true }`,
+ *   what `tenantry serve` runs).
+ * The ratio b/a is the cost of accounting (target ≤ {@link USAGE_TARGET}); b-named against b
+ * is what `application_name` costs.
  */
 export function usageWorkload(data: WorkloadData): Workload {
   const { tenants, sample } = data;
@@ -33,13 +34,13 @@ export function usageWorkload(data: WorkloadData): Workload {
     if (!env.usage) throw new Error('the usage workload needs the usage-off instances (openEnv with usage sides)');
     return [
       ['a', 'tenantry.transaction + Kysely, usage accounting off', env.usage.off],
-      ['b', 'same, usage on (counters + application_name): the default', env.tenantry],
-      ['b-raw', 'same, counters only (applicationName: false)', env.usage.countersOnly],
+      ['b', 'same, usage counters on: the default', env.tenantry],
+      ['b-named', 'same, counters + application_name (applicationName: true)', env.usage.named],
     ];
   };
   return {
     key: 'usage',
-    title: '6. point lookup, usage accounting off (a) / on (b) / counters only (b-raw)',
+    title: '6. point lookup, usage accounting off (a) / counters (b) / counters + application_name (b-named)',
     writes: false,
     sides: (env): Side[] => instances(env).map(([key, label, t]) => ({ key, label, run: () => lookup(t, next()) })),
     async check(env): Promise<SideCheck[]> {

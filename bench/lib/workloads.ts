@@ -48,7 +48,7 @@ export interface SideEnv {
   /** The context HMAC key (derived from the secret as Tenantry does), for the breakdown's hand-made tokens. */
   readonly contextKey: Buffer;
   /** For the usage workload: the same Tenantry with usage accounting off, and with counters only. */
-  readonly usage?: { readonly off: Tenantry<BenchDB>; readonly countersOnly: Tenantry<BenchDB> } | undefined;
+  readonly usage?: { readonly off: Tenantry<BenchDB>; readonly named: Tenantry<BenchDB> } | undefined;
 }
 
 export interface Workload {

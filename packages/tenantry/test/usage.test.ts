@@ -73,7 +73,7 @@ async function tenantDatabase(t: TenantRecord): Promise<pg.Client> {
 }
 
 beforeAll(async () => {
-  ({ db, tenantry } = await createAppTenantry('usage'));
+  ({ db, tenantry } = await createAppTenantry('usage', { usage: { applicationName: true } }));
   server = await startServer(tenantry, {
     adminToken: ADMIN,
     usage: { snapshotIntervalMs: 0, quotaTtlMs: 0 },

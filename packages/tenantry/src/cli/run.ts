@@ -26,6 +26,8 @@ export async function connectFromEnvironment(
     leakproofFullTextSearch: env.leakproofFullTextSearch,
     ...(env.runtimeUrl ? { runtimeUrl: env.runtimeUrl } : {}),
     ...(env.contextBinding ? { contextBinding: env.contextBinding } : {}),
+    // An operator's server: pg_stat_activity names the tenant of every tenant transaction.
+    usage: { applicationName: true },
     migrations,
   });
   try {
