@@ -22,6 +22,11 @@ export async function connectTenantry() {
   });
   await tenantry.setup();
   await tenantry.migrate();
+  // Tenants in a schema or a database of their own get the application's tables too (a
+  // deployment would run `tenantry migrate` instead; here the start-up does it).
+  const fleet = await tenantry.migrateFleet();
+  for (const failure of fleet.failed) console.error(`migration of ${failure.target} failed: ${failure.error}`);
+  if (fleet.failed.length > 0) throw new Error(`${fleet.failed.length} migration target(s) failed`);
   // One LISTEN connection: revoked keys and suspended tenants are seen at once, not after a TTL.
   const feed = new ChangeFeed(env.databaseUrl);
   await tenantry.apiKeys.start(feed);

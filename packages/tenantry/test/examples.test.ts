@@ -11,14 +11,13 @@ import { type IsolationTier, Tenantry } from '../src/index.ts';
 
 const EXAMPLES = ['prisma-express', 'drizzle-hono', 'nestjs'] as const;
 /**
- * Tiers of the tenants a, b and c. The ORM examples migrate every tier at start-up
- * (`migrateFleet`), so their tenants live on all three; the NestJS example migrates the shared
- * tables only (`migrate()`), so its tenants share them.
+ * Tiers of the tenants a, b and c. Every example migrates every tier at start-up
+ * (`migrateFleet`), so its tenants live on all three.
  */
 const TIERS: Record<(typeof EXAMPLES)[number], readonly IsolationTier[]> = {
   'prisma-express': ['pool', 'schema', 'database'],
   'drizzle-hono': ['pool', 'schema', 'database'],
-  nestjs: ['pool', 'pool', 'pool'],
+  nestjs: ['pool', 'schema', 'database'],
 };
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
