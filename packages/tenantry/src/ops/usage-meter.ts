@@ -25,7 +25,8 @@ const COUNTERS = [
 ] as const;
 type Counter = (typeof COUNTERS)[number];
 
-const COLUMNS = [
+/** The counted columns of the usage tables (minute buckets and daily metering), in order. */
+export const USAGE_COLUMNS = [
   'transactions',
   'statements',
   'db_time_ms',
@@ -42,9 +43,9 @@ const COLUMNS = [
   'api_key_requests',
 ] as const;
 
-const add = (table: string) => COLUMNS.map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ');
-const unnestTypes = COLUMNS.map((c, i) => `$${i + 3}::${c === 'db_time_ms' ? 'float8' : 'int8'}[]`).join(', ');
-const N = COLUMNS.length + 3;
+const add = (table: string) => USAGE_COLUMNS.map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ');
+const unnestTypes = USAGE_COLUMNS.map((c, i) => `$${i + 3}::${c === 'db_time_ms' ? 'float8' : 'int8'}[]`).join(', ');
+const N = USAGE_COLUMNS.length + 3;
 
 /**
  * One statement per flush, whatever the number of tenants: the minute bucket and the day's
@@ -54,18 +55,18 @@ const N = COLUMNS.length + 3;
  */
 const FLUSH_SQL = `WITH u AS (
   SELECT u.* FROM unnest($2::uuid[], ${unnestTypes}, $${N}::float8[], $${N + 1}::text[])
-    AS u(tenant_id, ${COLUMNS.join(', ')}, slowest_ms, slowest_sql)
+    AS u(tenant_id, ${USAGE_COLUMNS.join(', ')}, slowest_ms, slowest_sql)
   JOIN tenantry.tenants t ON t.id = u.tenant_id
 ), minutes AS (
-  INSERT INTO tenantry.tenant_usage_minutes AS m (minute, tenant_id, ${COLUMNS.join(', ')}, slowest_ms, slowest_sql)
-  SELECT date_trunc('minute', $1::timestamptz), tenant_id, ${COLUMNS.join(', ')}, slowest_ms, slowest_sql
+  INSERT INTO tenantry.tenant_usage_minutes AS m (minute, tenant_id, ${USAGE_COLUMNS.join(', ')}, slowest_ms, slowest_sql)
+  SELECT date_trunc('minute', $1::timestamptz), tenant_id, ${USAGE_COLUMNS.join(', ')}, slowest_ms, slowest_sql
     FROM u ORDER BY tenant_id
   ON CONFLICT (minute, tenant_id) DO UPDATE SET ${add('m')},
     slowest_sql = CASE WHEN excluded.slowest_ms > m.slowest_ms THEN excluded.slowest_sql ELSE m.slowest_sql END,
     slowest_ms = greatest(m.slowest_ms, excluded.slowest_ms)
 ), days AS (
-  INSERT INTO tenantry.tenant_usage_daily AS d (day, tenant_id, ${COLUMNS.join(', ')})
-  SELECT ($1::timestamptz AT TIME ZONE 'UTC')::date, tenant_id, ${COLUMNS.join(', ')}
+  INSERT INTO tenantry.tenant_usage_daily AS d (day, tenant_id, ${USAGE_COLUMNS.join(', ')})
+  SELECT ($1::timestamptz AT TIME ZONE 'UTC')::date, tenant_id, ${USAGE_COLUMNS.join(', ')}
     FROM u ORDER BY tenant_id
   ON CONFLICT (day, tenant_id) DO UPDATE SET ${add('d')}
 )

@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { TenantryError } from '../errors/catalog.ts';
 import { USAGE_MONTHS_AHEAD } from '../migrate/usage-migration.ts';
 import type { TenantSnapshot, TenantSnapshots } from './tenant-snapshots.ts';
-import type { UsageMeter } from './usage-meter.ts';
+import { USAGE_COLUMNS, type UsageMeter } from './usage-meter.ts';
 
 /** What `top` ranks tenants by. */
 export type UsageRanking = 'time' | 'transactions' | 'statements' | 'errors' | 'requests' | 'rows';
@@ -321,24 +321,9 @@ export class UsageService {
       ),
       this.#pool.query<FigureRow>(
         `WITH per AS (SELECT u.tenant_id, ${FIGURES} FROM tenantry.tenant_usage_minutes u WHERE ${since} GROUP BY u.tenant_id)
-         SELECT count(*)::int AS tenants, ${[
-           'transactions',
-           'statements',
-           'db_time_ms',
-           'rows_read',
-           'rows_written',
-           'errors',
-           'requests',
-           'status_2xx',
-           'status_3xx',
-           'status_4xx',
-           'status_5xx',
-           'bytes_in',
-           'bytes_out',
-           'api_key_requests',
-         ]
-           .map((c) => `coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY ${c}), 0) AS ${c}`)
-           .join(', ')} FROM per`,
+         SELECT count(*)::int AS tenants, ${USAGE_COLUMNS.map(
+           (c) => `coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY ${c}), 0) AS ${c}`,
+         ).join(', ')} FROM per`,
         [interval],
       ),
       this.#pool.query<{ sql: string; max_ms: number; minutes: number }>(
