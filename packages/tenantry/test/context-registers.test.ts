@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppDB, appMigrations, createFixture, type Fixture } from '../../../test-support/fixture.ts';
-import { CONTEXT_SETTING } from '../src/context/context-dialect.ts';
+import { CONTEXT_SETTING, postgresDialect } from '../src/context/context-dialect.ts';
 import { mintContextToken } from '../src/context/context-token.ts';
 import { type TenantRecord, Tenantry } from '../src/index.ts';
 import { KeyRing } from '../src/secrets/keys.ts';
@@ -44,13 +44,33 @@ const pidOf = (c: pg.Client) => (c as unknown as { processID: number }).processI
 const signed = (c: pg.Client, t: TenantRecord) => mintContextToken(key, 'work', t.id, pidOf(c), Date.now() + 10_000);
 const titles = async (c: pg.Client) => (await c.query<{ title: string }>('SELECT title FROM items')).rows;
 
+/**
+ * The two ways into a context: `enter(token, next_secret)` itself, and the dialect's
+ * statement, which Tenantry sends (`enter(token, next_secret, shared)`, with a common path
+ * of its own for a session secret). Both must keep every rule of the secret.
+ */
+const FORMS = {
+  'enter(token, next)': (c: pg.Client, token: string, next: string | null) =>
+    c.query('SELECT tenantry_context.enter($1, $2::int8)', [token, next]),
+  "the dialect's statement": (c: pg.Client, token: string, next: string | null) =>
+    c.query(postgresDialect.enterSql, [token, next, f.tenantry.config.tenantSchema]),
+};
+let call = FORMS['enter(token, next)'];
+
 /** BEGIN and enter `t` with `token`, storing `next` as the session's next secret. */
 async function enter(c: pg.Client, token: string, next: string | null = null): Promise<void> {
   await c.query('BEGIN');
-  await c.query('SELECT tenantry_context.enter($1, $2::int8)', [token, next]);
+  await call(c, token, next);
 }
 
-describe('the one-time session secret', () => {
+describe.each(Object.keys(FORMS) as (keyof typeof FORMS)[])('the one-time session secret, through %s', (form) => {
+  beforeAll(() => {
+    call = FORMS[form];
+  });
+  afterAll(() => {
+    call = FORMS['enter(token, next)'];
+  });
+
   it('enters with the secret the previous enter() stored, once', async () => {
     const c = await runtimeClient();
     await enter(c, signed(c, a), '1234567890123');
@@ -61,12 +81,10 @@ describe('the one-time session secret', () => {
     await c.query('COMMIT');
     // Spent: the same value again is refused, and the refusal destroys the next secret too.
     await c.query('BEGIN');
-    await expect(
-      c.query('SELECT tenantry_context.enter($1, 7)', [`s1.work.${a.id}.1234567890123`]),
-    ).rejects.toMatchObject({ code: 'TN001' });
+    await expect(call(c, `s1.work.${a.id}.1234567890123`, '7')).rejects.toMatchObject({ code: 'TN001' });
     await c.query('ROLLBACK');
     await c.query('BEGIN');
-    await expect(c.query('SELECT tenantry_context.enter($1, 7)', [`s1.work.${b.id}.-42`])).rejects.toMatchObject({
+    await expect(call(c, `s1.work.${b.id}.-42`, '7')).rejects.toMatchObject({
       code: 'TN001',
     });
     await c.query('ROLLBACK');
@@ -78,17 +96,17 @@ describe('the one-time session secret', () => {
 
   it('a secret is spent even when enter() then refuses (suspended tenant)', async () => {
     const c = await runtimeClient();
-    const gone = await f.tenantry.tenants.create({ slug: 'reg-suspended', name: 'S' });
+    const gone = await f.tenantry.tenants.create({ slug: `reg-suspended-${form.length}`, name: 'S' });
     await enter(c, signed(c, a), '31337');
     await c.query('COMMIT');
     await f.tenantry.tenants.suspend(gone.id);
     await c.query('BEGIN');
-    await expect(c.query('SELECT tenantry_context.enter($1, 8)', [`s1.work.${gone.id}.31337`])).rejects.toMatchObject({
+    await expect(call(c, `s1.work.${gone.id}.31337`, '8')).rejects.toMatchObject({
       code: 'TN002',
     });
     await c.query('ROLLBACK');
     await c.query('BEGIN');
-    await expect(c.query('SELECT tenantry_context.enter($1, 9)', [`s1.work.${a.id}.31337`])).rejects.toMatchObject({
+    await expect(call(c, `s1.work.${a.id}.31337`, '9')).rejects.toMatchObject({
       code: 'TN001',
     });
     await c.query('ROLLBACK');
@@ -102,7 +120,7 @@ describe('the one-time session secret', () => {
     await enter(two, signed(two, a), '777');
     await two.query('COMMIT');
     await two.query('BEGIN');
-    await expect(two.query('SELECT tenantry_context.enter($1, 1)', [`s1.work.${b.id}.555`])).rejects.toMatchObject({
+    await expect(call(two, `s1.work.${b.id}.555`, '1')).rejects.toMatchObject({
       code: 'TN001',
     });
     await two.query('ROLLBACK');
@@ -169,6 +187,31 @@ describe('nothing of a context outlives its transaction', () => {
     await c.query('ROLLBACK');
     await enter(c, signed(c, a));
     expect(await titles(c)).toEqual([{ title: 'alpha' }]);
+    await c.query('COMMIT');
+  });
+
+  it("search_path: the runtime role's default is the shared tables'; the dialect's statement keeps it, or replaces the session's own for the transaction", async () => {
+    const c = await runtimeClient();
+    const path = async () => (await c.query<{ p: string }>("SELECT current_setting('search_path') AS p")).rows[0]?.p;
+    const shared = `${f.tenantry.config.tenantSchema}, pg_temp`;
+    expect(await path()).toBe(shared);
+    await c.query('BEGIN');
+    await FORMS["the dialect's statement"](c, signed(c, a), null);
+    expect(await path()).toBe(shared);
+    expect(await titles(c)).toEqual([{ title: 'alpha' }]);
+    await c.query('COMMIT');
+    // Injected SQL sets a path for the session: the next transaction runs with the shared one,
+    // and the session's own is back after it (it was never Tenantry's to keep).
+    await c.query('SET search_path = public');
+    await c.query('BEGIN');
+    await FORMS["the dialect's statement"](c, signed(c, b), '5');
+    expect(await path()).toBe(shared);
+    expect(await titles(c)).toEqual([{ title: 'bravo' }]);
+    await c.query('COMMIT');
+    expect(await path()).toBe('public');
+    await c.query('BEGIN');
+    await FORMS["the dialect's statement"](c, `s1.work.${b.id}.5`, '6');
+    expect(await path()).toBe(shared);
     await c.query('COMMIT');
   });
 

@@ -9,11 +9,12 @@ export interface ContextDialect {
   /**
    * Statement run right after `BEGIN`, in the same round trip; `$1` is the entry token,
    * `$2` the session's next one-time secret (NULL behind a pooler), `$3` the schema of the
-   * shared tables. It also sets `search_path`,
-   * transaction-locally and for every tier: to the schema `enter()` returns for a
-   * schema-tier tenant, else to `$2`; `pg_temp` last. Setting it every time means neither a
-   * session-level `SET search_path` nor a temporary table that injected SQL left on a
-   * pooled connection can redirect the next tenant's statements.
+   * shared tables. It also makes `search_path`, for the transaction and in every tier, the
+   * schema of a schema-tier tenant, else `$3`, with `pg_temp` last: when the session's
+   * value is already exactly that (the runtime role's default, see `setup`) it is left
+   * alone, else it is set transaction-locally. So neither a session-level
+   * `SET search_path` nor a temporary table that injected SQL left on a pooled connection
+   * can redirect the next tenant's statements.
    */
   readonly enterSql: string;
   /** SQL expression for the verified current tenant id; used by column defaults. */
@@ -41,7 +42,7 @@ export const POLICY_NAME = 'tenant_isolation';
 /** Plain PostgreSQL (13+): `set_config(…, true)` from a SECURITY DEFINER function. */
 export const postgresDialect: ContextDialect = Object.freeze({
   name: 'postgres',
-  enterSql: `SELECT set_config('search_path', coalesce(s, quote_ident($3)) || ', pg_temp', true) FROM ${CONTEXT_SCHEMA}.enter($1, $2::int8) AS s`,
+  enterSql: `SELECT ${CONTEXT_SCHEMA}.enter($1, $2::int8, $3) AS s`,
   currentTenantExpression: `${CONTEXT_SCHEMA}.current_tenant_id()`,
   policyPredicate(column: string, place?: string): string {
     if (place === undefined) return `${column} = (SELECT ${CONTEXT_SCHEMA}.current_tenant_id())`;

@@ -45,3 +45,18 @@ export function contextCommonPathMigration(runtimeRole: string, chain: 'control'
     up: (m) => m.query(contextFunctionsSql(runtimeRole)),
   };
 }
+
+/**
+ * Control-plane migration 0023 and satellite migration s0013: `enter(token, next_secret,
+ * shared)`, which the dialect's statement now calls, places `search_path` itself (only when
+ * the session's differs) and runs a third fewer expressions on the common call (a session
+ * secret, tenant work); the voucher's seed names two functions instead of four. Measured in
+ * instructions per transaction (BENCHMARKS.md). A transaction that straddles the upgrade is
+ * refused once (TN001), as in 0018.
+ */
+export function contextFewExpressionsMigration(runtimeRole: string, chain: 'control' | 'satellite'): TenantMigration {
+  return {
+    id: chain === 'control' ? '0023_context_few_expressions' : 's0013_context_few_expressions',
+    up: (m) => m.query(contextFunctionsSql(runtimeRole)),
+  };
+}

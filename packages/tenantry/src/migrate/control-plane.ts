@@ -7,6 +7,7 @@ import { auditChainMigration } from './audit-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
 import {
   contextCommonPathMigration,
+  contextFewExpressionsMigration,
   contextRegistersMigration,
   contextVoucherMigration,
 } from './context-registers-migration.ts';
@@ -42,6 +43,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     tenantMetricsMigration,
     webhookDeadLettersMigration,
     contextCommonPathMigration(runtimeRole, 'control'),
+    contextFewExpressionsMigration(runtimeRole, 'control'),
   ];
 }
 

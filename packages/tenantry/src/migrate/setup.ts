@@ -75,6 +75,10 @@ export async function setupDatabase(
   }
   await client.query(`GRANT USAGE ON SCHEMA ${quoteIdent(CONTEXT_SCHEMA)} TO ${r}`);
   const tenantSchema = quoteIdent(config.tenantSchema);
+  // The search_path every pool- and database-tier transaction runs with, as the runtime
+  // role's default: enter() then leaves it alone instead of setting it in each transaction
+  // (it still sets it whenever the session's differs, so a session-level SET changes nothing).
+  await client.query(`ALTER ROLE ${r} SET search_path = ${tenantSchema}, pg_temp`);
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${tenantSchema} AUTHORIZATION ${o}`);
   await client.query(`GRANT USAGE, CREATE ON SCHEMA ${tenantSchema} TO ${o}`);
   await client.query(`GRANT USAGE ON SCHEMA ${tenantSchema} TO ${r}`);

@@ -4,6 +4,7 @@ import { auditChainMigration } from './audit-migration.ts';
 import { contextFunctionsV1Sql } from './context-functions-v1.ts';
 import {
   contextCommonPathMigration,
+  contextFewExpressionsMigration,
   contextRegistersMigration,
   contextVoucherMigration,
 } from './context-registers-migration.ts';
@@ -102,5 +103,6 @@ ${contextFunctionsV1Sql(runtimeRole)}
     contextVoucherMigration(runtimeRole, 'satellite'),
     auditChainMigration(runtimeRole, 'satellite'),
     contextCommonPathMigration(runtimeRole, 'satellite'),
+    contextFewExpressionsMigration(runtimeRole, 'satellite'),
   ];
 }
