@@ -12,6 +12,7 @@
  */
 
 export type { Logger, ResolvedConfig, TenantryOptions, UsageOptions } from './config.ts';
+export { CLUSTER_CONTEXT_SETTING, citusDialect } from './context/citus-dialect.ts';
 export { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 export {
   getTenant,
