@@ -239,7 +239,9 @@ export const items = {
     if (!UUID.test(id)) return undefined;
     const row = await tx.db
       .updateTable('items')
-      .set({ ...patch, updated_at: sql`clock_timestamp()` })
+      // statement_timestamp(), not clock_timestamp(): Citus refuses a VOLATILE function in
+      // an UPDATE of a distributed table, and the statement's time is what "updated" means.
+      .set({ ...patch, updated_at: sql`statement_timestamp()` })
       .where('id', '=', id)
       .returning(COLUMNS)
       .executeTakeFirst();
