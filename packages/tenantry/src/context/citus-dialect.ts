@@ -41,6 +41,9 @@ export const citusDialect: ContextDialect = Object.freeze({
     const where = place === undefined ? 'NULL' : quoteLiteral(place);
     return `${column} = ${CONTEXT_SCHEMA}.node_tenant_id_in(${where})`;
   },
+  // Citus propagates SET LOCAL and assigns a distributed transaction id only inside a
+  // transaction block: a one-statement transaction is sent with BEGIN and COMMIT too.
+  transactionBlock: true,
   migrationSettings: [
     // Distributing a table and then creating indexes, policies and foreign keys in the same
     // transaction needs one connection per node (parallel DDL cannot be followed by more).

@@ -27,6 +27,11 @@ export interface ContextDialect {
    * verified tenant matches (what `doctor` suggests for tables it did not create).
    */
   policyPredicate(column: string, place?: string): string;
+  /**
+   * Every tenant transaction is an explicit transaction block, even a one-statement one
+   * (which otherwise runs as an implicit transaction, without `BEGIN` and `COMMIT`).
+   */
+  readonly transactionBlock?: boolean;
   /** Statements run at the start of every migration, after `SET ROLE` (a cluster's settings for DDL). */
   readonly migrationSettings?: readonly string[];
   /**
