@@ -101,6 +101,7 @@ export {
 } from './ops/usage-service.ts';
 export type { MigrationContext, MigrationIndex, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
+export type { ShardMoveOptions, ShardMoveReport, ShardPlace } from './tiers/citus-shard-move.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
 export type { MovedTable } from './tiers/tenant-copy.ts';
 export type { MoveOptions, MoveReport } from './tiers/tenant-move.ts';
