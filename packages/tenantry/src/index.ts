@@ -12,7 +12,7 @@
  */
 
 export type { Logger, ResolvedConfig, TenantryOptions, UsageOptions } from './config.ts';
-export { CLUSTER_CONTEXT_SETTING, citusDialect } from './context/citus-dialect.ts';
+export { CLUSTER_CONTEXT_SETTING, citusDialect, referenceTableSql } from './context/citus-dialect.ts';
 export { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 export {
   getTenant,
@@ -86,6 +86,7 @@ export {
   type FleetReport,
 } from './fleet/fleet-run.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
+export type { ClusterTenantStats } from './ops/citus-tenant-stats.ts';
 export type { TenantSnapshot } from './ops/tenant-snapshots.ts';
 export { type RequestUsage, UsageMeter, type UsageTotals } from './ops/usage-meter.ts';
 export {

@@ -61,6 +61,11 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
     } finally {
       await admin.end();
     }
+    // Per-tenant statistics on every node (what usage.cluster() reads); Citus propagates it.
+    const coordinator = await nodeClient(db.nodes.find((n) => n.coordinator) as ClusterNode, db.name);
+    await coordinator
+      .query(`ALTER DATABASE "${db.name}" SET citus.stat_tenants_track = 'all'`)
+      .finally(() => coordinator.end());
     tenantry = await Tenantry.connect<ItemsDB>({
       databaseUrl: db.url,
       secret: db.secret,
@@ -271,6 +276,14 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
       const lines = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
       expect(lines, text).toMatch(/Task Count: 1\b/);
     }
+  });
+
+  it('usage.cluster() reports per-tenant query counts from citus_stat_tenants', async () => {
+    for (let i = 0; i < 5; i++) await tenantry.transaction(a, (tx) => tx.db.selectFrom('items').select('id').execute());
+    const stats = await tenantry.usage.cluster();
+    const mine = stats.find((s) => s.tenantId === a.id);
+    expect(mine?.queries.thisPeriod ?? 0).toBeGreaterThanOrEqual(5);
+    expect(stats.every((s) => /^[0-9a-f-]{36}$/.test(s.tenantId))).toBe(true);
   });
 
   it('fails closed when Citus would not propagate the context: no SET LOCAL, no rows', async () => {

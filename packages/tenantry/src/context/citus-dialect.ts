@@ -68,7 +68,15 @@ export function isCitus(dialect: ContextDialect): boolean {
   return dialect.name === 'citus';
 }
 
-/** A reference table (a global table, copied to every node) from an existing table: for a migration. */
+/**
+ * Makes an existing global table (no `tenant_id`) a reference table, copied to every node of
+ * a Citus cluster: for a migration of an application that runs with `dialect: 'citus'`.
+ *
+ * @example
+ * ```ts
+ * { id: '003_countries', up: async (m) => { await m.query('CREATE TABLE countries (code text PRIMARY KEY)'); await m.query(referenceTableSql('countries')); } }
+ * ```
+ */
 export function referenceTableSql(table: string, schema?: string): string {
   const name = schema ? `${quoteIdent(schema)}.${quoteIdent(table)}` : quoteIdent(table);
   return `SELECT create_reference_table(${quoteLiteral(name)})`;
