@@ -7,6 +7,12 @@ import { CONTEXT_SCHEMA, type ContextDialect, POLICY_NAME } from './context-dial
  * workers, with `citus.propagate_set_commands = 'local'`) by `enter_cluster()`. The MAC binds
  * it to the distributed transaction, so a copy is worthless in any other transaction, on any
  * node. See {@link citusDialect} and docs/citus.md.
+ *
+ * @example
+ * ```ts
+ * // Inside a tenant transaction on Citus: the signed value every node checks.
+ * await tx.query(`SELECT current_setting('${CLUSTER_CONTEXT_SETTING}')`);
+ * ```
  */
 export const CLUSTER_CONTEXT_SETTING = 'tenantry.node_ctx';
 

@@ -1,6 +1,13 @@
 import type { Pool } from 'pg';
 
-/** One tenant's activity on a Citus cluster, as `citus_stat_tenants` counts it (per node, summed). */
+/**
+ * One tenant's activity on a Citus cluster, as `citus_stat_tenants` counts it (per node, summed).
+ *
+ * @example
+ * ```ts
+ * const stats: ClusterTenantStats[] = await tenantry.usage.cluster(10);
+ * ```
+ */
 export interface ClusterTenantStats {
   readonly tenantId: string;
   /** Read-only queries routed to the tenant in the current period, and in the last full one. */
