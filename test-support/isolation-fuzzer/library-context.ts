@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { CLUSTER_CONTEXT_SETTING } from '../../packages/tenantry/src/context/citus-dialect.ts';
 import { CONTEXT_SETTING } from '../../packages/tenantry/src/context/context-dialect.ts';
 import { type FuzzContext, withTenant } from './context.ts';
 import type { Op, Row, TenantState } from './model.ts';
@@ -6,14 +7,23 @@ import type { Rng } from './rng.ts';
 
 /** Library operations that tamper with the tenant context and the session: forged, replayed or left behind. */
 
+/**
+ * The setting an operation tampers with: the server's context, or, on a Citus cluster, as
+ * often the one propagated to the workers (`CLUSTER_CONTEXT_SETTING`). One server draws
+ * nothing here, so its random stream (and a seed's replay) is unchanged.
+ */
+function settingFor(c: FuzzContext, rng: Rng): string {
+  if (c.tenantry.config.dialect.name !== 'citus') return CONTEXT_SETTING;
+  return rng.chance(0.5) ? CLUSTER_CONTEXT_SETTING : CONTEXT_SETTING;
+}
+
 /** A context value read inside another tenant's transaction (then replayed elsewhere). */
-async function steal(c: FuzzContext, t: TenantState, rng: Rng): Promise<string> {
-  if (c.stolen.length >= 8 && rng.chance(0.8)) return rng.pick(c.stolen);
+async function steal(c: FuzzContext, t: TenantState, rng: Rng, setting = CONTEXT_SETTING): Promise<string> {
+  if (setting === CONTEXT_SETTING && c.stolen.length >= 8 && rng.chance(0.8)) return rng.pick(c.stolen);
   const u = c.model.other(t, rng) as TenantState;
-  const r = await withTenant(c, u, (tx) =>
-    tx.query<{ v: string }>(`SELECT current_setting('${CONTEXT_SETTING}') AS v`),
-  );
+  const r = await withTenant(c, u, (tx) => tx.query<{ v: string }>(`SELECT current_setting('${setting}') AS v`));
   const value = r.rows[0]?.v ?? '';
+  if (setting !== CONTEXT_SETTING) return value;
   c.stolen.push(value);
   if (c.stolen.length > 16) c.stolen.shift();
   return value;
@@ -33,16 +43,17 @@ export async function libForgeContext(c: FuzzContext, op: Op, rng: Rng): Promise
     'set-role-owner',
     'search-path-other',
   ] as const);
+  const setting = settingFor(c, rng);
   const forged = `${u.record.id}.0.0.${'0'.repeat(64)}`;
-  const value = variant.endsWith('stolen') ? await steal(c, t, rng) : forged;
+  const value = variant.endsWith('stolen') ? await steal(c, t, rng, setting) : forged;
   const schema = c.model.other(t, rng, (s) => s.record.schemaName !== null)?.record.schemaName ?? 'public';
   const owner = c.tenantry.config.roles.owner;
   const prelude: Record<typeof variant, string> = {
-    'set_config-forged': `SELECT set_config('${CONTEXT_SETTING}', ${pg.escapeLiteral(value)}, true)`,
-    'set_config-stolen': `SELECT set_config('${CONTEXT_SETTING}', ${pg.escapeLiteral(value)}, true)`,
-    'set-local-stolen': `SET LOCAL ${CONTEXT_SETTING} = ${pg.escapeLiteral(value)}`,
+    'set_config-forged': `SELECT set_config('${setting}', ${pg.escapeLiteral(value)}, true)`,
+    'set_config-stolen': `SELECT set_config('${setting}', ${pg.escapeLiteral(value)}, true)`,
+    'set-local-stolen': `SET LOCAL ${setting} = ${pg.escapeLiteral(value)}`,
     'enter-forged': `SELECT tenantry_context.enter(${pg.escapeLiteral(`v1.work.${u.record.id}.1.${Date.now() + 5000}.${'ab'.repeat(32)}`)})`,
-    reset: `RESET ${CONTEXT_SETTING}`,
+    reset: `RESET ${setting}`,
     'row-security-off': 'SET LOCAL row_security = off',
     'set-role-owner': `SET LOCAL ROLE ${pg.escapeIdentifier(owner)}`,
     'search-path-other': `SET LOCAL search_path = ${pg.escapeIdentifier(schema)}, public`,
@@ -71,8 +82,9 @@ export async function libSessionState(c: FuzzContext, op: Op, rng: Rng): Promise
   const variant = rng.pick(['context', 'search-path', 'temp-table'] as const);
   let statement: string;
   if (variant === 'context') {
-    const value = await steal(c, t, rng);
-    statement = `SELECT set_config('${CONTEXT_SETTING}', ${pg.escapeLiteral(value)}, false)`;
+    const setting = settingFor(c, rng);
+    const value = await steal(c, t, rng, setting);
+    statement = `SELECT set_config('${setting}', ${pg.escapeLiteral(value)}, false)`;
   } else if (variant === 'search-path' && s) {
     statement = `SELECT set_config('search_path', ${pg.escapeLiteral(pg.escapeIdentifier(s.record.schemaName as string))}, false)`;
   } else {

@@ -137,7 +137,7 @@ export async function libUpdate(c: FuzzContext, op: Op, rng: Rng): Promise<void>
             .execute()
         : (
             await tx.query<Row>(
-              'UPDATE items SET title = $2, description = $3, updated_at = clock_timestamp() WHERE id = $1 RETURNING tenant_id, id',
+              'UPDATE items SET title = $2, description = $3, updated_at = statement_timestamp() WHERE id = $1 RETURNING tenant_id, id',
               [id, v.title, v.description],
             )
           ).rows,

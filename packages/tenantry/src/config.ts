@@ -1,3 +1,4 @@
+import { citusDialect } from './context/citus-dialect.ts';
 import { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 import { TenantryError } from './errors/catalog.ts';
 import type { TenantMigration } from './schema/migration.ts';
@@ -76,8 +77,13 @@ export interface TenantryOptions {
    * at `maxRetryDelayMs` (default 60 000).
    */
   events?: EventsOptions;
-  /** How the verified context is set and read; default {@link postgresDialect}. */
-  dialect?: ContextDialect;
+  /**
+   * How the verified context is set and read, and how tenant tables are created: `'postgres'`
+   * (default, {@link postgresDialect}) or `'citus'` ({@link citusDialect}: the pool tier's
+   * tables distributed over a Citus cluster, `databaseUrl` being the coordinator; see
+   * docs/citus.md). The application code is the same with either.
+   */
+  dialect?: ContextDialect | 'postgres' | 'citus';
   logger?: Logger;
   /**
    * Per-tenant usage accounting (`tenantry.usage`, see docs/operations.md): counted in
@@ -266,7 +272,7 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
       retryDelayMs: positiveInt(options.events?.retryDelayMs, 1_000, 'events.retryDelayMs'),
       maxRetryDelayMs: positiveInt(options.events?.maxRetryDelayMs, 60_000, 'events.maxRetryDelayMs'),
     }),
-    dialect: options.dialect ?? postgresDialect,
+    dialect: resolveDialect(options.dialect),
     logger: options.logger,
     usage: Object.freeze(
       options.usage === false || options.usage?.enabled === false
@@ -278,4 +284,15 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
           },
     ),
   });
+}
+
+/** The dialect option, by name or as an object; an unknown name is a configuration error. */
+function resolveDialect(dialect: TenantryOptions['dialect']): ContextDialect {
+  if (dialect === undefined || dialect === 'postgres') return postgresDialect;
+  if (dialect === 'citus') return citusDialect;
+  if (typeof dialect === 'object' && dialect !== null && typeof dialect.enterSql === 'string') return dialect;
+  throw new TenantryError(
+    'CONFIG_INVALID',
+    `dialect must be 'postgres', 'citus' or a ContextDialect, not ${JSON.stringify(dialect)}`,
+  );
 }

@@ -12,6 +12,7 @@
  */
 
 export type { Logger, ResolvedConfig, TenantryOptions, UsageOptions } from './config.ts';
+export { CLUSTER_CONTEXT_SETTING, citusDialect, referenceTableSql } from './context/citus-dialect.ts';
 export { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 export {
   getTenant,
@@ -85,6 +86,7 @@ export {
   type FleetReport,
 } from './fleet/fleet-run.ts';
 export type { MigrationChain, MigrationReport } from './migrate/runner.ts';
+export type { ClusterTenantStats } from './ops/citus-tenant-stats.ts';
 export type { TenantSnapshot } from './ops/tenant-snapshots.ts';
 export { type RequestUsage, UsageMeter, type UsageTotals } from './ops/usage-meter.ts';
 export {
@@ -100,6 +102,7 @@ export {
 } from './ops/usage-service.ts';
 export type { MigrationContext, MigrationIndex, TenantMigration } from './schema/migration.ts';
 export { type TenantRef, Tenantry } from './tenantry.ts';
+export type { ShardMoveOptions, ShardMoveReport, ShardPlace } from './tiers/citus-shard-move.ts';
 export type { TargetKind, TargetRecord, TargetState } from './tiers/targets.ts';
 export type { MovedTable } from './tiers/tenant-copy.ts';
 export type { MoveOptions, MoveReport } from './tiers/tenant-move.ts';

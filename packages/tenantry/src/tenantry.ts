@@ -45,6 +45,7 @@ import { UsageMeter } from './ops/usage-meter.ts';
 import { UsageService } from './ops/usage-service.ts';
 import type { TenantMigration } from './schema/migration.ts';
 import { KeyRing } from './secrets/keys.ts';
+import { CitusShardMover, type ShardMoveOptions, type ShardMoveReport } from './tiers/citus-shard-move.ts';
 import { PlacementPolicy } from './tiers/placement-policy.ts';
 import { Provisioner } from './tiers/provisioner.ts';
 import { type MoveOptions, type MoveReport, TenantMover } from './tiers/tenant-move.ts';
@@ -138,6 +139,7 @@ export class Tenantry<DB = unknown> {
   readonly #keys: KeyRing;
   readonly #runner: TransactionRunnerDeps;
   readonly #mover: TenantMover;
+  readonly #shardMover: CitusShardMover;
   readonly #tenantTables: TenantTableSet;
   readonly #data: DataDeps;
   readonly #eraser: TenantEraser;
@@ -224,6 +226,12 @@ export class Tenantry<DB = unknown> {
         maintenance: (tenant, fn) => runTenantTransaction(this.#runner, tenant, 'maintenance', fn),
       }),
     );
+    this.#shardMover = new CitusShardMover({
+      admin: this.adminPool,
+      config,
+      contextKey: keys.key('context-hmac'),
+      tenants: this.tenants,
+    });
     this.#mover = new TenantMover({
       admin: this.adminPool,
       config,
@@ -404,6 +412,22 @@ export class Tenantry<DB = unknown> {
    */
   moveTenant(tenant: string, options: MoveOptions): Promise<MoveReport> {
     return this.#mover.move(tenant, options);
+  }
+
+  /**
+   * On a Citus cluster (`dialect: 'citus'`): isolates a pool-tier tenant to shards of its
+   * own and, with `to: 'node'`, moves them to another node, verifying row counts and
+   * checksums per table. Reads go on throughout; writes get the retryable `TENANT_MOVING`
+   * for `frozenMs`. See docs/citus.md.
+   *
+   * @example
+   * ```ts
+   * const report = await tenantry.moveTenantShard('acme', { to: 'node', node: '10.0.0.7:5432' });
+   * console.log(report.from.node, '→', report.to.node, report.frozenMs);
+   * ```
+   */
+  moveTenantShard(tenant: string, options: ShardMoveOptions): Promise<ShardMoveReport> {
+    return this.#shardMover.move(tenant, options);
   }
 
   /**

@@ -23,6 +23,8 @@ export interface CliEnvironment {
   readonly runtimeUrl?: string | undefined;
   /** `TENANTRY_CONTEXT_BINDING`: `pooler` behind a transaction-mode pooler, else `session` (the default). */
   readonly contextBinding?: 'session' | 'pooler' | undefined;
+  /** `TENANTRY_DIALECT`: `citus` when `DATABASE_URL` is a Citus coordinator, else `postgres` (the default). */
+  readonly dialect?: 'postgres' | 'citus' | undefined;
   readonly notes: readonly string[];
 }
 
@@ -49,8 +51,8 @@ function runningEmbeddedPort(dataDir: string): number | undefined {
  * PostgreSQL with its data under `./.tenantry/pg` (or joins the one already running
  * there), and — for that local setup only — keeps a generated secret in
  * `./.tenantry/secret`. Against a real server the secret must be given. Also reads the role
- * names, `TENANTRY_RUNTIME_URL` and `TENANTRY_CONTEXT_BINDING` (tenant work through a
- * transaction-mode pooler such as PgBouncer). Exported as `tenantry/environment`, so an
+ * names, `TENANTRY_RUNTIME_URL`, `TENANTRY_CONTEXT_BINDING` (tenant work through a
+ * transaction-mode pooler such as PgBouncer) and `TENANTRY_DIALECT` (a Citus cluster). Exported as `tenantry/environment`, so an
  * application starts the way `tenantry serve` does.
  *
  * @example
@@ -110,6 +112,10 @@ export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): 
   if (binding !== undefined && binding !== 'session' && binding !== 'pooler') {
     throw new TenantryError('CONFIG_INVALID', `TENANTRY_CONTEXT_BINDING is "${binding}": session or pooler`);
   }
+  const dialect = env.TENANTRY_DIALECT;
+  if (dialect !== undefined && dialect !== 'postgres' && dialect !== 'citus') {
+    throw new TenantryError('CONFIG_INVALID', `TENANTRY_DIALECT is "${dialect}": postgres or citus`);
+  }
   return {
     databaseUrl,
     secret,
@@ -118,6 +124,7 @@ export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): 
     leakproofFullTextSearch,
     ...(env.TENANTRY_RUNTIME_URL ? { runtimeUrl: env.TENANTRY_RUNTIME_URL } : {}),
     ...(binding ? { contextBinding: binding } : {}),
+    ...(dialect ? { dialect } : {}),
     notes,
   };
 }

@@ -26,6 +26,7 @@ export async function connectFromEnvironment(
     leakproofFullTextSearch: env.leakproofFullTextSearch,
     ...(env.runtimeUrl ? { runtimeUrl: env.runtimeUrl } : {}),
     ...(env.contextBinding ? { contextBinding: env.contextBinding } : {}),
+    ...(env.dialect ? { dialect: env.dialect } : {}),
     // An operator's server: pg_stat_activity names the tenant of every tenant transaction.
     usage: { applicationName: true },
     migrations,

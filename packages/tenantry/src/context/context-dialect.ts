@@ -28,6 +28,19 @@ export interface ContextDialect {
    * verified tenant matches (what `doctor` suggests for tables it did not create).
    */
   policyPredicate(column: string, place?: string): string;
+  /**
+   * Every tenant transaction is an explicit transaction block, even a one-statement one
+   * (which otherwise runs as an implicit transaction, without `BEGIN` and `COMMIT`).
+   */
+  readonly transactionBlock?: boolean;
+  /** Statements run at the start of every migration, after `SET ROLE` (a cluster's settings for DDL). */
+  readonly migrationSettings?: readonly string[];
+  /**
+   * The statement that distributes a new tenant table (`table` quoted and qualified as in
+   * its `CREATE TABLE`) by `tenantColumn`; absent on one server. With it, composite foreign
+   * keys are added after the table is distributed (see `citus-dialect.ts`).
+   */
+  distributeTableSql?(table: string, tenantColumn: string): string;
 }
 
 /** Schema holding the only functions the runtime role may call. */

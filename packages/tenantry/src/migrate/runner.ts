@@ -90,6 +90,7 @@ export async function applyPendingMigrations(client: ClientBase, options: Migrat
   const { chain, target, schema, ownerRole, migrations } = options;
   await client.query(`SET LOCAL ROLE ${quoteIdent(ownerRole)}`);
   await client.query(`SET LOCAL search_path = ${quoteIdent(schema)}, pg_catalog`);
+  for (const setting of options.dialect.migrationSettings ?? []) await client.query(setting);
   await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tenantry:migrate:${chain}:${target}`]);
   const { rows } = await client.query<{ id: string }>(
     'SELECT id FROM tenantry.migrations WHERE chain = $1 AND target = $2',

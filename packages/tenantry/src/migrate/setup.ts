@@ -1,9 +1,11 @@
 import type { ClientBase } from 'pg';
 import type { ResolvedConfig } from '../config.ts';
+import { isCitus } from '../context/citus-dialect.ts';
 import { CONTEXT_SCHEMA } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { hmacPads, type KeyRing } from '../secrets/keys.ts';
 import { quoteIdent, quoteLiteral } from '../sql.ts';
+import { setupCitus } from './citus-setup.ts';
 import { controlPlaneMigrations } from './control-plane.ts';
 import { applyMigrations, type MigrationReport } from './runner.ts';
 import { satelliteMigrations } from './tiers-migration.ts';
@@ -52,6 +54,9 @@ export async function setupDatabase(
   }
   await createRoleIfMissing(client, owner, 'NOLOGIN NOSUPERUSER NOBYPASSRLS');
   await createRoleIfMissing(client, runtime, 'LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE');
+  // On a Citus cluster the coordinator opens connections to the workers as the role that
+  // runs the DDL: the owner must be able to log in there (docs/citus.md says how to limit it).
+  if (isCitus(config.dialect)) await client.query(`ALTER ROLE ${o} WITH LOGIN`);
   // Re-assert the runtime role's attributes every time: a role someone widened is narrowed again.
   await client.query(
     `ALTER ROLE ${r} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD ${quoteLiteral(
@@ -120,5 +125,6 @@ export async function setupDatabase(
        IS DISTINCT FROM (EXCLUDED.ipad, EXCLUDED.opad, EXCLUDED.allow_unbound)`,
     [ipad, opad, config.contextBinding === 'pooler'],
   );
+  if (kind === 'main' && isCitus(config.dialect)) await setupCitus(client, { owner, runtime, ipad, opad });
   return report;
 }

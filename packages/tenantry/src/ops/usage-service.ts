@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { TenantryError } from '../errors/catalog.ts';
 import { USAGE_MONTHS_AHEAD } from '../migrate/usage-migration.ts';
+import { type ClusterTenantStats, citusTenantStats } from './citus-tenant-stats.ts';
 import type { TenantSnapshot, TenantSnapshots } from './tenant-snapshots.ts';
 import { USAGE_COLUMNS, type UsageMeter } from './usage-meter.ts';
 
@@ -188,6 +189,20 @@ export class UsageService {
     this.#pool = pool;
     this.meter = meter;
     this.#snapshots = snapshots;
+  }
+
+  /**
+   * On a Citus cluster, the `limit` busiest tenants by queries as Citus's
+   * `citus_stat_tenants` counts them on the nodes (see docs/citus.md); empty where the view
+   * is absent.
+   *
+   * @example
+   * ```ts
+   * const [busiest] = await tenantry.usage.cluster(5);
+   * ```
+   */
+  cluster(limit = 100): Promise<ClusterTenantStats[]> {
+    return citusTenantStats(this.#pool, Math.min(Math.max(1, Math.floor(limit)), 1000));
   }
 
   /**

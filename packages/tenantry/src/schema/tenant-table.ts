@@ -155,6 +155,10 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
       `CONSTRAINT ${quoteIdent(objectName(`${table}_${cols.join('_')}_key`))} UNIQUE (${t}, ${list(cols, 'column')})`,
     );
   }
+  // On a cluster, a foreign key between distributed tables can only be added once the
+  // table is distributed: those become ALTER TABLE statements after the distribution.
+  const distribute = dialect.distributeTableSql?.bind(dialect);
+  const laterKeys: string[] = [];
   for (const fk of def.foreignKeys ?? []) {
     check(fk.columns, 'foreign key');
     if (fk.columns.length !== fk.references.columns.length) {
@@ -175,7 +179,9 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
           ? ` ON DELETE ${fk.onDelete.toUpperCase()}`
           : '';
     const fkName = objectName(fk.name ?? `${table}_${fk.columns.join('_')}_fkey`);
-    lines.push(`CONSTRAINT ${quoteIdent(fkName)} FOREIGN KEY (${own}) REFERENCES ${ref} (${theirs})${onDelete}`);
+    const constraint = `CONSTRAINT ${quoteIdent(fkName)} FOREIGN KEY (${own}) REFERENCES ${ref} (${theirs})${onDelete}`;
+    if (distribute) laterKeys.push(`ALTER TABLE ${target} ADD ${constraint}`);
+    else lines.push(constraint);
   }
   const statements: string[] = [];
   const extensions = new Set<string>();
@@ -199,6 +205,7 @@ export function tenantTableSql(def: TenantTableDefinition, options: TenantTableO
   return [
     ...[...extensions].map((e) => `CREATE EXTENSION IF NOT EXISTS ${e}`),
     `CREATE TABLE ${target} (\n  ${lines.join(',\n  ')}\n)`,
+    ...(distribute ? [distribute(target, tc), ...laterKeys] : []),
     ...statements,
     `ALTER TABLE ${target} ENABLE ROW LEVEL SECURITY`,
     `ALTER TABLE ${target} FORCE ROW LEVEL SECURITY`,

@@ -40,6 +40,11 @@ export interface PipelineRequest {
    * statements' worth of server work are saved.
    */
   readonly commit?: boolean;
+  /**
+   * Always send `BEGIN` and `COMMIT`, never the implicit form: Citus propagates `SET LOCAL`
+   * and assigns a distributed transaction id only inside a transaction block.
+   */
+  readonly explicit?: boolean;
 }
 
 /** The outcome: the context statement's first column, and the first statement's result. */
@@ -73,7 +78,8 @@ class Pipeline extends Submittable<PipelineResponse> {
 
   /** A one-statement transaction at the default level: sent without `BEGIN` and `COMMIT`. */
   get #implicit(): boolean {
-    return this.#request.commit === true && this.#request.statement !== undefined && this.#request.begin === 'BEGIN';
+    const r = this.#request;
+    return r.commit === true && r.statement !== undefined && r.begin === 'BEGIN' && r.explicit !== true;
   }
 
   submit(connection: WireConnection): null {

@@ -180,6 +180,7 @@ async function openPipelined(
     try {
       const response = await pipelinedBegin(client, {
         begin: 'BEGIN',
+        ...(deps.dialect.transactionBlock ? { explicit: true } : {}),
         enter: {
           text: enterText(deps),
           values: deps.applicationName ? [token, next, deps.sharedSchema, tenant.id] : [token, next, deps.sharedSchema],

@@ -141,36 +141,62 @@ export function registerTenants(program: Command): void {
   tenants
     .command('move <tenant>')
     .description('move a tenant to another tier or placement (copy, verify, switch, remove the old copy)')
-    .requiredOption('--to <tier>', 'destination tier: pool, schema or database')
+    .requiredOption(
+      '--to <where>',
+      'destination tier: pool, schema or database; on a Citus cluster, dedicated-shard or node (with --node)',
+    )
     .option('--placement <name>', 'destination placement (default: shared, schemas or databases by tier)')
+    .option('--node <host:port>', 'with --to node: the Citus node to move the tenant’s shards to')
     .option('--migrations <module>', 'module exporting the tenant-table migrations (default: the reference server’s)')
     .option('--json', 'print the report as JSON')
-    .action(async (ref: string, o: { to: string; placement?: string; migrations?: string; json?: boolean }) => {
-      const migrations = await cliMigrations(o.migrations);
-      await withTenantry(
-        async (t) => {
-          const report = await t.moveTenant(ref, {
-            to: o.to as 'pool',
-            actor,
-            ...(o.placement ? { placement: o.placement } : {}),
-          });
-          if (o.json) {
-            process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-            return;
-          }
-          process.stdout.write(
-            `moved ${ref}: ${report.from.tier}/${report.from.placement} → ${report.to.tier}/${report.to.placement} ` +
-              `in ${report.durationMs} ms (read-only for ${report.frozenMs} ms)\n`,
-          );
-          for (const table of report.tables) {
+    .action(
+      async (
+        ref: string,
+        o: { to: string; placement?: string; node?: string; migrations?: string; json?: boolean },
+      ) => {
+        const migrations = await cliMigrations(o.migrations);
+        await withTenantry(
+          async (t) => {
+            if (o.to === 'dedicated-shard' || o.to === 'node') {
+              const report = await t.moveTenantShard(ref, { to: o.to, actor, ...(o.node ? { node: o.node } : {}) });
+              if (o.json) {
+                process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+                return;
+              }
+              process.stdout.write(
+                `moved ${ref}: shard ${report.from.shardId} on ${report.from.node} → shard ${report.to.shardId} on ${report.to.node}` +
+                  `${report.to.dedicated ? ' (dedicated)' : ''} in ${report.durationMs} ms (writes refused for ${report.frozenMs} ms)\n`,
+              );
+              for (const table of report.tables) {
+                process.stdout.write(
+                  `  ${table.table.padEnd(24)} ${String(table.rows).padStart(9)} rows  md5 ${table.checksum}\n`,
+                );
+              }
+              return;
+            }
+            const report = await t.moveTenant(ref, {
+              to: o.to as 'pool',
+              actor,
+              ...(o.placement ? { placement: o.placement } : {}),
+            });
+            if (o.json) {
+              process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+              return;
+            }
             process.stdout.write(
-              `  ${table.table.padEnd(24)} ${String(table.rows).padStart(9)} rows  md5 ${table.checksum}\n`,
+              `moved ${ref}: ${report.from.tier}/${report.from.placement} → ${report.to.tier}/${report.to.placement} ` +
+                `in ${report.durationMs} ms (read-only for ${report.frozenMs} ms)\n`,
             );
-          }
-        },
-        { migrations },
-      );
-    });
+            for (const table of report.tables) {
+              process.stdout.write(
+                `  ${table.table.padEnd(24)} ${String(table.rows).padStart(9)} rows  md5 ${table.checksum}\n`,
+              );
+            }
+          },
+          { migrations },
+        );
+      },
+    );
 
   tenants
     .command('delete <tenant>')

@@ -1,0 +1,231 @@
+/**
+ * The pool tier on a Citus cluster (`CITUS_URL`: a coordinator's superuser URL, workers
+ * registered), three comparisons, each side alternating in timed rounds in the same run:
+ *
+ * 1. point lookup through Tenantry (`dialect: 'citus'`, the example's prepared `items.getQuery`
+ *    in a one-statement transaction) against the same SELECT with an explicit
+ *    `tenant_id = $1` predicate as the superuser (no RLS, no context) on the same cluster;
+ * 2. insert through Tenantry (`items.create`) against the same INSERT as the superuser;
+ * 3. throughput of the point lookup through Tenantry at `--clients` (default 8) on one
+ *    PostgreSQL server (`DATABASE_URL`, `dialect: 'postgres'`) against the cluster.
+ *
+ *   CITUS_URL=… DATABASE_URL=… node bench/citus.ts [--seconds 5] [--rounds 4] [--clients 8] [--tenants 200] [--rows 50]
+ */
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
+import { type TenantContext, Tenantry, withTenant } from '../packages/tenantry/src/index.ts';
+import { createCitusDatabase } from '../test-support/citus.ts';
+import { median } from './lib/stats.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '4' },
+    clients: { type: 'string', default: '8' },
+    tenants: { type: 'string', default: '200' },
+    rows: { type: 'string', default: '50' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const CLIENTS = Number(values.clients);
+const TENANTS = Number(values.tenants);
+const ROWS = Number(values.rows);
+
+if (!process.env.CITUS_URL || !process.env.DATABASE_URL) {
+  console.error('bench/citus.ts needs CITUS_URL (a Citus coordinator) and DATABASE_URL (one PostgreSQL server)');
+  process.exit(2);
+}
+
+/** A deployment under test: Tenantry, its tenants with their item ids, and a superuser pool on the same database. */
+interface Side {
+  readonly tenantry: Tenantry<ItemsDB>;
+  readonly superuser: pg.Pool;
+  readonly tenants: { ctx: TenantContext; ids: string[] }[];
+  drop(): Promise<void>;
+}
+
+async function prepare(kind: 'citus' | 'postgres'): Promise<Side> {
+  let url: string;
+  let secret: string;
+  let roles: { owner: string; runtime: string };
+  let drop: () => Promise<void>;
+  if (kind === 'citus') {
+    const db = await createCitusDatabase('bench');
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    for (const n of db.nodes) {
+      await admin.query('SELECT citus_set_node_property($1, $2, $3, true)', [n.host, n.port, 'shouldhaveshards']);
+    }
+    await admin.end();
+    ({ url, secret, roles } = db);
+    drop = () => db.drop();
+  } else {
+    const suffix = randomBytes(4).toString('hex');
+    const name = `tenantry_bench_single_${suffix}`;
+    const base = new URL(process.env.DATABASE_URL as string);
+    const admin = new pg.Client({ connectionString: base.toString() });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE "${name}"`);
+    await admin.end();
+    base.pathname = `/${name}`;
+    url = base.toString();
+    secret = randomBytes(32).toString('hex');
+    roles = { owner: `tb_${suffix}_owner`, runtime: `tb_${suffix}_runtime` };
+    drop = async () => {
+      const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      for (const r of [roles.runtime, roles.owner]) await c.query(`DROP ROLE IF EXISTS "${r}"`);
+      await c.end();
+    };
+  }
+  const tenantry = await Tenantry.connect<ItemsDB>({
+    databaseUrl: url,
+    secret,
+    roles,
+    migrations: itemsMigrations,
+    dialect: kind,
+    usage: false,
+    pool: { max: CLIENTS },
+  });
+  await tenantry.setup();
+  await tenantry.migrate();
+  const tenants: Side['tenants'] = [];
+  for (let i = 0; i < TENANTS; i++) {
+    const t = await tenantry.tenants.create({ slug: `b-${i}`, name: `B ${i}` });
+    const ctx: TenantContext = { id: t.id, slug: t.slug, tier: t.tier, plan: t.plan, status: t.status };
+    const ids = await tenantry.transaction(ctx, async (tx) => {
+      const out: string[] = [];
+      for (let r = 0; r < ROWS; r++) out.push((await items.create(tx, { title: `item ${r} of ${i}` })).id);
+      return out;
+    });
+    tenants.push({ ctx, ids });
+  }
+  const superuser = new pg.Pool({ connectionString: url, max: CLIENTS });
+  return {
+    tenantry,
+    superuser,
+    tenants,
+    async drop() {
+      await superuser.end();
+      await tenantry.close();
+      await drop();
+    },
+  };
+}
+
+const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)] as T;
+
+/** Operations per second of `op` run by `clients` loops for `seconds`. */
+async function rate(op: () => Promise<unknown>, clients: number, seconds: number): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) {
+        await op();
+        n++;
+      }
+    }),
+  );
+  return n / seconds;
+}
+
+const COLUMNS = 'id, title, description, created_at, updated_at';
+const ops = (s: Side) => ({
+  tenantryLookup: () => {
+    const t = pick(s.tenants);
+    return withTenant(t.ctx, () => s.tenantry.query(t.ctx, items.getQuery(pick(t.ids)) as never));
+  },
+  superLookup: () => {
+    const t = pick(s.tenants);
+    return s.superuser.query(`SELECT ${COLUMNS} FROM items WHERE tenant_id = $1 AND id = $2`, [t.ctx.id, pick(t.ids)]);
+  },
+  tenantryInsert: () => {
+    const t = pick(s.tenants);
+    return s.tenantry.transaction(t.ctx, (tx) => items.create(tx, { title: 'bench insert' }));
+  },
+  superInsert: () => {
+    const t = pick(s.tenants);
+    return s.superuser.query(`INSERT INTO items (tenant_id, title) VALUES ($1, $2) RETURNING ${COLUMNS}`, [
+      t.ctx.id,
+      'bench insert',
+    ]);
+  },
+});
+
+/** Alternates `a` and `b` for ROUNDS rounds (order flipped every round); medians and the ratio a/b. */
+async function compare(label: string, a: () => Promise<number>, b: () => Promise<number>): Promise<string> {
+  const ra: number[] = [];
+  const rb: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    if (r % 2 === 0) {
+      ra.push(await a());
+      rb.push(await b());
+    } else {
+      rb.push(await b());
+      ra.push(await a());
+    }
+  }
+  const ma = median(ra);
+  const mb = median(rb);
+  return `${label.padEnd(58)} ${ma.toFixed(0).padStart(7)} /s vs ${mb.toFixed(0).padStart(7)} /s   ratio ${(ma / mb).toFixed(2)}`;
+}
+
+const started = Date.now();
+const cluster = await prepare('citus');
+const single = await prepare('postgres');
+try {
+  const c = ops(cluster);
+  const s = ops(single);
+  // Warm every connection and plan.
+  await rate(c.tenantryLookup, CLIENTS, 1);
+  await rate(c.superLookup, CLIENTS, 1);
+  await rate(s.tenantryLookup, CLIENTS, 1);
+  const lines = [
+    await compare(
+      'cluster, 1 client: lookup Tenantry vs superuser+predicate',
+      () => rate(c.tenantryLookup, 1, SECONDS),
+      () => rate(c.superLookup, 1, SECONDS),
+    ),
+    await compare(
+      'cluster, 1 client: insert Tenantry vs superuser',
+      () => rate(c.tenantryInsert, 1, SECONDS),
+      () => rate(c.superInsert, 1, SECONDS),
+    ),
+    await compare(
+      `cluster, ${CLIENTS} clients: lookup Tenantry vs superuser+predicate`,
+      () => rate(c.tenantryLookup, CLIENTS, SECONDS),
+      () => rate(c.superLookup, CLIENTS, SECONDS),
+    ),
+    await compare(
+      `cluster, ${CLIENTS} clients: insert Tenantry vs superuser`,
+      () => rate(c.tenantryInsert, CLIENTS, SECONDS),
+      () => rate(c.superInsert, CLIENTS, SECONDS),
+    ),
+    await compare(
+      `Tenantry lookup, ${CLIENTS} clients: cluster vs one server`,
+      () => rate(c.tenantryLookup, CLIENTS, SECONDS),
+      () => rate(s.tenantryLookup, CLIENTS, SECONDS),
+    ),
+    await compare(
+      `Tenantry insert, ${CLIENTS} clients: cluster vs one server`,
+      () => rate(c.tenantryInsert, CLIENTS, SECONDS),
+      () => rate(s.tenantryInsert, CLIENTS, SECONDS),
+    ),
+  ];
+  const { loadavg, cpus } = await import('node:os');
+  console.log(
+    `citus bench: ${TENANTS} tenants × ${ROWS} items, ${ROUNDS} alternating rounds of ${SECONDS} s, ` +
+      `${cpus().length} CPUs, load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}, ${Math.round((Date.now() - started) / 1000)} s`,
+  );
+  for (const line of lines) console.log(line);
+} finally {
+  await cluster.drop();
+  await single.drop();
+}

@@ -1,0 +1,136 @@
+import { TENANTRY_SQLSTATE as S } from '../errors/sqlstate.ts';
+import { quoteIdent } from '../sql.ts';
+import { CLUSTER_CONTEXT_SETTING } from './citus-dialect.ts';
+import { CONTEXT_SCHEMA, CONTEXT_SETTING } from './context-dialect.ts';
+import { REGISTER } from './context-functions.ts';
+
+/** The node-local copy of the context key, on every node of the cluster (never distributed). */
+export const NODE_KEY_TABLE = `${CONTEXT_SCHEMA}.node_key`;
+
+/** A one-row reference table whose read makes Citus assign the distributed transaction id. */
+export const CLUSTER_CLOCK_TABLE = `${CONTEXT_SCHEMA}.cluster_clock`;
+
+const eq = 'OPERATOR(pg_catalog.=)';
+const ne = 'OPERATOR(pg_catalog.<>)';
+const cat = 'OPERATOR(pg_catalog.||)';
+
+/** HMAC-SHA256 of `msg` with the key aliased `k` (the same construction as `enter()`'s). */
+const hmac = (msg: string) =>
+  `pg_catalog.encode(pg_catalog.sha256(k.opad ${cat} pg_catalog.sha256(k.ipad ${cat} pg_catalog.convert_to(${msg}, 'UTF8'))), 'hex')`;
+
+/**
+ * What the MAC signs besides the tenant and the place: the distributed transaction
+ * (`d`, a row of `get_current_transaction_id()`), the same on the coordinator and on every
+ * worker that takes part, unique per transaction of the cluster. Its time is taken in
+ * microseconds, not as text, which would depend on each node's `TimeZone`.
+ */
+const transactionSql = `d.initiator_node_identifier::pg_catalog.text ${cat} '.' ${cat} d.transaction_number::pg_catalog.text ${cat} '.' ${cat}
+      (pg_catalog.date_part('epoch', d.transaction_stamp) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8::pg_catalog.text`;
+
+/**
+ * The context functions of a Citus cluster (`citusDialect`), installed by `setup()` on the
+ * coordinator and propagated by Citus to every node:
+ *
+ * - `enter_cluster(token, next_secret)`: `enter()` (the token checked as on one server, the
+ *   tenant's row read on the coordinator), then the distributed transaction id is assigned
+ *   (a read of the one-row reference table `cluster_clock`) and the context
+ *   `<tenant>.<place>.<mac>` is placed with `SET LOCAL` — which Citus sends to every worker
+ *   the transaction uses, now or later — after turning `citus.propagate_set_commands` on
+ *   for the transaction. `set_config()` is not propagated: the workers would see nothing.
+ * - `node_tenant_id_in(place)`: what every policy calls, on whichever node runs the shard
+ *   query. It recomputes the MAC with the node's own copy of the key and that node's view
+ *   of the distributed transaction id: a value copied from another transaction (or forged)
+ *   is refused (TN001), no context sees nothing. It reads no distributed table (a nested
+ *   distributed query fails on a worker) and no temporary object (a worker's transaction
+ *   may be prepared for two-phase commit, which refuses temporary objects).
+ *
+ * The coordinator-local tables of the control plane keep `enter()`'s own check (the
+ * `tenantry.ctx` setting and the session registers), which this leaves in place.
+ */
+export function clusterContextFunctionsSql(runtimeRole: string): string {
+  const runtime = quoteIdent(runtimeRole);
+  const c = CONTEXT_SCHEMA;
+  return `
+CREATE OR REPLACE FUNCTION ${c}.enter_cluster(token text, next_secret bigint) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+AS $fn$
+DECLARE
+  place_of text;
+  tenant text;
+  place int8;
+  mac text;
+  done text;
+BEGIN
+  place_of := ${c}.enter(token, next_secret);
+  tenant := pg_catalog.current_setting('${CONTEXT_SETTING}');
+  place := pg_catalog.pg_sequence_last_value('${REGISTER.place}'::pg_catalog.regclass);
+  done := pg_catalog.set_config('citus.propagate_set_commands', 'local', true);
+  -- Any distributed read starts the coordinated transaction and assigns its id.
+  PERFORM 1 FROM ${CLUSTER_CLOCK_TABLE} LIMIT 0;
+  SELECT ${hmac(`'node|' ${cat} tenant ${cat} '.' ${cat} place::pg_catalog.text ${cat} '.' ${cat} ${transactionSql}`)}
+    INTO mac
+    FROM pg_catalog.get_current_transaction_id() d, ${NODE_KEY_TABLE} k
+   WHERE k.id ${eq} 1 AND d.transaction_number ${ne} 0;
+  IF mac IS NULL THEN
+    PERFORM ${c}.refuse('${S.invalidContext}', 'no distributed transaction or no node key (run tenantry setup)');
+  END IF;
+  EXECUTE 'SET LOCAL ${CLUSTER_CONTEXT_SETTING} = ' ${cat} pg_catalog.quote_literal(tenant ${cat} '.' ${cat} place::pg_catalog.text ${cat} '.' ${cat} mac);
+  RETURN place_of;
+END
+$fn$;
+
+-- The verified tenant on this node, if this copy of the tables is its own (see
+-- current_tenant_id_in); NULL without a context; TN001 for a value this transaction's
+-- MAC does not match. SECURITY DEFINER: the node key is unreadable to the runtime role.
+CREATE OR REPLACE FUNCTION ${c}.node_tenant_id_in(place text) RETURNS uuid
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+AS $fn$
+DECLARE
+  v text := pg_catalog.current_setting('${CLUSTER_CONTEXT_SETTING}', true);
+  a text[];
+  ok boolean;
+BEGIN
+  IF v IS NULL OR v ${eq} '' THEN
+    RETURN NULL;
+  END IF;
+  a := pg_catalog.string_to_array(v, '.');
+  SELECT pg_catalog.cardinality(a) ${eq} 3
+         AND ${hmac(`'node|' ${cat} a[1] ${cat} '.' ${cat} a[2] ${cat} '.' ${cat} ${transactionSql}`)} ${eq} a[3]
+    INTO ok
+    FROM pg_catalog.get_current_transaction_id() d, ${NODE_KEY_TABLE} k
+   WHERE k.id ${eq} 1;
+  IF ok IS NOT TRUE THEN
+    PERFORM ${c}.refuse('${S.invalidContext}', 'tenant context rejected on this node');
+  END IF;
+  RETURN CASE
+    WHEN place IS NULL OR a[2]::pg_catalog.int8 ${eq} ANY (ARRAY[0, pg_catalog.hashtextextended(place, 0)])
+      THEN a[1]::pg_catalog.uuid
+  END;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION ${c}.node_tenant_id() RETURNS uuid
+LANGUAGE sql STABLE
+AS $fn$ SELECT ${c}.node_tenant_id_in(NULL) $fn$;
+
+REVOKE ALL ON FUNCTION ${c}.enter_cluster(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ${c}.enter_cluster(text, bigint) TO ${runtime};
+GRANT EXECUTE ON FUNCTION ${c}.node_tenant_id_in(text) TO ${runtime};
+GRANT EXECUTE ON FUNCTION ${c}.node_tenant_id() TO ${runtime};
+`;
+}
+
+/**
+ * The node-local key table, created where it runs (the coordinator with DDL propagation off
+ * for it, each worker through `run_command_on_workers`), with the context key's pads.
+ * Idempotent: a later `setup()` (after a node was added, or the key rotated) brings every
+ * node to the current key.
+ */
+export function nodeKeySql(ownerRole: string, ipadHex: string, opadHex: string): string {
+  const owner = quoteIdent(ownerRole);
+  return `CREATE TABLE IF NOT EXISTS ${NODE_KEY_TABLE} (id int PRIMARY KEY CHECK (id = 1), ipad bytea NOT NULL, opad bytea NOT NULL);
+ALTER TABLE ${NODE_KEY_TABLE} OWNER TO ${owner};
+REVOKE ALL ON ${NODE_KEY_TABLE} FROM PUBLIC;
+INSERT INTO ${NODE_KEY_TABLE} (id, ipad, opad) VALUES (1, '\\x${ipadHex}', '\\x${opadHex}')
+  ON CONFLICT (id) DO UPDATE SET ipad = EXCLUDED.ipad, opad = EXCLUDED.opad`;
+}

@@ -1,0 +1,301 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CITUS_URL,
+  type ClusterNode,
+  createCitusDatabase,
+  NO_CITUS,
+  nodeClient,
+  nodeRuntimeClient,
+} from '../../../test-support/citus.ts';
+import type { TestDatabase } from '../../../test-support/database.ts';
+import { CLUSTER_CONTEXT_SETTING } from '../src/context/citus-dialect.ts';
+import { CONTEXT_SETTING } from '../src/context/context-dialect.ts';
+import { currentTransaction } from '../src/context/tenant-context.ts';
+import { type ItemsDB, items, itemsMigrations } from '../src/example/items.ts';
+import { type TenantRecord, Tenantry } from '../src/index.ts';
+
+/**
+ * The pool tier on a Citus cluster (`CITUS_URL`: a coordinator with at least one worker):
+ * the same example application and the same isolation checks as on one server, the context
+ * verified on every node, forged and replayed contexts refused wherever the shard query runs,
+ * and every query of the example application routed to one shard. Without `CITUS_URL` the
+ * file skips with one line (CI cannot build Citus; docs/citus.md says how to run it).
+ */
+
+if (!CITUS_URL) {
+  console.info(`skipped: ${NO_CITUS}`);
+  it.skip(NO_CITUS, () => {});
+}
+
+describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
+  let db: TestDatabase & { nodes: ClusterNode[] };
+  let tenantry: Tenantry<ItemsDB>;
+  let a: TenantRecord;
+  let b: TenantRecord;
+  /** One tenant whose shard is on each node, so every check runs on every node. */
+  const onNode = new Map<string, TenantRecord>();
+  const nodeName = (n: { host: string; port: number }) => `${n.host}:${n.port}`;
+
+  const runtimeUrl = () =>
+    (tenantry.runtimePool as unknown as { options: { connectionString: string } }).options.connectionString;
+
+  /** The node holding `tenant`'s rows of `items` (a superuser question to the coordinator). */
+  async function nodeOf(tenant: TenantRecord): Promise<string> {
+    const { rows } = await tenantry.adminPool.query<{ node: string }>(
+      `SELECT nodename || ':' || nodeport AS node FROM citus_shards
+        WHERE shardid = get_shard_id_for_distribution_column('items', $1::uuid) LIMIT 1`,
+      [tenant.id],
+    );
+    return rows[0]?.node as string;
+  }
+
+  beforeAll(async () => {
+    db = await createCitusDatabase('pool');
+    // Shards on both nodes: the coordinator takes some too, so each check meets both.
+    const admin = await nodeClient(db.nodes.find((n) => n.coordinator) as ClusterNode, db.name);
+    try {
+      for (const n of db.nodes) {
+        await admin.query('SELECT citus_set_node_property($1, $2, $3, true)', [n.host, n.port, 'shouldhaveshards']);
+      }
+    } finally {
+      await admin.end();
+    }
+    // Per-tenant statistics on every node (what usage.cluster() reads); Citus propagates it.
+    const coordinator = await nodeClient(db.nodes.find((n) => n.coordinator) as ClusterNode, db.name);
+    await coordinator
+      .query(`ALTER DATABASE "${db.name}" SET citus.stat_tenants_track = 'all'`)
+      .finally(() => coordinator.end());
+    tenantry = await Tenantry.connect<ItemsDB>({
+      databaseUrl: db.url,
+      secret: db.secret,
+      roles: db.roles,
+      migrations: itemsMigrations,
+      dialect: 'citus',
+      usage: false,
+    });
+    await tenantry.setup();
+    await tenantry.migrate();
+    a = await tenantry.tenants.create({ slug: 'citus-a', name: 'A' });
+    b = await tenantry.tenants.create({ slug: 'citus-b', name: 'B' });
+    await tenantry.transaction(a, async (tx) => {
+      await items.create(tx, { title: 'alpha one' });
+      await items.create(tx, { title: 'alpha two' });
+    });
+    await tenantry.transaction(b, (tx) => items.create(tx, { title: 'bravo secret' }));
+    for (let i = 0; onNode.size < db.nodes.length && i < 40; i++) {
+      const t = await tenantry.tenants.create({ slug: `citus-n${i}`, name: `N${i}` });
+      const node = await nodeOf(t);
+      if (onNode.has(node)) continue;
+      await tenantry.transaction(t, (tx) => items.create(tx, { title: `on ${node}` }));
+      onNode.set(node, t);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await tenantry?.close();
+    await db?.drop();
+  });
+
+  it('distributes the tenant tables by tenant_id, co-located, with shards on every node', async () => {
+    const { rows } = await tenantry.adminPool.query<{ table: string; column: string; colocation: number }>(
+      `SELECT logicalrelid::text AS table, column_to_column_name(logicalrelid, partkey) AS column,
+              colocationid AS colocation
+         FROM pg_dist_partition WHERE logicalrelid::text IN ('items', 'tenant_usage') ORDER BY 1`,
+    );
+    expect(rows.map((r) => [r.table, r.column])).toEqual([
+      ['items', 'tenant_id'],
+      ['tenant_usage', 'tenant_id'],
+    ]);
+    expect(new Set(rows.map((r) => r.colocation)).size).toBe(1);
+    expect([...onNode.keys()].sort()).toEqual(db.nodes.map(nodeName).sort());
+  });
+
+  it('a query with no tenant filter returns only the caller’s rows (raw SQL and Kysely), on every node', async () => {
+    const raw = await tenantry.transaction(a, (tx) =>
+      tx.query<{ title: string }>('SELECT title FROM items ORDER BY title'),
+    );
+    expect(raw.rows.map((r) => r.title)).toEqual(['alpha one', 'alpha two']);
+    const viaKysely = await tenantry.transaction(b, (tx) => tx.db.selectFrom('items').select('title').execute());
+    expect(viaKysely.map((r) => r.title)).toEqual(['bravo secret']);
+    for (const [node, t] of onNode) {
+      // A fan-out read (no predicate): every shard on every node answers, RLS keeps one tenant.
+      const rows = await tenantry.transaction(t, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
+      expect(rows.rows).toEqual([{ title: `on ${node}` }]);
+    }
+  });
+
+  it('writes with another tenant’s id are refused, and updates and deletes cannot reach its rows', async () => {
+    await expect(
+      tenantry.transaction(a, (tx) => tx.query('INSERT INTO items (tenant_id, title) VALUES ($1, $2)', [b.id, 'x'])),
+    ).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      tenantry.transaction(a, (tx) => tx.query('UPDATE items SET tenant_id = $1', [b.id])),
+    ).rejects.toThrow();
+    const touched = await tenantry.transaction(a, (tx) =>
+      tx.query("UPDATE items SET title = 'pwned' WHERE tenant_id = $1", [b.id]),
+    );
+    expect(touched.rowCount).toBe(0);
+    const deleted = await tenantry.transaction(a, (tx) => tx.query('DELETE FROM items WHERE tenant_id = $1', [b.id]));
+    expect(deleted.rowCount).toBe(0);
+    const still = await tenantry.transaction(b, (tx) => tx.query<{ title: string }>('SELECT title FROM items'));
+    expect(still.rows).toEqual([{ title: 'bravo secret' }]);
+  });
+
+  it('the storage trigger keeps its usage row on the tenant’s shard, in the same transaction', async () => {
+    const bytes = await tenantry.transaction(a, (tx) => items.storageBytes(tx));
+    expect(bytes).toBeGreaterThan(0);
+    expect(await tenantry.transaction(b, (tx) => items.storageBytes(tx))).toBeLessThan(bytes);
+  });
+
+  describe('forged and replayed contexts see nothing, on every node', () => {
+    /** B's cluster context value, read inside B's own transaction. */
+    const steal = async (t: TenantRecord) =>
+      (
+        await tenantry.transaction(t, (tx) =>
+          tx.query<{ v: string }>(`SELECT current_setting('${CLUSTER_CONTEXT_SETTING}') AS v`),
+        )
+      ).rows[0]?.v as string;
+
+    it('a forged cluster context is refused where the shard query runs (TN001)', async () => {
+      for (const [, t] of onNode) {
+        const forged = `${t.id}.0.${'0'.repeat(64)}`;
+        await expect(
+          tenantry.transaction(a, async (tx) => {
+            await tx.query(`SET LOCAL ${CLUSTER_CONTEXT_SETTING} = '${forged}'`);
+            return tx.query('SELECT title FROM items WHERE tenant_id = $1', [t.id]);
+          }),
+        ).rejects.toMatchObject({ code: 'INVALID_TENANT_CONTEXT' });
+      }
+    });
+
+    it('a context copied from another tenant’s transaction is refused on every node', async () => {
+      for (const [node, t] of onNode) {
+        const stolen = await steal(t);
+        expect(stolen.startsWith(t.id)).toBe(true);
+        for (const how of ['SET LOCAL', 'set_config']) {
+          const attempt = tenantry.transaction(a, async (tx) => {
+            if (how === 'SET LOCAL') await tx.query(`SET LOCAL ${CLUSTER_CONTEXT_SETTING} = '${stolen}'`);
+            else await tx.query(`SELECT set_config('${CLUSTER_CONTEXT_SETTING}', $1, true)`, [stolen]);
+            return tx.query<{ title: string }>('SELECT title FROM items WHERE tenant_id = $1', [t.id]);
+          });
+          // Refused, or (set_config is not propagated) A's own view: never t's row.
+          const result = await attempt.then(
+            (r) => r.rows,
+            (e: { code?: string }) => e.code,
+          );
+          if (typeof result === 'string') expect(result, `${how} on ${node}`).toBe('INVALID_TENANT_CONTEXT');
+          else expect(result, `${how} on ${node}`).toEqual([]);
+        }
+      }
+    });
+
+    it('replayed in a later transaction on a raw runtime connection, straight to each node: refused', async () => {
+      for (const node of db.nodes) {
+        const t = onNode.get(nodeName(node)) as TenantRecord;
+        const stolen = await steal(t);
+        const c = await nodeRuntimeClient(runtimeUrl(), node);
+        try {
+          await c.query('BEGIN');
+          await c.query("SET LOCAL citus.propagate_set_commands = 'local'");
+          await c.query(`SET LOCAL ${CLUSTER_CONTEXT_SETTING} = '${stolen}'`);
+          await expect(c.query('SELECT title FROM items WHERE tenant_id = $1', [t.id])).rejects.toMatchObject({
+            code: 'TN001',
+          });
+          await c.query('ROLLBACK');
+          // No context at all: nothing, on this node as on any.
+          const none = await c.query('SELECT title FROM items');
+          expect(none.rowCount).toBe(0);
+          // No verified tenant: the default tenant_id is NULL, which Citus refuses to route
+          // (22004), and RLS and NOT NULL would refuse after it.
+          await expect(c.query("INSERT INTO items (title) VALUES ('x')")).rejects.toMatchObject({
+            code: expect.stringMatching(/^(42501|23502|22004)$/),
+          });
+        } finally {
+          await c.end();
+        }
+      }
+    });
+
+    it('the coordinator’s own context setting forged does not open another tenant’s shard', async () => {
+      const attempt = tenantry.transaction(a, async (tx) => {
+        await tx.query(`SELECT set_config('${CONTEXT_SETTING}', $1, true)`, [b.id]);
+        return tx.query<{ title: string }>('SELECT title FROM items WHERE tenant_id = $1', [b.id]);
+      });
+      const result = await attempt.then(
+        (r) => r.rows,
+        (e: { code?: string }) => e.code,
+      );
+      if (typeof result === 'string') expect(result).toBe('INVALID_TENANT_CONTEXT');
+      else expect(result).toEqual([]);
+    });
+
+    it('the runtime role cannot read the control plane, nor the node key on any node', async () => {
+      for (const table of ['tenantry.tenants', 'tenantry.context_key', 'tenantry_context.node_key']) {
+        await expect(tenantry.transaction(a, (tx) => tx.query(`SELECT * FROM ${table}`))).rejects.toMatchObject({
+          code: '42501',
+        });
+      }
+      for (const node of db.nodes.filter((n) => !n.coordinator)) {
+        const c = await nodeRuntimeClient(runtimeUrl(), node);
+        try {
+          await expect(c.query('SELECT * FROM tenantry_context.node_key')).rejects.toMatchObject({ code: '42501' });
+        } finally {
+          await c.end();
+        }
+      }
+    });
+  });
+
+  it('every Kysely query of the example application is a router query (EXPLAIN: one task)', async () => {
+    const seen: { text: string; values: readonly unknown[] }[] = [];
+    await tenantry.transaction(a, async (tx) => {
+      const ct = currentTransaction();
+      if (!ct) throw new Error('no transaction');
+      const execute = ct.execute.bind(ct);
+      ct.execute = (text, values, shape) => {
+        seen.push({ text, values: values ?? [] });
+        return execute(text, values, shape);
+      };
+      await items.assertStorage(tx, 100);
+      await items.storageBytes(tx);
+      const item = await items.create(tx, { title: 'routed', description: 'one shard' });
+      await items.get(tx, item.id);
+      const page = await items.list(tx, { limit: 1 });
+      await items.list(tx, { limit: 1, q: 'routed', ...(page.nextCursor ? { cursor: page.nextCursor } : {}) });
+      await items.update(tx, item.id, { title: 'routed again' });
+      await items.remove(tx, item.id);
+    });
+    const prepared = await tenantry.transaction(a, async () => items.getQuery(a.id));
+    if (prepared) seen.push({ text: prepared.sql, values: prepared.parameters });
+    expect(seen.length).toBeGreaterThanOrEqual(9);
+    for (const { text, values } of seen) {
+      const plan = await tenantry.transaction(a, (tx) =>
+        tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${text}`, [...values]),
+      );
+      const lines = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(lines, text).toMatch(/Task Count: 1\b/);
+    }
+  });
+
+  it('usage.cluster() reports per-tenant query counts from citus_stat_tenants', async () => {
+    for (let i = 0; i < 5; i++) await tenantry.transaction(a, (tx) => tx.db.selectFrom('items').select('id').execute());
+    const stats = await tenantry.usage.cluster();
+    const mine = stats.find((s) => s.tenantId === a.id);
+    expect(mine?.queries.thisPeriod ?? 0).toBeGreaterThanOrEqual(5);
+    expect(stats.every((s) => /^[0-9a-f-]{36}$/.test(s.tenantId))).toBe(true);
+  });
+
+  it('fails closed when Citus would not propagate the context: no SET LOCAL, no rows', async () => {
+    const c = new pg.Client({ connectionString: runtimeUrl() });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      const none = await c.query('SELECT title FROM items WHERE tenant_id = $1', [a.id]);
+      expect(none.rowCount).toBe(0);
+      await c.query('ROLLBACK');
+    } finally {
+      await c.end();
+    }
+  });
+});

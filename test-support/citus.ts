@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { TestDatabase } from './database.ts';
+
+/**
+ * The Citus cluster the Citus suites run on: `CITUS_URL`, a superuser URL of the
+ * coordinator's database in which the worker nodes are registered (`pg_dist_node`). Without
+ * it those suites skip, with one line saying why (CI has no Citus: it is in neither Debian
+ * nor npm, and it builds from source; docs/citus.md).
+ */
+export const CITUS_URL = process.env.CITUS_URL;
+
+/** The reason printed when there is no cluster. */
+export const NO_CITUS = 'CITUS_URL is not set: the Citus suites need a coordinator with a worker (docs/citus.md)';
+
+/** A node of the test cluster. */
+export interface ClusterNode {
+  readonly host: string;
+  readonly port: number;
+  readonly coordinator: boolean;
+}
+
+function urlOf(base: string, node: { host: string; port: number } | undefined, database: string): string {
+  const u = new URL(base);
+  if (node) {
+    u.hostname = node.host;
+    u.port = String(node.port);
+  }
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function run(url: string, statements: readonly string[]): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    for (const s of statements) await c.query(s);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The nodes registered in `CITUS_URL`'s database: the coordinator and its workers. */
+export async function clusterNodes(base = CITUS_URL as string): Promise<ClusterNode[]> {
+  const c = new pg.Client({ connectionString: base });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ host: string; port: number; coordinator: boolean }>(
+      `SELECT nodename AS host, nodeport AS port, groupid = 0 AS coordinator FROM pg_dist_node
+        WHERE noderole = 'primary' ORDER BY groupid`,
+    );
+    return rows;
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * A database of the test file's own on every node of the cluster, with Citus created in
+ * each and the nodes registered on the coordinator's (Citus keeps its metadata per
+ * database and does not propagate `CREATE DATABASE`). `url` is the coordinator's.
+ */
+export async function createCitusDatabase(label: string): Promise<TestDatabase & { nodes: ClusterNode[] }> {
+  const base = CITUS_URL as string;
+  const nodes = await clusterNodes(base);
+  const coordinator = nodes.find((n) => n.coordinator);
+  if (!coordinator || nodes.length < 2) throw new Error(`${base}: a coordinator and at least one worker are needed`);
+  const suffix = randomBytes(4).toString('hex');
+  const name = `tenantry_citus_${label.replace(/[^a-z0-9]/g, '_').slice(0, 20)}_${suffix}`;
+  for (const node of nodes) {
+    await run(urlOf(base, node, 'postgres'), [`CREATE DATABASE "${name}"`]);
+    await run(urlOf(base, node, name), ['CREATE EXTENSION citus']);
+  }
+  const workers = nodes.filter((n) => !n.coordinator);
+  await run(urlOf(base, coordinator, name), [
+    `SELECT citus_set_coordinator_host('${coordinator.host}', ${coordinator.port})`,
+    ...workers.map((w) => `SELECT citus_add_node('${w.host}', ${w.port})`),
+  ]);
+  const roles = { owner: `tc_${suffix}_owner`, runtime: `tc_${suffix}_runtime` };
+  return {
+    url: urlOf(base, coordinator, name),
+    name,
+    roles,
+    nodes,
+    secret: randomBytes(32).toString('hex'),
+    async drop() {
+      for (const node of nodes) {
+        await run(urlOf(base, node, 'postgres'), [`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`]);
+      }
+      // Roles are per node too (Citus propagated them); drop them everywhere.
+      for (const node of nodes) {
+        await run(
+          urlOf(base, node, 'postgres'),
+          [roles.runtime, roles.owner].map((r) => `DROP ROLE IF EXISTS "${r}"`),
+        ).catch(() => {});
+      }
+    },
+  };
+}
+
+/** A superuser client on one node's copy of `database` (what tests check behind Tenantry's back). */
+export async function nodeClient(node: ClusterNode, database: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: urlOf(CITUS_URL as string, node, database) });
+  await c.connect();
+  return c;
+}
+
+/** A runtime-role client on one node's copy of `database` (what injected SQL could reach). */
+export async function nodeRuntimeClient(base: string, node: ClusterNode): Promise<pg.Client> {
+  const u = new URL(base);
+  u.hostname = node.host;
+  u.port = String(node.port);
+  const c = new pg.Client({ connectionString: u.toString() });
+  await c.connect();
+  return c;
+}
