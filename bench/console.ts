@@ -60,8 +60,8 @@ const SCENARIOS: readonly Scenario[] = [
     depth: 0,
   },
   {
-    name: 'search: part of the name',
-    console: () => '/console/tenants?q=tenant%2099',
+    name: 'search: name prefix',
+    console: () => '/console/tenants?q=Bench%20tenant%20777',
     rest: () => '/v1/tenants?limit=50',
     depth: 0,
   },

@@ -1,13 +1,13 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DEFAULT_PLANS, type PlanCatalog } from '../admit/plans.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { PROBLEM_JSON, toProblem } from '../http/problem.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { type ConsoleAsset, loadConsoleAssets } from './assets.ts';
 import { isHtmx, requireConsoleSession } from './console-auth.ts';
 import { FleetRuns } from './fleet-runs.ts';
-import { type Html, html } from './html.ts';
+import { html } from './html.ts';
 import { CONSOLE_CSP, layout } from './layout.ts';
+import { type ConsoleDeps, sendPage } from './page.ts';
 import { databaseRoutes } from './pages/database.ts';
 import { fleetRoutes } from './pages/fleet.ts';
 import { signInRoutes } from './pages/sign-in.ts';
@@ -24,16 +24,22 @@ export interface ConsoleOptions {
   sessions?: ConsoleSessionOptions;
   /** The plans a new tenant can be given (the server's; default {@link DEFAULT_PLANS}). */
   plans?: PlanCatalog | undefined;
+  /**
+   * How an error becomes problem details (the server's own converter, so codes, statuses and
+   * titles are the API's); the console renders them as a page, or as JSON to non-browsers.
+   */
+  toProblem: (error: unknown, requestId: string) => ConsoleProblem;
 }
 
-/** What every console page module gets. */
-export interface ConsoleDeps {
-  readonly tenantry: Tenantry<unknown>;
-  readonly sessions: ConsoleSessionStore;
-  readonly adminToken: string | undefined;
-  readonly fleetRuns: FleetRuns;
-  readonly plans: PlanCatalog;
+/** The fields of RFC 9457 problem details the console shows. */
+export interface ConsoleProblem {
+  status: number;
+  title: string;
+  detail?: string;
+  code: string;
 }
+
+const PROBLEM_JSON = 'application/problem+json';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -44,31 +50,6 @@ declare module 'fastify' {
     /** A console route that needs no session (sign-in, static assets). */
     consolePublic?: boolean;
   }
-}
-
-/**
- * Sends a page: HTML, the console's Content-Security-Policy, never cached (pages hold tenant
- * data and must not outlive sign-out in a back/forward cache).
- *
- * @example
- * ```ts
- * return sendPage(reply, layout({ title: 'Fleet', nav: 'fleet', session, body }));
- * ```
- */
-export function sendPage(reply: FastifyReply, page: Html, status = 200): FastifyReply {
-  return reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(String(page));
-}
-
-/** The signed-in session of a console request (set by the plugin's hook before every handler). */
-export function sessionOf(req: FastifyRequest): ConsoleSession {
-  const session = req.consoleSession;
-  if (!session) throw new TenantryError('CONSOLE_SIGN_IN_REQUIRED');
-  return session;
-}
-
-/** The audit actor of a change made through the console: the session's label, never its token. */
-export function consoleActor(req: FastifyRequest): { actor: string } {
-  return { actor: `admin-console:${sessionOf(req).label}` };
 }
 
 /**
@@ -117,7 +98,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
   });
 
   app.setErrorHandler((error, req, reply) => {
-    const problem = toProblem(error, req.id);
+    const problem = options.toProblem(error, req.id);
     if (problem.status >= 500) req.log.error({ err: error }, 'console request failed');
     if (problem.code === 'CONSOLE_SIGN_IN_REQUIRED' && req.method === 'GET') {
       if (isHtmx(req)) return reply.header('hx-redirect', '/console/sign-in').code(401).send();

@@ -37,10 +37,12 @@ const KEYS: Record<TenantSort, { sql: string; cursor: string; cast: string }> = 
 };
 
 /**
- * The console's tenant list: search (slug prefix or part of the name, case-insensitive),
+ * The console's tenant list: search (prefix of the slug or of the name, case-insensitive),
  * status, sort by creation, slug or name in either direction, keyset pagination. Each page
  * is one query that walks an index (`tenants (created_at, id)`, `(slug)`, `(name, id)`,
- * migration 0019) from the cursor, so page 2,000 costs what page 1 does.
+ * migration 0019) from the cursor, so page 2,000 costs what page 1 does; a search reads the
+ * two prefix indexes (`slug text_pattern_ops`, `lower(name) text_pattern_ops`). A search
+ * inside names would need a trigram index (`pg_trgm`), which not every server has.
  *
  * @example
  * ```ts
@@ -62,7 +64,7 @@ export async function listTenants(pool: Pool, query: TenantListQuery): Promise<T
     `SELECT t.*, p.name AS placement, ${key.cursor} AS sort_key
        FROM tenantry.tenants t JOIN tenantry.placements p ON p.id = t.placement_id
       WHERE ($1::text IS NULL OR (${key.sql}, t.id) ${op} (${key.cast}, $2::uuid))
-        AND ($3::text IS NULL OR t.slug LIKE $3 || '%' OR lower(t.name) LIKE '%' || $3 || '%')
+        AND ($3::text IS NULL OR t.slug LIKE $3 || '%' OR lower(t.name) LIKE $3 || '%')
         AND ($4::text IS NULL OR t.status = $4)
       ORDER BY ${key.sql} ${order}, t.id ${order}
       LIMIT $5`,

@@ -423,6 +423,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     await app.register(consolePlugin, {
       tenantry,
       adminToken: options.adminToken,
+      toProblem,
       ...(options.plans ? { plans: options.plans } : {}),
       ...(options.console?.sessions ? { sessions: options.console.sessions } : {}),
     });

@@ -23,5 +23,7 @@ CREATE TABLE tenantry.console_sessions (
 CREATE INDEX console_sessions_expires_idx ON tenantry.console_sessions (expires_at);
 CREATE INDEX tenants_created_idx ON tenantry.tenants (created_at, id);
 CREATE INDEX tenants_name_idx ON tenantry.tenants (name, id);
+CREATE INDEX tenants_slug_prefix_idx ON tenantry.tenants (slug text_pattern_ops);
+CREATE INDEX tenants_name_prefix_idx ON tenantry.tenants (lower(name) text_pattern_ops);
 `),
 };

@@ -2,9 +2,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { MaintenanceReport } from '../../dbops/maintenance.ts';
 import { TenantryError } from '../../errors/catalog.ts';
 import { isHtmx } from '../console-auth.ts';
-import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../console-plugin.ts';
 import { type Html, html } from '../html.ts';
 import { csrfField, layout, message } from '../layout.ts';
+import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../page.ts';
 import { formatBytes, formatNumber } from '../sparkline.ts';
 
 /** What the console lets an operator run: the operations that neither lock out writes nor rewrite tables. */

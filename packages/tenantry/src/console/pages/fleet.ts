@@ -2,10 +2,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { TenantryError } from '../../errors/catalog.ts';
 import { FLEET_MAX_CONCURRENCY } from '../../fleet/fleet-run.ts';
 import { isHtmx, redirect } from '../console-auth.ts';
-import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../console-plugin.ts';
 import type { FleetRunState } from '../fleet-runs.ts';
 import { type Html, html } from '../html.ts';
 import { csrfField, layout, message, shortDate } from '../layout.ts';
+import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../page.ts';
 
 interface TargetCount {
   kind: string;

@@ -2,9 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import { requireAdminToken } from '../../auth/admin-token.ts';
 import { TenantryError } from '../../errors/catalog.ts';
 import { presentedSession, redirect, requireSameOrigin, sessionCookie } from '../console-auth.ts';
-import { type ConsoleDeps, sendPage } from '../console-plugin.ts';
 import { html } from '../html.ts';
 import { layout, message } from '../layout.ts';
+import { type ConsoleDeps, sendPage } from '../page.ts';
 
 function signInPage(error?: string) {
   return layout({

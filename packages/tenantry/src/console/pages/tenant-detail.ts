@@ -4,9 +4,9 @@ import { CreateApiKeyInput } from '../../auth/api-key-record.ts';
 import type { TenantRecord } from '../../control/tenant-record.ts';
 import { TenantryError } from '../../errors/catalog.ts';
 import { redirect } from '../console-auth.ts';
-import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../console-plugin.ts';
 import { type Html, html } from '../html.ts';
 import { csrfField, layout, message, shortDate } from '../layout.ts';
+import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../page.ts';
 import { formatBytes, formatNumber } from '../sparkline.ts';
 
 /** Lifecycle actions the page offers, with the states they apply to. */

@@ -3,9 +3,9 @@ import { z } from 'zod';
 import { CreateTenantInput } from '../../control/tenant-input.ts';
 import { TenantryError } from '../../errors/catalog.ts';
 import { isHtmx, redirect } from '../console-auth.ts';
-import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../console-plugin.ts';
 import { type Html, html } from '../html.ts';
 import { csrfField, layout, message, shortDate } from '../layout.ts';
+import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../page.ts';
 import { sparkline } from '../sparkline.ts';
 import { listTenants, TENANT_SORTS, type TenantListPage } from '../tenant-list.ts';
 
@@ -123,7 +123,7 @@ ${createForm(deps, req, create?.values, create?.error)}
 <h2 id="list-heading">All tenants</h2>
 <form method="get" action="/console/tenants" class="form-row" role="search"
   hx-get="/console/tenants" hx-target="#tenant-table" hx-swap="outerHTML" hx-trigger="input changed delay:300ms from:#q, change from:#status, submit" hx-push-url="true">
-<div><label for="q">Search slug or name</label><input id="q" name="q" type="search" value="${query.q ?? ''}" maxlength="100"></div>
+<div><label for="q">Search slug or name (starts with)</label><input id="q" name="q" type="search" value="${query.q ?? ''}" maxlength="100"></div>
 <div><label for="status">Status</label><select id="status" name="status">
 ${['', 'active', 'suspended', 'offboarding', 'deleted'].map((s) => html`<option value="${s}"${(query.status ?? '') === s ? html` selected` : ''}>${s || 'any'}</option>`)}
 </select></div>
