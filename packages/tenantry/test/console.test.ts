@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -121,7 +122,7 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
     await checkPage('sign-in');
     await page.fill('#token', 'not-the-token');
     await page.click('button[type=submit]');
-    await expect.poll(() => page.textContent('[role=alert]')).toContain('not the admin token');
+    await expect.poll(() => page.textContent('[role=alert]'), { timeout: 15_000 }).toContain('not the admin token');
     expect(await context.cookies()).toEqual([]);
   });
 
@@ -154,13 +155,15 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
 
     await page.goto(url('/console/tenants'));
     await page.fill('#q', 'console-ac');
-    await expect.poll(() => page.locator('#tenant-table tbody tr').count()).toBe(1);
+    await expect.poll(() => page.locator('#tenant-table tbody tr').count(), { timeout: 15_000 }).toBe(1);
     expect(await page.textContent('#tenant-table tbody')).toContain('console-acme');
     expect(new URL(page.url()).searchParams.get('q')).toBe('console-ac'); // htmx pushed the search into the URL
     await page.fill('#q', 'no-such-tenant-anywhere');
-    await expect.poll(() => page.textContent('#tenant-table tbody')).toContain('No tenant matches');
+    await expect
+      .poll(() => page.textContent('#tenant-table tbody'), { timeout: 15_000 })
+      .toContain('No tenant matches');
     await page.fill('#q', '');
-    await expect.poll(() => page.locator('#tenant-table tbody tr').count()).toBe(5);
+    await expect.poll(() => page.locator('#tenant-table tbody tr').count(), { timeout: 15_000 }).toBe(5);
     await checkPage('tenants');
   });
 
@@ -172,13 +175,13 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
     expect(await suspend.locator('button').isDisabled()).toBe(true);
     await suspend.locator('input[name=confirm]').fill('console-acme');
     await Promise.all([page.waitForLoadState('load'), suspend.locator('button').click()]);
-    await expect.poll(() => page.textContent('#tenant-status')).toContain('suspended');
+    await expect.poll(() => page.textContent('#tenant-status'), { timeout: 15_000 }).toContain('suspended');
     expect((await api('GET', '/v1/tenants/console-acme')).body.status).toBe('suspended');
 
     const resume = page.locator('form[action$="/resume"]');
     await resume.locator('input[name=confirm]').fill('console-acme');
     await Promise.all([page.waitForLoadState('load'), resume.locator('button').click()]);
-    await expect.poll(() => page.textContent('#tenant-status')).toContain('active');
+    await expect.poll(() => page.textContent('#tenant-status'), { timeout: 15_000 }).toContain('active');
     expect((await api('GET', '/v1/tenants/console-acme')).body.status).toBe('active');
   });
 
@@ -213,10 +216,10 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
 
     await Promise.all([page.waitForLoadState('load'), page.click('button[aria-label="Revoke key console key"]')]);
     await expect
-      .poll(() => page.textContent('#keys-heading + table, section[aria-labelledby=keys-heading] table'))
+      .poll(() => page.textContent('section[aria-labelledby=keys-heading] table'), { timeout: 15_000 })
       .toContain('revoked');
     await expect
-      .poll(async () => (await server.request('GET', '/v1/items', { token: key })).status, { timeout: 3000 })
+      .poll(async () => (await server.request('GET', '/v1/items', { token: key })).status, { timeout: 5000 })
       .toBe(401);
   });
 
@@ -299,6 +302,27 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
       page.getByRole('button', { name: 'Filter', exact: true }).click(),
     ]);
     expect(await page.locator('#audit tbody td:nth-child(2)').allTextContents()).toEqual(['tenant.suspended']);
+  });
+
+  it('exports the tenant and downloads the archive, watching the job until it is done', async () => {
+    await page.goto(url('/console/tenants/console-acme'));
+    expect(await page.textContent('#export-panel')).toContain('No export yet');
+    await Promise.all([
+      page.waitForLoadState('load'),
+      page.getByRole('button', { name: 'Start an export', exact: true }).click(),
+    ]);
+    await page.waitForSelector('#export-download', { timeout: 30_000 }); // htmx polls the job until it is done
+    const href = (await page.getAttribute('#export-download', 'href')) as string;
+    const archive = await page.request.get(url(href));
+    expect(archive.status()).toBe(200);
+    expect(archive.headers()['content-type']).toBe('application/x-tar');
+    const body = await archive.body();
+    expect(body.subarray(0, 100).toString('latin1')).toContain('manifest.json'); // the first tar entry
+    const jobId = href.split('/').at(-2) as string;
+    const fromApi = await api('GET', `/v1/tenants/console-acme/exports/${jobId}`);
+    expect(fromApi.body).toMatchObject({ status: 'done', bytes: body.length });
+    // Another tenant's path does not reach this tenant's archive.
+    expect((await page.request.get(url(href.replace('console-acme', 'console-other')))).status()).toBe(404);
   });
 
   it('runs a canary migration and shows every target reaching head', async () => {
@@ -407,6 +431,8 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
       ['GET', '/console/fleet/progress'],
       ['GET', '/console/database'],
       ['GET', '/console/database/advice'],
+      ['GET', `/console/tenants/console-acme/exports/${randomUUID()}/download`],
+      ['POST', '/console/tenants/console-acme/exports'],
       ['POST', '/console/tenants'],
       ['POST', '/console/tenants/console-acme/suspend'],
       ['POST', '/console/tenants/console-acme/api-keys'],

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DEFAULT_PLANS, type PlanCatalog } from '../admit/plans.ts';
+import type { ExportJobs } from '../data/export-jobs.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { type ConsoleAsset, loadConsoleAssets } from './assets.ts';
@@ -9,6 +10,7 @@ import { html } from './html.ts';
 import { CONSOLE_CSP, layout } from './layout.ts';
 import { type ConsoleDeps, sendPage } from './page.ts';
 import { databaseRoutes } from './pages/database.ts';
+import { exportRoutes } from './pages/exports.ts';
 import { fleetRoutes } from './pages/fleet.ts';
 import { signInRoutes } from './pages/sign-in.ts';
 import { tenantDetailRoutes } from './pages/tenant-detail.ts';
@@ -29,6 +31,8 @@ export interface ConsoleOptions {
    * titles are the API's); the console renders them as a page, or as JSON to non-browsers.
    */
   toProblem: (error: unknown, requestId: string) => ConsoleProblem;
+  /** The server's export jobs: the tenant page then offers an export and its download. */
+  exports?: ExportJobs | undefined;
 }
 
 /** The fields of RFC 9457 problem details the console shows. */
@@ -73,6 +77,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
     adminToken: options.adminToken,
     fleetRuns: new FleetRuns(),
     plans: options.plans ?? DEFAULT_PLANS,
+    exports: options.exports,
   };
   app.decorateRequest('consoleSession', undefined);
 
@@ -129,6 +134,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
   await tenantDetailRoutes(app, deps);
   await fleetRoutes(app, deps);
   await databaseRoutes(app, deps);
+  if (deps.exports) await exportRoutes(app, deps, deps.exports);
 }
 
 function wantsHtml(req: FastifyRequest): boolean {

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { PlanCatalog } from '../admit/plans.ts';
+import type { ExportJobs } from '../data/export-jobs.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { Tenantry } from '../tenantry.ts';
 import type { FleetRuns } from './fleet-runs.ts';
@@ -13,6 +14,8 @@ export interface ConsoleDeps {
   readonly adminToken: string | undefined;
   readonly fleetRuns: FleetRuns;
   readonly plans: PlanCatalog;
+  /** The server's export jobs (the tenant page's export panel); absent: no panel. */
+  readonly exports: ExportJobs | undefined;
 }
 
 /**

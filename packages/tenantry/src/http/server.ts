@@ -424,6 +424,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       tenantry,
       adminToken: options.adminToken,
       toProblem,
+      exports: exportJobs,
       ...(options.plans ? { plans: options.plans } : {}),
       ...(options.console?.sessions ? { sessions: options.console.sessions } : {}),
     });

@@ -8,6 +8,7 @@ import { type Html, html } from '../html.ts';
 import { csrfField, layout, message, shortDate } from '../layout.ts';
 import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../page.ts';
 import { formatBytes, formatNumber } from '../sparkline.ts';
+import { exportPanel, latestExport } from './exports.ts';
 
 /** Lifecycle actions the page offers, with the states they apply to. */
 const ACTIONS = {
@@ -117,7 +118,7 @@ async function detailPage(
     typeof (req.query as { action?: unknown }).action === 'string'
       ? (req.query as { action: string }).action
       : undefined;
-  const [placements, [series], performance, users, audit, jobs, webhooks, keysPanel] = await Promise.all([
+  const [placements, [series], performance, users, audit, jobs, webhooks, keysPanel, latest] = await Promise.all([
     tenantry.placements.list(),
     tenantry.usage.series([tenant.id], { window: '24h', bucketSeconds: 3600 }),
     tenantry.usage.performance(tenant.id, { window: '24h' }),
@@ -126,6 +127,7 @@ async function detailPage(
     tenantry.jobs.stats({ tenantId: tenant.id }),
     tenantry.webhooks.list(tenant.id),
     apiKeys(deps, req, tenant, shown),
+    deps.exports ? latestExport(deps, deps.exports, tenant.id) : undefined,
   ]);
   const deliveries = await Promise.all(
     webhooks.slice(0, 5).map((w) => tenantry.webhooks.deliveries(tenant.id, w.id, 5)),
@@ -179,7 +181,8 @@ ${performance.slowStatements.map((st) => html`<tr><td><code>${st.sql}</code></td
     : html`<p class="muted">None recorded.</p>`
 }
 </section>
-${await Promise.resolve(keysPanel)}
+${keysPanel}
+${deps.exports ? exportPanel(req, tenant.slug, latest) : ''}
 <div class="grid">
 <section class="panel" aria-labelledby="users-heading"><h2 id="users-heading">Users and roles</h2>
 ${
