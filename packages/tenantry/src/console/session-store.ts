@@ -67,22 +67,35 @@ export class ConsoleSessionStore {
 
   /**
    * The live session of `token`, its idle deadline moved on (never past the absolute one);
-   * `undefined` for a token that is malformed, unknown, expired or signed out.
+   * `undefined` for a token that is malformed, unknown, expired or signed out. A page view is
+   * a read: the deadline is written at most once a minute per session, not on every request.
    */
   async find(token: string | undefined): Promise<ConsoleSession | undefined> {
     if (!token || !TOKEN.test(token)) return undefined;
-    const { rows } = await this.#pool.query<{ csrf_token: string; actor: string; expires_at: Date }>(
-      `UPDATE tenantry.console_sessions
-          SET last_seen_at = now(),
-              expires_at = least(now() + make_interval(secs => $2 / 1000.0),
-                                 created_at + make_interval(secs => $3 / 1000.0))
-        WHERE token_hash = $1 AND expires_at > now()
-        RETURNING csrf_token, actor, expires_at`,
-      [hashOf(token), this.#idleMs, this.#maxAgeMs],
+    const hash = hashOf(token);
+    const { rows } = await this.#pool.query<{ csrf_token: string; actor: string; expires_at: Date; stale: boolean }>(
+      `SELECT csrf_token, actor, expires_at, last_seen_at < now() - interval '1 minute' AS stale
+         FROM tenantry.console_sessions WHERE token_hash = $1 AND expires_at > now()`,
+      [hash],
     );
     const row = rows[0];
     if (!row) return undefined;
-    return { actor: row.actor, csrfToken: row.csrf_token, label: labelOf(token), expiresAt: row.expires_at };
+    let expiresAt = row.expires_at;
+    if (row.stale) {
+      const touched = await this.#pool.query<{ expires_at: Date }>(
+        `UPDATE tenantry.console_sessions
+            SET last_seen_at = now(),
+                expires_at = least(now() + make_interval(secs => $2 / 1000.0),
+                                   created_at + make_interval(secs => $3 / 1000.0))
+          WHERE token_hash = $1 AND expires_at > now()
+          RETURNING expires_at`,
+        [hash, this.#idleMs, this.#maxAgeMs],
+      );
+      const updated = touched.rows[0];
+      if (!updated) return undefined; // expired or signed out in between
+      expiresAt = updated.expires_at;
+    }
+    return { actor: row.actor, csrfToken: row.csrf_token, label: labelOf(token), expiresAt };
   }
 
   /** Ends the session of `token` (sign-out); ended sessions and expired ones are removed. */
