@@ -357,6 +357,17 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
     expect(await page.textContent('[role=status]')).toContain('analyze of shared done');
   });
 
+  it("follows a tenant's events live, and only that tenant's", async () => {
+    await page.goto(url('/console/live?tenant=console-acme'));
+    await expect.poll(() => page.textContent('#live-state'), { timeout: 15_000 }).toContain('Following');
+    await api('POST', '/v1/tenants/console-other/api-keys', { name: 'not shown', environment: 'test' });
+    await api('POST', '/v1/tenants/console-acme/api-keys', { name: 'shown', environment: 'test' });
+    await page.waitForSelector('#live-feed li[data-type="api_key.created"]', { timeout: 15_000 });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // room for a wrong event to arrive
+    expect(await page.locator('#live-feed li').count()).toBe(1);
+    await checkPage('live');
+  });
+
   it('met no Content-Security-Policy violation on any page', () => {
     expect(cspViolations).toEqual([]);
   });
@@ -433,6 +444,8 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
       ['GET', '/console/database/advice'],
       ['GET', `/console/tenants/console-acme/exports/${randomUUID()}/download`],
       ['POST', '/console/tenants/console-acme/exports'],
+      ['GET', '/console/live?tenant=console-acme'],
+      ['GET', '/console/live/stream?tenant=console-acme'],
       ['POST', '/console/tenants'],
       ['POST', '/console/tenants/console-acme/suspend'],
       ['POST', '/console/tenants/console-acme/api-keys'],

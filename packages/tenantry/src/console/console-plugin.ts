@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DEFAULT_PLANS, type PlanCatalog } from '../admit/plans.ts';
 import type { ExportJobs } from '../data/export-jobs.ts';
+import type { TenantEventStream } from '../effects/event-stream.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { type ConsoleAsset, loadConsoleAssets } from './assets.ts';
@@ -12,6 +13,7 @@ import { type ConsoleDeps, sendPage } from './page.ts';
 import { databaseRoutes } from './pages/database.ts';
 import { exportRoutes } from './pages/exports.ts';
 import { fleetRoutes } from './pages/fleet.ts';
+import { liveRoutes } from './pages/live.ts';
 import { signInRoutes } from './pages/sign-in.ts';
 import { tenantDetailRoutes } from './pages/tenant-detail.ts';
 import { tenantListRoutes } from './pages/tenants.ts';
@@ -33,6 +35,8 @@ export interface ConsoleOptions {
   toProblem: (error: unknown, requestId: string) => ConsoleProblem;
   /** The server's export jobs: the tenant page then offers an export and its download. */
   exports?: ExportJobs | undefined;
+  /** The server's tenant event stream: the Live page follows a tenant's events. */
+  events?: TenantEventStream | undefined;
 }
 
 /** The fields of RFC 9457 problem details the console shows. */
@@ -135,6 +139,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
   await fleetRoutes(app, deps);
   await databaseRoutes(app, deps);
   if (deps.exports) await exportRoutes(app, deps, deps.exports);
+  if (options.events) await liveRoutes(app, deps, options.events);
 }
 
 function wantsHtml(req: FastifyRequest): boolean {

@@ -6,6 +6,7 @@ export const NAV = [
   { id: 'tenants', href: '/console/tenants', label: 'Tenants' },
   { id: 'fleet', href: '/console/fleet', label: 'Fleet' },
   { id: 'database', href: '/console/database', label: 'Database' },
+  { id: 'live', href: '/console/live', label: 'Live' },
 ] as const;
 
 export type NavId = (typeof NAV)[number]['id'];

@@ -425,6 +425,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       adminToken: options.adminToken,
       toProblem,
       exports: exportJobs,
+      events: stream,
       ...(options.plans ? { plans: options.plans } : {}),
       ...(options.console?.sessions ? { sessions: options.console.sessions } : {}),
     });

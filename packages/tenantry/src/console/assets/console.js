@@ -45,7 +45,35 @@
     check();
   }
 
+  // The Live page: a tenant's events over Server-Sent Events, newest first, as text only.
+  function follow(list) {
+    if (list.dataset.wired === '1') return;
+    list.dataset.wired = '1';
+    const state = document.getElementById('live-state');
+    const source = new EventSource(list.dataset.stream);
+    source.onopen = () => {
+      if (state) state.textContent = 'Following: new events appear at the top.';
+    };
+    source.onerror = () => {
+      if (state) state.textContent = 'Disconnected; reconnecting…';
+    };
+    source.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      const item = document.createElement('li');
+      item.dataset.type = event.type;
+      const time = document.createElement('time');
+      time.dateTime = event.at;
+      time.textContent = `${event.at.slice(11, 19)} UTC`;
+      const type = document.createElement('code');
+      type.textContent = event.type;
+      item.append(time, ' ', type, ` #${event.seq}${event.actor ? ` by ${event.actor}` : ''}`);
+      list.prepend(item);
+      while (list.children.length > 200) list.lastElementChild.remove();
+    };
+  }
+
   function init(root) {
+    for (const list of root.querySelectorAll('[data-stream]')) follow(list);
     for (const el of root.querySelectorAll('[data-chart]')) drawChart(el);
     for (const form of root.querySelectorAll('form[data-confirm]')) wireConfirm(form);
   }
