@@ -87,15 +87,3 @@ export function html(strings: TemplateStringsArray, ...values: readonly HtmlValu
 export function trustedHtml(markup: string): Html {
   return Html.of(markup);
 }
-
-/**
- * JSON for a `data-*` attribute (escaped by {@link html} when interpolated).
- *
- * @example
- * ```ts
- * html`<div data-chart="${jsonAttribute({ x: [1, 2], y: [3, 4] })}"></div>`;
- * ```
- */
-export function jsonAttribute(value: unknown): string {
-  return JSON.stringify(value);
-}
