@@ -14,6 +14,7 @@
  *   npm run bench -- outbox --quick      (events/s to an in-process subscriber and to a local webhook receiver)
  *   npm run bench -- jobs --quick        (a burst from one tenant and a trickle from 50: fair against FIFO)
  *   npm run bench -- orm --quick         (a point lookup through tenantry/prisma and tenantry/drizzle)
+ *   npm run bench -- console             (the console's tenant list at 100,000 tenants, against the REST list)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -30,6 +31,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   outbox: () => import('./outbox.ts'),
   jobs: () => import('./jobs.ts'),
   orm: () => import('./orm.ts'),
+  console: () => import('./console.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

@@ -98,6 +98,7 @@ export {
   USAGE_RANKINGS,
   type UsageFigures,
   type UsageRanking,
+  type UsageSeries,
   UsageService,
 } from './ops/usage-service.ts';
 export type { MigrationContext, MigrationIndex, TenantMigration } from './schema/migration.ts';

@@ -206,6 +206,10 @@ describe('published package', () => {
 
     it('the tarball has README, LICENSE and the build, and no source maps without their sources', () => {
       expect(files).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'package.json', 'dist/index.d.ts']));
+      // The console's own script and style ship beside its compiled modules (htmx and uPlot come as dependencies).
+      expect(files).toEqual(
+        expect.arrayContaining(['dist/console/assets/console.js', 'dist/console/assets/console.css']),
+      );
       expect(readFileSync(new URL('../LICENSE', import.meta.url), 'utf8')).toContain('Apache License');
       expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
       expect(files.filter((f) => f.startsWith('src/'))).toEqual([]);

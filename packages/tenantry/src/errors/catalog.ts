@@ -158,6 +158,14 @@ export const ERRORS = {
   JOB_TIMEOUT: { status: 504, message: 'The job ran longer than its timeout and was rolled back' },
   JOB_CANCELLED: { status: 409, message: 'The job was cancelled while it ran and was rolled back' },
   LOCK_BUSY: { status: 409, message: "The tenant's lock is held by someone else" },
+  CONSOLE_SIGN_IN_REQUIRED: {
+    status: 401,
+    message: 'The operator console needs a signed-in session (sign in at /console/sign-in)',
+  },
+  CONSOLE_CSRF: {
+    status: 403,
+    message: 'The console refused a change without the CSRF token of the session, or from another origin',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** A stable error code of the catalog. */

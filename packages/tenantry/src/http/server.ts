@@ -18,6 +18,8 @@ import { UsageQuotas } from '../admit/usage-quotas.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { accessTokenAuthenticator, apiKeyAuthenticator } from '../auth/authenticators.ts';
 import { TenantScopedCache } from '../cache/tenant-scoped-cache.ts';
+import { consolePlugin } from '../console/console-plugin.ts';
+import type { ConsoleSessionOptions } from '../console/session-store.ts';
 import { ChangeFeed } from '../control/change-feed.ts';
 import { ExportJobs, type ExportJobsOptions } from '../data/export-jobs.ts';
 import { everyInterval } from '../effects/audit-partitions.ts';
@@ -111,6 +113,11 @@ export interface ServerOptions {
    * month of requests and latest storage are cached for quota checks (default 10 s).
    */
   usage?: { snapshotIntervalMs?: number; quotaTtlMs?: number };
+  /**
+   * The operator console at `/console` (signed in with `adminToken`): `false` leaves it out;
+   * `sessions` sets its idle and absolute session lifetimes (default 30 min and 12 h).
+   */
+  console?: false | { sessions?: ConsoleSessionOptions };
 }
 
 declare module 'fastify' {
@@ -412,5 +419,16 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
     heartbeatMs,
   });
   await app.register(jobRoutes, { tenantry });
+  if (options.console !== false) {
+    await app.register(consolePlugin, {
+      tenantry,
+      adminToken: options.adminToken,
+      toProblem,
+      exports: exportJobs,
+      events: stream,
+      ...(options.plans ? { plans: options.plans } : {}),
+      ...(options.console?.sessions ? { sessions: options.console.sessions } : {}),
+    });
+  }
   return app;
 }

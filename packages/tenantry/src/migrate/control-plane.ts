@@ -4,6 +4,7 @@ import type { TenantMigration } from '../schema/migration.ts';
 import { quoteIdent } from '../sql.ts';
 import { apiKeysMigration } from './api-keys-migration.ts';
 import { auditChainMigration } from './audit-migration.ts';
+import { consoleSessionsMigration } from './console-sessions-migration.ts';
 import { HMAC_SQL } from './context-functions-v1.ts';
 import {
   contextCommonPathMigration,
@@ -43,6 +44,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     tenantMetricsMigration,
     webhookDeadLettersMigration,
     contextCommonPathMigration(runtimeRole, 'control'),
+    consoleSessionsMigration,
     contextFewExpressionsMigration(runtimeRole, 'control'),
   ];
 }

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../../../test-support/database.ts';
+import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
+import { escapeHtml, html } from '../src/console/html.ts';
+import { listTenants, TENANT_SORTS } from '../src/console/tenant-list.ts';
+import type { Tenantry } from '../src/index.ts';
+
+/**
+ * The console over plain HTTP (no browser, so these run wherever PostgreSQL does): sessions,
+ * CSRF, the list's keyset pages, escaping, and the usage series the charts draw. The
+ * browser flows are in console.test.ts.
+ */
+
+const ADMIN = 'console-http-admin-token-0123456789';
+
+let db: TestDatabase;
+let tenantry: Tenantry<unknown>;
+let server: TestServer;
+
+beforeAll(async () => {
+  ({ db, tenantry } = await createAppTenantry('console-http'));
+  server = await startServer(tenantry, { adminToken: ADMIN, usage: { snapshotIntervalMs: 0 } });
+});
+
+afterAll(async () => {
+  await server?.close();
+  await tenantry?.close();
+  await db?.drop();
+});
+
+/** Signs in like a browser form; returns the cookie and the page's CSRF token. */
+async function signIn(): Promise<{ cookie: string; csrf: string }> {
+  const response = await fetch(`${server.url}/console/sign-in`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: server.url },
+    body: new URLSearchParams({ token: ADMIN }).toString(),
+  });
+  expect(response.status).toBe(303);
+  const setCookie = response.headers.get('set-cookie') ?? '';
+  expect(setCookie).toMatch(/; HttpOnly/);
+  expect(setCookie).toMatch(/; SameSite=Strict/);
+  const cookie = setCookie.split(';')[0] as string;
+  const page = await (await fetch(`${server.url}/console/tenants`, { headers: { cookie } })).text();
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(page)?.[1];
+  if (!csrf) throw new Error('no CSRF token on the page');
+  return { cookie, csrf };
+}
+
+const post = (path: string, cookie: string | undefined, form: Record<string, string>, origin = server.url) =>
+  fetch(`${server.url}${path}`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      origin,
+      accept: 'text/html',
+      ...(cookie ? { cookie } : {}),
+    },
+    body: new URLSearchParams(form).toString(),
+  });
+
+describe('console sessions and CSRF over HTTP', () => {
+  it('sends a page request without a session to sign-in, and answers others 401 problem details', async () => {
+    const page = await fetch(`${server.url}/console/tenants`, { redirect: 'manual', headers: { accept: 'text/html' } });
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/console/sign-in');
+    const json = await fetch(`${server.url}/console/tenants`, { headers: { accept: 'application/json' } });
+    expect(json.status).toBe(401);
+    expect(json.headers.get('content-type')).toContain('application/problem+json');
+    expect(((await json.json()) as { code: string }).code).toBe('CONSOLE_SIGN_IN_REQUIRED');
+    const forged = await fetch(`${server.url}/console/tenants`, {
+      headers: { accept: 'application/json', cookie: 'tenantry_console=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+    });
+    expect(forged.status).toBe(401);
+  });
+
+  it('refuses a wrong token (no cookie) and a sign-in posted from another origin', async () => {
+    const wrong = await post('/console/sign-in', undefined, { token: 'nope' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers.get('set-cookie')).toBeNull();
+    const foreign = await post('/console/sign-in', undefined, { token: ADMIN }, 'https://evil.example');
+    expect(foreign.status).toBe(403);
+    expect(foreign.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('serves every console page with a CSP that allows no inline script, and never caches it', async () => {
+    const { cookie } = await signIn();
+    for (const path of ['/console/tenants', '/console/fleet', '/console/database', '/console/sign-in']) {
+      const response = await fetch(`${server.url}${path}`, { headers: { cookie }, redirect: 'manual' });
+      const csp = response.headers.get('content-security-policy') ?? '';
+      expect(csp, path).toContain("script-src 'self'");
+      expect(csp, path).toContain("frame-ancestors 'none'");
+      expect(csp, path).not.toContain('unsafe');
+      if (response.status === 200) {
+        expect(response.headers.get('cache-control')).toBe('no-store');
+        expect(await response.text()).not.toMatch(/<script>|<script [^>]*>[^<]|\son[a-z]+="/);
+      }
+    }
+    // The API keeps its own headers: no console CSP on /v1.
+    expect((await fetch(`${server.url}/health`)).headers.get('content-security-policy')).toBeNull();
+  });
+
+  it('creates a tenant only with the CSRF token and from this origin', async () => {
+    const { cookie, csrf } = await signIn();
+    const without = await post('/console/tenants', cookie, { slug: 'csrf-a', name: 'A' });
+    expect(without.status).toBe(403);
+    const foreign = await post(
+      '/console/tenants',
+      cookie,
+      { slug: 'csrf-a', name: 'A', _csrf: csrf },
+      'https://evil.example',
+    );
+    expect(foreign.status).toBe(403);
+    const otherSession = await signIn();
+    const crossed = await post('/console/tenants', cookie, { slug: 'csrf-a', name: 'A', _csrf: otherSession.csrf });
+    expect(crossed.status).toBe(403);
+    expect(await tenantry.tenants.find('csrf-a')).toBeUndefined();
+    const ok = await post('/console/tenants', cookie, {
+      slug: 'csrf-a',
+      name: 'A',
+      _csrf: csrf,
+      tier: 'pool',
+      plan: 'free',
+    });
+    expect(ok.status).toBe(303);
+    expect(ok.headers.get('location')).toBe('/console/tenants/csrf-a?created=1');
+    expect((await tenantry.tenants.get('csrf-a')).name).toBe('A');
+    const audit = await tenantry.audit.list((await tenantry.tenants.get('csrf-a')).id, { action: 'tenant.created' });
+    expect(audit.entries[0]?.actor).toMatch(/^admin-console:[0-9a-f]{8}$/);
+  });
+
+  it('re-renders the form with a clear message for bad input, and creates nothing', async () => {
+    const { cookie, csrf } = await signIn();
+    const bad = await post('/console/tenants', cookie, { slug: 'Not A Slug', name: 'x', _csrf: csrf });
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain('Not created');
+    const taken = await post('/console/tenants', cookie, { slug: 'csrf-a', name: 'again', _csrf: csrf });
+    expect(taken.status).toBe(400);
+    expect(await taken.text()).toContain('already exists');
+    const cursor = await fetch(`${server.url}/console/tenants?cursor=not-a-cursor`, {
+      headers: { cookie, accept: 'text/html' },
+    });
+    expect(cursor.status).toBe(400);
+  });
+
+  it('ends a session at sign-out and after its idle time', async () => {
+    const { cookie, csrf } = await signIn();
+    const get = () => fetch(`${server.url}/console/fleet`, { headers: { cookie, accept: 'application/json' } });
+    expect((await get()).status).toBe(200);
+    const out = await post('/console/sign-out', cookie, { _csrf: csrf });
+    expect(out.status).toBe(303);
+    expect(out.headers.get('set-cookie')).toContain('Max-Age=0');
+    expect((await get()).status).toBe(401);
+
+    const second = await signIn();
+    await tenantry.adminPool.query(
+      `UPDATE tenantry.console_sessions SET expires_at = now() - interval '1 second' WHERE expires_at > now()`,
+    );
+    const expired = await fetch(`${server.url}/console/fleet`, {
+      headers: { cookie: second.cookie, accept: 'application/json' },
+    });
+    expect(expired.status).toBe(401);
+  });
+});
+
+describe('console tenant list', () => {
+  it('walks every sort in both directions page by page, each tenant exactly once, even with equal keys', async () => {
+    // 130 tenants created in the same microsecond with the same name: only the id breaks ties.
+    await tenantry.adminPool.query(
+      `INSERT INTO tenantry.tenants (slug, name, placement_id, created_at)
+       SELECT 'page-' || i, 'Same name', (SELECT id FROM tenantry.placements WHERE name = 'shared'), '2026-01-01T00:00:00.123456Z'
+         FROM generate_series(1, 130) i`,
+    );
+    const total = Number((await tenantry.adminPool.query('SELECT count(*) FROM tenantry.tenants')).rows[0].count);
+    for (const sort of TENANT_SORTS) {
+      for (const dir of ['asc', 'desc'] as const) {
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const page = await listTenants(tenantry.adminPool, { sort, dir, cursor, limit: 17 });
+          seen.push(...page.tenants.map((t) => t.slug));
+          cursor = page.nextCursor;
+          pages++;
+        } while (cursor && pages < 100);
+        expect(new Set(seen).size, `${sort} ${dir}`).toBe(total);
+        expect(seen.length, `${sort} ${dir}`).toBe(total);
+      }
+    }
+    const found = await listTenants(tenantry.adminPool, { q: 'page-12', sort: 'slug' });
+    expect(found.tenants.map((t) => t.slug)).toEqual([
+      'page-12',
+      'page-120',
+      'page-121',
+      'page-122',
+      'page-123',
+      'page-124',
+      'page-125',
+      'page-126',
+      'page-127',
+      'page-128',
+      'page-129',
+    ]);
+    expect((await listTenants(tenantry.adminPool, { q: '%' })).tenants).toEqual([]); // LIKE wildcards are text
+    expect((await listTenants(tenantry.adminPool, { q: 'SAME NA', limit: 500 })).tenants).toHaveLength(130);
+  });
+});
+
+describe('console building blocks', () => {
+  it('escapes every interpolated value exactly once', () => {
+    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
+    const inner = html`<b>${'<i>'}</b>`;
+    expect(String(html`<p>${inner}${['<', html`<br>`]}${null}${undefined}${false}${3}</p>`)).toBe(
+      '<p><b>&lt;i&gt;</b>&lt;<br>3</p>',
+    );
+  });
+
+  it("gives a tenant's usage per hour that adds up to the performance report's figures", async () => {
+    const tenant = await tenantry.tenants.create({ slug: 'series-a', name: 'Series A' });
+    const other = await tenantry.tenants.create({ slug: 'series-b', name: 'Series B' });
+    const meter = tenantry.usage.meter;
+    if (!meter) throw new Error('usage accounting is on by default');
+    for (let i = 0; i < 5; i++) meter.recordRequest(tenant, { status: 200, bytesIn: 0, bytesOut: 10, apiKey: true });
+    meter.recordRequest(other, { status: 500, bytesIn: 0, bytesOut: 10, apiKey: true });
+    const [a, b, none] = await tenantry.usage.series([tenant.id, other.id, randomUUID()], {
+      window: '24h',
+      bucketSeconds: 3600,
+    });
+    expect(a?.at.length).toBeGreaterThanOrEqual(24);
+    expect(a?.at.every((t, i, all) => i === 0 || t - (all[i - 1] as number) === 3600)).toBe(true);
+    const sum = (values: readonly number[] = []) => values.reduce((x, y) => x + y, 0);
+    expect(sum(a?.requests)).toBe(5);
+    expect(sum(a?.requests)).toBe((await tenantry.usage.performance(tenant.id)).usage.requests);
+    expect(sum(b?.requests)).toBe(1);
+    expect(sum(none?.requests)).toBe(0);
+    await expect(tenantry.usage.series([tenant.id], { bucketSeconds: 5 })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
+    await expect(tenantry.usage.series([tenant.id], { window: '30d' })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
+  });
+});
