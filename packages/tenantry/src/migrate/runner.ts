@@ -1,9 +1,9 @@
-import type { ClientBase } from 'pg';
+import type { ClientBase, QueryResult } from 'pg';
 import type { ContextDialect } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { MigrationContext, TenantMigration } from '../schema/migration.ts';
 import { tenantTableSql } from '../schema/tenant-table.ts';
-import { quoteIdent } from '../sql.ts';
+import { quoteIdent, quoteLiteral } from '../sql.ts';
 
 /**
  * Which chain a migration belongs to: Tenantry's own control plane, the slice of it a
@@ -84,18 +84,66 @@ export async function applyMigrations(client: ClientBase, options: MigrationTarg
 /**
  * The body of {@link applyMigrations}, inside a transaction the caller opened (so that
  * provisioning can create a schema, migrate it and record it in one commit). Leaves
- * `ROLE` and `search_path` changed until the transaction ends.
+ * `ROLE` and `search_path` changed until the transaction ends. Its bookkeeping is one
+ * round trip ({@link openRunSql}) before the migrations' own statements.
  */
 export async function applyPendingMigrations(client: ClientBase, options: MigrationTarget): Promise<MigrationReport> {
+  const opened = (await client.query(openRunSql(options))) as unknown as QueryResult[];
+  return runOpenedMigrations(client, options, opened);
+}
+
+/**
+ * The opening of a run as one batch of statements, sent in one round trip (a simple-query
+ * batch runs its statements in order and stops at the first error, which aborts the
+ * caller's transaction): the owner role and the target's `search_path`, the per-target
+ * advisory lock, the ledger read, and the ledger rows of the migrations this transaction
+ * will apply, inserted before they run, so two runners that slipped past the lock would
+ * collide on the primary key instead of applying twice. A caller may put statements of its
+ * own before it in the same batch (the fleet runner its row lock); pass the batch's results
+ * to {@link runOpenedMigrations}.
+ *
+ * @example
+ * ```ts
+ * const results = await client.query(`BEGIN; ${openRunSql(target)}`);
+ * const report = await runOpenedMigrations(client, target, results);
+ * ```
+ */
+export function openRunSql(options: MigrationTarget): string {
   const { chain, target, schema, ownerRole, migrations } = options;
-  await client.query(`SET LOCAL ROLE ${quoteIdent(ownerRole)}`);
-  await client.query(`SET LOCAL search_path = ${quoteIdent(schema)}, pg_catalog`);
-  await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tenantry:migrate:${chain}:${target}`]);
-  const { rows } = await client.query<{ id: string }>(
-    'SELECT id FROM tenantry.migrations WHERE chain = $1 AND target = $2',
-    [chain, target],
-  );
-  const done = new Set(rows.map((r) => r.id));
+  const defer = options.nonTransactional === 'defer';
+  const ids = `ARRAY[${migrations.map((m) => quoteLiteral(m.id)).join(', ')}]::text[]`;
+  const stops = `ARRAY[${migrations.map((m) => String(defer && m.transaction === false)).join(', ')}]::boolean[]`;
+  const ledger = `SELECT id FROM tenantry.migrations WHERE chain = ${quoteLiteral(chain)} AND target = ${quoteLiteral(target)}`;
+  // What this transaction applies: the pending migrations in order, up to the first one
+  // that must run outside a transaction (deferred: it runs after this commit).
+  return `SET LOCAL ROLE ${quoteIdent(ownerRole)};
+SET LOCAL search_path = ${quoteIdent(schema)}, pg_catalog;
+SELECT pg_advisory_xact_lock(hashtext(${quoteLiteral(`tenantry:migrate:${chain}:${target}`)}));
+${ledger};
+INSERT INTO tenantry.migrations (chain, target, id)
+SELECT ${quoteLiteral(chain)}, ${quoteLiteral(target)}, p.id
+  FROM unnest(${ids}, ${stops}) WITH ORDINALITY AS p(id, stop, ord)
+ WHERE p.id NOT IN (${ledger})
+   AND p.ord < coalesce((SELECT min(q.ord) FROM unnest(${ids}, ${stops}) WITH ORDINALITY AS q(id, stop, ord)
+                          WHERE q.stop AND q.id NOT IN (${ledger})), 2147483647)`;
+}
+
+/**
+ * Runs the migrations a batch that ended with {@link openRunSql} opened: checks the ledger
+ * it read (an applied migration that is no longer defined is `MIGRATION_CHANGED`), then
+ * runs each pending `up()` in order, stopping before a deferred `transaction: false` one.
+ */
+export async function runOpenedMigrations(
+  client: ClientBase,
+  options: MigrationTarget,
+  opened: readonly QueryResult[],
+): Promise<MigrationReport> {
+  const { chain, target, migrations } = options;
+  // The ledger read is the batch's last statement but one (the last inserts the ledger rows).
+  const read = opened.at(-2) as QueryResult<{ id: string }> | undefined;
+  if (!read || !Array.isArray(read.rows))
+    throw new TenantryError('INTERNAL', 'migration run opened without its ledger');
+  const done = new Set(read.rows.map((r) => r.id));
   const known = new Set(migrations.map((m) => m.id));
   const removed = [...done].filter((id) => !known.has(id));
   if (removed.length > 0) {
@@ -108,11 +156,6 @@ export async function applyPendingMigrations(client: ClientBase, options: Migrat
     if (migration.transaction === false && options.nonTransactional === 'defer') {
       return Object.freeze({ chain, target, applied: Object.freeze(applied), deferred: migration.id });
     }
-    await client.query('INSERT INTO tenantry.migrations (chain, target, id) VALUES ($1, $2, $3)', [
-      chain,
-      target,
-      migration.id,
-    ]);
     try {
       await migration.up(context);
     } catch (cause) {
@@ -201,7 +244,8 @@ function migrationContext(client: ClientBase, options: MigrationTarget, inTransa
         dialect,
         ...(place !== undefined ? { place } : {}),
       });
-      for (const statement of statements) await client.query(statement);
+      // One round trip for the table, its policies, grants and indexes: they take no parameters.
+      await client.query(statements.join(';\n'));
     },
     createIndex: async (index) => {
       const name = quoteIdent(index.name);
