@@ -241,7 +241,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       log(
         `concurrency ${String(concurrency).padStart(2)}: over ${options.tenants} schema migrations per side, fleet ${seconds(fleetTotal)} (${(
           options.tenants / (fleetTotal / 1000)
-        ).toFixed(0)}/s), loop ${seconds(loopTotal)} (${(options.tenants / (loopTotal / 1000)).toFixed(0)}/s); loop/fleet ${(loopTotal / fleetTotal).toFixed(2)}× (>1: the fleet is faster)`,
+        ).toFixed(
+          0,
+        )}/s), loop ${seconds(loopTotal)} (${(options.tenants / (loopTotal / 1000)).toFixed(0)}/s); loop/fleet ${(loopTotal / fleetTotal).toFixed(2)}× (>1: the fleet is faster)`,
       );
     }
 
