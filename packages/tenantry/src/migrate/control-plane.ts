@@ -13,7 +13,7 @@ import {
 import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
 import { jobsMigration } from './jobs-migration.ts';
-import { outboxMigration } from './outbox-migration.ts';
+import { outboxMigration, outboxNotifyAfterCommitMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
 import { usersMigration } from './users-migration.ts';
@@ -42,6 +42,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     tenantMetricsMigration,
     webhookDeadLettersMigration,
     contextCommonPathMigration(runtimeRole, 'control'),
+    outboxNotifyAfterCommitMigration,
   ];
 }
 
