@@ -228,24 +228,48 @@ export async function applyNonTransactionalMigration(
   }
 }
 
+/**
+ * Where a migration context sends statements: `query` runs one now and returns its result;
+ * `ddl` takes one whose result nobody reads (a declared table, an index in a transaction),
+ * which a batching caller may hold for its next round trip ({@link applyChainToNewTarget}).
+ */
+interface StatementSink {
+  query(text: string, values?: readonly unknown[]): Promise<QueryResult | QueryResult[]>;
+  ddl(statements: readonly string[]): Promise<void>;
+}
+
+const direct = (client: ClientBase): StatementSink => ({
+  query: (text, values) =>
+    client.query(text, values ? [...values] : undefined) as unknown as Promise<QueryResult | QueryResult[]>,
+  ddl: async (statements) => {
+    // One round trip for a table, its policies, grants and indexes: they take no parameters.
+    await client.query(statements.join(';\n'));
+  },
+});
+
 /** What a migration's `up()` gets, on `client`, inside a transaction or not. */
-function migrationContext(client: ClientBase, options: MigrationTarget, inTransaction: boolean): MigrationContext {
+function migrationContext(
+  client: ClientBase,
+  options: MigrationTarget,
+  inTransaction: boolean,
+  sink: StatementSink = direct(client),
+): MigrationContext {
   const { schema, runtimeRole, dialect, place } = options;
   return {
     schema,
     inTransaction,
     query: async (text, values) => {
-      const result = await client.query(text, values ? [...values] : undefined);
+      const result = await sink.query(text, values);
       return { rows: Array.isArray(result) ? [] : result.rows };
     },
     tenantTable: async (definition) => {
-      const statements = tenantTableSql(definition, {
-        runtimeRole,
-        dialect,
-        ...(place !== undefined ? { place } : {}),
-      });
-      // One round trip for the table, its policies, grants and indexes: they take no parameters.
-      await client.query(statements.join(';\n'));
+      await sink.ddl(
+        tenantTableSql(definition, {
+          runtimeRole,
+          dialect,
+          ...(place !== undefined ? { place } : {}),
+        }),
+      );
     },
     createIndex: async (index) => {
       const name = quoteIdent(index.name);
@@ -255,7 +279,7 @@ function migrationContext(client: ClientBase, options: MigrationTarget, inTransa
       }`;
       const unique = index.unique ? 'UNIQUE ' : '';
       if (inTransaction) {
-        await client.query(`CREATE ${unique}INDEX IF NOT EXISTS ${body}`);
+        await sink.ddl([`CREATE ${unique}INDEX IF NOT EXISTS ${body}`]);
         return;
       }
       // A failed or cancelled concurrent build leaves the index behind, INVALID: IF NOT
@@ -269,4 +293,80 @@ function migrationContext(client: ClientBase, options: MigrationTarget, inTransa
       await client.query(`CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${body}`);
     },
   };
+}
+
+/** Column name of the marker row that separates held statements' results from a query's. */
+const BATCH_MARK = 'tenantry_batch_mark';
+
+/**
+ * Applies the whole chain to a target created in the caller's transaction (a new tenant
+ * schema), sending its DDL in as few round trips as the migrations allow: `before` (the
+ * statements creating the target), the opening (role, search path, every ledger row: the
+ * ledger of a target nobody else can see yet is empty, so nothing is read and no lock is
+ * taken), every declared table and index, and `after`, all in one batch. A migration's
+ * `m.query()` returns rows, so it goes out when called, with what waits before it (one
+ * round trip each); with values, after it. A failure in a batch names the migrations
+ * whose statements it held. `transaction: false` migrations run inline.
+ *
+ * @example
+ * ```ts
+ * await applyChainToNewTarget(client, target, ['CREATE SCHEMA t_1 AUTHORIZATION app_owner'], `RESET ROLE; ${progress}`);
+ * ```
+ */
+export async function applyChainToNewTarget(
+  client: ClientBase,
+  options: MigrationTarget,
+  before: readonly string[],
+  after: string,
+): Promise<MigrationReport> {
+  const { chain, target, schema, ownerRole, migrations } = options;
+  const values = migrations.map((m) => `(${quoteLiteral(chain)}, ${quoteLiteral(target)}, ${quoteLiteral(m.id)})`);
+  const held: string[] = [
+    ...before,
+    `SET LOCAL ROLE ${quoteIdent(ownerRole)}`,
+    `SET LOCAL search_path = ${quoteIdent(schema)}, pg_catalog`,
+    ...(values.length > 0 ? [`INSERT INTO tenantry.migrations (chain, target, id) VALUES ${values.join(', ')}`] : []),
+  ];
+  /** Migrations with statements in the batch, to name in an error. */
+  const heldBy = new Set<string>();
+  let current = '';
+  const send = async (text: string, textValues?: readonly unknown[]) => {
+    const names = [...new Set([...heldBy, current])].filter((id) => id !== '');
+    try {
+      let batch = text;
+      if (held.length > 0 && textValues) await client.query(held.join(';\n'));
+      // The held statements go first; a marker row tells where the caller's results begin.
+      else if (held.length > 0) batch = `${held.join(';\n')};\nSELECT 1 AS ${BATCH_MARK};\n${text}`;
+      held.length = 0;
+      heldBy.clear();
+      const result = (await client.query(batch, textValues ? [...textValues] : undefined)) as unknown as
+        | QueryResult
+        | QueryResult[];
+      if (!Array.isArray(result) || batch === text) return result;
+      const own = result.slice(result.findIndex((r) => r.fields?.[0]?.name === BATCH_MARK) + 1);
+      return own.length === 1 ? (own[0] as QueryResult) : own;
+    } catch (cause) {
+      throw new TenantryError('MIGRATION_FAILED', `${chain} migration ${names.join(', ')} on ${target}`, { cause });
+    }
+  };
+  const sink: StatementSink = {
+    query: (text, queryValues) => send(text, queryValues),
+    ddl: async (statements) => {
+      held.push(...statements);
+      heldBy.add(current);
+    },
+  };
+  const context = migrationContext(client, options, true, sink);
+  for (const migration of migrations) {
+    current = migration.id;
+    try {
+      await migration.up(context);
+    } catch (cause) {
+      if (cause instanceof TenantryError && cause.code === 'MIGRATION_FAILED') throw cause;
+      throw new TenantryError('MIGRATION_FAILED', `${chain} migration ${migration.id} on ${target}`, { cause });
+    }
+  }
+  current = '';
+  await send(after);
+  return Object.freeze({ chain, target, applied: Object.freeze(migrations.map((m) => m.id)) });
 }

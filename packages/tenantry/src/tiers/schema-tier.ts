@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { ClientBase, QueryResult } from 'pg';
+import type { ClientBase } from 'pg';
 import { inTransaction } from '../control/admin-transaction.ts';
 import type { ResolvedPlacement } from '../control/placements.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { applyPendingMigrations, type MigrationTarget, openRunSql, runOpenedMigrations } from '../migrate/runner.ts';
+import { applyChainToNewTarget, applyPendingMigrations, type MigrationTarget } from '../migrate/runner.ts';
 import { quoteIdent, quoteLiteral } from '../sql.ts';
 import { recordProgressSql, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
 import type { Placed, TierDeps } from './tier-deps.ts';
@@ -112,9 +112,10 @@ export class SchemaTier {
   }
 
   /**
-   * A new schema, migrated to head, in the caller's transaction. Round trips: one for the
-   * target row, the schema, its grant and the migration run's opening, then the chain's
-   * own statements (a declared tenant table is one), then one for the progress record.
+   * A new schema, migrated to head, in the caller's transaction: its target row, the
+   * schema, its grant, the ledger, the chain's declared tables and indexes and the progress
+   * record in one round trip (plus one per `m.query()` of the chain; see
+   * `applyChainToNewTarget`).
    */
   async #createSchema(
     client: ClientBase,
@@ -124,19 +125,37 @@ export class SchemaTier {
     const schema = `t_${randomBytes(6).toString('hex')}`;
     const id = targetId.schema(placement.name, schema);
     const { owner, runtime } = this.#deps.config.roles;
-    const run = this.#migrationTarget(id, schema);
-    const opened = (await client.query(
-      `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, tenant_id)
-       VALUES (${quoteLiteral(id)}, 'schema', ${quoteLiteral(placement.id)}, ${quoteLiteral(schema)},
-               ${quoteLiteral(options.state)}, ${options.tenantId === null ? 'NULL' : quoteLiteral(options.tenantId)})
-       RETURNING *;
-       CREATE SCHEMA ${quoteIdent(schema)} AUTHORIZATION ${quoteIdent(owner)};
-       GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(runtime)};
-       ${openRunSql(run)}`,
-    )) as unknown as QueryResult[];
-    const target = toTarget((opened[0] as QueryResult<TargetRow>).rows[0] as TargetRow);
-    await runOpenedMigrations(client, run, opened);
-    return this.#recordHead(client, target);
+    const migrations = this.#deps.config.migrations;
+    const version = migrations[migrations.length - 1]?.id ?? null;
+    await applyChainToNewTarget(
+      client,
+      this.#migrationTarget(id, schema),
+      [
+        `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, tenant_id, applied_count, version)
+         VALUES (${quoteLiteral(id)}, 'schema', ${quoteLiteral(placement.id)}, ${quoteLiteral(schema)},
+                 ${quoteLiteral(options.state)}, ${options.tenantId === null ? 'NULL' : quoteLiteral(options.tenantId)},
+                 ${migrations.length}, ${version === null ? 'NULL' : quoteLiteral(version)})`,
+        `CREATE SCHEMA ${quoteIdent(schema)} AUTHORIZATION ${quoteIdent(owner)}`,
+        `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(runtime)}`,
+      ],
+      // Back to the admin: the caller's next statements are the control plane's.
+      'RESET ROLE',
+    );
+    const now = new Date();
+    return Object.freeze({
+      id,
+      kind: 'schema',
+      placementId: placement.id,
+      databaseName: null,
+      schemaName: schema,
+      state: options.state,
+      tenantId: options.tenantId,
+      appliedCount: migrations.length,
+      version,
+      lastError: null,
+      failedAt: null,
+      updatedAt: now,
+    });
   }
 
   async #migrateInTransaction(client: ClientBase, target: TargetRecord): Promise<TargetRecord> {
