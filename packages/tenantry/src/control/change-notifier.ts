@@ -75,7 +75,9 @@ export class ChangeNotifier {
       const waiting = this.#pending.get(key);
       if (waiting) waiting.push(resolve);
       else this.#pending.set(key, [resolve]);
-      this.#sending ??= this.#drain();
+      // Started a microtask later: notifications a caller sends together (a create's two)
+      // go in the first batch.
+      this.#sending ??= Promise.resolve().then(() => this.#drain());
     });
   }
 
