@@ -11,14 +11,20 @@
  * loop on B; round 2 rolls out column 2, the loop on A and the fleet on B (each side goes
  * first once). The half a side does not migrate is kept out of the fleet's plan by
  * recording it at head beforehand, and the loop's ledger rows are written after it, outside
- * the timing. Then a no-op run over all N tenants (everything at head): target ≤ 2 s.
+ * the timing. Then a no-op run over all N tenants (everything at head), and one over
+ * `--plan-targets` targets (rows added at head in the control plane): target ≤ 0.1 s.
  *
- *   npm run bench -- fleet [--tenants 10000] [--concurrency 4] [--keep]
+ * With a list of concurrencies (`--concurrency 1,2,4,8,16`) each gets its two rounds (and
+ * its own column), in that order, and the table at the end gives loop/fleet per
+ * concurrency.
+ *
+ *   npm run bench -- fleet [--tenants 10000] [--concurrency 4 | 1,2,4,8,16] [--plan-targets 100000] [--keep]
  *
  * `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres) must be a superuser;
  * the benchmark works in a database of its own and drops it at the end. Provisioning the
  * tenants is slow (minutes for 10,000) and not what is measured here.
  */
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type TenantMigration, Tenantry } from '../packages/tenantry/src/index.ts';
@@ -31,13 +37,17 @@ import { describeMachine } from './lib/report.ts';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-const USAGE = 'usage: npm run bench -- fleet [--tenants 10000] [--concurrency 4] [--keep]\n';
+const USAGE =
+  'usage: npm run bench -- fleet [--tenants 10000] [--concurrency 4 | 1,2,4,8,16] [--plan-targets 100000] [--keep]\n';
 
 interface Options {
   readonly databaseUrl: string;
   readonly tenants: number;
-  readonly concurrency: number;
+  /** Fleet concurrencies to measure, each in two alternating rounds against the loop. */
+  readonly concurrency: readonly number[];
   readonly keep: boolean;
+  /** Targets the last no-op plan is timed over (rows beyond --tenants are added at head). */
+  readonly planTargets: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -47,6 +57,7 @@ function parseOptions(argv: readonly string[]): Options {
       tenants: { type: 'string' },
       concurrency: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      'plan-targets': { type: 'string' },
     },
   });
   const int = (value: string | undefined, fallback: number, name: string, min: number) => {
@@ -57,8 +68,9 @@ function parseOptions(argv: readonly string[]): Options {
   return Object.freeze({
     databaseUrl: benchDatabaseUrl(),
     tenants: int(values.tenants, 10_000, 'tenants', 2),
-    concurrency: int(values.concurrency, 4, 'concurrency', 1),
+    concurrency: (values.concurrency ?? '4').split(',').map((c) => int(c, 4, 'concurrency', 1)),
     keep: values.keep === true,
+    planTargets: int(values['plan-targets'], 100_000, 'plan-targets', 0),
   });
 }
 
@@ -132,7 +144,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       `machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, ${machine.kernel}, load ${machine.loadAverage.join(' ')}`,
     );
     log(`node ${machine.node}; ${machine.postgres}`);
-    log(`tenants ${options.tenants} (schema tier), fleet concurrency ${options.concurrency}`);
+    log(`tenants ${options.tenants} (schema tier), fleet concurrency ${options.concurrency.join(', ')}`);
 
     // Provisioning, through the public API (context only: measured by bench/tiers.ts).
     let t0 = performance.now();
@@ -171,12 +183,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     const halves = { A: split(0), B: split(1) };
     log(`halves: A ${halves.A.ids.length} schemas, B ${halves.B.ids.length} (interleaved by target id)`);
 
-    const results: { round: number; fleet: number; loop: number; n: number }[] = [];
-    for (const [round, fleetHalf, loopHalf] of [
-      [1, 'A', 'B'],
-      [2, 'B', 'A'],
-    ] as const) {
-      const migrations = [...benchMigrations, ...[1, 2].slice(0, round).map(columnMigration)];
+    const results: { round: number; concurrency: number; fleet: number; loop: number; n: number }[] = [];
+    const rounds = options.concurrency.flatMap((c, i) => [
+      [2 * i + 1, c, 'A', 'B'] as const,
+      [2 * i + 2, c, 'B', 'A'] as const,
+    ]);
+    for (const [round, concurrency, fleetHalf, loopHalf] of rounds) {
+      const migrations = [...benchMigrations, ...Array.from({ length: round }, (_, k) => columnMigration(k + 1))];
       const head = migrations.length;
       const last = migrations.at(-1)?.id as string;
       const tenantry = await connect(migrations);
@@ -194,17 +207,17 @@ export async function main(argv: readonly string[]): Promise<number> {
         }
         const runFleet = async () => {
           const t = performance.now();
-          const report = await tenantry.migrateFleet({ concurrency: options.concurrency });
+          const report = await tenantry.migrateFleet({ concurrency });
           if (report.failed.length > 0 || report.migrated !== halves[fleetHalf].ids.length) {
             throw new Error(`fleet run failed: ${JSON.stringify(report).slice(0, 500)}`);
           }
           return performance.now() - t;
         };
         const runLoop = () => baselineLoop(url('tenantry_bench_loop'), halves[loopHalf], round);
-        // Each side goes first once.
+        // Each side goes first once per concurrency.
         let fleet: number;
         let loop: number;
-        if (round === 1) {
+        if (round % 2 === 1) {
           fleet = await runFleet();
           loop = await runLoop();
         } else {
@@ -215,23 +228,30 @@ export async function main(argv: readonly string[]): Promise<number> {
           "INSERT INTO tenantry.migrations (chain, target, id) SELECT 'tenant', unnest($1::text[]), $2",
           [halves[loopHalf].ids, last],
         );
-        results.push({ round, fleet, loop, n: halves[fleetHalf].ids.length });
+        results.push({ round, concurrency, fleet, loop, n: halves[fleetHalf].ids.length });
         log(
-          `round ${round}: fleet (${options.concurrency} at a time) on ${fleetHalf}: ${seconds(fleet)} (${(
+          `round ${round}: fleet (${concurrency} at a time) on ${fleetHalf}: ${seconds(fleet)} (${(
             halves[fleetHalf].ids.length / (fleet / 1000)
           ).toFixed(0)} schemas/s); sequential loop on ${loopHalf}: ${seconds(loop)} (${(
             halves[loopHalf].ids.length / (loop / 1000)
-          ).toFixed(0)} schemas/s); loop/fleet ${(loop / fleet).toFixed(2)}×`,
+          ).toFixed(0)} schemas/s); loop/fleet ${(loop / fleet).toFixed(2)}× (load ${loadavg()[0]?.toFixed(2)})`,
         );
       } finally {
         await tenantry.close();
       }
     }
-    const fleetTotal = results.reduce((s, r) => s + r.fleet, 0);
-    const loopTotal = results.reduce((s, r) => s + r.loop, 0);
-    log(
-      `total over ${options.tenants} schema migrations per side: fleet ${seconds(fleetTotal)}, loop ${seconds(loopTotal)}; loop/fleet ${(loopTotal / fleetTotal).toFixed(2)}× (>1: the fleet is faster)`,
-    );
+    for (const concurrency of options.concurrency) {
+      const mine = results.filter((r) => r.concurrency === concurrency);
+      const fleetTotal = mine.reduce((s, r) => s + r.fleet, 0);
+      const loopTotal = mine.reduce((s, r) => s + r.loop, 0);
+      log(
+        `concurrency ${String(concurrency).padStart(2)}: over ${options.tenants} schema migrations per side, fleet ${seconds(fleetTotal)} (${(
+          options.tenants / (fleetTotal / 1000)
+        ).toFixed(
+          0,
+        )}/s), loop ${seconds(loopTotal)} (${(options.tenants / (loopTotal / 1000)).toFixed(0)}/s); loop/fleet ${(loopTotal / fleetTotal).toFixed(2)}× (>1: the fleet is faster)`,
+      );
+    }
 
     // Everything is at head: the plan is one indexed query, whatever N.
     const { rows: check } = await admin.query<{ n: number }>(
@@ -239,22 +259,48 @@ export async function main(argv: readonly string[]): Promise<number> {
         WHERE t.kind = 'schema'
           AND (SELECT count(*) FROM pg_attribute a
                 WHERE a.attrelid = to_regclass(format('%I.items', t.schema_name))
-                  AND a.attname IN ('note_1', 'note_2')) = 2`,
+                  AND a.attname = ANY($1)) = $2`,
+      [rounds.map(([r]) => `note_${r}`), rounds.length],
     );
-    if (check[0]?.n !== options.tenants) throw new Error(`only ${check[0]?.n} schemas have both columns`);
-    const tenantry = await connect([...benchMigrations, columnMigration(1), columnMigration(2)]);
+    if (check[0]?.n !== options.tenants) throw new Error(`only ${check[0]?.n} schemas have every column`);
+    const tenantry = await connect([...benchMigrations, ...rounds.map(([r]) => columnMigration(r))]);
     try {
       const times: number[] = [];
       for (let i = 0; i < 5; i++) {
         t0 = performance.now();
-        const report = await tenantry.migrateFleet({ concurrency: options.concurrency });
+        const report = await tenantry.migrateFleet();
         times.push(performance.now() - t0);
         if (report.total !== 0) throw new Error(`no-op run found ${report.total} targets behind`);
       }
       times.sort((a, b) => a - b);
       log(
-        `no-op run over ${options.tenants} tenants (all at head), 5 runs: median ${seconds(times[2] as number)}, max ${seconds(times[4] as number)} (target ≤ 2 s)`,
+        `no-op run over ${options.tenants} tenants (all at head), 5 runs: median ${seconds(times[2] as number)}, max ${seconds(times[4] as number)} (target ≤ 0.1 s)`,
       );
+      if (options.planTargets > options.tenants) {
+        // The plan reads the control plane alone, so its cost at a size too large to
+        // provision here is measured on target rows added directly, at head like the rest.
+        const extra = options.planTargets - options.tenants;
+        const head = benchMigrations.length + rounds.length;
+        await admin.query(
+          `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, applied_count, version)
+           SELECT 'schema/schemas/x_' || g, 'schema', p.id, 'x_' || g, 'active', $2, $3
+             FROM generate_series(1, $1) g, tenantry.placements p WHERE p.name = 'schemas'`,
+          [extra, head, `bench_fleet_${rounds.length}`],
+        );
+        await admin.query('ANALYZE tenantry.targets');
+        const big: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          t0 = performance.now();
+          const report = await tenantry.migrateFleet();
+          big.push(performance.now() - t0);
+          if (report.total !== 0) throw new Error(`no-op run found ${report.total} targets behind`);
+        }
+        big.sort((a, b) => a - b);
+        log(
+          `no-op run over ${options.planTargets} targets (${extra} added as rows at head), 5 runs: median ${seconds(big[2] as number)}, max ${seconds(big[4] as number)} (target ≤ 0.1 s)`,
+        );
+        await admin.query("DELETE FROM tenantry.targets WHERE id LIKE 'schema/schemas/x\\_%'");
+      }
     } finally {
       await tenantry.close();
     }

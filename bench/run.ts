@@ -22,6 +22,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   http: () => import('./http.ts'),
   tiers: () => import('./tiers.ts'),
   fleet: () => import('./fleet.ts'),
+  provisioning: () => import('./provisioning.ts'),
   sql: () => import('./sql.ts'),
   cache: () => import('./cache.ts'),
   data: () => import('./data.ts'),

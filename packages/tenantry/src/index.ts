@@ -80,6 +80,7 @@ export { signWebhook, verifyWebhook } from './effects/webhook-signature.ts';
 export { ERRORS, type ErrorCode, isTenantryError, TenantryError } from './errors/catalog.ts';
 export type { FleetPlan, FleetTarget } from './fleet/fleet-plan.ts';
 export {
+  FLEET_DEFAULT_CONCURRENCY,
   FLEET_MAX_CONCURRENCY,
   type FleetFailure,
   type FleetOptions,

@@ -12,6 +12,7 @@ import { enterContext } from './context/enter-context.ts';
 import { getTenant, type TenantContext } from './context/tenant-context.ts';
 import { inTransaction } from './control/admin-transaction.ts';
 import { ChangeFeed } from './control/change-feed.ts';
+import { ChangeNotifier } from './control/change-notifier.ts';
 import { PlacementRegistry } from './control/placements.ts';
 import { contextOf, type TenantRecord } from './control/tenant-record.ts';
 import { TenantRegistry } from './control/tenant-registry.ts';
@@ -143,6 +144,8 @@ export class Tenantry<DB = unknown> {
   readonly #tenantTables: TenantTableSet;
   readonly #data: DataDeps;
   readonly #eraser: TenantEraser;
+  /** Sends tenant-create notifications after their commit, many at once (see ChangeNotifier). */
+  readonly #notifier: ChangeNotifier;
 
   /** The composition root: builds each part from the parts it needs, passed explicitly. */
   private constructor(config: ResolvedConfig) {
@@ -187,10 +190,12 @@ export class Tenantry<DB = unknown> {
         maintenance: (tenant, fn) => runTenantTransaction(this.#runner, tenant, 'maintenance', fn),
       }),
     );
+    this.#notifier = new ChangeNotifier(this.adminPool, { logger: config.logger });
     this.tenants = new TenantRegistry(
       this.adminPool,
       new PlacementPolicy(this.placements, this.provisioner),
       this.#eraser,
+      this.#notifier,
     );
     const meter = config.usage.enabled
       ? new UsageMeter(this.adminPool, { flushMs: config.usage.flushMs, logger: config.logger })
@@ -643,6 +648,7 @@ export class Tenantry<DB = unknown> {
     await this.events.close();
     await this.apiKeys.close();
     await this.usage.meter?.close();
+    await this.#notifier.close();
     await Promise.all([this.adminPool.end(), this.runtimePool.end(), this.poolMap.close()]);
   }
 }

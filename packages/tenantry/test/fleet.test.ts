@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WireCounter } from '../../../bench/lib/wire-counter.ts';
 import { CLI_MAIN, type CliResult, cliEnvironment, runCli } from '../../../test-support/cli.ts';
 import { serverUrl, type TestDatabase } from '../../../test-support/database.ts';
 import { type AppDB, createFixture, type Fixture } from '../../../test-support/fixture.ts';
@@ -219,6 +220,57 @@ describe('fleet migrations', () => {
     expect(cleared.rows[0].n).toBe(0);
     // At head, a run is a no-op from the control plane alone.
     expect(await next.migrateFleet()).toMatchObject({ total: 0, migrated: 0, failed: [] });
+  }, 60_000);
+});
+
+describe('fleet round trips (counted on the wire)', () => {
+  let f: Fixture;
+  let counter: WireCounter;
+  let next: Tenantry<AppDB>;
+
+  beforeAll(async () => {
+    f = await createFixture('fleetrt');
+    await schemaTenants(f, 'r', 8);
+    const url = new URL(f.database.url);
+    counter = new WireCounter(url.hostname, Number(url.port || 5432));
+    url.port = String(await counter.listen());
+    next = await Tenantry.connect<AppDB>({
+      databaseUrl: url.toString(),
+      secret: f.database.secret,
+      roles: f.database.roles,
+      migrations,
+    });
+    await next.migrate(); // the shared tables: not what is counted
+  }, 120_000);
+
+  afterAll(async () => {
+    await next?.close();
+    await counter?.close();
+    await f?.close();
+  });
+
+  it('a target costs its migration’s statements plus two round trips (preamble, epilogue); the plan costs one', async () => {
+    const plan = await next.planFleet();
+    expect(plan.targets).toHaveLength(8);
+    const before = counter.snapshot();
+    const report = await next.migrateFleet({ concurrency: 2 });
+    const run = WireCounter.diff(counter.snapshot(), before);
+    expect(report).toMatchObject({ total: 8, migrated: 8, failed: [] });
+    // Per target, three simple-query batches: the preamble, the migration's one query and
+    // the epilogue (the bound is 3 besides the migration; this is 2). Per run, four
+    // parameterised queries whatever the fleet's size: the plan, the placement (cached),
+    // and the tenant-table catalog refreshed after the run (two).
+    expect(run.frontend.Q).toBe(8 * 3);
+    expect(run.frontend.S).toBe(4);
+    expect(run.roundTrips).toBe(8 * 3 + 4);
+    // Every batch was answered (and each new connection's startup once).
+    expect(run.readyForQuery).toBe(run.roundTrips + (run.frontend.startup ?? 0));
+    expect((await schemaStates(f)).filter((s) => !atHead(s))).toEqual([]);
+
+    // At head, a run is its plan: one query, however many tenants.
+    const idle = counter.snapshot();
+    expect(await next.migrateFleet()).toMatchObject({ total: 0 });
+    expect(WireCounter.diff(counter.snapshot(), idle).roundTrips).toBe(1);
   }, 60_000);
 });
 

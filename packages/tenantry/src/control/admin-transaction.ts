@@ -13,10 +13,15 @@ import type { Pool, PoolClient } from 'pg';
  * });
  * ```
  */
-export async function inTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(
+  pool: Pool,
+  fn: (client: PoolClient) => Promise<T>,
+  options: { readonly begin?: string } = {},
+): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
+    // `begin`: statements without parameters sent with BEGIN, in its round trip.
+    await client.query(options.begin ? `BEGIN; ${options.begin}` : 'BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;

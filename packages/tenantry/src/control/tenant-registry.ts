@@ -1,14 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool, PoolClient, QueryResult } from 'pg';
 import { integerOption } from '../config.ts';
 import type { TenantStatus } from '../context/tenant-context.ts';
 import { isCursorTime } from '../cursor-time.ts';
-import { writeAudit } from '../effects/audit.ts';
-import { writeEvent } from '../effects/outbox.ts';
+import { auditStatement, writeAudit } from '../effects/audit.ts';
+import { eventStatement, writeEvent } from '../effects/outbox.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { OUTBOX_CHANNEL, OUTBOX_NOTIFY_SETTING } from '../migrate/outbox-migration.ts';
+import { runPipelined } from '../transaction/statement-pipeline.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
 import { inTransaction } from './admin-transaction.ts';
-import { notifyTenantChanged } from './change-feed.ts';
+import { CHANNELS, notifyTenantChanged } from './change-feed.ts';
+import type { ChangeNotifier } from './change-notifier.ts';
 import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
 import { type TenantTransition, transitionTenant } from './tenant-lifecycle.ts';
 import type { TenantErasure, TenantPlacer } from './tenant-placer.ts';
@@ -36,15 +39,19 @@ export class TenantRegistry {
   readonly #pool: Pool;
   readonly #erasure: TenantErasure;
   readonly #placer: TenantPlacer;
+  readonly #notifier: ChangeNotifier | undefined;
 
   /**
    * @internal Built by `Tenantry`; `placer` provisions where a new tenant's rows live,
-   * `erasure` removes everything of it (and verifies that) when it is deleted for good.
+   * `erasure` removes everything of it (and verifies that) when it is deleted for good;
+   * `notifier`, when given, sends a create's notifications after its commit (without it,
+   * inside the transaction, which serialises concurrent creates' commits).
    */
-  constructor(pool: Pool, placer: TenantPlacer, erasure: TenantErasure) {
+  constructor(pool: Pool, placer: TenantPlacer, erasure: TenantErasure, notifier?: ChangeNotifier) {
     this.#pool = pool;
     this.#placer = placer;
     this.#erasure = erasure;
+    this.#notifier = notifier;
   }
 
   /**
@@ -61,9 +68,12 @@ export class TenantRegistry {
    */
   async create(input: CreateTenantInput, options: ActorOption = {}): Promise<TenantRecord> {
     const data = parseInput(CreateTenantInput, input);
-    // Cheap check first: a taken slug must not cost a database.
-    const taken = await this.#pool.query('SELECT 1 FROM tenantry.tenants WHERE slug = $1', [data.slug]);
-    if (taken.rowCount) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
+    // Cheap check first: a taken slug must not cost a schema or a database. A pool-tier
+    // create costs nothing to undo: its INSERT … ON CONFLICT (slug) is the check.
+    if (data.tier !== 'pool') {
+      const taken = await this.#pool.query('SELECT 1 FROM tenantry.tenants WHERE slug = $1', [data.slug]);
+      if (taken.rowCount) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
+    }
     const id = randomUUID();
     const prepared = await this.#placer.prepare({
       id,
@@ -85,49 +95,67 @@ export class TenantRegistry {
     prepared: unknown,
     options: ActorOption,
   ): Promise<TenantRecord> {
-    return inTransaction(this.#pool, async (client) => {
-      const placed = await this.#placer.place(client, id, prepared);
-      const { rows } = await client.query<TenantRow>(
-        `INSERT INTO tenantry.tenants
-           (id, slug, name, tier, placement_id, schema_name, database_name, data_here,
-            plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
-         VALUES ($10, $1, $2, $3, $11, $12, $13, $14, $4, $5, $6, coalesce($7, 30000), $8, $9)
-         ON CONFLICT (slug) DO NOTHING
-         RETURNING *`,
-        [
-          data.slug,
-          data.name,
-          data.tier,
-          data.plan,
-          data.limits.maxUsers ?? null,
-          data.limits.maxStorageMb ?? null,
-          data.limits.statementTimeoutMs ?? null,
-          JSON.stringify(data.features),
-          JSON.stringify(data.settings),
-          id,
-          placed.placementId,
-          placed.schemaName,
-          placed.databaseName,
-          placed.inMainDatabase,
-        ],
-      );
-      const row = rows[0];
-      if (!row) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
-      await notifyTenantChanged(client, row.id);
-      await writeAudit(client, {
-        actor: options.actor ?? 'system',
-        tenantId: row.id,
-        action: 'tenant.created',
-        details: { slug: row.slug, tier: row.tier, plan: row.plan },
-      });
-      await writeEvent(client, {
-        tenantId: row.id,
-        type: 'tenant.created',
-        actor: options.actor ?? 'system',
-        payload: { tenantId: row.id, slug: row.slug, tier: row.tier, plan: row.plan },
-      });
-      return toRecord(row);
-    });
+    const notifier = this.#notifier;
+    const created = await inTransaction(
+      this.#pool,
+      async (client) => {
+        const placed = await this.#placer.place(client, id, prepared);
+        const actor = options.actor ?? 'system';
+        const summary = { slug: data.slug, tier: data.tier, plan: data.plan };
+        // The tenant, its audit entry and its event in one round trip. A taken slug inserts
+        // no tenant, and the event's reference to it then fails (the transaction rolls back).
+        let inserted: QueryResult[];
+        try {
+          inserted = await runPipelined(client, [
+            {
+              text: `INSERT INTO tenantry.tenants
+                       (id, slug, name, tier, placement_id, schema_name, database_name, data_here,
+                        plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
+                     VALUES ($10, $1, $2, $3, $11, $12, $13, $14, $4, $5, $6, coalesce($7, 30000), $8, $9)
+                     ON CONFLICT (slug) DO NOTHING
+                     RETURNING *`,
+              values: [
+                data.slug,
+                data.name,
+                data.tier,
+                data.plan,
+                data.limits.maxUsers ?? null,
+                data.limits.maxStorageMb ?? null,
+                data.limits.statementTimeoutMs ?? null,
+                JSON.stringify(data.features),
+                JSON.stringify(data.settings),
+                id,
+                placed.placementId,
+                placed.schemaName,
+                placed.databaseName,
+                placed.inMainDatabase,
+              ],
+            },
+            auditStatement({ actor, tenantId: id, action: 'tenant.created', details: summary }),
+            eventStatement({ tenantId: id, type: 'tenant.created', actor, payload: { tenantId: id, ...summary } }),
+          ]);
+        } catch (error) {
+          // The event's trigger positions it in outbox_heads first: either reference may fail.
+          const constraint = (error as { constraint?: string }).constraint;
+          if (constraint === 'outbox_heads_tenant_id_fkey' || constraint === 'outbox_tenant_id_fkey') {
+            throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
+          }
+          throw error;
+        }
+        const row = (inserted[0] as QueryResult<TenantRow>).rows[0];
+        if (!row) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
+        // With a notifier, no NOTIFY in here (and none from the outbox trigger): they go out
+        // after the commit, so concurrent creates commit together.
+        if (!notifier) await notifyTenantChanged(client, row.id);
+        return toRecord(row);
+      },
+      notifier ? { begin: `SELECT pg_catalog.set_config('${OUTBOX_NOTIFY_SETTING}', 'after_commit', true)` } : {},
+    );
+    if (notifier) {
+      // Other instances' caches may hold a miss for this slug or id; event streams may wait.
+      await Promise.all([notifier.notify(CHANNELS.tenants, created.id), notifier.notify(OUTBOX_CHANNEL, created.id)]);
+    }
+    return created;
   }
 
   /** The tenant with this id or slug, or `undefined`. Malformed references are simply not found. */

@@ -32,10 +32,24 @@ export interface AuditEntry {
  * ```
  */
 export async function writeAudit(client: ClientBase, entry: AuditEntry): Promise<void> {
-  await client.query(
-    `INSERT INTO tenantry.audit_log (actor, tenant_id, action, target, request_id, details)
+  const { text, values } = auditStatement(entry);
+  await client.query(text, values);
+}
+
+/**
+ * {@link writeAudit}'s statement, for a caller that sends it with others in one round trip
+ * (`runPipelined`).
+ *
+ * @example
+ * ```ts
+ * await runPipelined(client, [change, auditStatement({ actor: 'system', tenantId: id, action: 'tenant.created' })]);
+ * ```
+ */
+export function auditStatement(entry: AuditEntry): { text: string; values: unknown[] } {
+  return {
+    text: `INSERT INTO tenantry.audit_log (actor, tenant_id, action, target, request_id, details)
      VALUES ($1, $2, $3, $4, $5, $6)`,
-    [
+    values: [
       entry.actor,
       entry.tenantId,
       entry.action,
@@ -43,5 +57,5 @@ export async function writeAudit(client: ClientBase, entry: AuditEntry): Promise
       entry.requestId ?? null,
       JSON.stringify(entry.details ?? {}),
     ],
-  );
+  };
 }

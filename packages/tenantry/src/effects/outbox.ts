@@ -50,9 +50,29 @@ export interface OutboxEventInput {
  * ```
  */
 export async function writeEvent(client: Pick<ClientBase, 'query'>, event: OutboxEventInput): Promise<void> {
+  const { text, values } = eventStatement(event);
+  await client.query(text, values);
+}
+
+/**
+ * {@link writeEvent}'s statement (the type and payload checked), for a caller that sends it
+ * with others in one round trip (`runPipelined`).
+ *
+ * @example
+ * ```ts
+ * await runPipelined(client, [change, eventStatement({ tenantId: id, type: 'tenant.created' })]);
+ * ```
+ */
+export function eventStatement(event: OutboxEventInput): { text: string; values: unknown[] } {
   checkEventType(event.type);
-  await client.query(
-    'INSERT INTO tenantry.outbox (tenant_id, type, payload, actor, request_id) VALUES ($1, $2, $3, $4, $5)',
-    [event.tenantId, event.type, eventPayloadJson(event.payload ?? {}), event.actor ?? null, event.requestId ?? null],
-  );
+  return {
+    text: 'INSERT INTO tenantry.outbox (tenant_id, type, payload, actor, request_id) VALUES ($1, $2, $3, $4, $5)',
+    values: [
+      event.tenantId,
+      event.type,
+      eventPayloadJson(event.payload ?? {}),
+      event.actor ?? null,
+      event.requestId ?? null,
+    ],
+  };
 }

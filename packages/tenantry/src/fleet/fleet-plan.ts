@@ -74,7 +74,7 @@ interface PlanRow {
 
 /**
  * Every target behind head, from the control plane alone: one indexed query on
- * `tenantry.targets`, never a visit to a schema or database, so a fleet that is at head
+ * `tenantry.targets` (one round trip, also when nothing is behind), never a visit to a schema or database, so a fleet that is at head
  * costs milliseconds whatever its size. Warm schemas and templates are included: they are
  * copied into tenants later and must be at head when they are.
  *
@@ -88,29 +88,26 @@ export async function planFleet(deps: FleetDeps): Promise<FleetPlan> {
   const { migrations } = deps.config;
   const head = migrations.length;
   const ids = migrations.map((m) => m.id);
+  // One query, whatever the fleet's size: the targets behind head (an index range on
+  // `applied_count`), and, when there is no `shared` row (`migrate()` never ran on this
+  // version), the shared tables as far as their ledger says; the run creates the row.
   const { rows } = await deps.admin.query<PlanRow>(
-    `SELECT t.id, t.kind, t.state, t.tenant_id, n.slug, t.placement_id, t.database_name, t.schema_name,
-            t.applied_count, t.last_error
-       FROM tenantry.targets t LEFT JOIN tenantry.tenants n ON n.id = t.tenant_id
-      WHERE t.state IN ('warm', 'active') AND t.applied_count < $1
-      ORDER BY t.kind = 'shared' DESC, t.state = 'warm' OR t.kind = 'template', t.id`,
-    [head],
+    `SELECT * FROM (
+       SELECT t.id, t.kind, t.state, t.tenant_id, n.slug, t.placement_id, t.database_name, t.schema_name,
+              t.applied_count, t.last_error
+         FROM tenantry.targets t LEFT JOIN tenantry.tenants n ON n.id = t.tenant_id
+        WHERE t.state IN ('warm', 'active') AND t.applied_count < $1
+       UNION ALL
+       SELECT 'shared', 'shared', 'active', NULL, NULL, p.id, NULL, $2::text, s.applied_count, NULL
+         FROM tenantry.placements p,
+              LATERAL (SELECT count(*)::int AS applied_count FROM tenantry.migrations m
+                        WHERE m.chain = 'tenant' AND m.target = 'shared') s
+        WHERE $1 > 0 AND p.name = 'shared' AND s.applied_count < $1
+          AND NOT EXISTS (SELECT 1 FROM tenantry.targets WHERE id = 'shared')
+     ) plan
+     ORDER BY kind = 'shared' DESC, state = 'warm' OR kind = 'template', id`,
+    [head, deps.config.tenantSchema],
   );
-  if (head > 0 && rows[0]?.kind !== 'shared') {
-    // No `shared` row: `migrate()` never ran on this version. Its ledger says how far the
-    // shared tables are; the run creates the row.
-    const shared = await deps.admin.query<PlanRow>(
-      `SELECT 'shared' AS id, 'shared' AS kind, 'active' AS state, NULL AS tenant_id, NULL AS slug,
-              p.id AS placement_id, NULL AS database_name, $1::text AS schema_name, NULL AS last_error,
-              (SELECT count(*)::int FROM tenantry.migrations m WHERE m.chain = 'tenant' AND m.target = 'shared')
-                AS applied_count
-         FROM tenantry.placements p
-        WHERE p.name = 'shared' AND NOT EXISTS (SELECT 1 FROM tenantry.targets WHERE id = 'shared')`,
-      [deps.config.tenantSchema],
-    );
-    const row = shared.rows[0];
-    if (row && row.applied_count < head) rows.unshift(row);
-  }
   const targets = rows.map((r) =>
     Object.freeze({
       target: r.id,

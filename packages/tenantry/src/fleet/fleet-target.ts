@@ -1,12 +1,14 @@
 import type { ClientBase, Pool, PoolClient, QueryResult } from 'pg';
 import {
   applyNonTransactionalMigration,
-  applyPendingMigrations,
   type MigrationReport,
   type MigrationTarget,
+  openRunSql,
+  runOpenedMigrations,
 } from '../migrate/runner.ts';
 import type { TenantMigration } from '../schema/migration.ts';
-import { recordProgress, type TargetState } from '../tiers/targets.ts';
+import { quoteLiteral } from '../sql.ts';
+import { recordProgressSql, sharedTargetSql, type TargetState } from '../tiers/targets.ts';
 import type { FleetDeps, FleetPlan, FleetTarget } from './fleet-plan.ts';
 
 /** What migrating one target needs from its run: the run's own pool, the plan, the lock timeout. */
@@ -46,21 +48,44 @@ export async function migrateTarget(run: TargetRun, entry: FleetTarget): Promise
 
 type InTransactionOutcome = 'migrated' | 'skipped' | { deferred: string; target: MigrationTarget; inMain: boolean };
 
+/**
+ * One transaction on one target. In the main database that is three round trips plus the
+ * migrations' own statements: the preamble (row lock, lock timeout, role, search path,
+ * advisory lock, ledger read and ledger rows: {@link openRunSql}) in one batch, the
+ * migrations, and the epilogue (progress and `COMMIT`) in one batch. Each batch is a
+ * simple query: PostgreSQL runs its statements in order and stops at the first error,
+ * which leaves the transaction aborted, and it is rolled back.
+ */
 async function migrateInTransaction(run: TargetRun, entry: FleetTarget): Promise<InTransactionOutcome> {
   const { config, placements, provisioner } = run.deps;
   const { head, version } = run.plan;
   const placement = await placements.resolve(entry.placementId);
+  const inMain = placement.url === undefined && entry.databaseName === null;
+  const target: MigrationTarget = {
+    chain: 'tenant',
+    target: entry.target,
+    schema: entry.schemaName,
+    ownerRole: config.roles.owner,
+    runtimeRole: config.roles.runtime,
+    dialect: config.dialect,
+    migrations: config.migrations,
+    // A schema-tier copy's policies accept only its own tenant; the shared tables and a
+    // tenant database's accept tenants outside the schema tier.
+    place: entry.kind === 'schema' ? entry.schemaName : '',
+    // A live target: a `transaction: false` migration runs after this commit, outside it.
+    nonTransactional: 'defer',
+  };
   const main: PoolClient = await run.pool.connect();
   let failure: unknown;
   try {
     // The row lock first, then the migration lock: the order placeSchema() takes them in
-    // when it claims a warm schema (its SKIP LOCKED then passes over this one). One round
-    // trip for the three statements: a run's time is mostly round trips (bench/fleet.ts).
+    // when it claims a warm schema (its SKIP LOCKED then passes over this one).
     const opened = (await main.query(
       `BEGIN; SET LOCAL lock_timeout = ${run.lockTimeoutMs};
-       SELECT applied_count, state FROM tenantry.targets WHERE id = ${main.escapeLiteral(entry.target)} FOR UPDATE`,
-    )) as unknown as QueryResult<{ applied_count: number; state: TargetState }>[];
-    const row = opened[2]?.rows[0];
+       SELECT applied_count, state FROM tenantry.targets WHERE id = ${quoteLiteral(entry.target)} FOR UPDATE;
+       ${inMain ? openRunSql(target) : 'SELECT 1'}`,
+    )) as unknown as QueryResult[];
+    const row = (opened[2] as QueryResult<{ applied_count: number; state: TargetState }>).rows[0];
     const stale = row
       ? (row.state !== 'active' && row.state !== 'warm') || row.applied_count >= head
       : entry.kind !== 'shared';
@@ -68,36 +93,20 @@ async function migrateInTransaction(run: TargetRun, entry: FleetTarget): Promise
       await main.query('ROLLBACK');
       return 'skipped';
     }
-    const target: MigrationTarget = {
-      chain: 'tenant',
-      target: entry.target,
-      schema: entry.schemaName,
-      ownerRole: config.roles.owner,
-      runtimeRole: config.roles.runtime,
-      dialect: config.dialect,
-      migrations: config.migrations,
-      // A schema-tier copy's policies accept only its own tenant; the shared tables and a
-      // tenant database's accept tenants outside the schema tier.
-      place: entry.kind === 'schema' ? entry.schemaName : '',
-      // A live target: a `transaction: false` migration runs after this commit, outside it.
-      nonTransactional: 'defer',
-    };
-    const inMain = placement.url === undefined && entry.databaseName === null;
     // Progress is recorded in the same uncommitted transaction as the migrations (in the
     // main database): it commits with them or not at all. It runs as the admin (the control
-    // plane is not the owner role's): before the migrations switch role until COMMIT, or,
-    // for another database, after they committed there.
-    const record = async (report: MigrationReport) => {
+    // plane is not the owner role's): after RESET ROLE in the main database, or, for another
+    // database, after the migrations committed there.
+    const progressSql = (report: MigrationReport) => {
       const count = report.deferred ? config.migrations.findIndex((m) => m.id === report.deferred) : head;
       const at = count === head ? version : (config.migrations[count - 1]?.id ?? null);
-      if (entry.kind === 'shared') await provisioner.ensureSharedTarget(main, count, at);
-      else await recordProgress(main, entry.target, count, at);
+      return entry.kind === 'shared'
+        ? sharedTargetSql(config.tenantSchema, count, at)
+        : recordProgressSql(entry.target, count, at);
     };
     let report: MigrationReport;
     if (inMain) {
-      report = await applyPendingMigrations(main, target);
-      await main.query('RESET ROLE'); // back to the admin for the control plane
-      await record(report);
+      report = await runOpenedMigrations(main, target, opened);
     } else {
       // A connection of its own, closed at once: CREATE DATABASE … TEMPLATE refuses to
       // copy a template anyone is connected to. Its commit comes first; a kill before ours
@@ -108,9 +117,8 @@ async function migrateInTransaction(run: TargetRun, entry: FleetTarget): Promise
       } finally {
         await conn.release();
       }
-      await record(report);
     }
-    await main.query('COMMIT');
+    await main.query(`${inMain ? 'RESET ROLE;' : ''} ${progressSql(report)}; COMMIT`);
     return report.deferred ? { deferred: report.deferred, target, inMain } : 'migrated';
   } catch (error) {
     failure = error;
@@ -124,9 +132,10 @@ async function migrateInTransaction(run: TargetRun, entry: FleetTarget): Promise
 
 /**
  * Migrates a target in a database of its own (tenant database, template) in one
- * transaction there. A tenant database copied from a template starts with the template's
- * ledger rows, recorded under the template's target id: they are adopted first (in the
- * same transaction), or the copy would look unmigrated and replay its first migration.
+ * transaction there: the opening in one round trip, the migrations, `COMMIT`. A tenant
+ * database copied from a template starts with the template's ledger rows, recorded under
+ * the template's target id: they are adopted first (in the same transaction), or the copy
+ * would look unmigrated and replay its first migration.
  */
 async function migrateElsewhere(
   client: ClientBase,
@@ -134,17 +143,18 @@ async function migrateElsewhere(
   copiedFromTemplate: boolean,
   lockTimeoutMs: number,
 ): Promise<MigrationReport> {
-  await client.query(`SET lock_timeout = ${lockTimeoutMs}; BEGIN`); // a connection of this run's own
+  const id = quoteLiteral(target.target);
+  const adopt = copiedFromTemplate
+    ? `UPDATE tenantry.migrations l SET target = ${id}
+        WHERE l.chain = 'tenant' AND l.target LIKE 'template/%'
+          AND NOT EXISTS (SELECT 1 FROM tenantry.migrations o WHERE o.chain = 'tenant' AND o.target = ${id} AND o.id = l.id);`
+    : '';
   try {
-    if (copiedFromTemplate) {
-      await client.query(
-        `UPDATE tenantry.migrations l SET target = $1
-          WHERE l.chain = 'tenant' AND l.target LIKE 'template/%'
-            AND NOT EXISTS (SELECT 1 FROM tenantry.migrations o WHERE o.chain = 'tenant' AND o.target = $1 AND o.id = l.id)`,
-        [target.target],
-      );
-    }
-    const report = await applyPendingMigrations(client, target);
+    // A connection of this run's own: the session-level lock timeout ends with it.
+    const opened = (await client.query(
+      `SET lock_timeout = ${lockTimeoutMs}; BEGIN; ${adopt} ${openRunSql(target)}`,
+    )) as unknown as QueryResult[];
+    const report = await runOpenedMigrations(client, target, opened);
     await client.query('COMMIT');
     return report;
   } catch (error) {

@@ -42,11 +42,17 @@ export class TenantCache {
     return tenant;
   }
 
-  /** Drops every entry of the tenant `id` (by id and by slug). */
+  /**
+   * Drops every entry of the tenant `id` (by id and by slug), and every cached miss: the
+   * change may be the tenant's creation, and a miss for its slug would otherwise be served
+   * until it expires.
+   */
   invalidate(id: string): void {
     const entry = this.#entries.get(id);
     this.#entries.delete(id);
     if (entry?.tenant) this.#entries.delete(entry.tenant.slug);
-    for (const [key, value] of this.#entries) if (value.tenant?.id === id) this.#entries.delete(key);
+    for (const [key, value] of this.#entries) {
+      if (value.tenant === undefined || value.tenant.id === id) this.#entries.delete(key);
+    }
   }
 }

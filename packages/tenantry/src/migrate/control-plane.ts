@@ -15,7 +15,7 @@ import {
 import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
 import { jobsMigration } from './jobs-migration.ts';
-import { outboxMigration } from './outbox-migration.ts';
+import { outboxMigration, outboxNotifyAfterCommitMigration } from './outbox-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
 import { usersMigration } from './users-migration.ts';
@@ -45,6 +45,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     webhookDeadLettersMigration,
     contextCommonPathMigration(runtimeRole, 'control'),
     consoleSessionsMigration,
+    outboxNotifyAfterCommitMigration,
     contextFewExpressionsMigration(runtimeRole, 'control'),
   ];
 }

@@ -90,3 +90,37 @@ GRANT EXECUTE ON FUNCTION ${ctx}.outbox_append(text, jsonb, text, text) TO ${run
 `),
   };
 }
+
+/**
+ * The transaction-local setting a writer sets (`SELECT set_config(…, 'after_commit', true)`)
+ * when it sends the outbox's notification itself after committing (`ChangeNotifier`): the
+ * trigger then leaves it out of the transaction.
+ */
+export const OUTBOX_NOTIFY_SETTING = 'tenantry.outbox_notify';
+
+/**
+ * Control-plane migration 0020: the outbox trigger notifies inside the writing transaction
+ * unless that transaction set {@link OUTBOX_NOTIFY_SETTING} to `after_commit`. A `NOTIFY`
+ * takes a cluster-wide lock at commit, held until the commit is flushed, so transactions
+ * that notify commit one at a time; tenant creation writes a `tenant.created` event and is
+ * frequent, so it notifies after its commit instead, with other creates' notifications
+ * (see `control/change-notifier.ts`). The data plane's appends are unchanged.
+ */
+export const outboxNotifyAfterCommitMigration: TenantMigration = {
+  id: '0020_outbox_notify_after_commit',
+  up: (m) =>
+    m.query(`
+CREATE OR REPLACE FUNCTION tenantry.outbox_position() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO tenantry.outbox_heads AS h (tenant_id, seq) VALUES (NEW.tenant_id, 1)
+  ON CONFLICT (tenant_id) DO UPDATE SET seq = h.seq OPERATOR(pg_catalog.+) 1
+  RETURNING h.seq INTO NEW.seq;
+  IF pg_catalog.current_setting('${OUTBOX_NOTIFY_SETTING}', true) IS DISTINCT FROM 'after_commit' THEN
+    PERFORM pg_catalog.pg_notify('${OUTBOX_CHANNEL}', NEW.tenant_id::text);
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+`),
+};

@@ -1,9 +1,9 @@
-import type { ClientBase } from 'pg';
+import type { ClientBase, QueryResult } from 'pg';
 import type { ContextDialect } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { MigrationContext, TenantMigration } from '../schema/migration.ts';
 import { tenantTableSql } from '../schema/tenant-table.ts';
-import { quoteIdent } from '../sql.ts';
+import { quoteIdent, quoteLiteral } from '../sql.ts';
 
 /**
  * Which chain a migration belongs to: Tenantry's own control plane, the slice of it a
@@ -84,19 +84,68 @@ export async function applyMigrations(client: ClientBase, options: MigrationTarg
 /**
  * The body of {@link applyMigrations}, inside a transaction the caller opened (so that
  * provisioning can create a schema, migrate it and record it in one commit). Leaves
- * `ROLE` and `search_path` changed until the transaction ends.
+ * `ROLE` and `search_path` changed until the transaction ends. Its bookkeeping is one
+ * round trip ({@link openRunSql}) before the migrations' own statements.
  */
 export async function applyPendingMigrations(client: ClientBase, options: MigrationTarget): Promise<MigrationReport> {
+  const opened = (await client.query(openRunSql(options))) as unknown as QueryResult[];
+  return runOpenedMigrations(client, options, opened);
+}
+
+/**
+ * The opening of a run as one batch of statements, sent in one round trip (a simple-query
+ * batch runs its statements in order and stops at the first error, which aborts the
+ * caller's transaction): the owner role and the target's `search_path`, the per-target
+ * advisory lock, the ledger read, and the ledger rows of the migrations this transaction
+ * will apply, inserted before they run, so two runners that slipped past the lock would
+ * collide on the primary key instead of applying twice. A caller may put statements of its
+ * own before it in the same batch (the fleet runner its row lock); pass the batch's results
+ * to {@link runOpenedMigrations}.
+ *
+ * @example
+ * ```ts
+ * const results = await client.query(`BEGIN; ${openRunSql(target)}`);
+ * const report = await runOpenedMigrations(client, target, results);
+ * ```
+ */
+export function openRunSql(options: MigrationTarget): string {
   const { chain, target, schema, ownerRole, migrations } = options;
-  await client.query(`SET LOCAL ROLE ${quoteIdent(ownerRole)}`);
-  await client.query(`SET LOCAL search_path = ${quoteIdent(schema)}, pg_catalog`);
-  for (const setting of options.dialect.migrationSettings ?? []) await client.query(setting);
-  await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tenantry:migrate:${chain}:${target}`]);
-  const { rows } = await client.query<{ id: string }>(
-    'SELECT id FROM tenantry.migrations WHERE chain = $1 AND target = $2',
-    [chain, target],
-  );
-  const done = new Set(rows.map((r) => r.id));
+  const defer = options.nonTransactional === 'defer';
+  const ids = `ARRAY[${migrations.map((m) => quoteLiteral(m.id)).join(', ')}]::text[]`;
+  const stops = `ARRAY[${migrations.map((m) => String(defer && m.transaction === false)).join(', ')}]::boolean[]`;
+  const ledger = `SELECT id FROM tenantry.migrations WHERE chain = ${quoteLiteral(chain)} AND target = ${quoteLiteral(target)}`;
+  // What this transaction applies: the pending migrations in order, up to the first one
+  // that must run outside a transaction (deferred: it runs after this commit).
+  // A cluster's settings for DDL (the dialect's), after the role and before the lock.
+  const settings = (options.dialect.migrationSettings ?? []).map((setting) => `${setting};\n`).join('');
+  return `SET LOCAL ROLE ${quoteIdent(ownerRole)};
+SET LOCAL search_path = ${quoteIdent(schema)}, pg_catalog;
+${settings}SELECT pg_advisory_xact_lock(hashtext(${quoteLiteral(`tenantry:migrate:${chain}:${target}`)}));
+${ledger};
+INSERT INTO tenantry.migrations (chain, target, id)
+SELECT ${quoteLiteral(chain)}, ${quoteLiteral(target)}, p.id
+  FROM unnest(${ids}, ${stops}) WITH ORDINALITY AS p(id, stop, ord)
+ WHERE p.id NOT IN (${ledger})
+   AND p.ord < coalesce((SELECT min(q.ord) FROM unnest(${ids}, ${stops}) WITH ORDINALITY AS q(id, stop, ord)
+                          WHERE q.stop AND q.id NOT IN (${ledger})), 2147483647)`;
+}
+
+/**
+ * Runs the migrations a batch that ended with {@link openRunSql} opened: checks the ledger
+ * it read (an applied migration that is no longer defined is `MIGRATION_CHANGED`), then
+ * runs each pending `up()` in order, stopping before a deferred `transaction: false` one.
+ */
+export async function runOpenedMigrations(
+  client: ClientBase,
+  options: MigrationTarget,
+  opened: readonly QueryResult[],
+): Promise<MigrationReport> {
+  const { chain, target, migrations } = options;
+  // The ledger read is the batch's last statement but one (the last inserts the ledger rows).
+  const read = opened.at(-2) as QueryResult<{ id: string }> | undefined;
+  if (!read || !Array.isArray(read.rows))
+    throw new TenantryError('INTERNAL', 'migration run opened without its ledger');
+  const done = new Set(read.rows.map((r) => r.id));
   const known = new Set(migrations.map((m) => m.id));
   const removed = [...done].filter((id) => !known.has(id));
   if (removed.length > 0) {
@@ -109,11 +158,6 @@ export async function applyPendingMigrations(client: ClientBase, options: Migrat
     if (migration.transaction === false && options.nonTransactional === 'defer') {
       return Object.freeze({ chain, target, applied: Object.freeze(applied), deferred: migration.id });
     }
-    await client.query('INSERT INTO tenantry.migrations (chain, target, id) VALUES ($1, $2, $3)', [
-      chain,
-      target,
-      migration.id,
-    ]);
     try {
       await migration.up(context);
     } catch (cause) {
@@ -186,23 +230,48 @@ export async function applyNonTransactionalMigration(
   }
 }
 
+/**
+ * Where a migration context sends statements: `query` runs one now and returns its result;
+ * `ddl` takes one whose result nobody reads (a declared table, an index in a transaction),
+ * which a batching caller may hold for its next round trip ({@link applyChainToNewTarget}).
+ */
+interface StatementSink {
+  query(text: string, values?: readonly unknown[]): Promise<QueryResult | QueryResult[]>;
+  ddl(statements: readonly string[]): Promise<void>;
+}
+
+const direct = (client: ClientBase): StatementSink => ({
+  query: (text, values) =>
+    client.query(text, values ? [...values] : undefined) as unknown as Promise<QueryResult | QueryResult[]>,
+  ddl: async (statements) => {
+    // One round trip for a table, its policies, grants and indexes: they take no parameters.
+    await client.query(statements.join(';\n'));
+  },
+});
+
 /** What a migration's `up()` gets, on `client`, inside a transaction or not. */
-function migrationContext(client: ClientBase, options: MigrationTarget, inTransaction: boolean): MigrationContext {
+function migrationContext(
+  client: ClientBase,
+  options: MigrationTarget,
+  inTransaction: boolean,
+  sink: StatementSink = direct(client),
+): MigrationContext {
   const { schema, runtimeRole, dialect, place } = options;
   return {
     schema,
     inTransaction,
     query: async (text, values) => {
-      const result = await client.query(text, values ? [...values] : undefined);
+      const result = await sink.query(text, values);
       return { rows: Array.isArray(result) ? [] : result.rows };
     },
     tenantTable: async (definition) => {
-      const statements = tenantTableSql(definition, {
-        runtimeRole,
-        dialect,
-        ...(place !== undefined ? { place } : {}),
-      });
-      for (const statement of statements) await client.query(statement);
+      await sink.ddl(
+        tenantTableSql(definition, {
+          runtimeRole,
+          dialect,
+          ...(place !== undefined ? { place } : {}),
+        }),
+      );
     },
     createIndex: async (index) => {
       const name = quoteIdent(index.name);
@@ -212,7 +281,7 @@ function migrationContext(client: ClientBase, options: MigrationTarget, inTransa
       }`;
       const unique = index.unique ? 'UNIQUE ' : '';
       if (inTransaction) {
-        await client.query(`CREATE ${unique}INDEX IF NOT EXISTS ${body}`);
+        await sink.ddl([`CREATE ${unique}INDEX IF NOT EXISTS ${body}`]);
         return;
       }
       // A failed or cancelled concurrent build leaves the index behind, INVALID: IF NOT
@@ -226,4 +295,80 @@ function migrationContext(client: ClientBase, options: MigrationTarget, inTransa
       await client.query(`CREATE ${unique}INDEX CONCURRENTLY IF NOT EXISTS ${body}`);
     },
   };
+}
+
+/** Column name of the marker row that separates held statements' results from a query's. */
+const BATCH_MARK = 'tenantry_batch_mark';
+
+/**
+ * Applies the whole chain to a target created in the caller's transaction (a new tenant
+ * schema), sending its DDL in as few round trips as the migrations allow: `before` (the
+ * statements creating the target), the opening (role, search path, every ledger row: the
+ * ledger of a target nobody else can see yet is empty, so nothing is read and no lock is
+ * taken), every declared table and index, and `after`, all in one batch. A migration's
+ * `m.query()` returns rows, so it goes out when called, with what waits before it (one
+ * round trip each); with values, after it. A failure in a batch names the migrations
+ * whose statements it held. `transaction: false` migrations run inline.
+ *
+ * @example
+ * ```ts
+ * await applyChainToNewTarget(client, target, ['CREATE SCHEMA t_1 AUTHORIZATION app_owner'], `RESET ROLE; ${progress}`);
+ * ```
+ */
+export async function applyChainToNewTarget(
+  client: ClientBase,
+  options: MigrationTarget,
+  before: readonly string[],
+  after: string,
+): Promise<MigrationReport> {
+  const { chain, target, schema, ownerRole, migrations } = options;
+  const values = migrations.map((m) => `(${quoteLiteral(chain)}, ${quoteLiteral(target)}, ${quoteLiteral(m.id)})`);
+  const held: string[] = [
+    ...before,
+    `SET LOCAL ROLE ${quoteIdent(ownerRole)}`,
+    `SET LOCAL search_path = ${quoteIdent(schema)}, pg_catalog`,
+    ...(values.length > 0 ? [`INSERT INTO tenantry.migrations (chain, target, id) VALUES ${values.join(', ')}`] : []),
+  ];
+  /** Migrations with statements in the batch, to name in an error. */
+  const heldBy = new Set<string>();
+  let current = '';
+  const send = async (text: string, textValues?: readonly unknown[]) => {
+    const names = [...new Set([...heldBy, current])].filter((id) => id !== '');
+    try {
+      let batch = text;
+      if (held.length > 0 && textValues) await client.query(held.join(';\n'));
+      // The held statements go first; a marker row tells where the caller's results begin.
+      else if (held.length > 0) batch = `${held.join(';\n')};\nSELECT 1 AS ${BATCH_MARK};\n${text}`;
+      held.length = 0;
+      heldBy.clear();
+      const result = (await client.query(batch, textValues ? [...textValues] : undefined)) as unknown as
+        | QueryResult
+        | QueryResult[];
+      if (!Array.isArray(result) || batch === text) return result;
+      const own = result.slice(result.findIndex((r) => r.fields?.[0]?.name === BATCH_MARK) + 1);
+      return own.length === 1 ? (own[0] as QueryResult) : own;
+    } catch (cause) {
+      throw new TenantryError('MIGRATION_FAILED', `${chain} migration ${names.join(', ')} on ${target}`, { cause });
+    }
+  };
+  const sink: StatementSink = {
+    query: (text, queryValues) => send(text, queryValues),
+    ddl: async (statements) => {
+      held.push(...statements);
+      heldBy.add(current);
+    },
+  };
+  const context = migrationContext(client, options, true, sink);
+  for (const migration of migrations) {
+    current = migration.id;
+    try {
+      await migration.up(context);
+    } catch (cause) {
+      if (cause instanceof TenantryError && cause.code === 'MIGRATION_FAILED') throw cause;
+      throw new TenantryError('MIGRATION_FAILED', `${chain} migration ${migration.id} on ${target}`, { cause });
+    }
+  }
+  current = '';
+  await send(after);
+  return Object.freeze({ chain, target, applied: Object.freeze(migrations.map((m) => m.id)) });
 }

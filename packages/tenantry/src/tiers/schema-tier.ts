@@ -3,9 +3,9 @@ import type { ClientBase } from 'pg';
 import { inTransaction } from '../control/admin-transaction.ts';
 import type { ResolvedPlacement } from '../control/placements.ts';
 import { TenantryError } from '../errors/catalog.ts';
-import { applyPendingMigrations } from '../migrate/runner.ts';
-import { quoteIdent } from '../sql.ts';
-import { recordProgress, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
+import { applyChainToNewTarget, applyPendingMigrations, type MigrationTarget } from '../migrate/runner.ts';
+import { quoteIdent, quoteLiteral } from '../sql.ts';
+import { recordProgressSql, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
 import type { Placed, TierDeps } from './tier-deps.ts';
 
 /**
@@ -111,6 +111,12 @@ export class SchemaTier {
     return rows[0]?.n ?? 0;
   }
 
+  /**
+   * A new schema, migrated to head, in the caller's transaction: its target row, the
+   * schema, its grant, the ledger, the chain's declared tables and indexes and the progress
+   * record in one round trip (plus one per `m.query()` of the chain; see
+   * `applyChainToNewTarget`).
+   */
   async #createSchema(
     client: ClientBase,
     placement: ResolvedPlacement,
@@ -119,34 +125,63 @@ export class SchemaTier {
     const schema = `t_${randomBytes(6).toString('hex')}`;
     const id = targetId.schema(placement.name, schema);
     const { owner, runtime } = this.#deps.config.roles;
-    await client.query(
-      `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, tenant_id)
-       VALUES ($1, 'schema', $2, $3, $4, $5)`,
-      [id, placement.id, schema, options.state, options.tenantId],
+    const migrations = this.#deps.config.migrations;
+    const version = migrations[migrations.length - 1]?.id ?? null;
+    await applyChainToNewTarget(
+      client,
+      this.#migrationTarget(id, schema),
+      [
+        `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, tenant_id, applied_count, version)
+         VALUES (${quoteLiteral(id)}, 'schema', ${quoteLiteral(placement.id)}, ${quoteLiteral(schema)},
+                 ${quoteLiteral(options.state)}, ${options.tenantId === null ? 'NULL' : quoteLiteral(options.tenantId)},
+                 ${migrations.length}, ${version === null ? 'NULL' : quoteLiteral(version)})`,
+        `CREATE SCHEMA ${quoteIdent(schema)} AUTHORIZATION ${quoteIdent(owner)}`,
+        `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(runtime)}`,
+      ],
+      // Back to the admin: the caller's next statements are the control plane's.
+      'RESET ROLE',
     );
-    await client.query(`CREATE SCHEMA ${quoteIdent(schema)} AUTHORIZATION ${quoteIdent(owner)}`);
-    await client.query(`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(runtime)}`);
-    const target = toTarget(
-      (await client.query<TargetRow>('SELECT * FROM tenantry.targets WHERE id = $1', [id])).rows[0] as TargetRow,
-    );
-    return this.#migrateInTransaction(client, target);
+    const now = new Date();
+    return Object.freeze({
+      id,
+      kind: 'schema',
+      placementId: placement.id,
+      databaseName: null,
+      schemaName: schema,
+      state: options.state,
+      tenantId: options.tenantId,
+      appliedCount: migrations.length,
+      version,
+      lastError: null,
+      failedAt: null,
+      updatedAt: now,
+    });
   }
 
   async #migrateInTransaction(client: ClientBase, target: TargetRecord): Promise<TargetRecord> {
-    const migrations = this.#deps.config.migrations;
-    await applyPendingMigrations(client, {
+    await applyPendingMigrations(client, this.#migrationTarget(target.id, target.schemaName));
+    return this.#recordHead(client, target);
+  }
+
+  #migrationTarget(id: string, schema: string): MigrationTarget {
+    const { config } = this.#deps;
+    return {
       chain: 'tenant',
-      target: target.id,
-      schema: target.schemaName,
-      ownerRole: this.#deps.config.roles.owner,
-      runtimeRole: this.#deps.config.roles.runtime,
-      dialect: this.#deps.config.dialect,
-      migrations,
-      place: target.schemaName,
-    });
-    await client.query('RESET ROLE');
+      target: id,
+      schema,
+      ownerRole: config.roles.owner,
+      runtimeRole: config.roles.runtime,
+      dialect: config.dialect,
+      migrations: config.migrations,
+      place: schema,
+    };
+  }
+
+  /** Back to the admin, and the target recorded at head: one round trip. */
+  async #recordHead(client: ClientBase, target: TargetRecord): Promise<TargetRecord> {
+    const migrations = this.#deps.config.migrations;
     const version = migrations[migrations.length - 1]?.id ?? null;
-    await recordProgress(client, target.id, migrations.length, version);
+    await client.query(`RESET ROLE; ${recordProgressSql(target.id, migrations.length, version)}`);
     return { ...target, appliedCount: migrations.length, version };
   }
 

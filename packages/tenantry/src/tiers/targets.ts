@@ -1,4 +1,6 @@
 import type { ClientBase, Pool } from 'pg';
+import { TenantryError } from '../errors/catalog.ts';
+import { quoteLiteral } from '../sql.ts';
 
 /** What a migration target holds. */
 export type TargetKind = 'shared' | 'schema' | 'database' | 'template';
@@ -81,11 +83,21 @@ export async function recordProgress(
   count: number,
   version: string | null,
 ): Promise<void> {
-  await client.query(
-    `UPDATE tenantry.targets SET applied_count = $2, version = $3, last_error = NULL, failed_at = NULL,
-       updated_at = now() WHERE id = $1`,
-    [id, count, version],
-  );
+  await client.query(recordProgressSql(id, count, version));
+}
+
+/**
+ * {@link recordProgress} as SQL text, for a caller that sends it in one batch with other
+ * statements (the fleet runner's epilogue: progress and `COMMIT` in one round trip).
+ *
+ * @example
+ * ```ts
+ * await client.query(`RESET ROLE; ${recordProgressSql(target.id, 3, '003_items_note')}; COMMIT`);
+ * ```
+ */
+export function recordProgressSql(id: string, count: number, version: string | null): string {
+  return `UPDATE tenantry.targets SET applied_count = ${integer(count)}, version = ${nullableLiteral(version)},
+       last_error = NULL, failed_at = NULL, updated_at = now() WHERE id = ${quoteLiteral(id)}`;
 }
 
 /** Records a failed migration of `id` (the others go on; `--plan` and the report show it). */
@@ -103,13 +115,30 @@ export async function ensureSharedTarget(
   appliedCount: number,
   version: string | null,
 ): Promise<void> {
-  await client.query(
-    `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, applied_count, version)
-     SELECT 'shared', 'shared', p.id, $1, 'active', $2, $3 FROM tenantry.placements p WHERE p.name = 'shared'
+  await client.query(sharedTargetSql(schema, appliedCount, version));
+}
+
+/**
+ * {@link ensureSharedTarget} as SQL text, to send in one batch with other statements.
+ *
+ * @example
+ * ```ts
+ * await client.query(`${sharedTargetSql('public', 3, '003_items_note')}; COMMIT`);
+ * ```
+ */
+export function sharedTargetSql(schema: string, appliedCount: number, version: string | null): string {
+  return `INSERT INTO tenantry.targets (id, kind, placement_id, schema_name, state, applied_count, version)
+     SELECT 'shared', 'shared', p.id, ${quoteLiteral(schema)}, 'active', ${integer(appliedCount)}, ${nullableLiteral(version)}
+       FROM tenantry.placements p WHERE p.name = 'shared'
      ON CONFLICT (id) DO UPDATE SET applied_count = EXCLUDED.applied_count, version = EXCLUDED.version,
-       schema_name = EXCLUDED.schema_name, last_error = NULL, failed_at = NULL, updated_at = now()`,
-    [schema, appliedCount, version],
-  );
+       schema_name = EXCLUDED.schema_name, last_error = NULL, failed_at = NULL, updated_at = now()`;
+}
+
+const nullableLiteral = (value: string | null) => (value === null ? 'NULL' : quoteLiteral(value));
+
+function integer(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new TenantryError('USAGE_ERROR', `not an integer: ${n}`);
+  return String(n);
 }
 
 /** Marks a provisioned target as the tenant's, inside the transaction that records the tenant. */

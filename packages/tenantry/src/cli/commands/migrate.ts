@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { TenantryError } from '../../errors/catalog.ts';
 import type { FleetPlan } from '../../fleet/fleet-plan.ts';
-import { FLEET_MAX_CONCURRENCY, type FleetReport } from '../../fleet/fleet-run.ts';
+import { FLEET_DEFAULT_CONCURRENCY, FLEET_MAX_CONCURRENCY, type FleetReport } from '../../fleet/fleet-run.ts';
 import type { TenantMigration } from '../../schema/migration.ts';
 import type { Tenantry } from '../../tenantry.ts';
 import { cliMigrations, connectFromEnvironment, note, withTenantry } from '../run.ts';
@@ -20,7 +20,11 @@ export function registerMigrate(program: Command): void {
     .command('migrate')
     .description('create roles, migrate the control plane, the shared tables and every tenant schema and database')
     .option('--migrations <module>', 'module exporting the tenant-table migrations (default: the reference server’s)')
-    .option('--concurrency <n>', `targets migrated at once (1-${FLEET_MAX_CONCURRENCY})`, '4')
+    .option(
+      '--concurrency <n>',
+      `targets migrated at once (1-${FLEET_MAX_CONCURRENCY})`,
+      String(FLEET_DEFAULT_CONCURRENCY),
+    )
     .option('--plan', 'print which targets are behind and what would run; change nothing')
     .option('--canary <n|slug,slug>', 'migrate the first n targets (or these tenants) first; stop if any fails')
     .option('--json', 'print the report as JSON')
