@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { mintContextToken } from '../../packages/tenantry/src/context/context-token.ts';
 import { postgresDialect, type TenantContext } from '../../packages/tenantry/src/index.ts';
 import { pipelinedBegin } from '../../packages/tenantry/src/transaction/pipelined-begin.ts';
-import { Submittable } from '../../packages/tenantry/src/transaction/submittable.ts';
+import { Submittable } from '../../packages/tenantry/src/wire/submittable.ts';
 import {
   inBaselineTransaction,
   pick,

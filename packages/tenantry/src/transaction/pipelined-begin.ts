@@ -5,7 +5,7 @@ import PgResult from 'pg/lib/result.js';
 import pgUtils from 'pg/lib/utils.js';
 import { serialize } from 'pg-protocol';
 import type { ResultShape } from '../context/tenant-context.ts';
-import { Submittable, type WireConnection } from './submittable.ts';
+import { Submittable, type WireConnection } from '../wire/submittable.ts';
 
 /** Messages that never change, serialized once. */
 const WIRE = {

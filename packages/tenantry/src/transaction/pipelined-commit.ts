@@ -1,7 +1,7 @@
 import type { ClientBase } from 'pg';
 import pgUtils from 'pg/lib/utils.js';
 import { serialize } from 'pg-protocol';
-import { Submittable, type WireConnection } from './submittable.ts';
+import { Submittable, type WireConnection } from '../wire/submittable.ts';
 
 /** A statement queued to run just before `COMMIT` (see `TenantTransaction.defer`). */
 export interface DeferredStatement {

@@ -1,4 +1,4 @@
-// pg's internal modules used by transaction/pipelined-begin.ts (CommonJS, shipped without types).
+// pg's internal modules used by wire/ and transaction/ (CommonJS, shipped without types).
 declare module 'pg/lib/result.js' {
   const Result: new (rowMode: string | undefined, types: unknown) => unknown;
   export default Result;
