@@ -35,9 +35,11 @@ export interface TenantryOptions {
    * the catalog entries and compiled functions of every tenant schema it has served (about
    * 140 KiB each) until it closes; schema-tier tenants prefer the connections that served
    * them (see the isolation tiers guide), so each backend's set stays small and warm, and
-   * the schema cap is its ceiling.
+   * the schema cap is its ceiling. `tenantAffinity: false` turns the preference off (plain
+   * most-recently-used lending; for comparison).
    */
   pool?: {
+    tenantAffinity?: boolean;
     max?: number;
     idleTimeoutMs?: number;
     maxUses?: number;
@@ -131,6 +133,7 @@ export interface ResolvedConfig {
     readonly maxUses: number;
     readonly maxPerTenant: number;
     readonly maxSchemasPerConnection: number;
+    readonly tenantAffinity: boolean;
   };
   readonly adminPoolMax: number;
   readonly apiKeyPrefix: string | undefined;
@@ -301,5 +304,6 @@ function runtimePoolOptions(pool: TenantryOptions['pool']): ResolvedConfig['pool
     maxUses: positiveInt(pool?.maxUses, 100_000, 'pool.maxUses'),
     maxPerTenant: positiveInt(pool?.maxPerTenant, Math.max(1, max - 1), 'pool.maxPerTenant'),
     maxSchemasPerConnection: positiveInt(pool?.maxSchemasPerConnection, 1_000, 'pool.maxSchemasPerConnection'),
+    tenantAffinity: pool?.tenantAffinity ?? true,
   });
 }

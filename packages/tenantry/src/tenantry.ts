@@ -160,6 +160,7 @@ export class Tenantry<DB = unknown> {
       max: config.pool.max,
       maxPerTenant: config.pool.maxPerTenant,
       maxSchemas: config.pool.maxSchemasPerConnection,
+      affinity: config.pool.tenantAffinity,
       acquireTimeoutMs: RUNTIME_ACQUIRE_TIMEOUT_MS,
     });
     this.#tenantTables = new TenantTableSet(this.adminPool, config.tenantSchema);

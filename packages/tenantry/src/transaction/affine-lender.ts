@@ -8,6 +8,8 @@ export interface AffineLenderOptions {
   readonly maxPerTenant: number;
   /** Distinct schema-tier tenants a connection serves before it is replaced (`pool.maxSchemasPerConnection`). */
   readonly maxSchemas: number;
+  /** Whether schema-tier tenants prefer the connections that served them (`pool.tenantAffinity`). */
+  readonly affinity: boolean;
   /** A waiter gives up after this long, with pg's own timeout error (mapped to `DATABASE_UNAVAILABLE`). */
   readonly acquireTimeoutMs: number;
 }
@@ -84,7 +86,8 @@ function score(text: string, seed: number): number {
  * verified context and `search_path` with `set_config(…, true)`, which ends with it.
  *
  * @example
- * const lender = new AffineLender(runtimePool, { max: 10, maxPerTenant: 9, maxSchemas: 1_000, acquireTimeoutMs: 5_000 });
+ * const lender = new AffineLender(runtimePool, { max: 10, maxPerTenant: 9, maxSchemas: 1_000, affinity: true,
+ *   acquireTimeoutMs: 5_000 });
  * const lent = await lender.acquire({ id: tenant.id, affine: tenant.tier === 'schema' });
  * try { await lent.client.query('SELECT 1'); } finally { lent.release(); }
  */
@@ -152,7 +155,7 @@ export class AffineLender {
     this.#hold(borrower.id, 1);
     let client: pg.PoolClient;
     try {
-      if (borrower.affine) this.#preferIdle(borrower.id);
+      if (borrower.affine && this.#options.affinity) this.#preferIdle(borrower.id);
       client = await this.#pool.connect();
     } catch (error) {
       this.#lent--;
