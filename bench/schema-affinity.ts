@@ -76,6 +76,34 @@ async function eachConcurrently<T>(list: readonly T[], concurrency: number, work
   );
 }
 
+/** Size of the database's catalog, and how long VACUUM and ANALYZE of its tables take. */
+async function catalogReport(admin: pg.Pool): Promise<void> {
+  const { rows } = await admin.query<{ relations: string; bytes: string; attribute: string }>(
+    `SELECT (SELECT count(*) FROM pg_class) AS relations,
+            (SELECT sum(pg_total_relation_size(oid)) FROM pg_class
+              WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r') AS bytes,
+            pg_total_relation_size('pg_catalog.pg_attribute') AS attribute`,
+  );
+  const tables = (
+    await admin.query<{ name: string }>(
+      `SELECT oid::regclass::text AS name FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'`,
+    )
+  ).rows.map((r) => r.name);
+  const timed = async (command: string) => {
+    const t0 = performance.now();
+    for (const table of tables) await admin.query(`${command} ${table}`);
+    return (performance.now() - t0) / 1000;
+  };
+  const vacuum = await timed('VACUUM');
+  const analyze = await timed('ANALYZE');
+  const r = rows[0];
+  const mib = (x: string | undefined) => fixed(Number(x) / 2 ** 20, 1);
+  log(
+    `catalog: ${Number(r?.relations).toLocaleString('en-US')} relations in pg_class; pg_catalog tables ${mib(r?.bytes)} MiB ` +
+      `(pg_attribute ${mib(r?.attribute)} MiB); VACUUM of the ${tables.length} catalog tables ${fixed(vacuum, 1)} s, ANALYZE ${fixed(analyze, 1)} s`,
+  );
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   const options = parseOptions(argv);
   const started = performance.now();
@@ -193,7 +221,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     log(
       `| plain (before) | ${fixed(p10.tps, 0)} | ${fixed(pn.tps, 0)} | **${fixed(paired(pn, p10), 2)}** | ${fixed(pn.p99, 1)} | ${mem(memory.plain)} |`,
     );
-    log(`affine/plain at N (paired): ${fixed(paired(an, pn), 2)}; N = ${n}; total ${since(started)}`);
+    log(`affine/plain at N (paired): ${fixed(paired(an, pn), 2)}; N = ${n}`);
+    await catalogReport(admin);
+    log(`total ${since(started)}`);
     return 0;
   } finally {
     for (const t of opened.reverse()) await t.close().catch(() => {});
