@@ -21,6 +21,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   'api-keys': () => import('./api-keys.ts'),
   http: () => import('./http.ts'),
   tiers: () => import('./tiers.ts'),
+  'schema-affinity': () => import('./schema-affinity.ts'),
   fleet: () => import('./fleet.ts'),
   provisioning: () => import('./provisioning.ts'),
   sql: () => import('./sql.ts'),

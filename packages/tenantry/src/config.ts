@@ -28,13 +28,25 @@ export interface TenantryOptions {
   /** Tenant-table migrations, applied in order by `migrate()`. */
   migrations?: readonly TenantMigration[];
   /**
-   * Runtime pool size (default 10), idle timeout (default 30 s), and transactions a
-   * connection serves before it is replaced (default 2,000): a backend keeps the catalog
-   * entries and compiled functions of every tenant schema it has served (about 140 KiB
-   * each) until it closes, so with thousands of schema-tier tenants an unbounded connection
-   * grows without limit.
+   * The main database's runtime connections: `max` (default 10), `idleTimeoutMs` (default
+   * 30 s), `maxPerTenant` connections one tenant holds at once (default `max - 1`, at least
+   * 1: one busy tenant cannot hold them all), and when a connection is replaced:
+   * after `maxUses` transactions (default 100,000) or after serving
+   * `maxSchemasPerConnection` distinct schema-tier tenants (default 1,000). A backend keeps
+   * the catalog entries and compiled functions of every tenant schema it has served (about
+   * 140 KiB each) until it closes; schema-tier tenants prefer the connections that served
+   * them (see the isolation tiers guide), so each backend's set stays small and warm, and
+   * the schema cap is its ceiling. `tenantAffinity: false` turns the preference off (plain
+   * most-recently-used lending; for comparison).
    */
-  pool?: { max?: number; idleTimeoutMs?: number; maxUses?: number };
+  pool?: {
+    tenantAffinity?: boolean;
+    max?: number;
+    idleTimeoutMs?: number;
+    maxUses?: number;
+    maxPerTenant?: number;
+    maxSchemasPerConnection?: number;
+  };
   /** Size of the admin pool: control plane, API key and login lookups (default 10). */
   adminPoolMax?: number;
   /** Prefix of new API keys, 2–8 lower-case letters (default `tnt`). */
@@ -121,7 +133,14 @@ export interface ResolvedConfig {
   readonly roles: { readonly owner: string; readonly runtime: string };
   readonly tenantSchema: string;
   readonly migrations: readonly TenantMigration[];
-  readonly pool: { readonly max: number; readonly idleTimeoutMs: number; readonly maxUses: number };
+  readonly pool: {
+    readonly max: number;
+    readonly idleTimeoutMs: number;
+    readonly maxUses: number;
+    readonly maxPerTenant: number;
+    readonly maxSchemasPerConnection: number;
+    readonly tenantAffinity: boolean;
+  };
   readonly adminPoolMax: number;
   readonly apiKeyPrefix: string | undefined;
   readonly prepareContextStatement: boolean;
@@ -242,11 +261,7 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
     roles: Object.freeze({ owner, runtime }),
     tenantSchema: identifier(options.tenantSchema ?? 'public', 'tenantSchema'),
     migrations: Object.freeze([...migrations]),
-    pool: Object.freeze({
-      max: positiveInt(options.pool?.max, 10, 'pool.max'),
-      idleTimeoutMs: positiveInt(options.pool?.idleTimeoutMs, 30_000, 'pool.idleTimeoutMs'),
-      maxUses: positiveInt(options.pool?.maxUses, 2_000, 'pool.maxUses'),
-    }),
+    pool: runtimePoolOptions(options.pool),
     adminPoolMax: positiveInt(options.adminPoolMax, 10, 'adminPoolMax'),
     apiKeyPrefix: apiKeyPrefix(options.apiKeyPrefix),
     // Behind a transaction-mode pooler, named statements live on server connections the
@@ -295,4 +310,17 @@ function resolveDialect(dialect: TenantryOptions['dialect']): ContextDialect {
     'CONFIG_INVALID',
     `dialect must be 'postgres', 'citus' or a ContextDialect, not ${JSON.stringify(dialect)}`,
   );
+}
+
+/** The runtime pool's options, validated and defaulted (see {@link TenantryOptions.pool}). */
+function runtimePoolOptions(pool: TenantryOptions['pool']): ResolvedConfig['pool'] {
+  const max = positiveInt(pool?.max, 10, 'pool.max');
+  return Object.freeze({
+    max,
+    idleTimeoutMs: positiveInt(pool?.idleTimeoutMs, 30_000, 'pool.idleTimeoutMs'),
+    maxUses: positiveInt(pool?.maxUses, 100_000, 'pool.maxUses'),
+    maxPerTenant: positiveInt(pool?.maxPerTenant, Math.max(1, max - 1), 'pool.maxPerTenant'),
+    maxSchemasPerConnection: positiveInt(pool?.maxSchemasPerConnection, 1_000, 'pool.maxSchemasPerConnection'),
+    tenantAffinity: pool?.tenantAffinity ?? true,
+  });
 }

@@ -51,9 +51,10 @@ import { PlacementPolicy } from './tiers/placement-policy.ts';
 import { Provisioner } from './tiers/provisioner.ts';
 import { type MoveOptions, type MoveReport, TenantMover } from './tiers/tenant-move.ts';
 import { TenantPurger } from './tiers/tenant-purge.ts';
+import { AffineLender } from './transaction/affine-lender.ts';
 import { TenantRouter } from './transaction/connection-router.ts';
 import { PoolMap } from './transaction/pool-map.ts';
-import { createAdminPool, createRuntimePool } from './transaction/pools.ts';
+import { createAdminPool, createRuntimePool, RUNTIME_ACQUIRE_TIMEOUT_MS } from './transaction/pools.ts';
 import { RuntimeRoleGuard } from './transaction/runtime-guard.ts';
 import {
   type CompiledStatement,
@@ -121,8 +122,14 @@ export class Tenantry<DB = unknown> {
   readonly db: Kysely<DB>;
   /** Pool on `databaseUrl` (owner/admin): control plane and migrations only, never tenant work. */
   readonly adminPool: pg.Pool;
-  /** Pool on the runtime role: tenant work only. */
+  /** Pool on the runtime role: tenant work only. Its connections are lent through {@link runtimeLender}. */
   readonly runtimePool: pg.Pool;
+  /**
+   * Lends the runtime pool's connections to tenant transactions: schema-tier tenants prefer
+   * the connections that served them, and one tenant holds at most `pool.maxPerTenant`.
+   * Its `totalCount`, `idleCount` and `waitingCount` are the runtime connections' state.
+   */
+  readonly runtimeLender: AffineLender;
   /** Runtime connections to tenant databases and other placements, under one global budget. */
   readonly poolMap: PoolMap;
   /** Creates and removes tenant schemas and databases (warm pool, templates). */
@@ -154,6 +161,13 @@ export class Tenantry<DB = unknown> {
     this.#keys = keys;
     this.adminPool = createAdminPool(config);
     this.runtimePool = createRuntimePool(config, keys);
+    this.runtimeLender = new AffineLender(this.runtimePool, {
+      max: config.pool.max,
+      maxPerTenant: config.pool.maxPerTenant,
+      maxSchemas: config.pool.maxSchemasPerConnection,
+      affinity: config.pool.tenantAffinity,
+      acquireTimeoutMs: RUNTIME_ACQUIRE_TIMEOUT_MS,
+    });
     this.#tenantTables = new TenantTableSet(this.adminPool, config.tenantSchema);
     this.placements = new PlacementRegistry(this.adminPool, keys.key('credential-encryption'));
     this.poolMap = new PoolMap({
@@ -202,7 +216,7 @@ export class Tenantry<DB = unknown> {
       : null;
     this.#runner = {
       connections: new TenantRouter({
-        mainPool: this.runtimePool,
+        main: this.runtimeLender,
         poolMap: this.poolMap,
         placements: this.placements,
         mainUrl: config.runtimeUrl ?? config.databaseUrl,
@@ -649,6 +663,7 @@ export class Tenantry<DB = unknown> {
     await this.apiKeys.close();
     await this.usage.meter?.close();
     await this.#notifier.close();
+    this.runtimeLender.close();
     await Promise.all([this.adminPool.end(), this.runtimePool.end(), this.poolMap.close()]);
   }
 }

@@ -28,7 +28,14 @@ describe('resolveConfig', () => {
       roles: { owner: 'tenantry_owner', runtime: 'tenantry_runtime' },
       tenantSchema: 'public',
       migrations: [],
-      pool: { max: 10, idleTimeoutMs: 30_000, maxUses: 2_000 },
+      pool: {
+        max: 10,
+        idleTimeoutMs: 30_000,
+        maxUses: 100_000,
+        maxPerTenant: 9,
+        maxSchemasPerConnection: 1_000,
+        tenantAffinity: true,
+      },
       contextTokenTtlMs: 10_000,
       logger: undefined,
     });

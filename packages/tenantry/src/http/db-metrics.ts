@@ -81,7 +81,8 @@ export function dbMetrics(tenantry: Tenantry<unknown>, options: DbMetricsOptions
     registers: [registry],
     collect() {
       const ratio = (pool: Pool) => (pool.totalCount - pool.idleCount) / Math.max(1, pool.options.max ?? 10);
-      this.set({ pool: 'runtime' }, ratio(tenantry.runtimePool));
+      const lender = tenantry.runtimeLender;
+      this.set({ pool: 'runtime' }, (lender.totalCount - lender.idleCount) / Math.max(1, tenantry.config.pool.max));
       this.set({ pool: 'admin' }, ratio(tenantry.adminPool));
       const map = tenantry.poolMap.stats();
       this.set({ pool: 'pool_map' }, map.connectionsInUse / Math.max(1, tenantry.config.tenantDatabases.max));
@@ -93,7 +94,7 @@ export function dbMetrics(tenantry: Tenantry<unknown>, options: DbMetricsOptions
     labelNames: ['pool'],
     registers: [registry],
     collect() {
-      this.set({ pool: 'runtime' }, tenantry.runtimePool.waitingCount);
+      this.set({ pool: 'runtime' }, tenantry.runtimeLender.waitingCount);
       this.set({ pool: 'admin' }, tenantry.adminPool.waitingCount);
       this.set({ pool: 'pool_map' }, tenantry.poolMap.stats().waiters);
     },

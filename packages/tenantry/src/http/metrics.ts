@@ -36,7 +36,7 @@ export function registerMetrics(
   });
   registerUsageMetrics(registry, tenantry.usage);
   for (const [name, pool] of [
-    ['runtime', tenantry.runtimePool],
+    ['runtime', tenantry.runtimeLender],
     ['admin', tenantry.adminPool],
   ] as const) {
     new Gauge({

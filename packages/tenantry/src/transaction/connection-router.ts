@@ -1,7 +1,7 @@
-import type pg from 'pg';
 import type { TenantContext } from '../context/tenant-context.ts';
 import { connectionConfig, type RoleCredentials } from '../control/connection-url.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
+import type { AffineLender } from './affine-lender.ts';
 import type { PoolMap } from './pool-map.ts';
 import type { RuntimeRoleGuard } from './runtime-guard.ts';
 import type { ConnectionSource, TenantConnection } from './tenant-transaction.ts';
@@ -20,8 +20,8 @@ export interface TenantLocator {
 
 /** What the router is built from. */
 export interface TenantRouterDeps {
-  /** The runtime pool of the main database (pool tier, and schemas on the main placement). */
-  readonly mainPool: pg.Pool;
+  /** The runtime connections of the main database (pool tier, and schemas on the main placement). */
+  readonly main: AffineLender;
   /** Runtime connections to every other database, under one global budget. */
   readonly poolMap: PoolMap;
   readonly placements: PlacementRegistry;
@@ -50,13 +50,13 @@ export class TenantRouter implements ConnectionSource {
   /** A runtime connection to the database holding `tenant`'s rows. */
   async connect(tenant: TenantContext): Promise<TenantConnection> {
     const deps = this.#deps;
-    if (tenant.tier === 'pool') return this.#main();
+    if (tenant.tier === 'pool') return this.#main(tenant);
     const location =
       tenant.placementId !== undefined
         ? { placementId: tenant.placementId, database: tenant.database ?? null }
         : await deps.locator.locate(tenant.id);
     const placement = await deps.placements.resolve(location.placementId);
-    if (placement.url === undefined && location.database === null) return this.#main();
+    if (placement.url === undefined && location.database === null) return this.#main(tenant);
     return this.#other(placement, location.database);
   }
 
@@ -65,15 +65,16 @@ export class TenantRouter implements ConnectionSource {
     return `${placementId}/${database ?? ''}`;
   }
 
-  async #main(): Promise<TenantConnection> {
-    const client = await this.#deps.mainPool.connect();
+  /** A main-database connection, tenant-affine for the schema tier (see {@link AffineLender}). */
+  async #main(tenant: TenantContext): Promise<TenantConnection> {
+    const lent = await this.#deps.main.acquire({ id: tenant.id, affine: tenant.tier === 'schema' });
     try {
-      await this.#deps.guard.check('main', client);
+      await this.#deps.guard.check('main', lent.client);
     } catch (error) {
-      client.release();
+      lent.release();
       throw error;
     }
-    return { client, inMainDatabase: true, release: (discard) => client.release(discard) };
+    return { client: lent.client, inMainDatabase: true, release: (discard) => lent.release(discard) };
   }
 
   async #other(placement: ResolvedPlacement, database: string | null): Promise<TenantConnection> {

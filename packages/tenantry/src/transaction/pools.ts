@@ -45,7 +45,13 @@ export function createAdminPool(config: ResolvedConfig): pg.Pool {
   );
 }
 
-/** The pool on the runtime role: tenant work in the main database. */
+/** How long a tenant transaction waits for a runtime connection before `DATABASE_UNAVAILABLE`. */
+export const RUNTIME_ACQUIRE_TIMEOUT_MS = 5_000;
+
+/**
+ * The pool on the runtime role: tenant work in the main database. Tenant transactions take
+ * its connections through the `AffineLender` (tenant affinity, per-tenant cap).
+ */
 export function createRuntimePool(config: ResolvedConfig, keys: KeyRing): pg.Pool {
   return hardened(
     new pg.Pool({
@@ -53,7 +59,7 @@ export function createRuntimePool(config: ResolvedConfig, keys: KeyRing): pg.Poo
       max: config.pool.max,
       idleTimeoutMillis: config.pool.idleTimeoutMs,
       maxUses: config.pool.maxUses,
-      connectionTimeoutMillis: 5_000, // see createAdminPool
+      connectionTimeoutMillis: RUNTIME_ACQUIRE_TIMEOUT_MS, // see createAdminPool
     }),
     config,
   );

@@ -1,0 +1,235 @@
+/**
+ * Schema tier at many tenants: the runtime pool's tenant-affine lending against plain
+ * most-recently-used lending (what the pool did before: no affinity, a connection replaced
+ * after 2,000 transactions), in steady state. Both sides serve the same N schema-tier tenants
+ * with the same transaction (`items.get` + `items.create`) on a random tenant no other client
+ * of the side is in; each side first serves every tenant once (a running server has), then
+ * the sides at 10 and at N tenants run in alternating rounds. Printed: tx/s at N over tx/s
+ * at 10 per side (median of per-round ratios; the issue's target for the schema tier is
+ * ≥ 0.80 at 10,000), and the anonymous memory (RssAnon) of each side's backends.
+ *
+ *   node bench/schema-affinity.ts [--tenants 1000] [--clients 8] [--seconds 20] [--rounds 10]
+ *
+ * `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres) must be a superuser;
+ * the benchmark works in a database of its own and drops it.
+ */
+import { readFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
+import { contextOf, type TenantContext, Tenantry } from '../packages/tenantry/src/index.ts';
+import { benchDatabaseUrl, positive } from './lib/argv.ts';
+import { type BenchDatabase, createBenchDatabase, withDatabase } from './lib/database.ts';
+import { measureSides, type SideResult } from './lib/measure.ts';
+import { fixed, log, since } from './lib/print.ts';
+import { median } from './lib/stats.ts';
+import type { Side } from './lib/workloads.ts';
+
+const BASE = 10;
+
+function parseOptions(argv: readonly string[]) {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      tenants: { type: 'string' },
+      clients: { type: 'string' },
+      seconds: { type: 'string' },
+      rounds: { type: 'string' },
+    },
+  });
+  return Object.freeze({
+    databaseUrl: benchDatabaseUrl(),
+    tenants: positive(values.tenants, 1000, '--tenants', true),
+    clients: positive(values.clients, 8, '--clients', true),
+    seconds: positive(values.seconds, 20, '--seconds', false),
+    rounds: positive(values.rounds, 10, '--rounds', true),
+  });
+}
+
+/** Anonymous (private) memory of a backend in MiB: where its relation, catalog and plan caches live. */
+async function rssAnonMiB(pid: number): Promise<number> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = /^RssAnon:\s+(\d+)\s+kB/m.exec(status)?.[1];
+    return kb ? Number(kb) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN; // PostgreSQL on another machine
+  }
+}
+
+async function backendMemory(admin: pg.Pool, db: BenchDatabase, applicationName: string): Promise<number[]> {
+  const { rows } = await admin.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND usename = $2`,
+    [applicationName, db.roles.runtime],
+  );
+  return Promise.all(rows.map((r) => rssAnonMiB(r.pid)));
+}
+
+/** Runs `work` over `items` with `concurrency` workers. */
+async function eachConcurrently<T>(list: readonly T[], concurrency: number, work: (item: T) => Promise<unknown>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < list.length) await work(list[next++] as T);
+    }),
+  );
+}
+
+/** Size of the database's catalog, and how long VACUUM and ANALYZE of its tables take. */
+async function catalogReport(admin: pg.Pool): Promise<void> {
+  const { rows } = await admin.query<{ relations: string; bytes: string; attribute: string }>(
+    `SELECT (SELECT count(*) FROM pg_class) AS relations,
+            (SELECT sum(pg_total_relation_size(oid)) FROM pg_class
+              WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r') AS bytes,
+            pg_total_relation_size('pg_catalog.pg_attribute') AS attribute`,
+  );
+  const tables = (
+    await admin.query<{ name: string }>(
+      `SELECT oid::regclass::text AS name FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'`,
+    )
+  ).rows.map((r) => r.name);
+  const timed = async (command: string) => {
+    const t0 = performance.now();
+    for (const table of tables) await admin.query(`${command} ${table}`);
+    return (performance.now() - t0) / 1000;
+  };
+  const vacuum = await timed('VACUUM');
+  const analyze = await timed('ANALYZE');
+  const r = rows[0];
+  const mib = (x: string | undefined) => fixed(Number(x) / 2 ** 20, 1);
+  log(
+    `catalog: ${Number(r?.relations).toLocaleString('en-US')} relations in pg_class; pg_catalog tables ${mib(r?.bytes)} MiB ` +
+      `(pg_attribute ${mib(r?.attribute)} MiB); VACUUM of the ${tables.length} catalog tables ${fixed(vacuum, 1)} s, ANALYZE ${fixed(analyze, 1)} s`,
+  );
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const options = parseOptions(argv);
+  const started = performance.now();
+  const db = await createBenchDatabase(options.databaseUrl);
+  const admin = new pg.Pool({ connectionString: withDatabase(options.databaseUrl, db.name), max: 2 });
+  const opened: Tenantry<ItemsDB>[] = [];
+  try {
+    const owner = await Tenantry.connect<ItemsDB>({
+      databaseUrl: withDatabase(options.databaseUrl, db.name, 'affinity_setup'),
+      secret: db.secret,
+      roles: db.roles,
+      migrations: itemsMigrations,
+      adminPoolMax: 10,
+    });
+    opened.push(owner);
+    await owner.setup();
+    await owner.migrate();
+    let t0 = performance.now();
+    const contexts: TenantContext[] = new Array(options.tenants);
+    const ids: string[] = new Array(options.tenants);
+    await eachConcurrently(
+      Array.from({ length: options.tenants }, (_, i) => i),
+      8,
+      async (i) => {
+        const record = await owner.tenants.create({ slug: `aff-${i}`, name: `Affinity ${i}`, tier: 'schema' });
+        const context = contextOf(record);
+        ids[i] = (await owner.transaction(context, (tx) => items.create(tx, { title: 'seeded' }))).id;
+        contexts[i] = context;
+      },
+    );
+    log(`${options.tenants} schema-tier tenants created and seeded: ${since(t0)}`);
+
+    const open = async (name: string, affinity: boolean) => {
+      const t = await Tenantry.connect<ItemsDB>({
+        databaseUrl: withDatabase(options.databaseUrl, db.name, name),
+        secret: db.secret,
+        roles: db.roles,
+        migrations: itemsMigrations,
+        pool: affinity
+          ? {
+              max: options.clients,
+              idleTimeoutMs: 3_600_000,
+              maxSchemasPerConnection: Math.max(1_000, options.tenants),
+            }
+          : { max: options.clients, idleTimeoutMs: 3_600_000, tenantAffinity: false, maxUses: 2_000 },
+      });
+      opened.push(t);
+      return t;
+    };
+    const sides = { affine: await open('affinity_on', true), plain: await open('affinity_off', false) };
+    const transaction = (t: Tenantry<ItemsDB>, i: number) =>
+      t.transaction(contexts[i] as TenantContext, async (tx) => {
+        if (!(await items.get(tx, ids[i] as string))) throw new Error('seeded item not found');
+        await items.create(tx, { title: 'benchmark item' });
+      });
+    t0 = performance.now();
+    for (const t of Object.values(sides)) {
+      await eachConcurrently(
+        Array.from({ length: options.tenants }, (_, i) => i),
+        options.clients,
+        (i) => transaction(t, i),
+      );
+    }
+    log(`warm-up (every tenant once per side): ${since(t0)}`);
+
+    const side = (name: keyof typeof sides, of: number): Side => {
+      const busy = new Set<number>();
+      return {
+        key: `${name}@${of}`,
+        label: `${name}, ${of} tenants`,
+        run: async () => {
+          let i = Math.floor(Math.random() * of);
+          while (busy.has(i) && busy.size < of) i = Math.floor(Math.random() * of);
+          busy.add(i);
+          try {
+            return await transaction(sides[name], i);
+          } finally {
+            busy.delete(i);
+          }
+        },
+      };
+    };
+    const n = options.tenants;
+    const load = loadavg().map((x) => x.toFixed(1));
+    const results = await measureSides(
+      [side('affine', BASE), side('affine', n), side('plain', BASE), side('plain', n)],
+      { clients: options.clients, seconds: options.seconds, rounds: options.rounds, warmup: 0 },
+    );
+    const [a10, an, p10, pn] = results as [SideResult, SideResult, SideResult, SideResult];
+    const paired = (x: SideResult, y: SideResult) =>
+      median(x.rounds.map((r, i) => r.tps / (y.rounds[i]?.tps ?? Number.NaN)));
+    const memory = {
+      affine: await backendMemory(admin, db, 'affinity_on'),
+      plain: await backendMemory(admin, db, 'affinity_off'),
+    };
+    const mem = (xs: number[]) =>
+      `median ${fixed(median(xs), 1)} MiB, sum ${fixed(
+        xs.reduce((s, x) => s + x, 0),
+        0,
+      )} MiB`;
+    log('');
+    log(
+      `schema tier, ${options.clients} clients, ${options.rounds} alternating rounds of ${fixed(options.seconds / options.rounds, 1)} s per side`,
+    );
+    log(
+      `load average ${load.join(' / ')} at start, ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' / ')} at end`,
+    );
+    log('| lending | tx/s at 10 | tx/s at N | N/10 (paired) | p99 ms at N | backend RssAnon |');
+    log('| --- | ---: | ---: | ---: | ---: | --- |');
+    log(
+      `| tenant-affine | ${fixed(a10.tps, 0)} | ${fixed(an.tps, 0)} | **${fixed(paired(an, a10), 2)}** | ${fixed(an.p99, 1)} | ${mem(memory.affine)} |`,
+    );
+    log(
+      `| plain (before) | ${fixed(p10.tps, 0)} | ${fixed(pn.tps, 0)} | **${fixed(paired(pn, p10), 2)}** | ${fixed(pn.p99, 1)} | ${mem(memory.plain)} |`,
+    );
+    log(`affine/plain at N (paired): ${fixed(paired(an, pn), 2)}; N = ${n}`);
+    await catalogReport(admin);
+    log(`total ${since(started)}`);
+    return 0;
+  } finally {
+    for (const t of opened.reverse()) await t.close().catch(() => {});
+    await admin.end();
+    await db.drop();
+  }
+}
+
+if (import.meta.main) process.exitCode = await main(process.argv.slice(2));
