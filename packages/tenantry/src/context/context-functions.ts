@@ -99,6 +99,23 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$ BEGIN RAISE EXCEPTION 'tenantry: %', message USING ERRCODE = code; END $fn$;
 
+-- Why tenant work is refused for a tenant row that is not active here: suspended (TN002),
+-- otherwise inactive (TN003), or its data in another database (TN005).
+CREATE OR REPLACE FUNCTION ${c}.refuse_work(status text, here boolean) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  IF status = 'suspended' THEN
+    PERFORM ${c}.refuse('${S.tenantSuspended}', 'tenant is suspended');
+  ELSIF status <> 'active' THEN
+    PERFORM ${c}.refuse('${S.tenantNotActive}', 'tenant is not active');
+  END IF;
+  PERFORM ${c}.refuse('${S.tenantMoved}', 'tenant data is not in this database (moved)');
+  RETURN NULL;
+END
+$fn$;
+
 -- Once per session: the registers (see REGISTER in the source), owned by the owner.
 CREATE OR REPLACE FUNCTION ${c}.make_registers() RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -186,14 +203,8 @@ BEGIN
       pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true));
     RETURN pg_catalog.quote_ident(place);
   END IF;
-  IF status ${ne} 'active' THEN
-    IF status ${eq} 'suspended' THEN
-      PERFORM ${c}.refuse('${S.tenantSuspended}', 'tenant is suspended');
-    END IF;
-    PERFORM ${c}.refuse('${S.tenantNotActive}', 'tenant is not active');
-  END IF;
-  IF NOT here THEN
-    PERFORM ${c}.refuse('${S.tenantMoved}', 'tenant data is not in this database (moved)');
+  IF status ${ne} 'active' OR NOT here THEN
+    PERFORM ${c}.refuse_work(status, here);
   END IF;
   done := pg_catalog.concat(
     pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
@@ -247,12 +258,7 @@ BEGIN
     PERFORM ${c}.refuse('${S.tenantNotFound}', 'tenant not found');
   END IF;
   IF status ${ne} 'active' OR NOT here THEN
-    IF status ${eq} 'suspended' THEN
-      PERFORM ${c}.refuse('${S.tenantSuspended}', 'tenant is suspended');
-    ELSIF status ${ne} 'active' THEN
-      PERFORM ${c}.refuse('${S.tenantNotActive}', 'tenant is not active');
-    END IF;
-    PERFORM ${c}.refuse('${S.tenantMoved}', 'tenant data is not in this database (moved)');
+    PERFORM ${c}.refuse_work(status, here);
   END IF;
   path := coalesce(pg_catalog.quote_ident(place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
   -- search_path only when the session's differs: the runtime role's default is the shared
@@ -311,6 +317,7 @@ AS $fn$ SELECT ${c}.current_tenant_id_in(NULL) $fn$;
 REVOKE ALL ON FUNCTION ${c}.enter(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${c}.make_registers() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${c}.refuse(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${c}.refuse_work(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint) TO ${runtime};
 REVOKE ALL ON FUNCTION ${c}.enter(text, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint, text) TO ${runtime};
