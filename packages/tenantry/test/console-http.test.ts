@@ -131,6 +131,31 @@ describe('console sessions and CSRF over HTTP', () => {
     expect(audit.entries[0]?.actor).toMatch(/^admin-console:[0-9a-f]{8}$/);
   });
 
+  it('moves a tenant to another tier after the typed confirmation, and audits who did', async () => {
+    const { cookie, csrf } = await signIn();
+    const t = await tenantry.tenants.create({ slug: 'console-move', name: 'Move me' });
+    const unconfirmed = await post('/console/tenants/console-move/move', cookie, { to: 'schema', _csrf: csrf });
+    expect(unconfirmed.status).toBe(400);
+    expect(await unconfirmed.text()).toContain('type the slug console-move to confirm');
+    const same = await post('/console/tenants/console-move/move', cookie, {
+      to: 'pool',
+      confirm: 'console-move',
+      _csrf: csrf,
+    });
+    expect(same.status).toBe(400);
+    expect((await tenantry.tenants.get(t.id)).tier).toBe('pool');
+    const moved = await post('/console/tenants/console-move/move', cookie, {
+      to: 'schema',
+      confirm: 'console-move',
+      _csrf: csrf,
+    });
+    expect(moved.status).toBe(200);
+    expect(await moved.text()).toContain('Moved to the schema tier');
+    expect((await tenantry.tenants.get(t.id)).tier).toBe('schema');
+    const audit = await tenantry.audit.list(t.id, { action: 'tenant.moved' });
+    expect(audit.entries[0]?.actor).toMatch(/^admin-console:[0-9a-f]{8}$/);
+  });
+
   it('re-renders the form with a clear message for bad input, and creates nothing', async () => {
     const { cookie, csrf } = await signIn();
     const bad = await post('/console/tenants', cookie, { slug: 'Not A Slug', name: 'x', _csrf: csrf });

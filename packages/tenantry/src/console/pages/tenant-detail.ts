@@ -69,7 +69,25 @@ ${csrfField(session)}
 </form>`,
     );
   return html`<section class="panel" aria-labelledby="lifecycle-heading"><h2 id="lifecycle-heading">Lifecycle</h2>
-${forms.length ? forms : html`<p class="muted">No action applies to a ${tenant.status} tenant.</p>`}</section>`;
+${forms.length ? forms : html`<p class="muted">No action applies to a ${tenant.status} tenant.</p>`}
+${tenant.status === 'active' || tenant.status === 'suspended' ? moveForm(req, tenant) : ''}</section>`;
+}
+
+/** The tiers a tenant can be moved to from its own (see `tenantry.moveTenant()`). */
+const MOVE_TIERS = ['pool', 'schema', 'database'] as const;
+
+/** Move to another tier: rows copied and verified, then switched (docs/isolation-tiers.md). */
+function moveForm(req: FastifyRequest, tenant: TenantRecord): Html {
+  return html`<form method="post" action="/console/tenants/${tenant.slug}/move" data-confirm="${tenant.slug}" class="form-row">
+${csrfField(sessionOf(req))}
+<div><label for="move-to">Move to tier (now ${tenant.tier})</label><select id="move-to" name="to">${MOVE_TIERS.filter(
+    (t) => t !== tenant.tier,
+  ).map((t) => html`<option>${t}</option>`)}</select></div>
+<div><label for="confirm-move">Type <code>${tenant.slug}</code> to move</label>
+<input id="confirm-move" name="confirm" autocomplete="off" required></div>
+<button type="submit" class="danger">Move</button>
+<p class="muted">Writes wait (retryable <code>TENANT_MOVING</code>) while its rows are copied and checked.</p>
+</form>`;
 }
 
 async function apiKeys(deps: ConsoleDeps, req: FastifyRequest, tenant: TenantRecord, shown: Shown): Promise<Html> {
@@ -269,6 +287,37 @@ export async function tenantDetailRoutes(app: FastifyInstance, deps: ConsoleDeps
       return redirect(req, reply, `/console/tenants/${tenant.slug}`);
     });
   }
+
+  app.post<TenantParams>('/console/tenants/:tenant/move', { schema: { hide: true } }, async (req, reply) => {
+    const tenant = await deps.tenantry.tenants.get(req.params.tenant);
+    const to = (req.body as { to?: unknown } | undefined)?.to;
+    if (req.body?.confirm !== tenant.slug) {
+      return detailPage(
+        deps,
+        req,
+        reply,
+        tenant.id,
+        { error: `Not moved: type the slug ${tenant.slug} to confirm.` },
+        400,
+      );
+    }
+    if (!MOVE_TIERS.includes(to as never) || to === tenant.tier) {
+      return detailPage(deps, req, reply, tenant.id, { error: 'Not moved: choose another tier.' }, 400);
+    }
+    try {
+      const report = await deps.tenantry.moveTenant(tenant.id, {
+        to: to as (typeof MOVE_TIERS)[number],
+        ...consoleActor(req),
+      });
+      const notice = `Moved to the ${report.to.tier} tier (${report.to.placement}); writes waited ${formatNumber(report.frozenMs)} ms.`;
+      return detailPage(deps, req, reply, tenant.id, { notice });
+    } catch (error) {
+      // A coded refusal (a move already running, drain timeout, no such placement) is shown on
+      // the page; the tenant stays where it was. Anything else is the server's error.
+      if (!(error instanceof TenantryError)) throw error;
+      return detailPage(deps, req, reply, tenant.id, { error: `Not moved: ${error.message}` }, 409);
+    }
+  });
 
   app.post<TenantParams>('/console/tenants/:tenant/api-keys', { schema: { hide: true } }, async (req, reply) => {
     const tenant = await deps.tenantry.tenants.get(req.params.tenant);
