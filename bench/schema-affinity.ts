@@ -13,13 +13,13 @@
  * `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres) must be a superuser;
  * the benchmark works in a database of its own and drops it.
  */
-import { readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { contextOf, type TenantContext, Tenantry } from '../packages/tenantry/src/index.ts';
 import { benchDatabaseUrl, positive } from './lib/argv.ts';
+import { rssAnonMiB } from './lib/backend-memory.ts';
 import { type BenchDatabase, createBenchDatabase, withDatabase } from './lib/database.ts';
 import { measureSides, type SideResult } from './lib/measure.ts';
 import { fixed, log, since } from './lib/print.ts';
@@ -45,17 +45,6 @@ function parseOptions(argv: readonly string[]) {
     seconds: positive(values.seconds, 20, '--seconds', false),
     rounds: positive(values.rounds, 10, '--rounds', true),
   });
-}
-
-/** Anonymous (private) memory of a backend in MiB: where its relation, catalog and plan caches live. */
-async function rssAnonMiB(pid: number): Promise<number> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /^RssAnon:\s+(\d+)\s+kB/m.exec(status)?.[1];
-    return kb ? Number(kb) / 1024 : Number.NaN;
-  } catch {
-    return Number.NaN; // PostgreSQL on another machine
-  }
 }
 
 async function backendMemory(admin: pg.Pool, db: BenchDatabase, applicationName: string): Promise<number[]> {

@@ -18,6 +18,7 @@ import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/e
 import { contextOf, type TenantContext, type TenantRecord, Tenantry } from '../packages/tenantry/src/index.ts';
 import { quoteIdent } from '../packages/tenantry/src/sql.ts';
 import { benchDatabaseUrl, positive } from './lib/argv.ts';
+import { rssAnonMiB } from './lib/backend-memory.ts';
 import { type BenchDatabase, createBenchDatabase, withDatabase } from './lib/database.ts';
 import { measureSides, ServerCpu, type SideResult } from './lib/measure.ts';
 import { describeScans, scanNodes } from './lib/plan.ts';
@@ -361,17 +362,6 @@ async function seed(admin: pg.Pool, pool: readonly TenantRecord[], schema: reado
   await Promise.all([worker(), worker()]);
   await admin.query('VACUUM (ANALYZE) public.items, public.tenant_usage');
   return { poolIds, schemaIds };
-}
-
-/** Anonymous (private) memory of a backend in MiB: where its relation, catalog and plan caches live. */
-async function rssAnonMiB(pid: number): Promise<number> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /^RssAnon:\s+(\d+)\s+kB/m.exec(status)?.[1];
-    return kb ? Number(kb) / 1024 : Number.NaN;
-  } catch {
-    return Number.NaN; // PostgreSQL on another machine
-  }
 }
 
 /** The runtime-role backends of one tier's Tenantry (its admin pool shares the application_name). */

@@ -251,6 +251,11 @@ ${
   return sendPage(reply, layout({ title: tenant.slug, nav: 'tenants', session: sessionOf(req), body }), status);
 }
 
+/** The page again with why nothing was done: the typed confirmation did not match the slug. */
+function unconfirmed(deps: ConsoleDeps, req: FastifyRequest, reply: FastifyReply, tenant: TenantRecord, what: string) {
+  return detailPage(deps, req, reply, tenant.id, { error: `${what}: type the slug ${tenant.slug} to confirm.` }, 400);
+}
+
 type TenantParams = { Params: { tenant: string }; Body: Record<string, string> | undefined };
 
 /**
@@ -271,16 +276,7 @@ export async function tenantDetailRoutes(app: FastifyInstance, deps: ConsoleDeps
   for (const verb of Object.keys(ACTIONS) as Action[]) {
     app.post<TenantParams>(`/console/tenants/:tenant/${verb}`, { schema: { hide: true } }, async (req, reply) => {
       const tenant = await deps.tenantry.tenants.get(req.params.tenant);
-      if (req.body?.confirm !== tenant.slug) {
-        return detailPage(
-          deps,
-          req,
-          reply,
-          tenant.id,
-          { error: `Not done: type the slug ${tenant.slug} to confirm.` },
-          400,
-        );
-      }
+      if (req.body?.confirm !== tenant.slug) return unconfirmed(deps, req, reply, tenant, 'Not done');
       const actor = consoleActor(req);
       if (verb === 'delete') await deps.tenantry.tenants.delete(tenant.id, actor);
       else await deps.tenantry.tenants[verb](tenant.id, actor);
@@ -291,16 +287,7 @@ export async function tenantDetailRoutes(app: FastifyInstance, deps: ConsoleDeps
   app.post<TenantParams>('/console/tenants/:tenant/move', { schema: { hide: true } }, async (req, reply) => {
     const tenant = await deps.tenantry.tenants.get(req.params.tenant);
     const to = (req.body as { to?: unknown } | undefined)?.to;
-    if (req.body?.confirm !== tenant.slug) {
-      return detailPage(
-        deps,
-        req,
-        reply,
-        tenant.id,
-        { error: `Not moved: type the slug ${tenant.slug} to confirm.` },
-        400,
-      );
-    }
+    if (req.body?.confirm !== tenant.slug) return unconfirmed(deps, req, reply, tenant, 'Not moved');
     if (!MOVE_TIERS.includes(to as never) || to === tenant.tier) {
       return detailPage(deps, req, reply, tenant.id, { error: 'Not moved: choose another tier.' }, 400);
     }
