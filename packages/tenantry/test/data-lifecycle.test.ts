@@ -76,7 +76,9 @@ async function footprint() {
     f.database.name,
     `SELECT (SELECT count(*)::int FROM tenantry.tenants) AS tenants, (SELECT count(*)::int FROM tenantry.audit_log) AS audit,
             (SELECT count(*)::int FROM public.items) AS items, (SELECT count(*)::int FROM public.comments) AS comments,
-            (SELECT count(*)::int FROM pg_namespace) AS schemas,
+            -- A backend's first temporary object creates pg_temp_N/pg_toast_temp_N, which then stay in
+            -- the catalog: which backend slot serves a statement is not the import's doing.
+            (SELECT count(*)::int FROM pg_namespace WHERE nspname !~ '^pg_(toast_)?temp_') AS schemas,
             -- This installation's databases only: other test files create and drop their own meanwhile.
             (SELECT count(*)::int FROM pg_database WHERE starts_with(datname, $1)) AS databases`,
     [tenantDatabasePrefix(f.database.name)],
