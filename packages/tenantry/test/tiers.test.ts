@@ -30,6 +30,12 @@ describe('schema tier', () => {
     const t = await f.tenantry.tenants.create({ slug: 'warm-1', name: 'Warm', tier: 'schema' });
     expect(warm.rows.map((r) => r.schema_name)).toContain(t.schemaName);
     expect(await f.tenantry.provisioner.warmCount('schemas')).toBe(1);
+    // The slug is checked by the tenant's own insert, after the claim: taken, the claim is
+    // undone with the transaction and the warm schema stays warm.
+    await expect(f.tenantry.tenants.create({ slug: 'warm-1', name: 'Again', tier: 'schema' })).rejects.toMatchObject({
+      code: 'TENANT_SLUG_TAKEN',
+    });
+    expect(await f.tenantry.provisioner.warmCount('schemas')).toBe(1);
     const target = await f.tenantry.adminPool.query(
       "SELECT state, applied_count FROM tenantry.targets WHERE tenant_id = $1 AND kind = 'schema'",
       [t.id],

@@ -74,6 +74,8 @@ export class PlacementRegistry {
   readonly #key: Buffer;
   /** Placements never change once created: their decrypted form is kept for routing. */
   readonly #resolved = new Map<string, Promise<ResolvedPlacement>>();
+  /** The same, by name (names are unique and never change); a miss is not kept. */
+  readonly #byName = new Map<string, Promise<ResolvedPlacement>>();
 
   /** @internal Built by `Tenantry`. */
   constructor(pool: Pool, key: Buffer) {
@@ -148,8 +150,14 @@ export class PlacementRegistry {
   }
 
   /** Like {@link resolve}, by name. */
-  async resolveByName(name: string): Promise<ResolvedPlacement> {
-    return this.resolve((await this.get(name)).id);
+  resolveByName(name: string): Promise<ResolvedPlacement> {
+    let found = this.#byName.get(name);
+    if (!found) {
+      found = this.get(name).then((record) => this.resolve(record.id));
+      found.catch(() => this.#byName.delete(name));
+      this.#byName.set(name, found);
+    }
+    return found;
   }
 
   /** The decrypted connection URL of a placement, or `undefined` for the main database. */

@@ -1,5 +1,6 @@
 import type { ClientBase } from 'pg';
 import type { IsolationTier } from '../context/tenant-context.ts';
+import type { PipelinedStatement } from '../wire/statement-pipeline.ts';
 import type { TenantRecord } from './tenant-record.ts';
 
 /** Where a new tenant's rows went (what {@link TenantPlacer} reports). */
@@ -14,7 +15,8 @@ export interface TenantPlacement {
 /**
  * Provisions the place a new tenant's rows live in (implemented by the tiers module):
  * `prepare` runs before the tenant's transaction (a database cannot be created inside
- * one), `place` inside it, `abort` undoes `prepare` when the transaction fails.
+ * one), `place` inside it (or `placeAtOnce`, with no statement), `abort` undoes `prepare`
+ * when the transaction fails.
  */
 export interface TenantPlacer {
   prepare(tenant: {
@@ -23,7 +25,21 @@ export interface TenantPlacer {
     placement?: string | undefined;
     statementTimeoutMs: number;
   }): Promise<unknown>;
-  place(client: ClientBase, tenantId: string, prepared: unknown): Promise<TenantPlacement>;
+  /**
+   * Places the tenant inside its transaction on `client`, which `begin` opens: `place` sends
+   * those statements first, in the round trip of its own first statement.
+   */
+  place(
+    client: ClientBase,
+    tenantId: string,
+    prepared: unknown,
+    begin: readonly PipelinedStatement[],
+  ): Promise<TenantPlacement>;
+  /**
+   * The placement, when it needs no statement in the tenant's transaction (the pool tier):
+   * the create is then one round trip. `undefined`: call {@link place}.
+   */
+  placeAtOnce?(prepared: unknown): TenantPlacement | undefined;
   abort(prepared: unknown): Promise<void>;
   /** After a committed change of status or limits: copies them where the rows live. */
   changed?(tenant: TenantRecord): Promise<void>;

@@ -8,13 +8,13 @@ import { eventStatement, writeEvent } from '../effects/outbox.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { OUTBOX_CHANNEL, OUTBOX_NOTIFY_SETTING } from '../migrate/outbox-migration.ts';
 import { UUID_PATTERN as UUID } from '../uuid.ts';
-import { runPipelined } from '../wire/statement-pipeline.ts';
+import { type PipelinedStatement, runPipelined } from '../wire/statement-pipeline.ts';
 import { inTransaction } from './admin-transaction.ts';
 import { CHANNELS, notifyTenantChanged } from './change-feed.ts';
 import type { ChangeNotifier } from './change-notifier.ts';
 import { CreateTenantInput, parseInput, UpdateTenantInput } from './tenant-input.ts';
 import { type TenantTransition, transitionTenant } from './tenant-lifecycle.ts';
-import type { TenantErasure, TenantPlacer } from './tenant-placer.ts';
+import type { TenantErasure, TenantPlacement, TenantPlacer } from './tenant-placer.ts';
 import { type TenantRecord, type TenantRow, toRecord } from './tenant-record.ts';
 
 /** Who made a change; recorded in the audit log. Default `system`. */
@@ -27,6 +27,54 @@ export interface TenantPage {
   readonly tenants: readonly TenantRecord[];
   /** Pass as `cursor` for the next page; absent on the last one. */
   readonly nextCursor?: string;
+}
+
+type CreateData = ReturnType<typeof CreateTenantInput.parse>;
+
+/** A new tenant's row (ON CONFLICT (slug): none when taken), its audit entry and its event. */
+function createStatements(
+  id: string,
+  data: CreateData,
+  placed: TenantPlacement,
+  options: ActorOption,
+): PipelinedStatement[] {
+  const actor = options.actor ?? 'system';
+  const summary = { slug: data.slug, tier: data.tier, plan: data.plan };
+  return [
+    {
+      text: `INSERT INTO tenantry.tenants
+               (id, slug, name, tier, placement_id, schema_name, database_name, data_here,
+                plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
+             VALUES ($10, $1, $2, $3, $11, $12, $13, $14, $4, $5, $6, coalesce($7, 30000), $8, $9)
+             ON CONFLICT (slug) DO NOTHING
+             RETURNING *`,
+      values: [
+        data.slug,
+        data.name,
+        data.tier,
+        data.plan,
+        data.limits.maxUsers ?? null,
+        data.limits.maxStorageMb ?? null,
+        data.limits.statementTimeoutMs ?? null,
+        JSON.stringify(data.features),
+        JSON.stringify(data.settings),
+        id,
+        placed.placementId,
+        placed.schemaName,
+        placed.databaseName,
+        placed.inMainDatabase,
+      ],
+    },
+    auditStatement({ actor, tenantId: id, action: 'tenant.created', details: summary }),
+    eventStatement({ tenantId: id, type: 'tenant.created', actor, payload: { tenantId: id, ...summary } }),
+  ];
+}
+
+/** The inserted tenant of {@link createStatements}' first result. */
+function inserted(result: QueryResult | undefined, slug: string): TenantRecord {
+  const row = (result as QueryResult<TenantRow> | undefined)?.rows[0];
+  if (!row) throw new TenantryError('TENANT_SLUG_TAKEN', slug);
+  return toRecord(row);
 }
 
 /**
@@ -68,9 +116,10 @@ export class TenantRegistry {
    */
   async create(input: CreateTenantInput, options: ActorOption = {}): Promise<TenantRecord> {
     const data = parseInput(CreateTenantInput, input);
-    // Cheap check first: a taken slug must not cost a schema or a database. A pool-tier
-    // create costs nothing to undo: its INSERT … ON CONFLICT (slug) is the check.
-    if (data.tier !== 'pool') {
+    // Cheap check first: a taken slug must not cost a database, which is created outside the
+    // tenant's transaction. A schema (claimed or created in the transaction) and a pool-tier
+    // row are undone with it: the INSERT … ON CONFLICT (slug) is their check.
+    if (data.tier === 'database') {
       const taken = await this.#pool.query('SELECT 1 FROM tenantry.tenants WHERE slug = $1', [data.slug]);
       if (taken.rowCount) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
     }
@@ -81,81 +130,81 @@ export class TenantRegistry {
       placement: data.placement,
       statementTimeoutMs: data.limits.statementTimeoutMs ?? 30_000,
     });
+    let created: TenantRecord;
     try {
-      return await this.#insert(id, data, prepared, options);
+      created = await this.#insert(id, data, prepared, options);
     } catch (error) {
       await this.#placer.abort(prepared).catch(() => {});
       throw error;
     }
-  }
-
-  async #insert(
-    id: string,
-    data: ReturnType<typeof CreateTenantInput.parse>,
-    prepared: unknown,
-    options: ActorOption,
-  ): Promise<TenantRecord> {
-    const notifier = this.#notifier;
-    const created = await inTransaction(
-      this.#pool,
-      async (client) => {
-        const placed = await this.#placer.place(client, id, prepared);
-        const actor = options.actor ?? 'system';
-        const summary = { slug: data.slug, tier: data.tier, plan: data.plan };
-        // The tenant, its audit entry and its event in one round trip. A taken slug inserts
-        // no tenant, and the event's reference to it then fails (the transaction rolls back).
-        let inserted: QueryResult[];
-        try {
-          inserted = await runPipelined(client, [
-            {
-              text: `INSERT INTO tenantry.tenants
-                       (id, slug, name, tier, placement_id, schema_name, database_name, data_here,
-                        plan, max_users, max_storage_mb, statement_timeout_ms, features, settings)
-                     VALUES ($10, $1, $2, $3, $11, $12, $13, $14, $4, $5, $6, coalesce($7, 30000), $8, $9)
-                     ON CONFLICT (slug) DO NOTHING
-                     RETURNING *`,
-              values: [
-                data.slug,
-                data.name,
-                data.tier,
-                data.plan,
-                data.limits.maxUsers ?? null,
-                data.limits.maxStorageMb ?? null,
-                data.limits.statementTimeoutMs ?? null,
-                JSON.stringify(data.features),
-                JSON.stringify(data.settings),
-                id,
-                placed.placementId,
-                placed.schemaName,
-                placed.databaseName,
-                placed.inMainDatabase,
-              ],
-            },
-            auditStatement({ actor, tenantId: id, action: 'tenant.created', details: summary }),
-            eventStatement({ tenantId: id, type: 'tenant.created', actor, payload: { tenantId: id, ...summary } }),
-          ]);
-        } catch (error) {
-          // The event's trigger positions it in outbox_heads first: either reference may fail.
-          const constraint = (error as { constraint?: string }).constraint;
-          if (constraint === 'outbox_heads_tenant_id_fkey' || constraint === 'outbox_tenant_id_fkey') {
-            throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
-          }
-          throw error;
-        }
-        const row = (inserted[0] as QueryResult<TenantRow>).rows[0];
-        if (!row) throw new TenantryError('TENANT_SLUG_TAKEN', data.slug);
-        // With a notifier, no NOTIFY in here (and none from the outbox trigger): they go out
-        // after the commit, so concurrent creates commit together.
-        if (!notifier) await notifyTenantChanged(client, row.id);
-        return toRecord(row);
-      },
-      notifier ? { begin: `SELECT pg_catalog.set_config('${OUTBOX_NOTIFY_SETTING}', 'after_commit', true)` } : {},
-    );
-    if (notifier) {
+    if (this.#notifier) {
       // Other instances' caches may hold a miss for this slug or id; event streams may wait.
-      await Promise.all([notifier.notify(CHANNELS.tenants, created.id), notifier.notify(OUTBOX_CHANNEL, created.id)]);
+      await Promise.all([
+        this.#notifier.notify(CHANNELS.tenants, created.id),
+        this.#notifier.notify(OUTBOX_CHANNEL, created.id),
+      ]);
     }
     return created;
+  }
+
+  /**
+   * The tenant's row, audit entry and event, committed together. A placement that needs no
+   * SQL (the pool tier) makes it one round trip: the statements up to one Sync run as one
+   * implicit transaction, committed by it, undone as a whole by any error. Otherwise
+   * `BEGIN` with the placement's first statement (claim or create a schema, activate a
+   * database), then the rows and `COMMIT` in one more round trip.
+   */
+  async #insert(id: string, data: CreateData, prepared: unknown, options: ActorOption): Promise<TenantRecord> {
+    // With a notifier, no NOTIFY in the transaction (and none from the outbox trigger): they
+    // go out after the commit, so concurrent creates commit together.
+    const notify = this.#notifier
+      ? {
+          before: [{ text: `SELECT pg_catalog.set_config('${OUTBOX_NOTIFY_SETTING}', 'after_commit', true)` }],
+          after: [],
+        }
+      : { before: [], after: [{ text: 'SELECT pg_notify($1, $2)', values: [CHANNELS.tenants, id] }] };
+    const client = await this.#pool.connect();
+    try {
+      const atOnce = this.#placer.placeAtOnce?.(prepared);
+      if (atOnce) {
+        const results = await this.#rows(
+          client,
+          [...notify.before, ...createStatements(id, data, atOnce, options), ...notify.after],
+          data.slug,
+        );
+        return inserted(results[notify.before.length], data.slug);
+      }
+      try {
+        const placed = await this.#placer.place(client, id, prepared, [{ text: 'BEGIN' }, ...notify.before]);
+        const results = await this.#rows(
+          client,
+          [...createStatements(id, data, placed, options), ...notify.after, { text: 'COMMIT' }],
+          data.slug,
+        );
+        return inserted(results[0], data.slug);
+      } catch (error) {
+        // Also after a failed COMMIT, where it only warns: nothing is left open either way.
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Runs a create's statements; a taken slug surfaces as `TENANT_SLUG_TAKEN`. */
+  async #rows(client: PoolClient, statements: readonly PipelinedStatement[], slug: string): Promise<QueryResult[]> {
+    try {
+      return await runPipelined(client, statements);
+    } catch (error) {
+      // A taken slug inserts no tenant, and the references to it then fail (the event's
+      // trigger positions it in outbox_heads first: either reference may be the one).
+      const constraint = (error as { constraint?: string }).constraint;
+      if (constraint === 'outbox_heads_tenant_id_fkey' || constraint === 'outbox_tenant_id_fkey') {
+        throw new TenantryError('TENANT_SLUG_TAKEN', slug);
+      }
+      throw error;
+    }
   }
 
   /** The tenant with this id or slug, or `undefined`. Malformed references are simply not found. */

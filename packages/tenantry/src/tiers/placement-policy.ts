@@ -2,6 +2,7 @@ import type { IsolationTier } from '../context/tenant-context.ts';
 import type { PlacementRegistry } from '../control/placements.ts';
 import type { TenantPlacement, TenantPlacer } from '../control/tenant-placer.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { runPipelined } from '../wire/statement-pipeline.ts';
 import type { Provisioner } from './provisioner.ts';
 import type { Placed } from './tier-deps.ts';
 
@@ -57,13 +58,21 @@ export class PlacementPolicy implements TenantPlacer {
     };
   }
 
-  async place(...[client, tenantId, prepared]: Parameters<TenantPlacer['place']>): Promise<TenantPlacement> {
+  placeAtOnce(prepared: unknown): TenantPlacement | undefined {
     const p = prepared as Prepared;
-    if (p.tier === 'pool')
-      return { placementId: p.placementId, schemaName: null, databaseName: null, inMainDatabase: true };
+    if (p.tier !== 'pool') return undefined;
+    return { placementId: p.placementId, schemaName: null, databaseName: null, inMainDatabase: true };
+  }
+
+  async place(...[client, tenantId, prepared, begin]: Parameters<TenantPlacer['place']>): Promise<TenantPlacement> {
+    const p = prepared as Prepared;
     if (p.tier === 'schema') {
-      return this.#provisioner.placeSchema(client, tenantId, await this.#placements.resolve(p.placementId));
+      const placement = await this.#placements.resolve(p.placementId);
+      return this.#provisioner.placeSchema(client, tenantId, placement, begin);
     }
+    await runPipelined(client, begin);
+    const atOnce = this.placeAtOnce(p);
+    if (atOnce) return atOnce;
     const placed = p.placed as Placed;
     await this.#provisioner.activate(client, placed.targetId, tenantId);
     return placed;

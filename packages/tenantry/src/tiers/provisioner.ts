@@ -4,6 +4,7 @@ import { databaseOf, tenantDatabasePrefix } from '../control/connection-url.ts';
 import type { PlacementRegistry, ResolvedPlacement } from '../control/placements.ts';
 import type { TenantRecord } from '../control/tenant-record.ts';
 import type { KeyRing } from '../secrets/keys.ts';
+import type { PipelinedStatement } from '../wire/statement-pipeline.ts';
 import { type AdminConnection, adminConnector } from './admin-connection.ts';
 import { DatabaseTier } from './database-tier.ts';
 import { syncMirror } from './mirror-sync.ts';
@@ -70,8 +71,13 @@ export class Provisioner {
   }
 
   /** See {@link SchemaTier.placeSchema}. */
-  placeSchema(client: ClientBase, tenantId: string, placement: ResolvedPlacement): Promise<Placed> {
-    return this.#schemas.placeSchema(client, tenantId, placement);
+  placeSchema(
+    client: ClientBase,
+    tenantId: string,
+    placement: ResolvedPlacement,
+    begin: readonly PipelinedStatement[] = [],
+  ): Promise<Placed> {
+    return this.#schemas.placeSchema(client, tenantId, placement, begin);
   }
 
   /**

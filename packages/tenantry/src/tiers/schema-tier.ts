@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { ClientBase } from 'pg';
+import type { ClientBase, QueryResult } from 'pg';
 import { inTransaction } from '../control/admin-transaction.ts';
 import type { ResolvedPlacement } from '../control/placements.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { applyChainToNewTarget, applyPendingMigrations, type MigrationTarget } from '../migrate/runner.ts';
 import { quoteIdent, quoteLiteral } from '../sql.ts';
+import { type PipelinedStatement, runPipelined } from '../wire/statement-pipeline.ts';
 import { recordProgressSql, type TargetRecord, type TargetRow, targetId, toTarget } from './targets.ts';
 import type { Placed, TierDeps } from './tier-deps.ts';
 
@@ -30,18 +31,28 @@ export class SchemaTier {
   /**
    * Gives tenant `tenantId` a schema on `placement`, inside the caller's main-database
    * transaction: a warm one when there is one, else a new one created and migrated there.
+   * `begin`: the statements that open that transaction, sent in the claim's round trip.
    */
-  async placeSchema(client: ClientBase, tenantId: string, placement: ResolvedPlacement): Promise<Placed> {
+  async placeSchema(
+    client: ClientBase,
+    tenantId: string,
+    placement: ResolvedPlacement,
+    begin: readonly PipelinedStatement[] = [],
+  ): Promise<Placed> {
     this.#assertMainDatabase(placement);
-    const { rows } = await client.query<TargetRow>(
-      `UPDATE tenantry.targets SET state = 'active', tenant_id = $1, updated_at = now()
-        WHERE id = (SELECT id FROM tenantry.targets
-                     WHERE state = 'warm' AND kind = 'schema' AND placement_id = $2
-                     ORDER BY applied_count DESC, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-        RETURNING *`,
-      [tenantId, placement.id],
-    );
-    let target = rows[0] ? toTarget(rows[0]) : undefined;
+    const results = await runPipelined(client, [
+      ...begin,
+      {
+        text: `UPDATE tenantry.targets SET state = 'active', tenant_id = $1, updated_at = now()
+                WHERE id = (SELECT id FROM tenantry.targets
+                             WHERE state = 'warm' AND kind = 'schema' AND placement_id = $2
+                             ORDER BY applied_count DESC, created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                RETURNING *`,
+        values: [tenantId, placement.id],
+      },
+    ]);
+    const row = (results.at(-1) as QueryResult<TargetRow> | undefined)?.rows[0];
+    let target = row ? toTarget(row) : undefined;
     if (target && target.appliedCount < this.#head) await this.#migrateInTransaction(client, target);
     target ??= await this.#createSchema(client, placement, { tenantId, state: 'active' });
     return {
