@@ -9,7 +9,7 @@
  * 3. throughput of the point lookup through Tenantry at `--clients` (default 8) on one
  *    PostgreSQL server (`DATABASE_URL`, `dialect: 'postgres'`) against the cluster.
  *
- *   CITUS_URL=… DATABASE_URL=… node bench/citus.ts [--seconds 5] [--rounds 4] [--clients 8] [--tenants 200] [--rows 50]
+ *   CITUS_URL=… DATABASE_URL=… npm run bench -- citus [--seconds 5] [--rounds 4] [--clients 8] [--tenants 200] [--rows 50]
  */
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -19,25 +19,11 @@ import { type TenantContext, Tenantry, withTenant } from '../packages/tenantry/s
 import { createCitusDatabase } from '../test-support/citus.ts';
 import { median } from './lib/stats.ts';
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '5' },
-    rounds: { type: 'string', default: '4' },
-    clients: { type: 'string', default: '8' },
-    tenants: { type: 'string', default: '200' },
-    rows: { type: 'string', default: '50' },
-  },
-});
-const SECONDS = Number(values.seconds);
-const ROUNDS = Number(values.rounds);
-const CLIENTS = Number(values.clients);
-const TENANTS = Number(values.tenants);
-const ROWS = Number(values.rows);
-
-if (!process.env.CITUS_URL || !process.env.DATABASE_URL) {
-  console.error('bench/citus.ts needs CITUS_URL (a Citus coordinator) and DATABASE_URL (one PostgreSQL server)');
-  process.exit(2);
-}
+let SECONDS = 5;
+let ROUNDS = 4;
+let CLIENTS = 8;
+let TENANTS = 200;
+let ROWS = 50;
 
 /** A deployment under test: Tenantry, its tenants with their item ids, and a superuser pool on the same database. */
 interface Side {
@@ -175,57 +161,82 @@ async function compare(label: string, a: () => Promise<number>, b: () => Promise
   return `${label.padEnd(58)} ${ma.toFixed(0).padStart(7)} /s vs ${mb.toFixed(0).padStart(7)} /s   ratio ${(ma / mb).toFixed(2)}`;
 }
 
-const started = Date.now();
-const cluster = await prepare('citus');
-const single = await prepare('postgres');
-try {
-  const c = ops(cluster);
-  const s = ops(single);
-  // Warm every connection and plan.
-  await rate(c.tenantryLookup, CLIENTS, 1);
-  await rate(c.superLookup, CLIENTS, 1);
-  await rate(s.tenantryLookup, CLIENTS, 1);
-  const lines = [
-    await compare(
-      'cluster, 1 client: lookup Tenantry vs superuser+predicate',
-      () => rate(c.tenantryLookup, 1, SECONDS),
-      () => rate(c.superLookup, 1, SECONDS),
-    ),
-    await compare(
-      'cluster, 1 client: insert Tenantry vs superuser',
-      () => rate(c.tenantryInsert, 1, SECONDS),
-      () => rate(c.superInsert, 1, SECONDS),
-    ),
-    await compare(
-      `cluster, ${CLIENTS} clients: lookup Tenantry vs superuser+predicate`,
-      () => rate(c.tenantryLookup, CLIENTS, SECONDS),
-      () => rate(c.superLookup, CLIENTS, SECONDS),
-    ),
-    await compare(
-      `cluster, ${CLIENTS} clients: insert Tenantry vs superuser`,
-      () => rate(c.tenantryInsert, CLIENTS, SECONDS),
-      () => rate(c.superInsert, CLIENTS, SECONDS),
-    ),
-    await compare(
-      `Tenantry lookup, ${CLIENTS} clients: cluster vs one server`,
-      () => rate(c.tenantryLookup, CLIENTS, SECONDS),
-      () => rate(s.tenantryLookup, CLIENTS, SECONDS),
-    ),
-    await compare(
-      `Tenantry insert, ${CLIENTS} clients: cluster vs one server`,
-      () => rate(c.tenantryInsert, CLIENTS, SECONDS),
-      () => rate(s.tenantryInsert, CLIENTS, SECONDS),
-    ),
-  ];
-  const { loadavg, cpus } = await import('node:os');
-  console.log(
-    `citus bench: ${TENANTS} tenants × ${ROWS} items, ${ROUNDS} alternating rounds of ${SECONDS} s, ` +
-      `${cpus().length} CPUs, load average ${loadavg()
-        .map((l) => l.toFixed(2))
-        .join(' ')}, ${Math.round((Date.now() - started) / 1000)} s`,
-  );
-  for (const line of lines) console.log(line);
-} finally {
-  await cluster.drop();
-  await single.drop();
+export async function main(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      seconds: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '4' },
+      clients: { type: 'string', default: '8' },
+      tenants: { type: 'string', default: '200' },
+      rows: { type: 'string', default: '50' },
+    },
+  });
+  SECONDS = Number(values.seconds);
+  ROUNDS = Number(values.rounds);
+  CLIENTS = Number(values.clients);
+  TENANTS = Number(values.tenants);
+  ROWS = Number(values.rows);
+  if (!process.env.CITUS_URL || !process.env.DATABASE_URL) {
+    console.error('the citus benchmark needs CITUS_URL (a Citus coordinator) and DATABASE_URL (one PostgreSQL server)');
+    return 2;
+  }
+  const started = Date.now();
+  const cluster = await prepare('citus');
+  const single = await prepare('postgres');
+  try {
+    const c = ops(cluster);
+    const s = ops(single);
+    // Warm every connection and plan.
+    await rate(c.tenantryLookup, CLIENTS, 1);
+    await rate(c.superLookup, CLIENTS, 1);
+    await rate(s.tenantryLookup, CLIENTS, 1);
+    const lines = [
+      await compare(
+        'cluster, 1 client: lookup Tenantry vs superuser+predicate',
+        () => rate(c.tenantryLookup, 1, SECONDS),
+        () => rate(c.superLookup, 1, SECONDS),
+      ),
+      await compare(
+        'cluster, 1 client: insert Tenantry vs superuser',
+        () => rate(c.tenantryInsert, 1, SECONDS),
+        () => rate(c.superInsert, 1, SECONDS),
+      ),
+      await compare(
+        `cluster, ${CLIENTS} clients: lookup Tenantry vs superuser+predicate`,
+        () => rate(c.tenantryLookup, CLIENTS, SECONDS),
+        () => rate(c.superLookup, CLIENTS, SECONDS),
+      ),
+      await compare(
+        `cluster, ${CLIENTS} clients: insert Tenantry vs superuser`,
+        () => rate(c.tenantryInsert, CLIENTS, SECONDS),
+        () => rate(c.superInsert, CLIENTS, SECONDS),
+      ),
+      await compare(
+        `Tenantry lookup, ${CLIENTS} clients: cluster vs one server`,
+        () => rate(c.tenantryLookup, CLIENTS, SECONDS),
+        () => rate(s.tenantryLookup, CLIENTS, SECONDS),
+      ),
+      await compare(
+        `Tenantry insert, ${CLIENTS} clients: cluster vs one server`,
+        () => rate(c.tenantryInsert, CLIENTS, SECONDS),
+        () => rate(s.tenantryInsert, CLIENTS, SECONDS),
+      ),
+    ];
+    const { loadavg, cpus } = await import('node:os');
+    console.log(
+      `citus bench: ${TENANTS} tenants × ${ROWS} items, ${ROUNDS} alternating rounds of ${SECONDS} s, ` +
+        `${cpus().length} CPUs, load average ${loadavg()
+          .map((l) => l.toFixed(2))
+          .join(' ')}, ${Math.round((Date.now() - started) / 1000)} s`,
+    );
+    for (const line of lines) console.log(line);
+  } finally {
+    await cluster.drop();
+    await single.drop();
+  }
+  return 0;
 }
+
+// Run directly (`node bench/citus.ts …`) as well as through `npm run bench -- citus`.
+if (import.meta.main) process.exitCode = await main(process.argv.slice(2));
