@@ -4,6 +4,7 @@ import type { UsageService } from '../ops/usage-service.ts';
 import type { Tenantry } from '../tenantry.ts';
 import type { PoolMap, PoolMapStats } from '../transaction/pool-map.ts';
 import type { TenantUsage } from '../transaction/tenant-usage.ts';
+import { BackgroundReading } from './background-reading.ts';
 
 /**
  * Prometheus metrics of the reference server, on a registry of its own: requests by
@@ -127,16 +128,22 @@ export function registerPoolMapMetrics(registry: Registry, poolMap: Pick<PoolMap
  * Usage gauges on `registry`, read at each scrape: per tier and plan, the transactions,
  * failed transactions, seconds holding a database connection and requests this process
  * counted (running totals: use `rate()`), the storage and tenants of each tier by the
- * latest snapshots (read at most once a minute), and `tenantry_tenant_requests_top{tenant}`,
+ * latest snapshots (read at most every `storageMaxAgeMs`, default a minute, in the
+ * background: a scrape serves the previous reading meanwhile), and `tenantry_tenant_requests_top{tenant}`,
  * the 10 tenants with the most requests in the last complete minute — the only metric that
- * names tenants. Labels stay bounded at any number of tenants (invariant 9).
+ * names tenants — with `tenantry_tenant_requests_rest`, the requests of all the others
+ * together. Labels and series stay bounded at any number of tenants (invariant 9).
  *
  * @example
  * ```ts
  * registerUsageMetrics(registry, tenantry.usage);
  * ```
  */
-export function registerUsageMetrics(registry: Registry, usage: UsageService): void {
+export function registerUsageMetrics(
+  registry: Registry,
+  usage: UsageService,
+  options: { storageMaxAgeMs?: number } = {},
+): void {
   const meter = usage.meter;
   if (meter) {
     const totals: readonly [string, string, 'transactions' | 'errors' | 'requests' | 'dbTimeMs'][] = [
@@ -167,42 +174,60 @@ export function registerUsageMetrics(registry: Registry, usage: UsageService): v
       });
     }
     // Requests per tenant in the last complete minute: marks taken once a minute, at a scrape.
+    // The 10 busiest are named; the others are one sum, so the series stay 11 at any fleet size.
+    const NAMED = 10;
     const marks = new WeakMap<TenantUsage, number>();
     let markedAt = 0;
-    let top: [string, number][] = [];
-    const sinceMark = (): [string, number][] => {
-      const out: [string, number][] = [];
+    let last: { top: [string, number][]; rest: number } | undefined;
+    const sinceMark = (): { top: [string, number][]; rest: number } => {
+      const counts: [string, number][] = [];
+      let total = 0;
       for (const u of meter.tenants()) {
         const n = u.requests - (marks.get(u) ?? 0);
-        if (n > 0) out.push([u.tenantId, n]);
+        if (n > 0) {
+          counts.push([u.tenantId, n]);
+          total += n;
+        }
       }
-      return out.sort((a, b) => b[1] - a[1]).slice(0, 10);
+      const top = counts.sort((a, b) => b[1] - a[1]).slice(0, NAMED);
+      return { top, rest: total - top.reduce((sum, [, n]) => sum + n, 0) };
     };
+    // Both gauges are collected in one scrape: the minute is read once for them.
+    const minute = () => {
+      const now = performance.now();
+      if (now - markedAt >= 60_000) {
+        last = sinceMark();
+        for (const u of meter.tenants()) marks.set(u, u.requests);
+        markedAt = now;
+      }
+      // Before the first complete minute: the minute so far.
+      return last && last.top.length > 0 ? last : sinceMark();
+    };
+    let current: ReturnType<typeof minute> = { top: [], rest: 0 };
     new Gauge({
       name: 'tenantry_tenant_requests_top',
-      help: 'Requests of the busiest tenants in the last minute (at most 10 tenants are named)',
+      help: `Requests of the busiest tenants in the last minute (at most ${NAMED} tenants are named)`,
       labelNames: ['tenant'],
       registers: [registry],
       collect() {
-        const now = performance.now();
-        if (now - markedAt >= 60_000) {
-          top = sinceMark();
-          for (const u of meter.tenants()) marks.set(u, u.requests);
-          markedAt = now;
-        }
+        current = minute();
         this.reset();
-        // Before the first complete minute: the minute so far.
-        for (const [tenant, n] of top.length > 0 ? top : sinceMark()) this.set({ tenant }, n);
+        for (const [tenant, n] of current.top) this.set({ tenant }, n);
+      },
+    });
+    new Gauge({
+      name: 'tenantry_tenant_requests_rest',
+      help: 'Requests in the last minute of the tenants not named in tenantry_tenant_requests_top, together',
+      registers: [registry],
+      collect() {
+        this.set(current.rest);
       },
     });
   }
-  let storage: { at: number; rows: { tier: string; bytes: number; tenants: number }[] } = { at: -Infinity, rows: [] };
-  const storageRows = async () => {
-    if (performance.now() - storage.at >= 60_000) {
-      storage = { at: performance.now(), rows: await usage.storageByTier().catch(() => storage.rows) };
-    }
-    return storage.rows;
-  };
+  // Summed over the latest snapshot of every tenant: refreshed in the background once a
+  // minute, so no scrape waits for it (but the first), however many tenants there are.
+  const storage = new BackgroundReading(() => usage.storageByTier(), options.storageMaxAgeMs ?? 60_000);
+  const storageRows = () => storage.get().catch(() => []);
   new Gauge({
     name: 'tenantry_tier_storage_bytes',
     help: 'Storage of the tenants of each tier by their latest snapshot (pool tier: estimated)',
