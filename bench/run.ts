@@ -15,6 +15,7 @@
  *   npm run bench -- jobs --quick        (a burst from one tenant and a trickle from 50: fair against FIFO)
  *   npm run bench -- orm --quick         (a point lookup through tenantry/prisma and tenantry/drizzle)
  *   npm run bench -- console             (the console's tenant list at 100,000 tenants, against the REST list)
+ *   npm run bench -- control-plane       (control-plane operations at 1,000 against 100,000 pool / 20,000 schema tenants)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -34,6 +35,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   jobs: () => import('./jobs.ts'),
   orm: () => import('./orm.ts'),
   console: () => import('./console.ts'),
+  'control-plane': () => import('./control-plane.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.
