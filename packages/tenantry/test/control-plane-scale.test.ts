@@ -128,7 +128,7 @@ describe('/metrics at fleet size', () => {
     expect(mentioned.filter((id) => ids.has(id))).toHaveLength(10);
   });
 
-  it('a scrape does not wait for a storage reading that is due: it serves the previous one', async () => {
+  it('no scrape waits for a storage reading: the first has none yet, later ones serve the latest complete one', async () => {
     const [first] = (await admin.query<{ id: string }>(`SELECT id FROM tenantry.tenants WHERE slug = 'scale-1'`)).rows;
     const snapshot = (bytes: number) =>
       admin.query(
@@ -143,9 +143,23 @@ describe('/metrics at fleet size', () => {
     registerUsageMetrics(registry, tenantry.usage, { storageMaxAgeMs: 0 });
     const dbRegistry = dbMetrics(tenantry, { cacheMs: 0 });
     const scrape = async () => `${await registry.metrics()}\n${await dbRegistry.metrics()}`;
-    const firstText = await scrape(); // the first scrape waits for the first reading
-    expect(firstText).toMatch(/^tenantry_tier_storage_bytes\{tier="pool"\} 1234$/m);
-    expect(firstText).toMatch(/^tenantry_db_storage_bytes\{tier="pool"\} [1-9]\d*$/m);
+    const scrapeUntil = async (pattern: RegExp) => {
+      let text = '';
+      for (let i = 0; i < 100 && !pattern.test(text); i++) {
+        if (i > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+        text = await scrape();
+      }
+      return text;
+    };
+    // The first scrape does not wait either: it has no storage yet, and starts the readings.
+    const firstText = await scrape();
+    expect(firstText).not.toMatch(/^tenantry_tier_storage_bytes\{/m);
+    expect(firstText).not.toMatch(/^tenantry_db_storage_bytes\{/m);
+    const both = await scrapeUntil(
+      /tenantry_tier_storage_bytes\{tier="pool"\} 1234\n(?:.|\n)*tenantry_db_storage_bytes\{tier="pool"\} [1-9]/,
+    );
+    expect(both).toMatch(/^tenantry_tier_storage_bytes\{tier="pool"\} 1234$/m);
+    expect(both).toMatch(/^tenantry_db_storage_bytes\{tier="pool"\} [1-9]\d*$/m);
 
     // Both readings are now blocked behind a lock: scrapes still answer, with the previous values.
     const locker = await admin.connect();
@@ -167,12 +181,8 @@ describe('/metrics at fleet size', () => {
     } finally {
       locker.release();
     }
-    // The refresh blocked meanwhile completes; a later scrape serves the new reading.
-    let text = '';
-    for (let i = 0; i < 50 && !/tier="pool"\} 5678$/m.test(text); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      text = await scrape();
-    }
+    // The reading blocked meanwhile completes; a later scrape serves the new one.
+    const text = await scrapeUntil(/tier="pool"\} 5678$/m);
     expect(text).toMatch(/^tenantry_tier_storage_bytes\{tier="pool"\} 5678$/m);
   });
 });

@@ -31,9 +31,9 @@ type Storage = Record<'pool' | 'schema' | 'database', number>;
  * saturation (runtime and admin pools, the pool map), long and idle-in-transaction
  * transactions, blocked sessions, transaction-id wraparound, replication lag, slow
  * statements (`pg_stat_statements`) and storage per tier. Storage sums every relation of
- * every tenant schema, a reading that grows with the fleet: it is refreshed in the
- * background (see {@link BackgroundReading}), so a scrape does not wait for it but the
- * first one. Labels are fixed small sets
+ * every tenant schema, a reading that grows with the fleet: it is read in the background
+ * (see {@link BackgroundReading}), so no scrape waits for it, and the first scrape of a
+ * process has no storage gauge yet. Labels are fixed small sets
  * (`pool`, `tier`, `state`): never a tenant, whatever their number. Alert rules for them
  * are in docs/alerts.md.
  *
@@ -151,10 +151,9 @@ export function dbMetrics(tenantry: Tenantry<unknown>, options: DbMetricsOptions
     help: 'Bytes of tenant tables per tier: shared tables, tenant schemas, tenant databases (main server)',
     labelNames: ['tier'],
     registers: [registry],
-    async collect() {
-      const bytes = await storage.get().catch(() => undefined);
+    collect() {
       this.reset();
-      for (const [tier, n] of Object.entries(bytes ?? {})) this.set({ tier }, n);
+      for (const [tier, n] of Object.entries(storage.latest() ?? {})) this.set({ tier }, n);
     },
   });
   return registry;

@@ -128,8 +128,9 @@ export function registerPoolMapMetrics(registry: Registry, poolMap: Pick<PoolMap
  * Usage gauges on `registry`, read at each scrape: per tier and plan, the transactions,
  * failed transactions, seconds holding a database connection and requests this process
  * counted (running totals: use `rate()`), the storage and tenants of each tier by the
- * latest snapshots (read at most every `storageMaxAgeMs`, default a minute, in the
- * background: a scrape serves the previous reading meanwhile), and `tenantry_tenant_requests_top{tenant}`,
+ * latest snapshots (read in the background at most every `storageMaxAgeMs`, default a
+ * minute: a scrape serves the latest complete reading and never waits; the first scrape of
+ * a process has none yet), and `tenantry_tenant_requests_top{tenant}`,
  * the 10 tenants with the most requests in the last complete minute — the only metric that
  * names tenants — with `tenantry_tenant_requests_rest`, the requests of all the others
  * together. Labels and series stay bounded at any number of tenants (invariant 9).
@@ -224,17 +225,16 @@ export function registerUsageMetrics(
       },
     });
   }
-  // Summed over the latest snapshot of every tenant: refreshed in the background once a
-  // minute, so no scrape waits for it (but the first), however many tenants there are.
+  // Summed over the latest snapshot of every tenant: read in the background at most once a
+  // minute, so no scrape waits for it, however many tenants there are.
   const storage = new BackgroundReading(() => usage.storageByTier(), options.storageMaxAgeMs ?? 60_000);
-  const storageRows = () => storage.get().catch(() => []);
   new Gauge({
     name: 'tenantry_tier_storage_bytes',
     help: 'Storage of the tenants of each tier by their latest snapshot (pool tier: estimated)',
     labelNames: ['tier'],
     registers: [registry],
-    async collect() {
-      for (const r of await storageRows()) this.set({ tier: r.tier }, r.bytes);
+    collect() {
+      for (const r of storage.latest() ?? []) this.set({ tier: r.tier }, r.bytes);
     },
   });
   new Gauge({
@@ -242,8 +242,8 @@ export function registerUsageMetrics(
     help: 'Tenants of each tier with a snapshot',
     labelNames: ['tier'],
     registers: [registry],
-    async collect() {
-      for (const r of await storageRows()) this.set({ tier: r.tier }, r.tenants);
+    collect() {
+      for (const r of storage.latest() ?? []) this.set({ tier: r.tier }, r.tenants);
     },
   });
 }
