@@ -181,16 +181,19 @@ export function registerUsageMetrics(
     let markedAt = 0;
     let last: { top: [string, number][]; rest: number } | undefined;
     const sinceMark = (): { top: [string, number][]; rest: number } => {
-      const counts: [string, number][] = [];
+      // One pass keeping the NAMED busiest in order: no sort of every tenant counted.
+      const top: [string, number][] = [];
       let total = 0;
       for (const u of meter.tenants()) {
         const n = u.requests - (marks.get(u) ?? 0);
-        if (n > 0) {
-          counts.push([u.tenantId, n]);
-          total += n;
-        }
+        if (n <= 0) continue;
+        total += n;
+        if (top.length === NAMED && n <= (top[NAMED - 1] as [string, number])[1]) continue;
+        let i = top.length;
+        while (i > 0 && (top[i - 1] as [string, number])[1] < n) i--;
+        top.splice(i, 0, [u.tenantId, n]);
+        if (top.length > NAMED) top.pop();
       }
-      const top = counts.sort((a, b) => b[1] - a[1]).slice(0, NAMED);
       return { top, rest: total - top.reduce((sum, [, n]) => sum + n, 0) };
     };
     // Both gauges are collected in one scrape: the minute is read once for them.
