@@ -303,6 +303,21 @@ const scrape = async (base: string): Promise<number> => {
   return Buffer.byteLength(body);
 };
 
+/**
+ * Waits until no other statement runs in the installation's database: the background
+ * readings a previous server's scrape started would otherwise be measured with the next.
+ */
+async function quiet(x: Installation): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const { rows } = await x.tenantry.adminPool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`,
+    );
+    if (rows[0]?.n === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 const OPERATIONS: readonly Operation[] = [
   {
     name: 'tenants.list, first page (50)',
@@ -363,6 +378,7 @@ const OPERATIONS: readonly Operation[] = [
     // A new server, not timed: its readings are not cached yet.
     prepare: async (x) => {
       await x.app.close();
+      await quiet(x);
       Object.assign(x, await newServer(x.tenantry));
     },
     run: (x) => scrape(x.base),
