@@ -179,8 +179,12 @@ describe('/v1/admin/db', () => {
   });
 
   it('/metrics carries the tenantry_db_* gauges, with no tenant label', async () => {
-    const res = await fetch(`${server.url}/metrics`);
-    const text = await res.text();
+    // Storage is read in the background: the first scrape starts the reading, a later one has it.
+    let text = '';
+    for (let i = 0; i < 100 && !/tenantry_db_storage_bytes\{tier="schema"\}/.test(text); i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      text = await (await fetch(`${server.url}/metrics`)).text();
+    }
     expect(text).toMatch(/tenantry_db_connections\{state="used"\} [1-9]/);
     expect(text).toMatch(/tenantry_db_pool_saturation\{pool="runtime"\} /);
     expect(text).toMatch(/tenantry_db_storage_bytes\{tier="pool"\} [1-9]/);

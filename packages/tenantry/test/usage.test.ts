@@ -352,7 +352,12 @@ describe('Prometheus', () => {
     const t = await tenant('schema');
     await load(t, { transactions: 1, queries: 1 });
     await tenantry.usage.snapshot({ tenants: [t.id] });
-    const text = await (await fetch(`${server.url}/metrics`)).text();
+    // Storage per tier is read in the background: the first scrape starts the reading.
+    let text = '';
+    for (let i = 0; i < 100 && !/^tenantry_tier_storage_bytes\{tier="schema"\}/m.test(text); i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      text = await (await fetch(`${server.url}/metrics`)).text();
+    }
     expect(text).toMatch(/^tenantry_tenant_transactions_total\{tier="schema",plan="free"\} \d+/m);
     expect(text).toMatch(/^tenantry_tenant_transaction_errors_total\{tier="pool",plan="free"\} \d+/m);
     expect(text).toMatch(/^tenantry_tenant_db_seconds_total\{tier="database",plan="free"\} [\d.e-]+/m);

@@ -244,13 +244,7 @@ export class TenantRegistry {
         throw new TenantryError('INVALID_INPUT', 'cursor is not one this API returned');
       }
     }
-    const { rows } = await this.#pool.query<TenantRow & { at: string }>(
-      `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at FROM tenantry.tenants
-        WHERE ($1::timestamp IS NULL OR (created_at AT TIME ZONE 'UTC', id) > ($1::timestamp, $2::uuid))
-          AND ($3::text IS NULL OR status = $3)
-        ORDER BY created_at, id LIMIT $4`,
-      [after?.at ?? null, after?.id ?? null, options.status ?? null, limit + 1],
-    );
+    const { rows } = await this.#pool.query<TenantRow & { at: string }>(listQuery(after, options.status, limit + 1));
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     const nextCursor =
@@ -395,6 +389,36 @@ export class TenantRegistry {
     if (options.hard) await this.#erasure.erase(tenant, options.actor ?? 'system');
     return tenant;
   }
+}
+
+/**
+ * One keyset page of {@link TenantRegistry.list}: only the conditions in use, each a range
+ * of an index (`(created_at, id)`, or `(status, created_at, id)` with a status), so a page
+ * deep in a large fleet reads its `limit` rows and no more. The cursor's time is UTC
+ * without a zone (`at`), turned back into the column's type on the parameter side: an
+ * expression on the column would hide it from the index.
+ */
+export function listQuery(
+  after: { at: string; id: string } | undefined,
+  status: TenantStatus | undefined,
+  limit: number,
+): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const where: string[] = [];
+  if (status !== undefined) {
+    values.push(status);
+    where.push(`status = $${values.length}`);
+  }
+  if (after) {
+    values.push(after.at, after.id);
+    where.push(`(created_at, id) > ($${values.length - 1}::timestamp AT TIME ZONE 'UTC', $${values.length}::uuid)`);
+  }
+  values.push(limit);
+  return {
+    text: `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at FROM tenantry.tenants
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT $${values.length}`,
+    values,
+  };
 }
 
 /** Renames in the caller's transaction; audited with the old and new slug. */

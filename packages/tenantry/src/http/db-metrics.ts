@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { Gauge, Registry } from 'prom-client';
 import { slowStatementTotals } from '../dbops/slow-queries.ts';
 import type { Tenantry } from '../tenantry.ts';
+import { BackgroundReading } from './background-reading.ts';
 
 /** Options of {@link dbMetrics}. */
 export interface DbMetricsOptions {
@@ -20,15 +21,19 @@ interface Reading {
   xidAgeRatio: number;
   replicationLagSeconds: number;
   slow: { statements: number; calls: number } | null;
-  storage: Record<'pool' | 'schema' | 'database', number>;
 }
+
+type Storage = Record<'pool' | 'schema' | 'database', number>;
 
 /**
  * The `tenantry_db_*` gauges on a registry of their own, read from PostgreSQL at scrape
  * time (at most once per `cacheMs`): connections against `max_connections`, pool
  * saturation (runtime and admin pools, the pool map), long and idle-in-transaction
  * transactions, blocked sessions, transaction-id wraparound, replication lag, slow
- * statements (`pg_stat_statements`) and storage per tier. Labels are fixed small sets
+ * statements (`pg_stat_statements`) and storage per tier. Storage sums every relation of
+ * every tenant schema, a reading that grows with the fleet: it is read in the background
+ * (see {@link BackgroundReading}), so no scrape waits for it, and the first scrape of a
+ * process has no storage gauge yet. Labels are fixed small sets
  * (`pool`, `tier`, `state`): never a tenant, whatever their number. Alert rules for them
  * are in docs/alerts.md.
  *
@@ -140,14 +145,17 @@ export function dbMetrics(tenantry: Tenantry<unknown>, options: DbMetricsOptions
       if (r.slow) g.set(r.slow.calls);
     },
   );
-  gauge(
-    'tenantry_db_storage_bytes',
-    'Bytes of tenant tables per tier: shared tables, tenant schemas, tenant databases (main server)',
-    ['tier'],
-    (g, r) => {
-      for (const [tier, bytes] of Object.entries(r.storage)) g.set({ tier }, bytes);
+  const storage = new BackgroundReading(() => measureStorage(tenantry), cacheMs);
+  new Gauge({
+    name: 'tenantry_db_storage_bytes',
+    help: 'Bytes of tenant tables per tier: shared tables, tenant schemas, tenant databases (main server)',
+    labelNames: ['tier'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [tier, n] of Object.entries(storage.latest() ?? {})) this.set({ tier }, n);
     },
-  );
+  });
   return registry;
 }
 
@@ -155,6 +163,20 @@ async function measure(tenantry: Tenantry<unknown>, slowMs: number): Promise<Rea
   const health = await tenantry.dbops.health();
   if (!health.connected) throw new Error('PostgreSQL is unreachable');
   const slow = await slowStatementTotals(tenantry.adminPool, slowMs);
+  return {
+    connectionsUsed: health.connections.used,
+    connectionsMax: health.connections.max,
+    longTransactions: health.longRunning.length,
+    idleInTransaction: health.idleInTransaction.length,
+    blocked: health.blocked.length,
+    xidAgeRatio: health.wraparound.ratio,
+    replicationLagSeconds: Math.max(0, ...health.replication.map((r) => r.lagSeconds ?? 0)),
+    slow,
+  };
+}
+
+/** Bytes of the shared tables, of every tenant schema's tables, and of every tenant database. */
+async function measureStorage(tenantry: Tenantry<unknown>): Promise<Storage> {
   const { rows } = await tenantry.adminPool.query<{ pool: string; schema: string; database: string }>(
     `SELECT coalesce((SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')), 0) AS pool,
@@ -166,15 +188,5 @@ async function measure(tenantry: Tenantry<unknown>, slowMs: number): Promise<Rea
     [tenantry.config.tenantSchema],
   );
   const storage = rows[0] ?? { pool: '0', schema: '0', database: '0' };
-  return {
-    connectionsUsed: health.connections.used,
-    connectionsMax: health.connections.max,
-    longTransactions: health.longRunning.length,
-    idleInTransaction: health.idleInTransaction.length,
-    blocked: health.blocked.length,
-    xidAgeRatio: health.wraparound.ratio,
-    replicationLagSeconds: Math.max(0, ...health.replication.map((r) => r.lagSeconds ?? 0)),
-    slow,
-    storage: { pool: Number(storage.pool), schema: Number(storage.schema), database: Number(storage.database) },
-  };
+  return { pool: Number(storage.pool), schema: Number(storage.schema), database: Number(storage.database) };
 }

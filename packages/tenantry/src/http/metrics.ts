@@ -4,6 +4,7 @@ import type { UsageService } from '../ops/usage-service.ts';
 import type { Tenantry } from '../tenantry.ts';
 import type { PoolMap, PoolMapStats } from '../transaction/pool-map.ts';
 import type { TenantUsage } from '../transaction/tenant-usage.ts';
+import { BackgroundReading } from './background-reading.ts';
 
 /**
  * Prometheus metrics of the reference server, on a registry of its own: requests by
@@ -127,16 +128,23 @@ export function registerPoolMapMetrics(registry: Registry, poolMap: Pick<PoolMap
  * Usage gauges on `registry`, read at each scrape: per tier and plan, the transactions,
  * failed transactions, seconds holding a database connection and requests this process
  * counted (running totals: use `rate()`), the storage and tenants of each tier by the
- * latest snapshots (read at most once a minute), and `tenantry_tenant_requests_top{tenant}`,
+ * latest snapshots (read in the background at most every `storageMaxAgeMs`, default a
+ * minute: a scrape serves the latest complete reading and never waits; the first scrape of
+ * a process has none yet), and `tenantry_tenant_requests_top{tenant}`,
  * the 10 tenants with the most requests in the last complete minute — the only metric that
- * names tenants. Labels stay bounded at any number of tenants (invariant 9).
+ * names tenants — with `tenantry_tenant_requests_rest`, the requests of all the others
+ * together. Labels and series stay bounded at any number of tenants (invariant 9).
  *
  * @example
  * ```ts
  * registerUsageMetrics(registry, tenantry.usage);
  * ```
  */
-export function registerUsageMetrics(registry: Registry, usage: UsageService): void {
+export function registerUsageMetrics(
+  registry: Registry,
+  usage: UsageService,
+  options: { storageMaxAgeMs?: number } = {},
+): void {
   const meter = usage.meter;
   if (meter) {
     const totals: readonly [string, string, 'transactions' | 'errors' | 'requests' | 'dbTimeMs'][] = [
@@ -167,49 +175,69 @@ export function registerUsageMetrics(registry: Registry, usage: UsageService): v
       });
     }
     // Requests per tenant in the last complete minute: marks taken once a minute, at a scrape.
+    // The 10 busiest are named; the others are one sum, so the series stay 11 at any fleet size.
+    const NAMED = 10;
     const marks = new WeakMap<TenantUsage, number>();
     let markedAt = 0;
-    let top: [string, number][] = [];
-    const sinceMark = (): [string, number][] => {
-      const out: [string, number][] = [];
+    let last: { top: [string, number][]; rest: number } | undefined;
+    const sinceMark = (): { top: [string, number][]; rest: number } => {
+      // One pass keeping the NAMED busiest in order: no sort of every tenant counted.
+      const top: [string, number][] = [];
+      let total = 0;
       for (const u of meter.tenants()) {
         const n = u.requests - (marks.get(u) ?? 0);
-        if (n > 0) out.push([u.tenantId, n]);
+        if (n <= 0) continue;
+        total += n;
+        if (top.length === NAMED && n <= (top[NAMED - 1] as [string, number])[1]) continue;
+        let i = top.length;
+        while (i > 0 && (top[i - 1] as [string, number])[1] < n) i--;
+        top.splice(i, 0, [u.tenantId, n]);
+        if (top.length > NAMED) top.pop();
       }
-      return out.sort((a, b) => b[1] - a[1]).slice(0, 10);
+      return { top, rest: total - top.reduce((sum, [, n]) => sum + n, 0) };
     };
+    // Both gauges are collected in one scrape: the minute is read once for them.
+    const minute = () => {
+      const now = performance.now();
+      if (now - markedAt >= 60_000) {
+        last = sinceMark();
+        for (const u of meter.tenants()) marks.set(u, u.requests);
+        markedAt = now;
+      }
+      // Before the first complete minute: the minute so far.
+      return last && last.top.length > 0 ? last : sinceMark();
+    };
+    let current: ReturnType<typeof minute> = { top: [], rest: 0 };
     new Gauge({
       name: 'tenantry_tenant_requests_top',
-      help: 'Requests of the busiest tenants in the last minute (at most 10 tenants are named)',
+      help: `Requests of the busiest tenants in the last minute (at most ${NAMED} tenants are named)`,
       labelNames: ['tenant'],
       registers: [registry],
       collect() {
-        const now = performance.now();
-        if (now - markedAt >= 60_000) {
-          top = sinceMark();
-          for (const u of meter.tenants()) marks.set(u, u.requests);
-          markedAt = now;
-        }
+        current = minute();
         this.reset();
-        // Before the first complete minute: the minute so far.
-        for (const [tenant, n] of top.length > 0 ? top : sinceMark()) this.set({ tenant }, n);
+        for (const [tenant, n] of current.top) this.set({ tenant }, n);
+      },
+    });
+    new Gauge({
+      name: 'tenantry_tenant_requests_rest',
+      help: 'Requests in the last minute of the tenants not named in tenantry_tenant_requests_top, together',
+      registers: [registry],
+      collect() {
+        this.set(current.rest);
       },
     });
   }
-  let storage: { at: number; rows: { tier: string; bytes: number; tenants: number }[] } = { at: -Infinity, rows: [] };
-  const storageRows = async () => {
-    if (performance.now() - storage.at >= 60_000) {
-      storage = { at: performance.now(), rows: await usage.storageByTier().catch(() => storage.rows) };
-    }
-    return storage.rows;
-  };
+  // Summed over the latest snapshot of every tenant: read in the background at most once a
+  // minute, so no scrape waits for it, however many tenants there are.
+  const storage = new BackgroundReading(() => usage.storageByTier(), options.storageMaxAgeMs ?? 60_000);
   new Gauge({
     name: 'tenantry_tier_storage_bytes',
     help: 'Storage of the tenants of each tier by their latest snapshot (pool tier: estimated)',
     labelNames: ['tier'],
     registers: [registry],
-    async collect() {
-      for (const r of await storageRows()) this.set({ tier: r.tier }, r.bytes);
+    collect() {
+      for (const r of storage.latest() ?? []) this.set({ tier: r.tier }, r.bytes);
     },
   });
   new Gauge({
@@ -217,8 +245,8 @@ export function registerUsageMetrics(registry: Registry, usage: UsageService): v
     help: 'Tenants of each tier with a snapshot',
     labelNames: ['tier'],
     registers: [registry],
-    async collect() {
-      for (const r of await storageRows()) this.set({ tier: r.tier }, r.tenants);
+    collect() {
+      for (const r of storage.latest() ?? []) this.set({ tier: r.tier }, r.tenants);
     },
   });
 }

@@ -16,6 +16,7 @@ import { exportJobsMigration } from './export-jobs-migration.ts';
 import { idempotencyMigration } from './idempotency-migration.ts';
 import { jobsMigration } from './jobs-migration.ts';
 import { outboxMigration, outboxNotifyAfterCommitMigration } from './outbox-migration.ts';
+import { tenantListMigration } from './tenant-list-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
 import { usersMigration } from './users-migration.ts';
@@ -47,6 +48,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     consoleSessionsMigration,
     outboxNotifyAfterCommitMigration,
     contextFewExpressionsMigration(runtimeRole, 'control'),
+    tenantListMigration,
   ];
 }
 
