@@ -9,13 +9,14 @@
  * ≥ 0.80 at 10,000), and the anonymous memory (RssAnon) of each side's backends.
  *
  *   node bench/schema-affinity.ts [--tenants 1000] [--clients 8] [--seconds 20] [--rounds 10]
- *                                 [--keep FILE | --reuse FILE]
+ *                                 [--keep FILE | --reuse FILE] [--affinity-wait MS]
  *
  * `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres) must be a superuser;
  * the benchmark works in a database of its own and drops it. Creating 10,000 tenants takes
  * about 20 minutes, so `--keep FILE` keeps the database and writes what a later run needs
  * (its name, roles, secret and tenants) to FILE, and `--reuse FILE` runs on that database
  * again without creating tenants (`--tenants` at most the number kept), and keeps it too.
+ * `--affinity-wait` sets the tenant-affine side's `pool.affinityWaitMs` (default: the pool's).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
@@ -50,11 +51,15 @@ function parseOptions(argv: readonly string[]) {
       rounds: { type: 'string' },
       keep: { type: 'string' },
       reuse: { type: 'string' },
+      'affinity-wait': { type: 'string' },
     },
   });
   if (values.keep !== undefined && values.reuse !== undefined) throw new Error('--keep and --reuse exclude each other');
+  const wait = values['affinity-wait'];
   return Object.freeze({
     keep: values.keep,
+    // Absent: the pool's default. 0 is allowed (no waiting).
+    affinityWaitMs: wait === undefined ? undefined : wait === '0' ? 0 : positive(wait, 0, '--affinity-wait', true),
     reuse: values.reuse,
     databaseUrl: benchDatabaseUrl(),
     tenants: positive(values.tenants, 1000, '--tenants', true),
@@ -189,6 +194,7 @@ export async function main(argv: readonly string[]): Promise<number> {
               max: options.clients,
               idleTimeoutMs: 3_600_000,
               maxSchemasPerConnection: Math.max(1_000, options.tenants),
+              ...(options.affinityWaitMs === undefined ? {} : { affinityWaitMs: options.affinityWaitMs }),
             }
           : { max: options.clients, idleTimeoutMs: 3_600_000, tenantAffinity: false, maxUses: 2_000 },
       });
@@ -273,7 +279,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     log(
       `| plain (before) | ${fixed(p10.tps, 0)} | ${fixed(pn.tps, 0)} | **${fixed(paired(pn, p10), 2)}** | ${fixed(pn.p99, 1)} | ${cpu(p10, pn)} | ${mem(memory.plain)} |`,
     );
-    log(`affine/plain at N (paired): ${fixed(paired(an, pn), 2)}; N = ${n}`);
+    log(
+      `affine/plain at N (paired): ${fixed(paired(an, pn), 2)}; N = ${n}; pool.affinityWaitMs ${options.affinityWaitMs ?? 'default'}`,
+    );
     await catalogReport(admin);
     log(`total ${since(started)}`);
     return 0;
