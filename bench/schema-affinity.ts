@@ -9,19 +9,32 @@
  * ≥ 0.80 at 10,000), and the anonymous memory (RssAnon) of each side's backends.
  *
  *   node bench/schema-affinity.ts [--tenants 1000] [--clients 8] [--seconds 20] [--rounds 10]
+ *                                 [--keep FILE | --reuse FILE] [--affinity-wait MS]
  *
  * `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres) must be a superuser;
- * the benchmark works in a database of its own and drops it.
+ * the benchmark works in a database of its own and drops it. Creating 10,000 tenants takes
+ * about 20 minutes, so `--keep FILE` keeps the database and writes what a later run needs
+ * (its name, roles, secret and tenants) to FILE, and `--reuse FILE` runs on that database
+ * again without creating tenants (`--tenants` at most the number kept), and keeps it too.
+ * `--affinity-wait` sets the tenant-affine side's `pool.affinityWaitMs` (default: the pool's).
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { contextOf, type TenantContext, Tenantry } from '../packages/tenantry/src/index.ts';
+import { quoteIdent } from '../packages/tenantry/src/sql.ts';
 import { benchDatabaseUrl, positive } from './lib/argv.ts';
 import { rssAnonMiB } from './lib/backend-memory.ts';
-import { type BenchDatabase, createBenchDatabase, withDatabase } from './lib/database.ts';
-import { measureSides, type SideResult } from './lib/measure.ts';
+import {
+  type BenchDatabase,
+  createBenchDatabase,
+  type SavedBenchDatabase,
+  savedBenchDatabase,
+  withDatabase,
+} from './lib/database.ts';
+import { measureSides, ServerCpu, type SideResult } from './lib/measure.ts';
 import { fixed, log, since } from './lib/print.ts';
 import { median } from './lib/stats.ts';
 import type { Side } from './lib/workloads.ts';
@@ -36,15 +49,29 @@ function parseOptions(argv: readonly string[]) {
       clients: { type: 'string' },
       seconds: { type: 'string' },
       rounds: { type: 'string' },
+      keep: { type: 'string' },
+      reuse: { type: 'string' },
+      'affinity-wait': { type: 'string' },
     },
   });
+  if (values.keep !== undefined && values.reuse !== undefined) throw new Error('--keep and --reuse exclude each other');
+  const wait = values['affinity-wait'];
   return Object.freeze({
+    keep: values.keep,
+    // Absent: the pool's default. 0 is allowed (no waiting).
+    affinityWaitMs: wait === undefined ? undefined : wait === '0' ? 0 : positive(wait, 0, '--affinity-wait', true),
+    reuse: values.reuse,
     databaseUrl: benchDatabaseUrl(),
     tenants: positive(values.tenants, 1000, '--tenants', true),
     clients: positive(values.clients, 8, '--clients', true),
     seconds: positive(values.seconds, 20, '--seconds', false),
     rounds: positive(values.rounds, 10, '--rounds', true),
   });
+}
+
+/** What `--keep` writes and `--reuse` reads: the database and its seeded tenants. */
+interface Kept extends SavedBenchDatabase {
+  readonly tenants: readonly { readonly context: TenantContext; readonly itemId: string }[];
 }
 
 async function backendMemory(admin: pg.Pool, db: BenchDatabase, applicationName: string): Promise<number[]> {
@@ -96,8 +123,14 @@ async function catalogReport(admin: pg.Pool): Promise<void> {
 export async function main(argv: readonly string[]): Promise<number> {
   const options = parseOptions(argv);
   const started = performance.now();
-  const db = await createBenchDatabase(options.databaseUrl);
-  const admin = new pg.Pool({ connectionString: withDatabase(options.databaseUrl, db.name), max: 2 });
+  const kept = options.reuse === undefined ? undefined : (JSON.parse(await readFile(options.reuse, 'utf8')) as Kept);
+  if (kept && kept.tenants.length < options.tenants) {
+    throw new Error(
+      `--reuse ${options.reuse} has ${kept.tenants.length} tenants, fewer than --tenants ${options.tenants}`,
+    );
+  }
+  const db = kept ? savedBenchDatabase(options.databaseUrl, kept) : await createBenchDatabase(options.databaseUrl);
+  const admin = new pg.Pool({ connectionString: withDatabase(options.databaseUrl, db.name), max: 8 });
   const opened: Tenantry<ItemsDB>[] = [];
   try {
     const owner = await Tenantry.connect<ItemsDB>({
@@ -108,22 +141,47 @@ export async function main(argv: readonly string[]): Promise<number> {
       adminPoolMax: 10,
     });
     opened.push(owner);
-    await owner.setup();
-    await owner.migrate();
     let t0 = performance.now();
     const contexts: TenantContext[] = new Array(options.tenants);
     const ids: string[] = new Array(options.tenants);
-    await eachConcurrently(
-      Array.from({ length: options.tenants }, (_, i) => i),
-      8,
-      async (i) => {
-        const record = await owner.tenants.create({ slug: `aff-${i}`, name: `Affinity ${i}`, tier: 'schema' });
-        const context = contextOf(record);
-        ids[i] = (await owner.transaction(context, (tx) => items.create(tx, { title: 'seeded' }))).id;
-        contexts[i] = context;
-      },
-    );
-    log(`${options.tenants} schema-tier tenants created and seeded: ${since(t0)}`);
+    if (kept) {
+      kept.tenants.slice(0, options.tenants).forEach((t, i) => {
+        contexts[i] = t.context;
+        ids[i] = t.itemId;
+      });
+      log(`reusing ${db.name}: ${options.tenants} of its ${kept.tenants.length} schema-tier tenants`);
+    } else {
+      await owner.setup();
+      await owner.migrate();
+      await eachConcurrently(
+        Array.from({ length: options.tenants }, (_, i) => i),
+        8,
+        async (i) => {
+          const record = await owner.tenants.create({ slug: `aff-${i}`, name: `Affinity ${i}`, tier: 'schema' });
+          // Seeded as the superuser, not through runtime connections: a backend that has
+          // served thousands of schemas processes every new schema's catalog invalidations
+          // slowly, and seeding through them made creating 10,000 tenants about ten times
+          // slower past 7,000 (one seed even hit the 30 s statement timeout).
+          const { rows } = await admin.query<{ id: string }>(
+            `INSERT INTO ${quoteIdent(record.schemaName as string)}.items (tenant_id, title) VALUES ($1, 'seeded') RETURNING id`,
+            [record.id],
+          );
+          ids[i] = rows[0]?.id as string;
+          contexts[i] = contextOf(record);
+        },
+      );
+      log(`${options.tenants} schema-tier tenants created and seeded: ${since(t0)}`);
+    }
+    if (options.keep !== undefined) {
+      const saved: Kept = {
+        name: db.name,
+        roles: db.roles,
+        secret: db.secret,
+        tenants: contexts.map((context, i) => ({ context, itemId: ids[i] as string })),
+      };
+      await writeFile(options.keep, JSON.stringify(saved));
+      log(`kept: ${options.keep} (run again with --reuse ${options.keep}; drop the database ${db.name} when done)`);
+    }
 
     const open = async (name: string, affinity: boolean) => {
       const t = await Tenantry.connect<ItemsDB>({
@@ -136,6 +194,7 @@ export async function main(argv: readonly string[]): Promise<number> {
               max: options.clients,
               idleTimeoutMs: 3_600_000,
               maxSchemasPerConnection: Math.max(1_000, options.tenants),
+              ...(options.affinityWaitMs === undefined ? {} : { affinityWaitMs: options.affinityWaitMs }),
             }
           : { max: options.clients, idleTimeoutMs: 3_600_000, tenantAffinity: false, maxUses: 2_000 },
       });
@@ -179,7 +238,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     const load = loadavg().map((x) => x.toFixed(1));
     const results = await measureSides(
       [side('affine', BASE), side('affine', n), side('plain', BASE), side('plain', n)],
-      { clients: options.clients, seconds: options.seconds, rounds: options.rounds, warmup: 0 },
+      {
+        clients: options.clients,
+        seconds: options.seconds,
+        rounds: options.rounds,
+        warmup: 0,
+        cpu: new ServerCpu(admin),
+      },
     );
     const [a10, an, p10, pn] = results as [SideResult, SideResult, SideResult, SideResult];
     const paired = (x: SideResult, y: SideResult) =>
@@ -202,22 +267,28 @@ export async function main(argv: readonly string[]): Promise<number> {
         .map((x) => x.toFixed(1))
         .join(' / ')} at end`,
     );
-    log('| lending | tx/s at 10 | tx/s at N | N/10 (paired) | p99 ms at N | backend RssAnon |');
-    log('| --- | ---: | ---: | ---: | ---: | --- |');
     log(
-      `| tenant-affine | ${fixed(a10.tps, 0)} | ${fixed(an.tps, 0)} | **${fixed(paired(an, a10), 2)}** | ${fixed(an.p99, 1)} | ${mem(memory.affine)} |`,
+      '| lending | tx/s at 10 | tx/s at N | N/10 (paired) | p99 ms at N | server µs/tx at 10 / N | Node µs/tx at 10 / N | backend RssAnon |',
+    );
+    log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+    const cpu = (at10: SideResult, atN: SideResult) =>
+      `${fixed(at10.pgCpuUs, 0)} / ${fixed(atN.pgCpuUs, 0)} | ${fixed(at10.nodeCpuUs, 0)} / ${fixed(atN.nodeCpuUs, 0)}`;
+    log(
+      `| tenant-affine | ${fixed(a10.tps, 0)} | ${fixed(an.tps, 0)} | **${fixed(paired(an, a10), 2)}** | ${fixed(an.p99, 1)} | ${cpu(a10, an)} | ${mem(memory.affine)} |`,
     );
     log(
-      `| plain (before) | ${fixed(p10.tps, 0)} | ${fixed(pn.tps, 0)} | **${fixed(paired(pn, p10), 2)}** | ${fixed(pn.p99, 1)} | ${mem(memory.plain)} |`,
+      `| plain (before) | ${fixed(p10.tps, 0)} | ${fixed(pn.tps, 0)} | **${fixed(paired(pn, p10), 2)}** | ${fixed(pn.p99, 1)} | ${cpu(p10, pn)} | ${mem(memory.plain)} |`,
     );
-    log(`affine/plain at N (paired): ${fixed(paired(an, pn), 2)}; N = ${n}`);
+    log(
+      `affine/plain at N (paired): ${fixed(paired(an, pn), 2)}; N = ${n}; pool.affinityWaitMs ${options.affinityWaitMs ?? 'default'}`,
+    );
     await catalogReport(admin);
     log(`total ${since(started)}`);
     return 0;
   } finally {
     for (const t of opened.reverse()) await t.close().catch(() => {});
     await admin.end();
-    await db.drop();
+    if (options.keep === undefined && options.reuse === undefined) await db.drop();
   }
 }
 

@@ -66,3 +66,31 @@ export async function createBenchDatabase(adminUrl: string): Promise<BenchDataba
     },
   };
 }
+
+/** What {@link savedBenchDatabase} needs to open a kept benchmark database again. */
+export interface SavedBenchDatabase {
+  readonly name: string;
+  readonly roles: { readonly owner: string; readonly runtime: string };
+  readonly secret: string;
+}
+
+/**
+ * A benchmark database created by an earlier run and kept (`--keep`), on the server of
+ * `adminUrl`: the same shape as {@link createBenchDatabase}'s, whose `drop()` drops it.
+ */
+export function savedBenchDatabase(adminUrl: string, saved: SavedBenchDatabase): BenchDatabase {
+  return {
+    ...saved,
+    url: withDatabase(adminUrl, saved.name),
+    async drop() {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS "${saved.name}" WITH (FORCE)`);
+        for (const role of [saved.roles.runtime, saved.roles.owner]) await c.query(`DROP ROLE IF EXISTS "${role}"`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}

@@ -36,11 +36,14 @@ export interface TenantryOptions {
    * the catalog entries and compiled functions of every tenant schema it has served (about
    * 140 KiB each) until it closes; schema-tier tenants prefer the connections that served
    * them (see the isolation tiers guide), so each backend's set stays small and warm, and
-   * the schema cap is its ceiling. `tenantAffinity: false` turns the preference off (plain
-   * most-recently-used lending; for comparison).
+   * the schema cap is its ceiling. When another tenant's transaction holds a schema-tier
+   * tenant's own connection, the tenant waits for it up to `affinityWaitMs` (default 20;
+   * 0: never waits) before it takes another. `tenantAffinity: false` turns the preference
+   * off (plain most-recently-used lending; for comparison).
    */
   pool?: {
     tenantAffinity?: boolean;
+    affinityWaitMs?: number;
     max?: number;
     idleTimeoutMs?: number;
     maxUses?: number;
@@ -140,6 +143,7 @@ export interface ResolvedConfig {
     readonly maxPerTenant: number;
     readonly maxSchemasPerConnection: number;
     readonly tenantAffinity: boolean;
+    readonly affinityWaitMs: number;
   };
   readonly adminPoolMax: number;
   readonly apiKeyPrefix: string | undefined;
@@ -322,5 +326,6 @@ function runtimePoolOptions(pool: TenantryOptions['pool']): ResolvedConfig['pool
     maxPerTenant: positiveInt(pool?.maxPerTenant, Math.max(1, max - 1), 'pool.maxPerTenant'),
     maxSchemasPerConnection: positiveInt(pool?.maxSchemasPerConnection, 1_000, 'pool.maxSchemasPerConnection'),
     tenantAffinity: pool?.tenantAffinity ?? true,
+    affinityWaitMs: integerOption(pool?.affinityWaitMs, 20, 0, 10_000, 'pool.affinityWaitMs'),
   });
 }

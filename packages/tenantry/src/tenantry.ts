@@ -167,6 +167,7 @@ export class Tenantry<DB = unknown> {
       maxSchemas: config.pool.maxSchemasPerConnection,
       affinity: config.pool.tenantAffinity,
       acquireTimeoutMs: RUNTIME_ACQUIRE_TIMEOUT_MS,
+      affinityWaitMs: config.pool.affinityWaitMs,
     });
     this.#tenantTables = new TenantTableSet(this.adminPool, config.tenantSchema);
     this.placements = new PlacementRegistry(this.adminPool, keys.key('credential-encryption'));

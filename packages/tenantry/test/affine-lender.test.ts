@@ -18,7 +18,7 @@ let poolTenant: TenantRecord;
 
 const POOL_MAX = 4;
 
-function connect(pool: { max: number; maxPerTenant?: number }): Promise<Tenantry<AppDB>> {
+function connect(pool: { max: number; maxPerTenant?: number; affinityWaitMs?: number }): Promise<Tenantry<AppDB>> {
   return Tenantry.connect<AppDB>({
     databaseUrl: database.url,
     secret: database.secret,
@@ -115,6 +115,86 @@ describe('tenant affinity', () => {
     // And the A-context is gone from the backend once A's transaction ended.
     const again = await probe(tenantry, b);
     expect(again.titles).toEqual([b.slug]);
+  });
+});
+
+/** Pids of the backends each schema-tier tenant ran on, with as many transactions at once as connections. */
+async function underLoad(t: Tenantry<AppDB>, loops: number, transactions: number): Promise<Map<string, Set<number>>> {
+  const pids = new Map<string, Set<number>>();
+  const busy = new Set<number>();
+  let started = 0;
+  await Promise.all(
+    Array.from({ length: loops }, async (_, loop) => {
+      // Each loop walks the tenants from its own offset; no two loops on one tenant at once.
+      let i = loop * 3;
+      while (started++ < transactions) {
+        while (busy.has(i % schemaTenants.length)) i++;
+        const k = i++ % schemaTenants.length;
+        busy.add(k);
+        try {
+          const tenant = schemaTenants[k] as TenantRecord;
+          const { pid } = await probe(t, tenant);
+          pids.set(tenant.id, (pids.get(tenant.id) ?? new Set()).add(pid));
+        } finally {
+          busy.delete(k);
+        }
+      }
+    }),
+  );
+  return pids;
+}
+
+describe('tenant affinity under load', () => {
+  it('keeps each schema-tier tenant on its own backend when every connection is busy', async () => {
+    // A wait bound far above a transaction here, so a slow machine never falls back.
+    const t = await connect({ max: POOL_MAX, affinityWaitMs: 5_000 });
+    try {
+      await openConnections(t, POOL_MAX);
+      const pids = await underLoad(t, POOL_MAX, 200);
+      // Taking whatever connection was idle put every tenant on every backend here.
+      for (const tenant of schemaTenants) expect(pids.get(tenant.id)?.size, tenant.slug).toBe(1);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a tenant waits for its own connection, at most pool.affinityWaitMs, then takes another', async () => {
+    const patient = await connect({ max: POOL_MAX, affinityWaitMs: 5_000 });
+    const hurried = await connect({ max: POOL_MAX, affinityWaitMs: 50 });
+    try {
+      for (const t of [patient, hurried]) {
+        await openConnections(t, POOL_MAX);
+        // One at a time, every connection idle: each tenant lands on its own connection.
+        const byPid = new Map<number, TenantRecord[]>();
+        for (const tenant of schemaTenants) {
+          const { pid } = await probe(t, tenant);
+          byPid.set(pid, [...(byPid.get(pid) ?? []), tenant]);
+        }
+        // Ten tenants over four connections: two of them share one.
+        const [holder, waiter] = [...byPid.values()].find((group) => group.length >= 2) as [TenantRecord, TenantRecord];
+        const home = (await probe(t, waiter)).pid;
+        const order: string[] = [];
+        const holding = t.transaction(holder, async (tx) => {
+          await tx.query('SELECT pg_sleep(0.4)');
+          order.push('holder');
+        });
+        await new Promise((resolve) => setTimeout(resolve, 100)); // the holder is inside
+        const seen = await probe(t, waiter);
+        order.push('waiter');
+        await holding;
+        if (t === patient) {
+          expect(seen.pid).toBe(home);
+          expect(order).toEqual(['holder', 'waiter']);
+        } else {
+          expect(seen.pid).not.toBe(home);
+          expect(order).toEqual(['waiter', 'holder']);
+        }
+        expect(seen.titles).toEqual([waiter.slug]);
+      }
+    } finally {
+      await patient.close();
+      await hurried.close();
+    }
   });
 });
 

@@ -35,6 +35,7 @@ describe('resolveConfig', () => {
         maxPerTenant: 9,
         maxSchemasPerConnection: 1_000,
         tenantAffinity: true,
+        affinityWaitMs: 20,
       },
       contextTokenTtlMs: 10_000,
       logger: undefined,
@@ -111,6 +112,11 @@ describe('resolveConfig', () => {
 
   it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '10', null])('rejects pool.max %s', (max) => {
     rejects({ ...base, pool: { max } }, 'CONFIG_INVALID', /pool\.max/);
+  });
+
+  it.each([-1, 2.5, 10_001, Number.NaN])('rejects pool.affinityWaitMs %s; 0 turns the wait off', (value) => {
+    rejects({ ...base, pool: { affinityWaitMs: value } }, 'CONFIG_INVALID', /pool\.affinityWaitMs/);
+    expect(resolveConfig({ ...base, pool: { affinityWaitMs: 0 } }).pool.affinityWaitMs).toBe(0);
   });
 
   it.each([0, -5, 2.5])('rejects %s as pool.idleTimeoutMs and as contextTokenTtlMs', (value) => {

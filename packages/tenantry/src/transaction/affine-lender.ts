@@ -12,6 +12,11 @@ export interface AffineLenderOptions {
   readonly affinity: boolean;
   /** A waiter gives up after this long, with pg's own timeout error (mapped to `DATABASE_UNAVAILABLE`). */
   readonly acquireTimeoutMs: number;
+  /**
+   * How long a schema-tier tenant waits for its own connection while another tenant's
+   * transaction holds it, before it takes another (`pool.affinityWaitMs`); 0: never waits.
+   */
+  readonly affinityWaitMs: number;
 }
 
 /** Who asks for a connection: the tenant, and whether its catalog entries are its own (schema tier). */
@@ -38,10 +43,17 @@ interface ConnectionNotes {
   readonly schemas: Set<string>;
 }
 
-/** pg-pool's idle list (newest last; `connect()` takes the last): the one internal the lender reads. */
+/**
+ * The two pg-pool internals the lender uses: its idle list (newest last; a checkout takes
+ * the last) and the step that hands an idle connection to the first waiting checkout.
+ */
 interface PoolInternals {
   readonly _idle?: { readonly client: pg.PoolClient }[];
+  _pulseQueue?(): void;
 }
+
+/** Whether a borrower may wait for its own connection, or takes what is free (it waited already). */
+type HomeWait = 'may-wait' | 'take-free';
 
 interface Waiter {
   readonly borrower: Borrower;
@@ -68,13 +80,20 @@ function score(text: string, seed: number): number {
  * tenants nearly every transaction is a backend's first use of its schema (+1.5–1.9 ms of
  * server CPU) and every backend drifts towards holding the whole catalog. Here:
  *
- * - **Affinity.** A schema-tier tenant takes, among the pool's idle connections, the one it
- *   ranks highest by rendezvous hashing (tenant id × connection seed): with the same
- *   connections idle it always lands on the same one, so each backend serves about 1/max of
- *   the schemas, warm. Pool-tier tenants (shared tables: nothing per tenant to keep warm)
- *   take the most recently used, as before. The pool stays a plain `pg.Pool` (its idle
- *   timeout, `maxUses` and direct users unchanged); the lender only reorders its idle list
- *   before `connect()`.
+ * - **Affinity.** A schema-tier tenant's own connection is the one it ranks highest among
+ *   the pool's open connections by rendezvous hashing (tenant id × connection seed), so each
+ *   backend serves about 1/max of the schemas, warm. When another tenant's transaction holds
+ *   it (and the pool is at its size), the tenant waits for it, up to `affinityWaitMs`, and
+ *   then takes the idle connection it ranks highest; when connections are short (every one
+ *   lent), fairness comes first and a waiting tenant takes whichever is freed. Taking whatever is idle at once is not
+ *   enough: under load (as many transactions as connections) there is one idle connection
+ *   or none to choose from, every backend meets every schema, and at 10,000 tenants nearly
+ *   each transaction paid a backend's first use of its schema (measured: half of the
+ *   backends' CPU in compiling trigger functions, building relation cache entries and
+ *   planning). Pool-tier tenants (shared tables: nothing per tenant to keep warm) take the
+ *   most recently used, as before. The pool stays a plain `pg.Pool` (its idle timeout,
+ *   `maxUses` and direct users unchanged); the lender only reorders its idle list before
+ *   `connect()`.
  * - **Bounded.** A connection is replaced after serving `maxSchemas` distinct schemas (or
  *   `pool.maxUses` transactions): a backend's catalog cache has a ceiling.
  * - **Fair.** A tenant holds at most `maxPerTenant` connections; when connections are short,
@@ -87,7 +106,7 @@ function score(text: string, seed: number): number {
  *
  * @example
  * const lender = new AffineLender(runtimePool, { max: 10, maxPerTenant: 9, maxSchemas: 1_000, affinity: true,
- *   acquireTimeoutMs: 5_000 });
+ *   acquireTimeoutMs: 5_000, affinityWaitMs: 20 });
  * const lent = await lender.acquire({ id: tenant.id, affine: tenant.tier === 'schema' });
  * try { await lent.client.query('SELECT 1'); } finally { lent.release(); }
  */
@@ -102,11 +121,20 @@ export class AffineLender {
   /** Waiting tenants in turn order; each with its FIFO of waiters. */
   readonly #queues = new Map<string, Waiter[]>();
   #waiting = 0;
+  /** Open connections the lender has lent (idle or lent now): where tenants' own connections are. */
+  readonly #open = new Set<pg.PoolClient>();
+  /** The tenant each lent connection is lent to. */
+  readonly #lentTo = new Map<pg.PoolClient, string>();
+  /** Schema-tier tenants waiting for their own connection, by connection (FIFO). */
+  readonly #homeWaiters = new Map<pg.PoolClient, Waiter[]>();
+  #homeWaiting = 0;
   #closed = false;
 
   constructor(pool: pg.Pool, options: AffineLenderOptions) {
     this.#pool = pool;
     this.#options = options;
+    // Closed by the pool itself (idle timeout, error): no tenant's own connection any more.
+    pool.on('remove', (client) => this.#forget(client));
   }
 
   /** Connections open (lent or idle in the pool). */
@@ -119,9 +147,9 @@ export class AffineLender {
     return this.#pool.idleCount;
   }
 
-  /** Transactions waiting for a connection (here, for their turn, or in the pool). */
+  /** Transactions waiting for a connection (here, for their turn or their own connection, or in the pool). */
   get waitingCount(): number {
-    return this.#waiting + this.#pool.waitingCount;
+    return this.#waiting + this.#homeWaiting + this.#pool.waitingCount;
   }
 
   /** Connections `tenantId` holds now. */
@@ -131,23 +159,107 @@ export class AffineLender {
 
   /** A connection for `borrower`: now, when it is under its cap and one is free; else at its turn. */
   acquire(borrower: Borrower): Promise<LentConnection> {
+    return this.#acquire(borrower, 'may-wait');
+  }
+
+  #acquire(borrower: Borrower, homeWait: HomeWait): Promise<LentConnection> {
     if (this.#closed) return Promise.reject(new Error('the runtime pool is closed'));
     const free = this.#lent < this.#options.max && this.#queues.size === 0;
-    if (free && this.heldBy(borrower.id) < this.#options.maxPerTenant) return this.#take(borrower);
+    if (free && this.heldBy(borrower.id) < this.#options.maxPerTenant) {
+      const home = homeWait === 'may-wait' ? this.#busyHome(borrower) : undefined;
+      return home ? this.#waitForHome(home, borrower) : this.#take(borrower);
+    }
+    // Connections are short: fairness first, and the turn takes whatever is freed.
     return this.#wait(borrower);
   }
 
   /** Refuses new borrowers and fails the waiting ones; the pool itself is ended by its owner. */
   close(): void {
     this.#closed = true;
-    for (const queue of this.#queues.values()) {
-      for (const w of queue) {
-        clearTimeout(w.timer);
-        w.reject(new Error('the runtime pool is closed'));
-      }
+    const waiters = [...this.#queues.values(), ...this.#homeWaiters.values()].flat();
+    for (const w of waiters) {
+      clearTimeout(w.timer);
+      w.reject(new Error('the runtime pool is closed'));
     }
     this.#queues.clear();
+    this.#homeWaiters.clear();
     this.#waiting = 0;
+    this.#homeWaiting = 0;
+  }
+
+  /**
+   * The schema-tier borrower's own connection when it should wait for it: lent to another
+   * tenant now, with the pool at its size (while it grows, the set of connections, and so
+   * each tenant's own, is still changing). Undefined: take what is free.
+   */
+  #busyHome(borrower: Borrower): pg.PoolClient | undefined {
+    const { affinity, affinityWaitMs, max } = this.#options;
+    if (!borrower.affine || !affinity || affinityWaitMs <= 0 || this.#open.size < max) return undefined;
+    let home: pg.PoolClient | undefined;
+    let best = -1;
+    for (const client of this.#open) {
+      const s = score(borrower.id, this.#notesOf(client).seed);
+      if (s > best) {
+        best = s;
+        home = client;
+      }
+    }
+    const holder = home ? this.#lentTo.get(home) : undefined;
+    // Idle: #take lends it. Held by this tenant: its next transaction takes another.
+    return holder !== undefined && holder !== borrower.id ? home : undefined;
+  }
+
+  #waitForHome(home: pg.PoolClient, borrower: Borrower): Promise<LentConnection> {
+    return new Promise<LentConnection>((resolve, reject) => {
+      const waiter: Waiter = {
+        borrower,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          if (this.#dropHomeWaiter(home, waiter)) this.#acquire(borrower, 'take-free').then(resolve, reject);
+        }, this.#options.affinityWaitMs),
+      };
+      const list = this.#homeWaiters.get(home);
+      if (list) list.push(waiter);
+      else this.#homeWaiters.set(home, [waiter]);
+      this.#homeWaiting++;
+    });
+  }
+
+  /** Removes `waiter` from `home`'s list; false when it was no longer there. */
+  #dropHomeWaiter(home: pg.PoolClient, waiter: Waiter): boolean {
+    const list = this.#homeWaiters.get(home);
+    const i = list?.indexOf(waiter) ?? -1;
+    if (!list || i < 0) return false;
+    list.splice(i, 1);
+    if (list.length === 0) this.#homeWaiters.delete(home);
+    this.#homeWaiting--;
+    clearTimeout(waiter.timer);
+    return true;
+  }
+
+  /** `client` came back idle: the first tenant waiting for it as its own takes it. */
+  #handHome(client: pg.PoolClient): void {
+    const waiter = this.#homeWaiters.get(client)?.[0];
+    if (!waiter) return;
+    this.#dropHomeWaiter(client, waiter);
+    // Ahead of the turn order: the capacity this release frees is this connection, and the
+    // waiter has waited for it. #take prefers the idle connection the tenant ranks highest: this one.
+    const lend =
+      this.heldBy(waiter.borrower.id) < this.#options.maxPerTenant
+        ? this.#take(waiter.borrower)
+        : this.#acquire(waiter.borrower, 'take-free');
+    lend.then(waiter.resolve, waiter.reject);
+  }
+
+  /** `client` is closed or being closed: those waiting for it take what is free instead. */
+  #forget(client: pg.PoolClient): void {
+    this.#open.delete(client);
+    this.#lentTo.delete(client);
+    for (const waiter of [...(this.#homeWaiters.get(client) ?? [])]) {
+      this.#dropHomeWaiter(client, waiter);
+      this.#acquire(waiter.borrower, 'take-free').then(waiter.resolve, waiter.reject);
+    }
   }
 
   async #take(borrower: Borrower): Promise<LentConnection> {
@@ -156,7 +268,7 @@ export class AffineLender {
     let client: pg.PoolClient;
     try {
       if (borrower.affine && this.#options.affinity) this.#preferIdle(borrower.id);
-      client = await this.#pool.connect();
+      client = await this.#connect(borrower.id);
     } catch (error) {
       this.#lent--;
       this.#hold(borrower.id, -1);
@@ -165,6 +277,8 @@ export class AffineLender {
     }
     const notes = this.#notesOf(client);
     if (borrower.affine) notes.schemas.add(borrower.id);
+    this.#open.add(client);
+    this.#lentTo.set(client, borrower.id);
     let released = false;
     return {
       client,
@@ -174,11 +288,36 @@ export class AffineLender {
         released = true;
         this.#lent--;
         this.#hold(borrower.id, -1);
+        this.#lentTo.delete(client);
         const spent = notes.schemas.size >= this.#options.maxSchemas;
+        const closing = Boolean(discard) || spent;
         client.release(discard || (spent ? true : undefined));
+        if (closing) this.#forget(client);
+        else this.#handHome(client);
         this.#serve();
       },
     };
+  }
+
+  /**
+   * `pool.connect()`, served now from the end of the idle list when it has a connection.
+   * pg-pool only queues the checkout and takes an idle connection on the next tick, and by
+   * then a release in between (or another checkout) has put a different one at the end:
+   * under load, the order `#preferIdle` set was lost nearly every time, and every backend
+   * met every schema.
+   */
+  #connect(tenantId: string): Promise<pg.PoolClient> {
+    const pool = this.#pool as unknown as PoolInternals;
+    // Only when no checkout waits in the pool: then this one is first and gets the last idle.
+    const next = this.#pool.waitingCount === 0 ? pool._idle?.at(-1)?.client : undefined;
+    const client = this.#pool.connect();
+    if (next && pool._pulseQueue) {
+      pool._pulseQueue();
+      // Lent from now on, not once the checkout settles: a borrower arriving meanwhile must
+      // see its own connection busy, not take another one believing it idle.
+      this.#lentTo.set(next, tenantId);
+    }
+    return client;
   }
 
   /** Moves the idle connection `tenantId` ranks highest to where `connect()` takes from. */
