@@ -8,6 +8,7 @@ import { listTenantTables, type TenantTableRef } from '../control/tenant-tables.
 import { writeAudit } from '../effects/audit.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { qualified } from '../sql.ts';
+import { assertMovable, withMoveLock } from './move-lock.ts';
 import { copyableColumns, type MovedTable, primaryKey, tableChecksum } from './tenant-copy.ts';
 
 /** Options of `tenantry.moveTenantShard()` (`tenantry tenants move <t> --to dedicated-shard|node`). */
@@ -87,17 +88,11 @@ export class CitusShardMover {
     if (tenant.tier !== 'pool') {
       throw new TenantryError('INVALID_TENANT_STATE', 'only a pool-tier tenant has rows in distributed tables');
     }
-    if (tenant.status === 'deleted' || tenant.status === 'offboarding') {
-      throw new TenantryError('INVALID_TENANT_STATE', `cannot move a tenant that is ${tenant.status}`);
-    }
+    assertMovable(tenant);
     const target = options.to === 'node' ? await this.#node(options.node) : undefined;
     const lock = await deps.admin.connect();
     try {
-      const { rows } = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [
-        `tenantry:move:${tenant.id}`,
-      ]);
-      if (!rows[0]?.ok) throw new TenantryError('INVALID_TENANT_STATE', 'a move of this tenant is already running');
-      try {
+      return await withMoveLock(lock, tenant.id, async () => {
         const tables = await this.#tables(lock);
         const anchor = tables[0];
         if (!anchor) throw new TenantryError('INVALID_TENANT_STATE', 'there is no distributed tenant table');
@@ -151,9 +146,7 @@ export class CitusShardMover {
           if (frozenAt) await this.#setFrozen(lock, tenant.id, false).catch(() => {});
           throw error;
         }
-      } finally {
-        await lock.query('SELECT pg_advisory_unlock(hashtext($1))', [`tenantry:move:${tenant.id}`]);
-      }
+      });
     } finally {
       lock.release();
     }

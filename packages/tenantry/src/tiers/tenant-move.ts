@@ -12,6 +12,7 @@ import { TenantryError } from '../errors/catalog.ts';
 import { TenantRouter } from '../transaction/connection-router.ts';
 import type { PoolMap } from '../transaction/pool-map.ts';
 import type { AdminConnection } from './admin-connection.ts';
+import { assertMovable, withMoveLock } from './move-lock.ts';
 import type { Provisioner } from './provisioner.ts';
 import { type TargetRecord, type TargetRow, toTarget } from './targets.ts';
 import { copyTenantTable, type MovedTable } from './tenant-copy.ts';
@@ -95,9 +96,7 @@ export class TenantMover {
     }
     const batchSize = options.batchSize ?? 1000;
     const tenant = await deps.tenants.get(ref);
-    if (tenant.status === 'deleted' || tenant.status === 'offboarding') {
-      throw new TenantryError('INVALID_TENANT_STATE', `cannot move a tenant that is ${tenant.status}`);
-    }
+    assertMovable(tenant);
     const placement = await deps.placements
       .resolveByName(options.placement ?? DEFAULT_PLACEMENT[options.to])
       .catch(() => {
@@ -111,15 +110,7 @@ export class TenantMover {
     }
     const lock = await deps.admin.connect();
     try {
-      const { rows } = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [
-        `tenantry:move:${tenant.id}`,
-      ]);
-      if (!rows[0]?.ok) throw new TenantryError('INVALID_TENANT_STATE', 'a move of this tenant is already running');
-      try {
-        return await this.#move(tenant, placement, options, batchSize, started);
-      } finally {
-        await lock.query('SELECT pg_advisory_unlock(hashtext($1))', [`tenantry:move:${tenant.id}`]);
-      }
+      return await withMoveLock(lock, tenant.id, () => this.#move(tenant, placement, options, batchSize, started));
     } finally {
       lock.release();
     }
