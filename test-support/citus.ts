@@ -58,7 +58,8 @@ export async function clusterNodes(base = CITUS_URL as string): Promise<ClusterN
 /**
  * A database of the test file's own on every node of the cluster, with Citus created in
  * each and the nodes registered on the coordinator's (Citus keeps its metadata per
- * database and does not propagate `CREATE DATABASE`). `url` is the coordinator's.
+ * database and does not propagate `CREATE DATABASE`), every node holding shards. `url` is
+ * the coordinator's.
  */
 export async function createCitusDatabase(label: string): Promise<TestDatabase & { nodes: ClusterNode[] }> {
   const base = CITUS_URL as string;
@@ -75,6 +76,8 @@ export async function createCitusDatabase(label: string): Promise<TestDatabase &
   await run(urlOf(base, coordinator, name), [
     `SELECT citus_set_coordinator_host('${coordinator.host}', ${coordinator.port})`,
     ...workers.map((w) => `SELECT citus_add_node('${w.host}', ${w.port})`),
+    // Shards on every node, the coordinator's included, so each check meets both kinds.
+    ...nodes.map((n) => `SELECT citus_set_node_property('${n.host}', ${n.port}, 'shouldhaveshards', true)`),
   ]);
   const roles = { owner: `tc_${suffix}_owner`, runtime: `tc_${suffix}_runtime` };
   return {

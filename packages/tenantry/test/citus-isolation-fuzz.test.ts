@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CITUS_URL, type ClusterNode, createCitusDatabase, NO_CITUS, nodeClient } from '../../../test-support/citus.ts';
+import { CITUS_URL, type ClusterNode, createCitusDatabase, NO_CITUS } from '../../../test-support/citus.ts';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { startServer, type TestServer } from '../../../test-support/http.ts';
 import {
@@ -35,14 +35,6 @@ if (!CITUS_URL) {
 
   beforeAll(async () => {
     db = await createCitusDatabase('fuzz');
-    const admin = await nodeClient(db.nodes.find((n) => n.coordinator) as ClusterNode, db.name);
-    try {
-      for (const n of db.nodes) {
-        await admin.query('SELECT citus_set_node_property($1, $2, $3, true)', [n.host, n.port, 'shouldhaveshards']);
-      }
-    } finally {
-      await admin.end();
-    }
     tenantry = await Tenantry.connect({
       databaseUrl: db.url,
       secret: db.secret,

@@ -43,9 +43,6 @@ if (!CITUS_URL) {
     db = await createCitusDatabase('move');
     const admin = await nodeClient(db.nodes.find((n) => n.coordinator) as ClusterNode, db.name);
     try {
-      for (const n of db.nodes) {
-        await admin.query('SELECT citus_set_node_property($1, $2, $3, true)', [n.host, n.port, 'shouldhaveshards']);
-      }
       // Few shards, so the big tenant shares its shard with a neighbour before the move.
       await admin.query(`ALTER DATABASE "${db.name}" SET citus.shard_count = 2`);
     } finally {

@@ -52,15 +52,6 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
 
   beforeAll(async () => {
     db = await createCitusDatabase('pool');
-    // Shards on both nodes: the coordinator takes some too, so each check meets both.
-    const admin = await nodeClient(db.nodes.find((n) => n.coordinator) as ClusterNode, db.name);
-    try {
-      for (const n of db.nodes) {
-        await admin.query('SELECT citus_set_node_property($1, $2, $3, true)', [n.host, n.port, 'shouldhaveshards']);
-      }
-    } finally {
-      await admin.end();
-    }
     // Per-tenant statistics on every node (what usage.cluster() reads); Citus propagates it.
     const coordinator = await nodeClient(db.nodes.find((n) => n.coordinator) as ClusterNode, db.name);
     await coordinator
