@@ -86,9 +86,11 @@ function scripts(tenant: string, enterSql: string): Record<Side, string> {
   const pick = '\\set id random(1, :rows)\n';
   const select = (table: string) => `SELECT * FROM bench.${table} WHERE tenant_id = '${tenant}' AND n = :id;\n`;
   // pgbench substitutes :variables as bind parameters in prepared mode; the context
-  // statement is Tenantry's own text with its $1/$2/$3 spelled as pgbench variables.
-  const enter = enterSql.replace('$1', ':tok').replace('$2', ':nx').replace('$3', "'bench'");
-  const chained = enterSql.replace('$1', `'s1.work.${tenant}.' || :prev`).replace('$2', ':nx').replace('$3', "'bench'");
+  // statement is Tenantry's own text with its parameters spelled as pgbench variables: a
+  // signed token, or (the common call) the tenant and the previous transaction's secret.
+  const spell = (values: readonly string[]) => values.reduce((sql, v, i) => sql.replace(`$${i + 1}`, v), enterSql);
+  const enter = spell([':tok', ':nx', "'bench'", `'${tenant}'`, 'NULL']);
+  const chained = spell(['NULL', ':nx', "'bench'", `'${tenant}'`, ':prev']);
   // What the runner sends when usage names the tenant in application_name (tenantry serve).
   // (chr(58) is ':', which pgbench would read as the start of a variable's name.)
   const named = `SELECT e.* FROM (${chained}) e WHERE set_config('application_name', 'tenantry' || chr(58) || '${tenant}', true) IS NOT NULL`;

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppDB, appMigrations, createFixture, type Fixture } from '../../../test-support/fixture.ts';
 import { CONTEXT_SETTING, postgresDialect } from '../src/context/context-dialect.ts';
-import { mintContextToken } from '../src/context/context-token.ts';
+import { type ContextPurpose, mintContextToken } from '../src/context/context-token.ts';
 import { type TenantRecord, Tenantry } from '../src/index.ts';
 import { KeyRing } from '../src/secrets/keys.ts';
 
@@ -45,15 +45,29 @@ const signed = (c: pg.Client, t: TenantRecord) => mintContextToken(key, 'work', 
 const titles = async (c: pg.Client) => (await c.query<{ title: string }>('SELECT title FROM items')).rows;
 
 /**
- * The two ways into a context: `enter(token, next_secret)` itself, and the dialect's
- * statement, which Tenantry sends (`enter(token, next_secret, shared)`, with a common path
- * of its own for a session secret). Both must keep every rule of the secret.
+ * The ways into a context: `enter(token, next_secret)` itself, and the dialect's statement
+ * (`enter(token, next_secret, shared, tenant_id, secret)`) given a token, or given a session
+ * token's tenant and secret apart, as Tenantry sends its common call. All must keep every
+ * rule of the secret.
  */
 const FORMS = {
   'enter(token, next)': (c: pg.Client, token: string, next: string | null) =>
     c.query('SELECT tenantry_context.enter($1, $2::int8)', [token, next]),
-  "the dialect's statement": (c: pg.Client, token: string, next: string | null) =>
-    c.query(postgresDialect.enterSql, [token, next, f.tenantry.config.tenantSchema]),
+  "the dialect's statement, with the token": (c: pg.Client, token: string, next: string | null) =>
+    c.query(postgresDialect.enterSql, [token, next, f.tenantry.config.tenantSchema, token.split('.')[2], null]),
+  // What Tenantry sends: a session token's tenant and secret passed apart (the common call).
+  "the dialect's statement, as Tenantry sends it": (c: pg.Client, token: string, next: string | null) => {
+    const [form, purpose, tenantId, secret] = token.split('.');
+    const values = postgresDialect.enterValues?.({
+      purpose: purpose as ContextPurpose,
+      tenantId: tenantId ?? '',
+      secret: form === 's1' ? secret : undefined,
+      nextSecret: next,
+      sharedSchema: f.tenantry.config.tenantSchema,
+      signedToken: () => token,
+    });
+    return c.query(postgresDialect.enterSql, values);
+  },
 };
 let call = FORMS['enter(token, next)'];
 
@@ -196,7 +210,7 @@ describe('nothing of a context outlives its transaction', () => {
     const shared = `${f.tenantry.config.tenantSchema}, pg_temp`;
     expect(await path()).toBe(shared);
     await c.query('BEGIN');
-    await FORMS["the dialect's statement"](c, signed(c, a), null);
+    await FORMS["the dialect's statement, with the token"](c, signed(c, a), null);
     expect(await path()).toBe(shared);
     expect(await titles(c)).toEqual([{ title: 'alpha' }]);
     await c.query('COMMIT');
@@ -204,15 +218,42 @@ describe('nothing of a context outlives its transaction', () => {
     // and the session's own is back after it (it was never Tenantry's to keep).
     await c.query('SET search_path = public');
     await c.query('BEGIN');
-    await FORMS["the dialect's statement"](c, signed(c, b), '5');
+    await FORMS["the dialect's statement, with the token"](c, signed(c, b), '5');
     expect(await path()).toBe(shared);
     expect(await titles(c)).toEqual([{ title: 'bravo' }]);
     await c.query('COMMIT');
     expect(await path()).toBe('public');
     await c.query('BEGIN');
-    await FORMS["the dialect's statement"](c, `s1.work.${b.id}.5`, '6');
+    await c.query('SET search_path = public');
+    await c.query('BEGIN');
+    await FORMS["the dialect's statement, as Tenantry sends it"](c, `s1.work.${b.id}.5`, '6');
+    expect(await path()).toBe(shared);
+    expect(await titles(c)).toEqual([{ title: 'bravo' }]);
+    await c.query('COMMIT');
+    expect(await path()).toBe('public');
+    await c.query('BEGIN');
+    await FORMS["the dialect's statement, as Tenantry sends it"](c, `s1.work.${b.id}.6`, '7');
     expect(await path()).toBe(shared);
     await c.query('COMMIT');
+  });
+
+  it("the dialect's common call refuses a missing or wrong secret as enter() does, and spends the session's", async () => {
+    const c = await runtimeClient();
+    const schema = f.tenantry.config.tenantSchema;
+    await enter(c, signed(c, a), '4242');
+    await c.query('COMMIT');
+    // Injected SQL without the secret: no secret at all, then (too late) the right one.
+    await c.query('BEGIN');
+    await expect(c.query(postgresDialect.enterSql, [null, '1', schema, b.id, null])).rejects.toMatchObject({
+      code: 'TN001',
+    });
+    await c.query('ROLLBACK');
+    await c.query('BEGIN');
+    await expect(c.query(postgresDialect.enterSql, [null, '2', schema, a.id, '4242'])).rejects.toMatchObject({
+      code: 'TN001',
+    });
+    await c.query('ROLLBACK');
+    expect(await titles(c)).toEqual([]);
   });
 
   it('SET ROLE to the owner is refused, so the registers stay the owner’s', async () => {

@@ -1,3 +1,22 @@
+import { type ContextPurpose, entryToken } from './context-token.ts';
+
+/**
+ * One entry into a tenant's context, as the transaction runner knows it: what a dialect
+ * turns into the values of its context statement ({@link ContextDialect.enterValues}).
+ */
+export interface ContextEntry {
+  readonly purpose: ContextPurpose;
+  readonly tenantId: string;
+  /** The one-time secret the previous entry stored on this backend, if the connection has one. */
+  readonly secret: string | undefined;
+  /** The next one-time secret, or `null` behind a transaction-mode pooler. */
+  readonly nextSecret: string | null;
+  /** Schema of the shared tables. */
+  readonly sharedSchema: string;
+  /** Mints an HMAC-signed entry token (called only when the entry needs one). */
+  signedToken(): string;
+}
+
 /**
  * Where the tenant id enters SQL: the one place that decides how the verified tenant
  * context is placed in a session, how policies read it, and what the tenant-id column
@@ -17,6 +36,11 @@ export interface ContextDialect {
    * can redirect the next tenant's statements.
    */
   readonly enterSql: string;
+  /**
+   * The values of `enterSql`'s parameters for one entry. Absent: `[token, next secret, shared
+   * schema]`, the token being the session form when the entry has a secret, else a signed one.
+   */
+  enterValues?(entry: ContextEntry): unknown[];
   /** SQL expression for the verified current tenant id; used by column defaults. */
   readonly currentTenantExpression: string;
   /**
@@ -55,7 +79,15 @@ export const POLICY_NAME = 'tenant_isolation';
 /** Plain PostgreSQL (13+): `set_config(…, true)` from a SECURITY DEFINER function. */
 export const postgresDialect: ContextDialect = Object.freeze({
   name: 'postgres',
-  enterSql: `SELECT ${CONTEXT_SCHEMA}.enter($1, $2::int8, $3) AS s`,
+  // $4 the tenant's uuid and $5 the session's secret on the common call (tenant work with a
+  // secret: $1 is then NULL), so that PostgreSQL parses nothing out of a token for it.
+  enterSql: `SELECT ${CONTEXT_SCHEMA}.enter($1, $2::int8, $3, $4::uuid, $5::int8) AS s`,
+  enterValues(entry: ContextEntry): unknown[] {
+    const common = entry.secret !== undefined && entry.purpose === 'work';
+    return common
+      ? [null, entry.nextSecret, entry.sharedSchema, entry.tenantId, entry.secret]
+      : [entryToken(entry), entry.nextSecret, entry.sharedSchema, entry.tenantId, null];
+  },
   currentTenantExpression: `${CONTEXT_SCHEMA}.current_tenant_id()`,
   policyPredicate(column: string, place?: string): string {
     if (place === undefined) return `${column} = (SELECT ${CONTEXT_SCHEMA}.current_tenant_id())`;

@@ -54,6 +54,47 @@ const RANDOM_SECRET = `('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.r
 /** A register's value in the policy check: NULL when the session has none (never entered). */
 const read = (register: string) => `pg_catalog.pg_sequence_last_value(pg_catalog.to_regclass('${register}'))`;
 
+/** Schema-qualified operators: no function here depends on `search_path`. */
+const eq = 'OPERATOR(pg_catalog.=)';
+const ne = 'OPERATOR(pg_catalog.<>)';
+const cat = 'OPERATOR(pg_catalog.||)';
+
+/**
+ * The common call's second half, shared by both `enter()` forms that have one: the tenant
+ * row read after the move lock (in a statement of its own, so with a new snapshot), the
+ * refusals, and the registers, settings and path of the transaction. `tenantUuid` is the
+ * SQL expression of the tenant's uuid in the calling form.
+ */
+function commonPathTail(tenantUuid: string): string {
+  const c = CONTEXT_SCHEMA;
+  return `  -- After the move lock, in a statement of its own (a new snapshot), as in enter().
+  SELECT t.id::pg_catalog.text, t.status, t.data_here, t.frozen, t.statement_timeout_ms, t.schema_name
+    INTO tenant, status, here, frozen, timeout, place
+    FROM tenantry.tenants t WHERE t.id ${eq} ${tenantUuid};
+  IF NOT FOUND THEN
+    PERFORM ${c}.refuse('${S.tenantNotFound}', 'tenant not found');
+  END IF;
+  IF status ${ne} 'active' OR NOT here THEN
+    PERFORM ${c}.refuse_work(status, here);
+  END IF;
+  path := coalesce(pg_catalog.quote_ident(place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
+  -- search_path only when the session's differs: the runtime role's default is the shared
+  -- tables' (setup), so a pool-tier transaction usually leaves it alone, while a value that
+  -- injected SQL set for the session is replaced for this transaction as before.
+  done := pg_catalog.concat(
+    pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
+    pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(place, ''), 0)),
+    pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true),
+    pg_catalog.set_config('statement_timeout', timeout::pg_catalog.text, true),
+    CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);
+  IF frozen THEN
+    done := pg_catalog.set_config('transaction_read_only', 'on', true);
+  END IF;
+  RETURN path;
+END
+$fn$;`;
+}
+
 /**
  * The context functions, in their current version (control-plane migration 0006, satellite
  * migration s0002), installed in every database that holds tenant rows, so the context is
@@ -69,10 +110,12 @@ const read = (register: string) => `pg_catalog.pg_sequence_last_value(pg_catalog
  *   cryptography and no table read, and each value works once: a token seen in a log is
  *   already spent. A wrong secret destroys the session's secret, so guessing gets one try.
  *
- * It returns the quoted schema of a schema-tier tenant. `enter(token, next_secret, shared)`,
- * what the dialect's statement calls, does the same and sets the transaction's `search_path`
- * (that schema, else `shared`, then `pg_temp`), with a path of its own for the common call
- * (a session secret, tenant work) that runs a third fewer expressions. Work on a tenant whose rows are not in this database
+ * It returns the quoted schema of a schema-tier tenant. `enter(token, next_secret, shared,
+ * tenant_id, secret)`, what the dialect's statement calls, does the same and sets the
+ * transaction's `search_path` (that schema, else `shared`, then `pg_temp`), with a path of
+ * its own for the common call (a session secret, tenant work), whose tenant and secret come
+ * as a uuid and an int8 beside a NULL token; `enter(token, next_secret, shared)` is the form
+ * of the previous version. Work on a tenant whose rows are not in this database
  * raises `tenantMoved`; on a frozen tenant (being moved) the transaction becomes read-only;
  * work takes a shared advisory lock on the tenant first, so a move can wait for writers.
  *
@@ -87,9 +130,6 @@ const read = (register: string) => `pg_catalog.pg_sequence_last_value(pg_catalog
 export function contextFunctionsSql(runtimeRole: string): string {
   const runtime = quoteIdent(runtimeRole);
   const c = CONTEXT_SCHEMA;
-  const eq = 'OPERATOR(pg_catalog.=)';
-  const ne = 'OPERATOR(pg_catalog.<>)';
-  const cat = 'OPERATOR(pg_catalog.||)';
   return `
 DROP FUNCTION IF EXISTS ${c}.enter(text);
 
@@ -250,33 +290,43 @@ BEGIN
   done := pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, next_secret)::pg_catalog.text
     ${cat} pg_catalog.pg_advisory_xact_lock_shared(
       pg_catalog.hashtextextended('tenantry:tenant:' ${cat} pg_catalog.substr(token, 9, 36), 0))::pg_catalog.text;
-  -- After the move lock, in a statement of its own (a new snapshot), as in enter().
-  SELECT t.id::pg_catalog.text, t.status, t.data_here, t.frozen, t.statement_timeout_ms, t.schema_name
-    INTO tenant, status, here, frozen, timeout, place
-    FROM tenantry.tenants t WHERE t.id ${eq} pg_catalog.substr(token, 9, 36)::pg_catalog.uuid;
-  IF NOT FOUND THEN
-    PERFORM ${c}.refuse('${S.tenantNotFound}', 'tenant not found');
-  END IF;
-  IF status ${ne} 'active' OR NOT here THEN
-    PERFORM ${c}.refuse_work(status, here);
-  END IF;
-  path := coalesce(pg_catalog.quote_ident(place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
-  -- search_path only when the session's differs: the runtime role's default is the shared
-  -- tables' (setup), so a pool-tier transaction usually leaves it alone, while a value that
-  -- injected SQL set for the session is replaced for this transaction as before.
-  done := pg_catalog.concat(
-    pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
-    pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(place, ''), 0)),
-    pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true),
-    pg_catalog.set_config('statement_timeout', timeout::pg_catalog.text, true),
-    CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);
-  IF frozen THEN
-    done := pg_catalog.set_config('transaction_read_only', 'on', true);
-  END IF;
-  RETURN path;
-END
-$fn$;
+${commonPathTail('pg_catalog.substr(token, 9, 36)::pg_catalog.uuid')}
 
+-- What the dialect's statement calls (migration 0027 / s0014): enter(token, next_secret,
+-- shared) above, with the common call's parts passed apart, so that nothing of it is parsed
+-- out of a token: \`token\` is NULL, \`secret\` the session's one-time secret as an int8 and
+-- \`tenant_id\` the tenant's uuid. The secret authenticates the whole call (only the process that
+-- chose it knows it, and it works once), so the tenant beside it is the caller's word as much
+-- as a tenant inside a token would be. Any other call (a token, no next secret, a wrong or
+-- missing secret) goes through enter(token, next_secret), which decides and says why; a wrong
+-- secret is spent there as before.
+CREATE OR REPLACE FUNCTION ${c}.enter(token text, next_secret bigint, shared text, tenant_id uuid, secret bigint) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+AS $fn$
+DECLARE
+  tenant text;
+  status text;
+  here boolean;
+  frozen boolean;
+  timeout int4;
+  place text;
+  done text;
+  path text;
+BEGIN
+  IF token IS NOT NULL OR next_secret IS NULL
+     OR pg_catalog.pg_sequence_last_value(pg_catalog.to_regclass('${REGISTER.secret}')) IS DISTINCT FROM secret THEN
+    path := coalesce(${c}.enter(coalesce(token, 's1.work.' ${cat} coalesce(tenant_id::pg_catalog.text, '') ${cat} '.' ${cat} coalesce(secret::pg_catalog.text, '0')), next_secret),
+                     pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
+    -- (A missing secret counts as a wrong one: the session's is spent, and TN001 says why.)
+    RETURN pg_catalog.set_config('search_path', path, true);
+  END IF;
+  -- Authenticated: the secret is spent before anything can refuse. concat() takes the lock's
+  -- void as it is: no casts to prepare.
+  done := pg_catalog.concat(
+    pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, next_secret),
+    pg_catalog.pg_advisory_xact_lock_shared(
+      pg_catalog.hashtextextended('tenantry:tenant:' ${cat} tenant_id::pg_catalog.text, 0)));
+${commonPathTail('tenant_id')}
 -- The verified tenant, if this copy of the tables is its own: \`place\` is the schema of a
 -- schema-tier copy, '' for the shared tables and a tenant database's tables, NULL for "any".
 -- No context: NULL (the policy then hides every row and refuses every write). A
@@ -321,6 +371,8 @@ REVOKE ALL ON FUNCTION ${c}.refuse_work(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint) TO ${runtime};
 REVOKE ALL ON FUNCTION ${c}.enter(text, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint, text) TO ${runtime};
+REVOKE ALL ON FUNCTION ${c}.enter(text, bigint, text, uuid, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint, text, uuid, bigint) TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.refuse(text, text) TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.current_tenant_id() TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.current_tenant_id_in(text) TO ${runtime};

@@ -1,7 +1,7 @@
 import type { ClientBase } from 'pg';
 import { TenantryError } from '../errors/catalog.ts';
-import type { ContextDialect } from './context-dialect.ts';
-import { type ContextPurpose, mintContextToken } from './context-token.ts';
+import type { ContextDialect, ContextEntry } from './context-dialect.ts';
+import { type ContextPurpose, entryToken, mintContextToken } from './context-token.ts';
 
 /** What {@link enterContext} needs to sign an entry token and run the context statement. */
 export interface EnterContextOptions {
@@ -23,6 +23,19 @@ export function backendPid(client: ClientBase): number {
 }
 
 /**
+ * The values of `dialect`'s context statement for `entry` (its own `enterValues`, else the
+ * token, the next secret and the shared schema).
+ *
+ * @example
+ * ```ts
+ * await client.query(dialect.enterSql, contextEntryValues(dialect, entry));
+ * ```
+ */
+export function contextEntryValues(dialect: ContextDialect, entry: ContextEntry): unknown[] {
+  return dialect.enterValues ? dialect.enterValues(entry) : [entryToken(entry), entry.nextSecret, entry.sharedSchema];
+}
+
+/**
  * Enters `tenantId`'s verified context on `client`, inside the transaction the caller has
  * already begun, with an HMAC-signed token: for Tenantry's own work on connections that are
  * not the tenant runtime pool's (moves, purges). Tenant transactions use the pipelined path
@@ -41,6 +54,13 @@ export async function enterContext(
   options: EnterContextOptions,
 ): Promise<void> {
   const pid = options.binding === 'pooler' ? 0 : backendPid(client);
-  const token = mintContextToken(options.contextKey, purpose, tenantId, pid, Date.now() + options.tokenTtlMs);
-  await client.query(options.dialect.enterSql, [token, null, options.sharedSchema]);
+  const values = contextEntryValues(options.dialect, {
+    purpose,
+    tenantId,
+    secret: undefined,
+    nextSecret: null,
+    sharedSchema: options.sharedSchema,
+    signedToken: () => mintContextToken(options.contextKey, purpose, tenantId, pid, Date.now() + options.tokenTtlMs),
+  });
+  await client.query(options.dialect.enterSql, values);
 }

@@ -60,3 +60,18 @@ export function contextFewExpressionsMigration(runtimeRole: string, chain: 'cont
     up: (m) => m.query(contextFunctionsSql(runtimeRole)),
   };
 }
+
+/**
+ * Control-plane migration 0027 and satellite migration s0014: `enter(token, next_secret,
+ * shared, tenant_id, secret)`, which the dialect's statement now calls: the common call (a
+ * session secret, tenant work) passes the tenant's uuid and the secret as they are instead of
+ * inside a token, so PostgreSQL parses nothing out of text on it (BENCHMARKS.md: instructions
+ * per transaction). The older forms stay, for processes of the previous version during an
+ * upgrade.
+ */
+export function contextParametersMigration(runtimeRole: string, chain: 'control' | 'satellite'): TenantMigration {
+  return {
+    id: chain === 'control' ? '0027_context_parameters' : 's0014_context_parameters',
+    up: (m) => m.query(contextFunctionsSql(runtimeRole)),
+  };
+}

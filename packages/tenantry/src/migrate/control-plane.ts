@@ -9,6 +9,7 @@ import { HMAC_SQL } from './context-functions-v1.ts';
 import {
   contextCommonPathMigration,
   contextFewExpressionsMigration,
+  contextParametersMigration,
   contextRegistersMigration,
   contextVoucherMigration,
 } from './context-registers-migration.ts';
@@ -49,6 +50,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     outboxNotifyAfterCommitMigration,
     contextFewExpressionsMigration(runtimeRole, 'control'),
     tenantListMigration,
+    contextParametersMigration(runtimeRole, 'control'),
   ];
 }
 

@@ -5,6 +5,7 @@ import { contextFunctionsV1Sql } from './context-functions-v1.ts';
 import {
   contextCommonPathMigration,
   contextFewExpressionsMigration,
+  contextParametersMigration,
   contextRegistersMigration,
   contextVoucherMigration,
 } from './context-registers-migration.ts';
@@ -104,5 +105,6 @@ ${contextFunctionsV1Sql(runtimeRole)}
     auditChainMigration(runtimeRole, 'satellite'),
     contextCommonPathMigration(runtimeRole, 'satellite'),
     contextFewExpressionsMigration(runtimeRole, 'satellite'),
+    contextParametersMigration(runtimeRole, 'satellite'),
   ];
 }

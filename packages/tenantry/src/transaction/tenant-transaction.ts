@@ -5,8 +5,8 @@ import type { ClientBase, QueryResultRow } from 'pg';
 import { requireActive } from '../admit/admission.ts';
 import type { ContextDialect } from '../context/context-dialect.ts';
 import type { ContextPurpose } from '../context/context-token.ts';
-import { mintContextToken, newContextSecret, secretContextToken } from '../context/context-token.ts';
-import { backendPid } from '../context/enter-context.ts';
+import { mintContextToken, newContextSecret } from '../context/context-token.ts';
+import { backendPid, contextEntryValues } from '../context/enter-context.ts';
 import {
   type ContextTransaction,
   type ResultShape,
@@ -139,7 +139,10 @@ function enterText(deps: TransactionRunnerDeps): string {
     // In the WHERE clause, not the select list: the answer (row description and row) stays
     // the context statement's own. Order does not matter: if enter() refuses, the
     // transaction aborts and the transaction-local setting goes with it.
-    text = `SELECT e.* FROM (${deps.dialect.enterSql}) e WHERE set_config('application_name', 'tenantry:' || $4::text, true) IS NOT NULL`;
+    // The tenant's id is the parameter after the context statement's own.
+    const tenantParameter =
+      Math.max(0, ...[...deps.dialect.enterSql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1]))) + 1;
+    text = `SELECT e.* FROM (${deps.dialect.enterSql}) e WHERE set_config('application_name', 'tenantry:' || $${tenantParameter}::uuid::text, true) IS NOT NULL`;
     NAMED_ENTER.set(deps.dialect, text);
   }
   return text;
@@ -164,17 +167,22 @@ async function openPipelined(
     // A secret works once: forget it now, whatever happens, and keep the next on success.
     const secret = session && attempt === 0 ? client[SECRET] : undefined;
     client[SECRET] = undefined;
-    const token =
-      secret !== undefined
-        ? secretContextToken(purpose, tenant.id, secret)
-        : mintContextToken(
-            deps.contextKey,
-            purpose,
-            tenant.id,
-            session ? backendPid(client) : 0,
-            Date.now() + deps.tokenTtlMs,
-          );
     const next = session ? newContextSecret() : null;
+    const values = contextEntryValues(deps.dialect, {
+      purpose,
+      tenantId: tenant.id,
+      secret,
+      nextSecret: next,
+      sharedSchema: deps.sharedSchema,
+      signedToken: () =>
+        mintContextToken(
+          deps.contextKey,
+          purpose,
+          tenant.id,
+          session ? backendPid(client) : 0,
+          Date.now() + deps.tokenTtlMs,
+        ),
+    });
     const prepared = deps.prepareContextStatement ? client[PREPARED] : undefined;
     const name = deps.prepareContextStatement ? (prepared ?? `${PREPARED_PREFIX}${++preparedSerial}`) : undefined;
     try {
@@ -183,7 +191,7 @@ async function openPipelined(
         ...(deps.dialect.transactionBlock ? { explicit: true } : {}),
         enter: {
           text: enterText(deps),
-          values: deps.applicationName ? [token, next, deps.sharedSchema, tenant.id] : [token, next, deps.sharedSchema],
+          values: deps.applicationName ? [...values, tenant.id] : values,
           ...(name ? { name } : {}),
         },
         parseEnter: prepared === undefined,
