@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per transaction that a PostgreSQL backend executes for each side of
-# `bench/sql.ts` (plain, autocommit, recipe, signed, secret, one-trip, implicit, named), counted by
+# `bench/sql.ts` (plain, autocommit, recipe, signed, secret, one-trip, implicit, reread, named), counted by
 # valgrind's callgrind: the same figure whatever else the machine is doing, so designs of the
 # context can be compared on a loaded machine where pgbench's throughput is noise.
 #
@@ -66,7 +66,7 @@ run_side() { # side transactions
 }
 
 sides=("$@")
-[ ${#sides[@]} -gt 0 ] || sides=(plain autocommit recipe signed secret one-trip implicit named)
+[ ${#sides[@]} -gt 0 ] || sides=(plain autocommit recipe signed secret one-trip implicit reread named)
 echo "# instructions per transaction in the backend (callgrind), $("$bindir/postgres" --version)"
 for side in "${sides[@]}"; do
   run_side "$side" 5 > /dev/null

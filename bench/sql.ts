@@ -15,7 +15,10 @@
  * - `one-trip`: `BEGIN`, the context (secret), the `SELECT` and `COMMIT` in one pipeline
  *   (1 round trip: what `tenantry.query()` sent before it dropped `BEGIN` and `COMMIT`);
  * - `implicit`: the context and the `SELECT` in one pipeline, one implicit transaction
- *   committed at the Sync: what `tenantry.query()` sends with `usage: false`;
+ *   committed at the Sync: what `tenantry.query()` sends with `usage: false` (with the
+ *   process's copy of the tenant's row, current: the common case);
+ * - `reread`: the same without that copy (a tenant's first transaction in a process, or the
+ *   first after a tenant's state changed): `enter()` reads the tenant's row;
  * - `named`: the same with the context statement also naming the tenant in
  *   `application_name` (`usage: { applicationName: true }`, on in `tenantry serve`).
  *
@@ -38,7 +41,7 @@ import { median } from './lib/stats.ts';
 
 const run = promisify(execFile);
 
-const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip', 'implicit', 'named'] as const;
+const SIDES = ['plain', 'autocommit', 'recipe', 'signed', 'secret', 'one-trip', 'implicit', 'reread', 'named'] as const;
 type Side = (typeof SIDES)[number];
 
 interface Options {
@@ -89,8 +92,12 @@ function scripts(tenant: string, enterSql: string): Record<Side, string> {
   // statement is Tenantry's own text with its parameters spelled as pgbench variables: a
   // signed token, or (the common call) the tenant and the previous transaction's secret.
   const spell = (values: readonly string[]) => values.reduce((sql, v, i) => sql.replace(`$${i + 1}`, v), enterSql);
-  const enter = spell([':tok', ':nx', "'bench'", `'${tenant}'`, 'NULL']);
-  const chained = spell(['NULL', ':nx', "'bench'", `'${tenant}'`, ':prev']);
+  const enter = spell([':tok', ':nx', "'bench'", `'${tenant}'`, 'NULL', 'NULL', 'NULL', 'NULL']);
+  // The common call, with the process's copy of the tenant's row (`:ver`, `:timeout`: the
+  // tenant state version and the row's timeout, read once by the setup; nothing changes them
+  // during the benchmark), and without it (`reread`).
+  const chained = spell(['NULL', ':nx', "'bench'", `'${tenant}'`, ':prev', ':ver', ':timeout', 'NULL']);
+  const reread = spell(['NULL', ':nx', "'bench'", `'${tenant}'`, ':prev', 'NULL', 'NULL', 'NULL']);
   // What the runner sends when usage names the tenant in application_name (tenantry serve).
   // (chr(58) is ':', which pgbench would read as the start of a variable's name.)
   const named = `SELECT e.* FROM (${chained}) e WHERE set_config('application_name', 'tenantry' || chr(58) || '${tenant}', true) IS NOT NULL`;
@@ -113,6 +120,7 @@ COMMIT;
     secret: `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}\\endpipeline\nCOMMIT;\n\\endif\n\\set prev :nx\n`,
     'one-trip': `${pick}${secretEnter}\\startpipeline\nBEGIN;\n${chained};\n${select('items')}COMMIT;\n\\endpipeline\n\\endif\n\\set prev :nx\n`,
     implicit: `${pick}${secretEnter}\\startpipeline\n${chained};\n${select('items')}\\endpipeline\n\\endif\n\\set prev :nx\n`,
+    reread: `${pick}${secretEnter}\\startpipeline\n${reread};\n${select('items')}\\endpipeline\n\\endif\n\\set prev :nx\n`,
     named: `${pick}${secretEnter}\\startpipeline\n${named};\n${select('items')}\\endpipeline\n\\endif\n\\set prev :nx\n`,
   };
 }
@@ -190,7 +198,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     for (const side of SIDES) await writeFile(join(dir, `${side}.sql`), files[side]);
     const runtimeUrl = (tenantry.runtimePool as unknown as { options: { connectionString: string } }).options
       .connectionString;
-    const vars = [`tok=${token}`, `rows=${options.rows}`, 'first=1', 'prev=0'];
+    const { rows: state } = await tenantry.adminPool.query<{ ver: string; timeout: number }>(
+      `SELECT pg_sequence_last_value('tenantry.tenant_state_version') AS ver, statement_timeout_ms AS timeout
+         FROM tenantry.tenants WHERE id = $1`,
+      [tenant.id],
+    );
+    const vars = [
+      `tok=${token}`,
+      `rows=${options.rows}`,
+      'first=1',
+      'prev=0',
+      `ver=${state[0]?.ver}`,
+      `timeout=${state[0]?.timeout}`,
+    ];
     if (options.emit) {
       await emitScripts(options.emit, files, { admin: withDatabase(adminUrl, db.name), runtime: runtimeUrl }, vars);
       return 0;

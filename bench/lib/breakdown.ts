@@ -88,7 +88,7 @@ async function lazyOpening(pool: pg.Pool, key: Buffer, p: Params): Promise<unkno
   try {
     const pid = (client as unknown as { processID: number }).processID;
     const token = mintContextToken(key, 'work', p.tenant.id, pid, Date.now() + 10_000);
-    const first = new PipelinedFirstStatement([token, null, 'public', p.tenant.id, null], POINT_SQL, [
+    const first = new PipelinedFirstStatement([token, null, 'public', p.tenant.id, null, null, null, null], POINT_SQL, [
       p.tenant.id,
       p.id,
     ]);
@@ -118,7 +118,7 @@ async function handMade(pool: pg.Pool, key: Buffer, opening: Opening, p: Params)
       const token = mintContextToken(key, 'work', p.tenant.id, pid, Date.now() + 10_000);
       const enter =
         opening === 'pipelined-enter'
-          ? { text: postgresDialect.enterSql, values: [token, null, 'public', p.tenant.id, null] }
+          ? { text: postgresDialect.enterSql, values: [token, null, 'public', p.tenant.id, null, null, null, null] }
           : { text: 'SELECT $1::text AS token', values: [token] };
       await pipelinedBegin(client, { begin: 'BEGIN', enter, parseEnter: true });
     }

@@ -9,6 +9,7 @@ import { TokenService } from './auth/tokens.ts';
 import { UserStore } from './auth/users.ts';
 import { type ResolvedConfig, resolveConfig, type TenantryOptions } from './config.ts';
 import { enterContext } from './context/enter-context.ts';
+import { KnownTenantStates } from './context/known-tenant-states.ts';
 import { getTenant, type TenantContext } from './context/tenant-context.ts';
 import { inTransaction } from './control/admin-transaction.ts';
 import { ChangeFeed } from './control/change-feed.ts';
@@ -234,6 +235,7 @@ export class Tenantry<DB = unknown> {
       db: this.db as Kysely<unknown>,
       usage: meter ?? undefined,
       applicationName: config.usage.applicationName,
+      known: new KnownTenantStates(),
     };
     this.usage = new UsageService(
       this.adminPool,

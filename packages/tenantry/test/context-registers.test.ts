@@ -54,7 +54,16 @@ const FORMS = {
   'enter(token, next)': (c: pg.Client, token: string, next: string | null) =>
     c.query('SELECT tenantry_context.enter($1, $2::int8)', [token, next]),
   "the dialect's statement, with the token": (c: pg.Client, token: string, next: string | null) =>
-    c.query(postgresDialect.enterSql, [token, next, f.tenantry.config.tenantSchema, token.split('.')[2], null]),
+    c.query(postgresDialect.enterSql, [
+      token,
+      next,
+      f.tenantry.config.tenantSchema,
+      token.split('.')[2],
+      null,
+      null,
+      null,
+      null,
+    ]),
   // What Tenantry sends: a session token's tenant and secret passed apart (the common call).
   "the dialect's statement, as Tenantry sends it": (c: pg.Client, token: string, next: string | null) => {
     const [form, purpose, tenantId, secret] = token.split('.');
@@ -244,12 +253,16 @@ describe('nothing of a context outlives its transaction', () => {
     await c.query('COMMIT');
     // Injected SQL without the secret: no secret at all, then (too late) the right one.
     await c.query('BEGIN');
-    await expect(c.query(postgresDialect.enterSql, [null, '1', schema, b.id, null])).rejects.toMatchObject({
+    await expect(
+      c.query(postgresDialect.enterSql, [null, '1', schema, b.id, null, null, null, null]),
+    ).rejects.toMatchObject({
       code: 'TN001',
     });
     await c.query('ROLLBACK');
     await c.query('BEGIN');
-    await expect(c.query(postgresDialect.enterSql, [null, '2', schema, a.id, '4242'])).rejects.toMatchObject({
+    await expect(
+      c.query(postgresDialect.enterSql, [null, '2', schema, a.id, '4242', null, null, null]),
+    ).rejects.toMatchObject({
       code: 'TN001',
     });
     await c.query('ROLLBACK');

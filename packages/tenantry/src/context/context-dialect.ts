@@ -1,4 +1,5 @@
 import { type ContextPurpose, entryToken } from './context-token.ts';
+import type { KnownTenantState } from './known-tenant-states.ts';
 
 /**
  * One entry into a tenant's context, as the transaction runner knows it: what a dialect
@@ -15,6 +16,8 @@ export interface ContextEntry {
   readonly sharedSchema: string;
   /** Mints an HMAC-signed entry token (called only when the entry needs one). */
   signedToken(): string;
+  /** What `enter()` answered about the tenant in this database before, if the process kept it. */
+  readonly known?: KnownTenantState | undefined;
 }
 
 /**
@@ -37,8 +40,9 @@ export interface ContextDialect {
    */
   readonly enterSql: string;
   /**
-   * The values of `enterSql`'s parameters for one entry. Absent: `[token, next secret, shared
-   * schema]`, the token being the session form when the entry has a secret, else a signed one.
+   * The values of `enterSql`'s parameters for one entry, each a string or `null` (they are
+   * sent as text, as they are). Absent: `[token, next secret, shared schema]`, the token being
+   * the session form when the entry has a secret, else a signed one.
    */
   enterValues?(entry: ContextEntry): unknown[];
   /** SQL expression for the verified current tenant id; used by column defaults. */
@@ -79,14 +83,26 @@ export const POLICY_NAME = 'tenant_isolation';
 /** Plain PostgreSQL (13+): `set_config(…, true)` from a SECURITY DEFINER function. */
 export const postgresDialect: ContextDialect = Object.freeze({
   name: 'postgres',
-  // $4 the tenant's uuid and $5 the session's secret on the common call (tenant work with a
-  // secret: $1 is then NULL), so that PostgreSQL parses nothing out of a token for it.
-  enterSql: `SELECT ${CONTEXT_SCHEMA}.enter($1, $2::int8, $3, $4::uuid, $5::int8) AS s`,
+  // The common call (tenant work with a session secret; $1 is then NULL) passes $4 the
+  // tenant's uuid and $5 the secret, so that PostgreSQL parses nothing out of a token, and
+  // $6–$8 the process's copy of what enter() answered about the tenant before (its tenant
+  // state version, statement timeout and schema), used while that version is current.
+  enterSql: `SELECT ${CONTEXT_SCHEMA}.enter($1, $2::int8, $3, $4::uuid, $5::int8, $6::int8, $7::int4, $8) AS s`,
   enterValues(entry: ContextEntry): unknown[] {
     const common = entry.secret !== undefined && entry.purpose === 'work';
-    return common
-      ? [null, entry.nextSecret, entry.sharedSchema, entry.tenantId, entry.secret]
-      : [entryToken(entry), entry.nextSecret, entry.sharedSchema, entry.tenantId, null];
+    if (!common)
+      return [entryToken(entry), entry.nextSecret, entry.sharedSchema, entry.tenantId, null, null, null, null];
+    const known = entry.known;
+    return [
+      null,
+      entry.nextSecret,
+      entry.sharedSchema,
+      entry.tenantId,
+      entry.secret,
+      known?.version ?? null,
+      known === undefined ? null : String(known.statementTimeoutMs),
+      known?.place ?? null,
+    ];
   },
   currentTenantExpression: `${CONTEXT_SCHEMA}.current_tenant_id()`,
   policyPredicate(column: string, place?: string): string {

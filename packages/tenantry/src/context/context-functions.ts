@@ -54,6 +54,17 @@ const RANDOM_SECRET = `('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.r
 /** A register's value in the policy check: NULL when the session has none (never entered). */
 const read = (register: string) => `pg_catalog.pg_sequence_last_value(pg_catalog.to_regclass('${register}'))`;
 
+/**
+ * The database's tenant state version: a sequence that every committed change of a tenant
+ * row's status, placement, freeze or statement timeout advances (see
+ * {@link tenantStateVersionSql}). `enter()` compares it with the caller's copy.
+ */
+export const STATE_VERSION = 'tenantry.tenant_state_version';
+/** The tenant state lock (an advisory lock of two int4 keys, apart from every int8 key). */
+const STATE_LOCK = '1953391988, 1937006964';
+/** Raised and caught inside `enter()` to end the block that holds the state lock shared. */
+const RELEASE = 'TN0RL';
+
 /** Schema-qualified operators: no function here depends on `search_path`. */
 const eq = 'OPERATOR(pg_catalog.=)';
 const ne = 'OPERATOR(pg_catalog.<>)';
@@ -96,6 +107,50 @@ $fn$;`;
 }
 
 /**
+ * The tenant state version of a database that holds tenant rows (control-plane migration
+ * 0027, satellite s0014): the sequence, and the triggers that advance it when a change of a
+ * tenant row's status, rows' whereabouts, freeze, statement timeout or schema — or its
+ * removal — commits. They run at commit (deferred), holding the tenant state lock
+ * exclusively until the commit is done, so that `enter()`, which reads a row and the version
+ * under the same lock held shared, never pairs a row with a version that an uncommitted
+ * change already advanced. A bulk update advances it once per row, under one lock.
+ */
+export function tenantStateVersionSql(): string {
+  return `
+CREATE SEQUENCE IF NOT EXISTS ${STATE_VERSION};
+REVOKE ALL ON SEQUENCE ${STATE_VERSION} FROM PUBLIC;
+-- Called once, so that its last value reads as a number from the start, never NULL.
+SELECT nextval('${STATE_VERSION}');
+
+CREATE OR REPLACE FUNCTION tenantry.tenant_state_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  PERFORM pg_advisory_xact_lock(${STATE_LOCK});
+  PERFORM nextval('${STATE_VERSION}');
+  RETURN NULL;
+END
+$fn$;
+REVOKE ALL ON FUNCTION tenantry.tenant_state_changed() FROM PUBLIC;
+
+DROP TRIGGER IF EXISTS tenant_state_changed ON tenantry.tenants;
+CREATE CONSTRAINT TRIGGER tenant_state_changed
+  AFTER UPDATE OF status, data_here, frozen, statement_timeout_ms, schema_name ON tenantry.tenants
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+  WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.data_here IS DISTINCT FROM NEW.data_here
+        OR OLD.frozen IS DISTINCT FROM NEW.frozen OR OLD.statement_timeout_ms IS DISTINCT FROM NEW.statement_timeout_ms
+        OR OLD.schema_name IS DISTINCT FROM NEW.schema_name)
+  EXECUTE FUNCTION tenantry.tenant_state_changed();
+DROP TRIGGER IF EXISTS tenant_state_removed ON tenantry.tenants;
+CREATE CONSTRAINT TRIGGER tenant_state_removed
+  AFTER DELETE ON tenantry.tenants
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+  EXECUTE FUNCTION tenantry.tenant_state_changed();
+`;
+}
+
+/**
  * The context functions, in their current version (control-plane migration 0006, satellite
  * migration s0002), installed in every database that holds tenant rows, so the context is
  * checked by the same code wherever a tenant's rows live. See docs/security-model.md.
@@ -111,11 +166,13 @@ $fn$;`;
  *   already spent. A wrong secret destroys the session's secret, so guessing gets one try.
  *
  * It returns the quoted schema of a schema-tier tenant. `enter(token, next_secret, shared,
- * tenant_id, secret)`, what the dialect's statement calls, does the same and sets the
- * transaction's `search_path` (that schema, else `shared`, then `pg_temp`), with a path of
- * its own for the common call (a session secret, tenant work), whose tenant and secret come
- * as a uuid and an int8 beside a NULL token; `enter(token, next_secret, shared)` is the form
- * of the previous version. Work on a tenant whose rows are not in this database
+ * tenant_id, secret, known_version, known_timeout, known_place)`, what the dialect's
+ * statement calls, does the same and sets the transaction's `search_path` (that schema, else
+ * `shared`, then `pg_temp`), with a path of its own for the common call (a session secret,
+ * tenant work), whose tenant and secret come as a uuid and an int8 beside a NULL token, and
+ * which uses the caller's copy of the tenant's row while the tenant state version is the one
+ * it was read at ({@link tenantStateVersionSql}); `enter(token, next_secret, shared)` is the
+ * form of the previous version. Work on a tenant whose rows are not in this database
  * raises `tenantMoved`; on a frozen tenant (being moved) the transaction becomes read-only;
  * work takes a shared advisory lock on the tenant first, so a move can wait for writers.
  *
@@ -295,12 +352,20 @@ ${commonPathTail('pg_catalog.substr(token, 9, 36)::pg_catalog.uuid')}
 -- What the dialect's statement calls (migration 0027 / s0014): enter(token, next_secret,
 -- shared) above, with the common call's parts passed apart, so that nothing of it is parsed
 -- out of a token: \`token\` is NULL, \`secret\` the session's one-time secret as an int8 and
--- \`tenant_id\` the tenant's uuid. The secret authenticates the whole call (only the process that
--- chose it knows it, and it works once), so the tenant beside it is the caller's word as much
--- as a tenant inside a token would be. Any other call (a token, no next secret, a wrong or
--- missing secret) goes through enter(token, next_secret), which decides and says why; a wrong
--- secret is spent there as before.
-CREATE OR REPLACE FUNCTION ${c}.enter(token text, next_secret bigint, shared text, tenant_id uuid, secret bigint) RETURNS text
+-- \`tenant_id\` the tenant's uuid. The secret authenticates the whole call (only the process
+-- that chose it knows it, and it works once), so what comes beside it is the caller's word as
+-- much as a tenant inside a token would be. Any other call (a token, no next secret, a wrong
+-- or missing secret) goes through enter(token, next_secret), which decides and says why; a
+-- wrong secret is spent there as before.
+--
+-- \`known_version\`, \`known_timeout\`, \`known_place\`: the caller's copy of what this function
+-- answered about the tenant before (context/known-tenant-states.ts). While the database's tenant
+-- state version still equals \`known_version\`, no tenant row here changed since, and the copy is
+-- used instead of reading the row again. Otherwise the row is read, and the answer carries
+-- the version it was read at: the version, statement timeout and schema ('' for none), then
+-- \`path\`, one a line; the version is empty when the tenant's state may not be copied (frozen).
+CREATE OR REPLACE FUNCTION ${c}.enter(token text, next_secret bigint, shared text, tenant_id uuid, secret bigint,
+                                      known_version bigint, known_timeout int4, known_place text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $fn$
 DECLARE
@@ -310,6 +375,7 @@ DECLARE
   frozen boolean;
   timeout int4;
   place text;
+  version text;
   done text;
   path text;
 BEGIN
@@ -326,7 +392,53 @@ BEGIN
     pg_catalog.setval('${REGISTER.secret}'::pg_catalog.regclass, next_secret),
     pg_catalog.pg_advisory_xact_lock_shared(
       pg_catalog.hashtextextended('tenantry:tenant:' ${cat} tenant_id::pg_catalog.text, 0)));
-${commonPathTail('tenant_id')}
+  -- After the move lock (so a freeze committed before it is seen): the caller's copy, if no
+  -- tenant's state changed since it was read. Only an active tenant whose rows are here and
+  -- that is not frozen is ever copied.
+  IF pg_catalog.pg_sequence_last_value('${STATE_VERSION}'::pg_catalog.regclass) ${eq} known_version THEN
+    path := coalesce(pg_catalog.quote_ident(known_place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
+    done := pg_catalog.concat(
+      pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant_id::pg_catalog.text')}),
+      pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(known_place, ''), 0)),
+      pg_catalog.set_config('${CONTEXT_SETTING}', tenant_id::pg_catalog.text, true),
+      pg_catalog.set_config('statement_timeout', known_timeout::pg_catalog.text, true),
+      CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);
+    RETURN path;
+  END IF;
+  -- The row and the version it is read at, with no change of any tenant's state in progress
+  -- between the two: a change takes the tenant state lock exclusively when it commits (the trigger
+  -- on tenantry.tenants), and this block holds it shared, then releases it by rolling back.
+  BEGIN
+    done := pg_catalog.pg_advisory_xact_lock_shared(${STATE_LOCK})::pg_catalog.text;
+    SELECT t.id::pg_catalog.text, t.status, t.data_here, t.frozen, t.statement_timeout_ms, t.schema_name
+      INTO tenant, status, here, frozen, timeout, place
+      FROM tenantry.tenants t WHERE t.id ${eq} tenant_id;
+    version := pg_catalog.pg_sequence_last_value('${STATE_VERSION}'::pg_catalog.regclass)::pg_catalog.text;
+    RAISE SQLSTATE '${RELEASE}';
+  EXCEPTION WHEN SQLSTATE '${RELEASE}' THEN
+    NULL;
+  END;
+  IF tenant IS NULL THEN
+    PERFORM ${c}.refuse('${S.tenantNotFound}', 'tenant not found');
+  END IF;
+  IF status ${ne} 'active' OR NOT here THEN
+    PERFORM ${c}.refuse_work(status, here);
+  END IF;
+  path := coalesce(pg_catalog.quote_ident(place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
+  done := pg_catalog.concat(
+    pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
+    pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(place, ''), 0)),
+    pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true),
+    pg_catalog.set_config('statement_timeout', timeout::pg_catalog.text, true),
+    CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);
+  IF frozen THEN
+    done := pg_catalog.set_config('transaction_read_only', 'on', true);
+    version := '';
+  END IF;
+  RETURN pg_catalog.concat_ws(E'\n', version, timeout, coalesce(place, ''), path);
+END
+$fn$;
+
 -- The verified tenant, if this copy of the tables is its own: \`place\` is the schema of a
 -- schema-tier copy, '' for the shared tables and a tenant database's tables, NULL for "any".
 -- No context: NULL (the policy then hides every row and refuses every write). A
@@ -371,8 +483,8 @@ REVOKE ALL ON FUNCTION ${c}.refuse_work(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint) TO ${runtime};
 REVOKE ALL ON FUNCTION ${c}.enter(text, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint, text) TO ${runtime};
-REVOKE ALL ON FUNCTION ${c}.enter(text, bigint, text, uuid, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint, text, uuid, bigint) TO ${runtime};
+REVOKE ALL ON FUNCTION ${c}.enter(text, bigint, text, uuid, bigint, bigint, int4, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ${c}.enter(text, bigint, text, uuid, bigint, bigint, int4, text) TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.refuse(text, text) TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.current_tenant_id() TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.current_tenant_id_in(text) TO ${runtime};

@@ -1,4 +1,4 @@
-import { contextFunctionsSql } from '../context/context-functions.ts';
+import { contextFunctionsSql, tenantStateVersionSql } from '../context/context-functions.ts';
 import type { TenantMigration } from '../schema/migration.ts';
 
 /**
@@ -63,15 +63,20 @@ export function contextFewExpressionsMigration(runtimeRole: string, chain: 'cont
 
 /**
  * Control-plane migration 0027 and satellite migration s0014: `enter(token, next_secret,
- * shared, tenant_id, secret)`, which the dialect's statement now calls: the common call (a
- * session secret, tenant work) passes the tenant's uuid and the secret as they are instead of
- * inside a token, so PostgreSQL parses nothing out of text on it (BENCHMARKS.md: instructions
- * per transaction). The older forms stay, for processes of the previous version during an
- * upgrade.
+ * shared, tenant_id, secret, known_version, known_timeout, known_place)`, which the dialect's
+ * statement now calls. The common call (a session secret, tenant work) passes the tenant's
+ * uuid and the secret as they are instead of inside a token, so PostgreSQL parses nothing out
+ * of text on it, and the caller's copy of the tenant's row with the tenant state version it
+ * was read at, so the row is read again only after a tenant's state changed (the version and
+ * its triggers, `tenantStateVersionSql`). BENCHMARKS.md: instructions per transaction. The
+ * older forms stay, for processes of the previous version during an upgrade.
  */
 export function contextParametersMigration(runtimeRole: string, chain: 'control' | 'satellite'): TenantMigration {
   return {
     id: chain === 'control' ? '0027_context_parameters' : 's0014_context_parameters',
-    up: (m) => m.query(contextFunctionsSql(runtimeRole)),
+    up: async (m) => {
+      await m.query(tenantStateVersionSql());
+      await m.query(contextFunctionsSql(runtimeRole));
+    },
   };
 }

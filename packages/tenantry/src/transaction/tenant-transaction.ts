@@ -7,6 +7,7 @@ import type { ContextDialect } from '../context/context-dialect.ts';
 import type { ContextPurpose } from '../context/context-token.ts';
 import { mintContextToken, newContextSecret } from '../context/context-token.ts';
 import { backendPid, contextEntryValues } from '../context/enter-context.ts';
+import { databaseKey, type KnownTenantStates } from '../context/known-tenant-states.ts';
 import {
   type ContextTransaction,
   type ResultShape,
@@ -124,6 +125,11 @@ export interface TransactionRunnerDeps {
    * rides in the statement of the opening pipeline: no extra round trip.
    */
   readonly applicationName?: boolean | undefined;
+  /**
+   * What `enter()` answered about tenants, per database, sent back so that PostgreSQL reads a
+   * tenant's row only after a tenant's state changed there (session binding, tenant work).
+   */
+  readonly known?: KnownTenantStates | undefined;
 }
 
 /**
@@ -168,10 +174,12 @@ async function openPipelined(
     const secret = session && attempt === 0 ? client[SECRET] : undefined;
     client[SECRET] = undefined;
     const next = session ? newContextSecret() : null;
+    const database = deps.known && secret !== undefined && purpose === 'work' ? databaseKey(client) : undefined;
     const values = contextEntryValues(deps.dialect, {
       purpose,
       tenantId: tenant.id,
       secret,
+      known: database === undefined ? undefined : deps.known?.get(database, tenant.id),
       nextSecret: next,
       sharedSchema: deps.sharedSchema,
       signedToken: () =>
@@ -199,9 +207,12 @@ async function openPipelined(
       });
       if (name) client[PREPARED] = name;
       if (next !== null) client[SECRET] = next;
+      if (database !== undefined) deps.known?.learn(database, tenant.id, response.enterValue);
       return response;
     } catch (error) {
       const stage = stageOf(error);
+      if (database !== undefined && stage !== 'statement' && stage !== 'commit')
+        deps.known?.forget(database, tenant.id);
       if (stage === 'statement' || stage === 'commit') {
         if (name) client[PREPARED] = name;
         if (next !== null) client[SECRET] = next;
