@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DEFAULT_PLANS, type PlanCatalog } from '../admit/plans.ts';
 import type { ExportJobs } from '../data/export-jobs.ts';
-import type { TenantEventStream } from '../effects/event-stream.ts';
+import type { FleetEventFeed } from '../effects/fleet-event-feed.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { type ConsoleAsset, loadConsoleAssets } from './assets.ts';
@@ -9,6 +9,7 @@ import { isHtmx, requireConsoleSession } from './console-auth.ts';
 import { FleetRuns } from './fleet-runs.ts';
 import { html } from './html.ts';
 import { CONSOLE_CSP, layout } from './layout.ts';
+import { MaintenanceRuns } from './maintenance-runs.ts';
 import { type ConsoleDeps, sendPage } from './page.ts';
 import { databaseRoutes } from './pages/database.ts';
 import { exportRoutes } from './pages/exports.ts';
@@ -35,8 +36,8 @@ export interface ConsoleOptions {
   toProblem: (error: unknown, requestId: string) => ConsoleProblem;
   /** The server's export jobs: the tenant page then offers an export and its download. */
   exports?: ExportJobs | undefined;
-  /** The server's tenant event stream: the Live page follows a tenant's events. */
-  events?: TenantEventStream | undefined;
+  /** The server's feed of every tenant's events: the Live page shows it, whole or for one tenant. */
+  events?: FleetEventFeed | undefined;
 }
 
 /** The fields of RFC 9457 problem details the console shows. */
@@ -80,6 +81,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
     sessions: new ConsoleSessionStore(options.tenantry.adminPool, options.sessions),
     adminToken: options.adminToken,
     fleetRuns: new FleetRuns(),
+    maintenanceRuns: new MaintenanceRuns(),
     plans: options.plans ?? DEFAULT_PLANS,
     exports: options.exports,
   };
