@@ -31,7 +31,12 @@ export interface FleetEventFeedDeps {
 export interface FleetEventFeedOptions {
   /** Recent events kept for a viewer who connects (default 200). */
   readonly recent?: number;
-  /** Tenants whose last position is remembered (default 20,000; the oldest are forgotten). */
+  /**
+   * Tenants whose last position is remembered (default 20,000). Past it, the least recently
+   * active are forgotten, but only once they have been quiet for two minutes (so a tenant
+   * read again as unknown cannot show an event twice): the bound then follows the number of
+   * tenants active in two minutes.
+   */
   readonly tenants?: number;
   /** Events per read (default 500); more due are read at once after. */
   readonly batch?: number;
@@ -50,6 +55,9 @@ interface Row {
 const COLUMNS = 'o.id::text, o.tenant_id, t.slug, o.seq::text, o.type, o.actor, o.created_at';
 
 const RETRY_MS = 1000;
+
+/** A tenant is forgotten (past the bound) only after this long without an event. */
+const FORGET_QUIET_MS = 120_000;
 
 /**
  * The operator's feed of **every** tenant's committed events, one per server process, shared
@@ -86,8 +94,8 @@ export class FleetEventFeed {
   readonly #tenantMax: number;
   readonly #batch: number;
   readonly #listeners = new Set<{ listener: FleetListener; tenantId: string | undefined }>();
-  /** Last position passed on, by tenant; insertion order is recency of use (oldest first). */
-  readonly #heads = new Map<string, number>();
+  /** Last position passed on, and when, by tenant; insertion order is recency (oldest first). */
+  readonly #heads = new Map<string, { seq: number; at: number }>();
   readonly #dirty = new Set<string>();
   #recent: FleetEvent[] = [];
   /** The highest outbox id when the feed started: nothing at or below it is new. */
@@ -96,6 +104,7 @@ export class FleetEventFeed {
   /** Where a read of every tenant goes on from when the last one came back full. */
   #sweepFrom = 0;
   #reading = false;
+  #retry: NodeJS.Timeout | undefined;
   #off: (() => void) | undefined;
   #starting: Promise<void> | undefined;
 
@@ -224,23 +233,33 @@ export class FleetEventFeed {
     this.#everything = false;
     this.#sweepFrom = 0;
     this.#reading = false;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
   }
 
   #pump(): void {
     if (this.#reading || !this.#off || (this.#dirty.size === 0 && !this.#everything)) return;
     this.#reading = true;
     const run = this.#starting;
-    this.#read()
-      .catch((error: Error) => {
-        this.#deps.logger?.warn({ err: error.message }, 'fleet event feed: read failed; retrying');
-        this.#everything = true;
-        setTimeout(() => this.#pump(), RETRY_MS).unref();
-      })
-      .finally(() => {
+    this.#read().then(
+      () => {
         if (this.#starting !== run) return;
         this.#reading = false;
         this.#pump();
-      });
+      },
+      (error: Error) => {
+        if (this.#starting !== run) return;
+        this.#deps.logger?.warn({ err: error.message }, 'fleet event feed: read failed; retrying in a second');
+        // What was notified is read again with the rest; nothing reads before the retry.
+        this.#everything = true;
+        this.#retry = setTimeout(() => {
+          this.#retry = undefined;
+          this.#reading = false;
+          this.#pump();
+        }, RETRY_MS);
+        this.#retry.unref();
+      },
+    );
   }
 
   /** One read of every tenant notified since the last (a full batch marks its tenant again). */
@@ -258,7 +277,7 @@ export class FleetEventFeed {
            CROSS JOIN LATERAL (SELECT * FROM tenantry.outbox o WHERE o.tenant_id = d.tenant_id AND o.seq > d.head
                                 ORDER BY o.seq LIMIT ${this.#batch}) o
            JOIN tenantry.tenants t ON t.id = o.tenant_id`,
-        [known, known.map((t) => this.#heads.get(t) as number)],
+        [known, known.map((t) => this.#heads.get(t)?.seq ?? 0)],
       );
       rows.push(...result.rows);
       const counts = new Map<string, number>();
@@ -297,16 +316,19 @@ export class FleetEventFeed {
   /** Moves the tenant's position past `event`; false when it was passed on already. */
   #pass(event: FleetEvent): boolean {
     const head = this.#heads.get(event.tenantId);
-    if (head !== undefined && event.seq <= head) return false;
+    if (head !== undefined && event.seq <= head.seq) return false;
     this.#remember(event.tenantId, event.seq);
     return true;
   }
 
   #remember(tenantId: string, seq: number): void {
+    const now = Date.now();
     this.#heads.delete(tenantId);
-    this.#heads.set(tenantId, seq);
-    if (this.#heads.size > this.#tenantMax) {
-      const oldest = this.#heads.keys().next().value as string;
+    this.#heads.set(tenantId, { seq, at: now });
+    // Forgotten, a tenant is read as unknown: its events of the last minute. One quiet for
+    // two has none of those that were passed on, so none is shown twice.
+    for (const [oldest, head] of this.#heads) {
+      if (this.#heads.size <= this.#tenantMax || head.at > now - FORGET_QUIET_MS) break;
       this.#heads.delete(oldest);
     }
   }
