@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { createAppTenantry, startServer, type TestServer } from '../../../test-support/http.ts';
@@ -416,6 +418,76 @@ describe('console live feed of every tenant', () => {
   });
 });
 
+describe('console live feed under load', () => {
+  it('cuts off a viewer that stops reading instead of queueing for it, and the others go on', async () => {
+    const small = await startServer(tenantry, {
+      adminToken: ADMIN,
+      usage: { snapshotIntervalMs: 0 },
+      console: { liveViewerBuffer: 128 * 1024 },
+    });
+    const { cookie } = await signIn(); // sessions live in the database: valid on both servers
+    const tenant = await tenantry.tenants.create({ slug: 'live-flood', name: 'Flood' });
+    const port = Number(new URL(small.url).port);
+    const stalled = connect(port, '127.0.0.1');
+    let received = 0;
+    try {
+      await once(stalled, 'connect');
+      stalled.write(
+        `GET /console/live/stream?tenant=live-flood HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\ncookie: ${cookie}\r\n\r\n`,
+      );
+      const [head] = (await once(stalled, 'data')) as [Buffer];
+      expect(head.toString()).toMatch(/^HTTP\/1\.1 200/);
+      stalled.pause(); // a tab that stops reading: the kernel's buffers fill, then the server's
+      const healthy = new AbortController();
+      const response = await fetch(`${small.url}/console/live/stream?tenant=live-flood`, {
+        headers: { cookie },
+        signal: healthy.signal,
+      });
+      const FLOOD = 100_000; // about 11 MB of frames: well over the kernel's buffers and the limit
+      let last = 0;
+      let healthyBytes = 0;
+      const draining = (async () => {
+        const lines = response.body?.pipeThrough(new TextDecoderStream()).getReader();
+        let tail = '';
+        for (;;) {
+          const chunk = await lines?.read();
+          if (!chunk || chunk.done) return;
+          tail += chunk.value;
+          healthyBytes += chunk.value.length;
+          const cut = tail.lastIndexOf('\n\n');
+          if (cut < 0) continue;
+          for (const m of tail.slice(0, cut).matchAll(/"seq":(\d+)/g)) last = Number(m[1]);
+          tail = tail.slice(cut + 2);
+        }
+      })().catch(() => {});
+      // In commits of 2,000: one transaction moving a tenant's head 100,000 times walks an
+      // ever longer chain of row versions (quadratic).
+      for (let i = 0; i < FLOOD / 2000; i++) {
+        await tenantry.adminPool.query(
+          `INSERT INTO tenantry.outbox (tenant_id, type) SELECT $1, 'flood' FROM generate_series(1, 2000)`,
+          [tenant.id],
+        );
+      }
+      // The reading viewer gets every event (the same writes reached the stalled one).
+      await expect.poll(() => last, { timeout: 90_000, interval: 200 }).toBe(FLOOD + 1);
+      healthy.abort();
+      await draining;
+      // The stalled one was cut off: reading again, it finds what the kernel held, then the end.
+      stalled.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+      });
+      const closed = once(stalled, 'close');
+      stalled.resume();
+      await closed;
+      expect(received).toBeGreaterThan(0);
+      expect(received).toBeLessThan(healthyBytes * 0.75);
+    } finally {
+      stalled.destroy();
+      await small.close();
+    }
+  }, 180_000);
+});
+
 describe('console database maintenance in the background', () => {
   /** Polls the run's panel as htmx does until it is no longer running; returns its HTML. */
   async function finished(cookie: string, location: string): Promise<string> {
@@ -517,6 +589,57 @@ describe('console database maintenance in the background', () => {
       expect(panel).not.toContain('hx-trigger');
     } finally {
       blocker.release();
+    }
+  });
+
+  it("shows PostgreSQL's phase and blocks while an analyze runs", async () => {
+    const { cookie, csrf } = await signIn();
+    const owner = `"${db.roles.owner}"`;
+    // A table whose expression index sleeps per row once a delay is set: ANALYZE then spends
+    // seconds in its "computing statistics" phase, long enough to be seen.
+    await tenantry.adminPool.query(`
+      CREATE TABLE public.console_slow (n int);
+      CREATE TABLE public.console_slow_delay (seconds float8 NOT NULL);
+      CREATE FUNCTION public.console_slow_key(n int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_catalog.pg_sleep(seconds) FROM public.console_slow_delay; RETURN n; END $$;
+      CREATE INDEX console_slow_key_idx ON public.console_slow (public.console_slow_key(n));
+      INSERT INTO public.console_slow SELECT generate_series(1, 4);
+      ALTER TABLE public.console_slow OWNER TO ${owner};
+      ALTER TABLE public.console_slow_delay OWNER TO ${owner};
+      ALTER FUNCTION public.console_slow_key(int) OWNER TO ${owner};
+      INSERT INTO public.console_slow_delay VALUES (0.8);`);
+    try {
+      const started = await post('/console/database/maintain', cookie, {
+        operation: 'analyze',
+        confirm: 'analyze',
+        _csrf: csrf,
+      });
+      expect(started.status).toBe(303);
+      const location = started.headers.get('location') as string;
+      const run = new URL(location, server.url).searchParams.get('run');
+      let panel = '';
+      await expect
+        .poll(
+          async () => {
+            panel = await (
+              await fetch(`${server.url}/console/database/maintenance/${run}`, {
+                headers: { cookie, 'hx-request': 'true' },
+              })
+            ).text();
+            return panel;
+          },
+          { timeout: 15_000, interval: 200 },
+        )
+        .toContain('computing statistics');
+      expect(panel).toContain('data-state="running"');
+      expect(panel).toMatch(/<code>analyze<\/code> of <code>(public\.)?console_slow<\/code>: computing statistics/);
+      expect(panel).toMatch(/<progress id="maint-bar" max="\d+" value="\d+">/);
+      expect(panel).toMatch(/id="maint-blocks">\d+ of \d+ blocks/);
+      expect(await finished(cookie, location)).toContain('data-state="done"');
+    } finally {
+      await tenantry.adminPool.query(
+        'DROP TABLE public.console_slow, public.console_slow_delay; DROP FUNCTION public.console_slow_key(int)',
+      );
     }
   });
 

@@ -346,25 +346,76 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
     await page.screenshot({ path: join(SHOTS, 'fleet-done-desktop.png') });
   });
 
-  it('shows database health and statistics, and runs an analyze behind a typed confirmation', async () => {
+  it('shows database health and statistics, and runs an analyze in the background behind a typed confirmation', async () => {
     await page.goto(url('/console/database'));
     expect(await page.textContent('#db-health')).toMatch(/ok|warning|critical/);
     await page.waitForSelector('#advice:not([hx-get])');
     await checkPage('database');
     await page.selectOption('#maint-op', 'analyze');
     await page.fill('#maint-confirm', 'analyze');
-    await Promise.all([page.waitForLoadState('load'), page.getByRole('button', { name: 'Run', exact: true }).click()]);
-    expect(await page.textContent('[role=status]')).toContain('analyze of shared done');
+    await Promise.all([
+      page.waitForURL('**/console/database?run=*'),
+      page.getByRole('button', { name: 'Run', exact: true }).click(),
+    ]);
+    // The page came back at once; the panel polls the run until it is done.
+    await page.waitForSelector('#maint-progress[data-state="done"]', { timeout: 30_000 });
+    expect(await page.textContent('#maint-progress')).toContain('analyze of shared done');
+    expect(await page.getAttribute('#maint-progress', 'hx-get')).toBeNull();
   });
 
-  it("follows a tenant's events live, and only that tenant's", async () => {
-    await page.goto(url('/console/live?tenant=console-acme'));
+  it("shows a schema tenant's vacuum running (PostgreSQL's phase once it has one), then done", async () => {
+    const tenant = await next.tenants.get('fleet-a');
+    // Hold a lock VACUUM waits for, so the running panel is seen, and polled.
+    const blocker = await next.adminPool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`LOCK TABLE ${tenant.schemaName}.items IN SHARE UPDATE EXCLUSIVE MODE`);
+      await page.goto(url('/console/database'));
+      await page.selectOption('#maint-op', 'vacuum');
+      await page.fill('#maint-tenant', 'fleet-a');
+      await page.fill('#maint-confirm', 'vacuum');
+      await Promise.all([
+        page.waitForURL('**/console/database?run=*'),
+        page.getByRole('button', { name: 'Run', exact: true }).click(),
+      ]);
+      expect(await page.getAttribute('#maint-progress', 'data-state')).toBe('running');
+      expect(await page.textContent('#maint-phase')).toContain('Running');
+      await checkPage('database-maintenance');
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    await page.waitForSelector('#maint-progress[data-state="done"]', { timeout: 30_000 });
+    expect(await page.textContent('#maint-progress')).toMatch(/vacuum of schema\/.+ done in/);
+    await page.screenshot({ path: join(SHOTS, 'database-maintenance-done-desktop.png') });
+  });
+
+  it("shows every tenant's events live, and only the filtered tenant's", async () => {
+    await page.goto(url('/console/live'));
+    expect(await page.textContent('#live-heading')).toContain('every tenant');
     await expect.poll(() => page.textContent('#live-state'), { timeout: 15_000 }).toContain('Following');
+    await api('POST', '/v1/tenants/console-other/api-keys', { name: 'other', environment: 'test' });
+    await api('POST', '/v1/tenants/console-acme/api-keys', { name: 'acme', environment: 'test' });
+    await page.waitForSelector('#live-feed li[data-tenant="console-other"][data-type="api_key.created"]', {
+      timeout: 15_000,
+    });
+    await page.waitForSelector('#live-feed li[data-tenant="console-acme"][data-type="api_key.created"]', {
+      timeout: 15_000,
+    });
+    // Newest first.
+    expect(await page.getAttribute('#live-feed li:first-child', 'data-tenant')).toBe('console-acme');
+    await checkPage('live-all');
+    await page.fill('#live-tenant', 'console-acme');
+    await Promise.all([page.waitForURL('**/console/live?tenant=console-acme'), page.click('text=Filter')]);
+    await expect.poll(() => page.textContent('#live-state'), { timeout: 15_000 }).toContain('Following');
+    const before = await page.locator('#live-feed li').count();
+    expect(before).toBeGreaterThan(0); // the tenant's recent events come first
     await api('POST', '/v1/tenants/console-other/api-keys', { name: 'not shown', environment: 'test' });
     await api('POST', '/v1/tenants/console-acme/api-keys', { name: 'shown', environment: 'test' });
-    await page.waitForSelector('#live-feed li[data-type="api_key.created"]', { timeout: 15_000 });
+    await expect.poll(() => page.locator('#live-feed li').count(), { timeout: 15_000 }).toBe(before + 1);
     await new Promise((resolve) => setTimeout(resolve, 500)); // room for a wrong event to arrive
-    expect(await page.locator('#live-feed li').count()).toBe(1);
+    expect(await page.locator('#live-feed li:not([data-tenant="console-acme"])').count()).toBe(0);
+    expect(await page.locator('#live-feed li').count()).toBe(before + 1);
     await checkPage('live');
   });
 
@@ -444,8 +495,11 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
       ['GET', '/console/database/advice'],
       ['GET', `/console/tenants/console-acme/exports/${randomUUID()}/download`],
       ['POST', '/console/tenants/console-acme/exports'],
+      ['GET', '/console/live'],
       ['GET', '/console/live?tenant=console-acme'],
+      ['GET', '/console/live/stream'],
       ['GET', '/console/live/stream?tenant=console-acme'],
+      ['GET', `/console/database/maintenance/${randomUUID()}`],
       ['POST', '/console/tenants'],
       ['POST', '/console/tenants/console-acme/suspend'],
       ['POST', '/console/tenants/console-acme/api-keys'],

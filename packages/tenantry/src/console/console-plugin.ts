@@ -14,7 +14,7 @@ import { type ConsoleDeps, sendPage } from './page.ts';
 import { databaseRoutes } from './pages/database.ts';
 import { exportRoutes } from './pages/exports.ts';
 import { fleetRoutes } from './pages/fleet.ts';
-import { liveRoutes } from './pages/live.ts';
+import { LIVE_VIEWER_BUFFER, liveRoutes } from './pages/live.ts';
 import { signInRoutes } from './pages/sign-in.ts';
 import { tenantDetailRoutes } from './pages/tenant-detail.ts';
 import { tenantListRoutes } from './pages/tenants.ts';
@@ -38,6 +38,8 @@ export interface ConsoleOptions {
   exports?: ExportJobs | undefined;
   /** The server's feed of every tenant's events: the Live page shows it, whole or for one tenant. */
   events?: FleetEventFeed | undefined;
+  /** Bytes a Live viewer's socket may hold unsent before its stream is cut off (default {@link LIVE_VIEWER_BUFFER}). */
+  liveViewerBuffer?: number | undefined;
 }
 
 /** The fields of RFC 9457 problem details the console shows. */
@@ -141,7 +143,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
   await fleetRoutes(app, deps);
   await databaseRoutes(app, deps);
   if (deps.exports) await exportRoutes(app, deps, deps.exports);
-  if (options.events) await liveRoutes(app, deps, options.events);
+  if (options.events) await liveRoutes(app, deps, options.events, options.liveViewerBuffer ?? LIVE_VIEWER_BUFFER);
 }
 
 function wantsHtml(req: FastifyRequest): boolean {

@@ -116,9 +116,11 @@ export interface ServerOptions {
   usage?: { snapshotIntervalMs?: number; quotaTtlMs?: number };
   /**
    * The operator console at `/console` (signed in with `adminToken`): `false` leaves it out;
-   * `sessions` sets its idle and absolute session lifetimes (default 30 min and 12 h).
+   * `sessions` sets its idle and absolute session lifetimes (default 30 min and 12 h);
+   * `liveViewerBuffer`, the bytes a Live viewer's socket may hold unsent before its stream is
+   * cut off (default 256 KiB).
    */
-  console?: false | { sessions?: ConsoleSessionOptions };
+  console?: false | { sessions?: ConsoleSessionOptions; liveViewerBuffer?: number };
 }
 
 declare module 'fastify' {
@@ -430,6 +432,7 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       events: new FleetEventFeed({ pool: tenantry.adminPool, feed, logger: app.log }),
       ...(options.plans ? { plans: options.plans } : {}),
       ...(options.console?.sessions ? { sessions: options.console.sessions } : {}),
+      ...(options.console?.liveViewerBuffer ? { liveViewerBuffer: options.console.liveViewerBuffer } : {}),
     });
   }
   return app;

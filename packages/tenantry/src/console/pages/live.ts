@@ -54,7 +54,12 @@ const toLive = (e: FleetEvent): LiveEvent => ({
  * the server's one {@link FleetEventFeed}. `console.js` renders each event with
  * `textContent`, never as markup.
  */
-export async function liveRoutes(app: FastifyInstance, deps: ConsoleDeps, feed: FleetEventFeed): Promise<void> {
+export async function liveRoutes(
+  app: FastifyInstance,
+  deps: ConsoleDeps,
+  feed: FleetEventFeed,
+  viewerBuffer = LIVE_VIEWER_BUFFER,
+): Promise<void> {
   // Open streams end when the server closes (it would otherwise wait for the browsers).
   const open = new Set<ServerResponse>();
   app.addHook('preClose', (done) => {
@@ -102,7 +107,7 @@ ${
       const write = (events: readonly FleetEvent[]) => {
         if (!res || res.destroyed) return;
         for (const e of events) res.write(`data: ${JSON.stringify(toLive(e))}\n\n`);
-        if (res.writableLength > LIVE_VIEWER_BUFFER) {
+        if (res.writableLength > viewerBuffer) {
           req.log.info({ unsent: res.writableLength }, 'console live viewer fell behind; stream ended');
           res.destroy();
         }
