@@ -346,24 +346,51 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
     await page.screenshot({ path: join(SHOTS, 'fleet-done-desktop.png') });
   });
 
-  it('shows database health and statistics, and runs an analyze in the background behind a typed confirmation', async () => {
+  it("shows database health and statistics, and runs an analyze in the background with PostgreSQL's progress", async () => {
     await page.goto(url('/console/database'));
     expect(await page.textContent('#db-health')).toMatch(/ok|warning|critical/);
     await page.waitForSelector('#advice:not([hx-get])');
     await checkPage('database');
-    await page.selectOption('#maint-op', 'analyze');
-    await page.fill('#maint-confirm', 'analyze');
-    await Promise.all([
-      page.waitForURL('**/console/database?run=*'),
-      page.getByRole('button', { name: 'Run', exact: true }).click(),
-    ]);
-    // The page came back at once; the panel polls the run until it is done.
-    await page.waitForSelector('#maint-progress[data-state="done"]', { timeout: 30_000 });
-    expect(await page.textContent('#maint-progress')).toContain('analyze of shared done');
-    expect(await page.getAttribute('#maint-progress', 'hx-get')).toBeNull();
+    // A shared table whose expression index sleeps per row: ANALYZE spends seconds computing
+    // its statistics, so the polled panel shows PostgreSQL's phase.
+    const owner = `"${db.roles.owner}"`;
+    await next.adminPool.query(`
+      CREATE TABLE public.console_slow (n int);
+      CREATE TABLE public.console_slow_delay (seconds float8 NOT NULL);
+      CREATE FUNCTION public.console_slow_key(n int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_catalog.pg_sleep(seconds) FROM public.console_slow_delay; RETURN n; END $$;
+      CREATE INDEX console_slow_key_idx ON public.console_slow (public.console_slow_key(n));
+      INSERT INTO public.console_slow SELECT generate_series(1, 5);
+      ALTER TABLE public.console_slow OWNER TO ${owner};
+      ALTER TABLE public.console_slow_delay OWNER TO ${owner};
+      ALTER FUNCTION public.console_slow_key(int) OWNER TO ${owner};
+      INSERT INTO public.console_slow_delay VALUES (0.8);`);
+    try {
+      await page.selectOption('#maint-op', 'analyze');
+      await page.fill('#maint-confirm', 'analyze');
+      await Promise.all([
+        page.waitForURL('**/console/database?run=*'),
+        page.getByRole('button', { name: 'Run', exact: true }).click(),
+      ]);
+      // The page came back at once; the panel polls the run.
+      await expect
+        .poll(() => page.textContent('#maint-progress'), { timeout: 15_000 })
+        .toContain('computing statistics');
+      expect(await page.getAttribute('#maint-progress', 'data-state')).toBe('running');
+      expect(await page.textContent('#maint-blocks')).toMatch(/\d+ of \d+ blocks/);
+      await page.locator('#maint-progress').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(SHOTS, 'database-progress-desktop.png') });
+      await page.waitForSelector('#maint-progress[data-state="done"]', { timeout: 30_000 });
+      expect(await page.textContent('#maint-progress')).toContain('analyze of shared done');
+      expect(await page.getAttribute('#maint-progress', 'hx-get')).toBeNull();
+    } finally {
+      await next.adminPool.query(
+        'DROP TABLE public.console_slow, public.console_slow_delay; DROP FUNCTION public.console_slow_key(int)',
+      );
+    }
   });
 
-  it("shows a schema tenant's vacuum running (PostgreSQL's phase once it has one), then done", async () => {
+  it("shows a schema tenant's vacuum running while it waits for a lock, then done", async () => {
     const tenant = await next.tenants.get('fleet-a');
     // Hold a lock VACUUM waits for, so the running panel is seen, and polled.
     const blocker = await next.adminPool.connect();
