@@ -421,14 +421,16 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
     await page.goto(url('/console/live'));
     expect(await page.textContent('#live-heading')).toContain('every tenant');
     await expect.poll(() => page.textContent('#live-state'), { timeout: 15_000 }).toContain('Following');
-    await api('POST', '/v1/tenants/console-other/api-keys', { name: 'other', environment: 'test' });
-    await api('POST', '/v1/tenants/console-acme/api-keys', { name: 'acme', environment: 'test' });
-    await page.waitForSelector('#live-feed li[data-tenant="console-other"][data-type="api_key.created"]', {
-      timeout: 15_000,
-    });
-    await page.waitForSelector('#live-feed li[data-tenant="console-acme"][data-type="api_key.created"]', {
-      timeout: 15_000,
-    });
+    // The recent events come first (earlier keys among them): each new one is known by its
+    // actor, the admin API request that caused it.
+    const created = async (tenant: string) => {
+      const response = await api('POST', `/v1/tenants/${tenant}/api-keys`, { name: 'live', environment: 'test' });
+      return `#live-feed li[data-tenant="${tenant}"][data-type="api_key.created"]:has-text("admin-api:${response.headers.get('x-request-id')}")`;
+    };
+    const other = await created('console-other');
+    const acme = await created('console-acme');
+    await page.waitForSelector(other, { timeout: 15_000 });
+    await page.waitForSelector(acme, { timeout: 15_000 });
     // Newest first.
     expect(await page.getAttribute('#live-feed li:first-child', 'data-tenant')).toBe('console-acme');
     await checkPage('live-all');
