@@ -39,14 +39,25 @@ async function wantedTenant(deps: ConsoleDeps, value: unknown): Promise<TenantRe
   return deps.tenantry.tenants.get(slug);
 }
 
-const toLive = (e: FleetEvent): LiveEvent => ({
-  id: e.id,
-  tenant: e.tenantSlug,
-  seq: e.seq,
-  type: e.type,
-  actor: e.actor,
-  at: e.createdAt.toISOString(),
-});
+/** An event's Server-Sent Events frame, made once however many viewers it goes to. */
+const frames = new WeakMap<FleetEvent, string>();
+
+function frameOf(e: FleetEvent): string {
+  let frame = frames.get(e);
+  if (frame === undefined) {
+    const event: LiveEvent = {
+      id: e.id,
+      tenant: e.tenantSlug,
+      seq: e.seq,
+      type: e.type,
+      actor: e.actor,
+      at: e.createdAt.toISOString(),
+    };
+    frame = `data: ${JSON.stringify(event)}\n\n`;
+    frames.set(e, frame);
+  }
+  return frame;
+}
 
 /**
  * `GET /console/live[?tenant=slug]`: every tenant's events as they commit, newest first, or
@@ -105,8 +116,9 @@ ${
       let pending: FleetEvent[] | undefined = [];
       let res: ServerResponse | undefined;
       const write = (events: readonly FleetEvent[]) => {
-        if (!res || res.destroyed) return;
-        for (const e of events) res.write(`data: ${JSON.stringify(toLive(e))}\n\n`);
+        if (!res || res.destroyed || events.length === 0) return;
+        // One write a batch, of frames serialized once for every viewer.
+        res.write(events.map(frameOf).join(''));
         if (res.writableLength > viewerBuffer) {
           req.log.info({ unsent: res.writableLength }, 'console live viewer fell behind; stream ended');
           res.destroy();
