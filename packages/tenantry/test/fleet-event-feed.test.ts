@@ -102,4 +102,30 @@ describe('fleet event feed', () => {
     offAll();
     expect(feed.size.running).toBe(false);
   });
+
+  it('forgets a quiet tenant past its bound, and shows its next event once, from a floor that moves with time', async () => {
+    const p = await tenantry.tenants.create({ slug: 'feed-p', name: 'P' });
+    const q = await tenantry.tenants.create({ slug: 'feed-q', name: 'Q' });
+    // Two minutes shrunk to 600 ms: one tenant kept, the other forgotten once quiet for that.
+    const feed = new FleetEventFeed({ pool: tenantry.adminPool, feed: changes }, { tenants: 1, quietMs: 600 });
+    const seen: FleetEvent[] = [];
+    const off = await feed.subscribe((events) => seen.push(...events));
+    await append(p.id, 'p.first');
+    await expect.poll(() => seen.map((e) => e.type)).toEqual(['p.first']);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    await append(q.id, 'q.first');
+    await expect.poll(() => seen.map((e) => e.type)).toEqual(['p.first', 'q.first']);
+    expect(feed.size.tenants).toBe(1); // p was quiet long enough: forgotten
+    await new Promise((resolve) => setTimeout(resolve, 800)); // q's checkpoint ages: the floor moves past p.first
+    await append(p.id, 'p.second');
+    await append(q.id, 'q.second');
+    await expect.poll(() => seen.map((e) => e.type)).toEqual(['p.first', 'q.first', 'p.second', 'q.second']);
+    expect(seen.map((e) => [e.tenantSlug, e.seq])).toEqual([
+      ['feed-p', 2],
+      ['feed-q', 2],
+      ['feed-p', 3],
+      ['feed-q', 3],
+    ]);
+    off();
+  });
 });

@@ -46,6 +46,11 @@ export interface FleetEventFeedOptions {
    * ten statements a second however fast the tenants write.
    */
   readonly intervalMs?: number;
+  /**
+   * How long a tenant must have been quiet before it can be forgotten (default two minutes).
+   * A tenant read as unknown is read from its events of the last half of it (one minute).
+   */
+  readonly quietMs?: number;
 }
 
 interface Row {
@@ -62,29 +67,28 @@ const COLUMNS = 'o.id::text, o.tenant_id, t.slug, o.seq::text, o.type, o.actor, 
 
 const RETRY_MS = 1000;
 
-/** A tenant is forgotten (past the bound) only after this long without an event. */
-const FORGET_QUIET_MS = 120_000;
-
 /**
  * The operator's feed of **every** tenant's committed events, one per server process, shared
  * by all its viewers (the console's Live page), so that a hundred open consoles cost what one
  * does.
  *
- * It listens on the outbox's channel like the per-tenant {@link TenantEventStream} — the
- * insert trigger notifies with the tenant id, and PostgreSQL delivers it only once the writer
+ * It listens on the outbox's channel like the per-tenant `TenantEventStream` — the insert
+ * trigger notifies with the tenant id, and PostgreSQL delivers it only once the writer
  * commits — so the tenants' own path pays nothing more: no trigger, no table, no extra
- * notification. Notifications arriving while a read runs are gathered, and the next read
- * takes all their tenants in one statement. For a tenant it remembers, it reads `seq > last
- * position` (a tenant's committed events are a gap-free prefix, so none is missed or shown
- * twice); for a tenant it does not remember (new since the feed started, or forgotten), it
- * reads the events past the highest outbox id it had seen then — an event whose transaction
- * was already open at that moment can be missed there, which a viewer of the feed tolerates
- * and the tenant's own stream does not have to.
+ * notification, and reads go through the admin pool. A read starts at most every
+ * `intervalMs`; the notifications that arrive meanwhile are gathered, and the read takes all
+ * their tenants in one statement. For a tenant it remembers, it reads `seq > last position`
+ * (a tenant's committed events are a gap-free prefix, so none is missed or shown twice,
+ * whatever order transactions commit in); for one it does not (new since the feed started,
+ * or forgotten), its events of the last minute past the outbox's highest id at the start — an
+ * event whose transaction stayed open longer can be missed there, which an operator's view
+ * tolerates and the tenant's own stream does not have to.
  *
  * Bounded: the last `recent` events for viewers who connect, the positions of `tenants`
- * tenants (oldest forgotten first), reads of `batch` rows. A slow viewer is the caller's to
- * cut off (the Live route drops a stream whose socket buffer passes a limit). It runs only
- * while someone listens: the last unsubscribe stops it and forgets everything.
+ * tenants (the least recently active forgotten first, once quiet for two minutes), reads of
+ * `batch` rows. A slow viewer is the caller's to cut off (the Live route ends a stream whose
+ * socket holds too much unsent). It runs only while someone listens: the last unsubscribe
+ * stops it and forgets everything.
  *
  * @example
  * ```ts
@@ -100,6 +104,7 @@ export class FleetEventFeed {
   readonly #tenantMax: number;
   readonly #batch: number;
   readonly #intervalMs: number;
+  readonly #quietMs: number;
   readonly #listeners = new Set<{ listener: FleetListener; tenantId: string | undefined }>();
   /** Last position passed on, and when, by tenant; insertion order is recency (oldest first). */
   readonly #heads = new Map<string, { seq: number; at: number }>();
@@ -107,6 +112,8 @@ export class FleetEventFeed {
   #recent: FleetEvent[] = [];
   /** The highest outbox id when the feed started: nothing at or below it is new. */
   #startFloor = 0;
+  /** (time, highest outbox id passed by then), one every ten seconds at most, for {@link #floor}. */
+  #checkpoints: { at: number; id: number }[] = [];
   #everything = false;
   /** Where a read of every tenant goes on from when the last one came back full. */
   #sweepFrom = 0;
@@ -122,6 +129,7 @@ export class FleetEventFeed {
     this.#tenantMax = options.tenants ?? 20_000;
     this.#batch = options.batch ?? 500;
     this.#intervalMs = options.intervalMs ?? 100;
+    this.#quietMs = options.quietMs ?? 120_000;
   }
 
   /**
@@ -239,6 +247,7 @@ export class FleetEventFeed {
     this.#dirty.clear();
     this.#recent = [];
     this.#startFloor = 0;
+    this.#checkpoints = [];
     this.#everything = false;
     this.#sweepFrom = 0;
     this.#reading = false;
@@ -303,13 +312,15 @@ export class FleetEventFeed {
     if (unknown.length > 0 || everything) {
       // A tenant without a kept position (new since the start, or forgotten as the least
       // recently active) or, after a lost connection, any tenant: its events of the last
-      // minute past the start. A forgotten tenant had nothing for a while, so nothing is
-      // shown twice; the cost is missing an event whose transaction ran over a minute.
+      // half of `quietMs` (a minute) past the start. A forgotten tenant was quiet for all of
+      // it, so nothing is shown twice; the cost is missing an event whose transaction stayed
+      // open longer than that.
+      const window = `${Math.round(this.#quietMs / 2)} milliseconds`;
       const result = await this.#deps.pool.query<Row>(
         `SELECT ${COLUMNS} FROM tenantry.outbox o JOIN tenantry.tenants t ON t.id = o.tenant_id
-          WHERE o.id > $1 AND o.created_at > now() - interval '1 minute'
-            ${everything ? '' : 'AND o.tenant_id = ANY($2::uuid[])'} ORDER BY o.id LIMIT ${this.#batch}`,
-        everything ? [Math.max(this.#startFloor, this.#sweepFrom)] : [this.#startFloor, unknown],
+          WHERE o.id > $1 AND o.created_at > now() - $2::interval
+            ${everything ? '' : 'AND o.tenant_id = ANY($3::uuid[])'} ORDER BY o.id LIMIT ${this.#batch}`,
+        everything ? [Math.max(this.#floor(), this.#sweepFrom), window] : [this.#floor(), window, unknown],
       );
       rows.push(...result.rows);
       const full = result.rows.length >= this.#batch;
@@ -326,7 +337,37 @@ export class FleetEventFeed {
       const event = toEvent(row);
       if (this.#pass(event)) events.push(event);
     }
-    if (events.length > 0) this.#publish(events);
+    if (events.length > 0) {
+      this.#publish(events);
+      this.#checkpoint(Number(events.at(-1)?.id ?? 0)); // in id order: the last is the highest
+    }
+  }
+
+  /**
+   * The outbox id below which no event can be in the last minute: the start's highest id, or
+   * an id passed on over two minutes ago (ids are taken at insert, so every lower one was
+   * inserted before it). Reading unknown tenants past it keeps that read to recent rows of
+   * the primary key, however long the feed has run.
+   */
+  #floor(): number {
+    const old = Date.now() - this.#quietMs;
+    let floor = this.#startFloor;
+    while (this.#checkpoints.length > 1 && (this.#checkpoints[1]?.at ?? Number.POSITIVE_INFINITY) <= old) {
+      this.#checkpoints.shift();
+    }
+    const first = this.#checkpoints[0];
+    if (first && first.at <= old) floor = Math.max(floor, first.id);
+    return floor;
+  }
+
+  #checkpoint(id: number): void {
+    const now = Date.now();
+    const last = this.#checkpoints.at(-1);
+    if (last && now - last.at < 10_000) {
+      last.id = Math.max(last.id, id);
+      return;
+    }
+    this.#checkpoints.push({ at: now, id });
   }
 
   /** Moves the tenant's position past `event`; false when it was passed on already. */
@@ -344,7 +385,7 @@ export class FleetEventFeed {
     // Forgotten, a tenant is read as unknown: its events of the last minute. One quiet for
     // two has none of those that were passed on, so none is shown twice.
     for (const [oldest, head] of this.#heads) {
-      if (this.#heads.size <= this.#tenantMax || head.at > now - FORGET_QUIET_MS) break;
+      if (this.#heads.size <= this.#tenantMax || head.at > now - this.#quietMs) break;
       this.#heads.delete(oldest);
     }
   }

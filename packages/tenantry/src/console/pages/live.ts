@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
+import type { TenantRecord } from '../../control/tenant-record.ts';
 import type { FleetEvent, FleetEventFeed } from '../../effects/fleet-event-feed.ts';
 import { TenantryError } from '../../errors/catalog.ts';
-import type { TenantRecord } from '../../index.ts';
 import { html } from '../html.ts';
 import { CONSOLE_CSP, layout, message } from '../layout.ts';
 import { type ConsoleDeps, sendPage, sessionOf } from '../page.ts';
