@@ -15,6 +15,7 @@
  *   npm run bench -- jobs --quick        (a burst from one tenant and a trickle from 50: fair against FIFO)
  *   npm run bench -- orm --quick         (a point lookup through tenantry/prisma and tenantry/drizzle)
  *   npm run bench -- console             (the console's tenant list at 100,000 tenants, against the REST list)
+ *   npm run bench -- console-live        (tenant writes with and without console Live viewers, and their delay)
  *   npm run bench -- citus               (the pool tier on a Citus cluster; needs CITUS_URL and DATABASE_URL)
  *   npm run bench -- control-plane       (control-plane operations at 1,000 against 100,000 pool / 20,000 schema tenants)
  */
@@ -36,6 +37,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   jobs: () => import('./jobs.ts'),
   orm: () => import('./orm.ts'),
   console: () => import('./console.ts'),
+  'console-live': () => import('./console-live.ts'),
   citus: () => import('./citus.ts'),
   'control-plane': () => import('./control-plane.ts'),
 };

@@ -346,25 +346,105 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
     await page.screenshot({ path: join(SHOTS, 'fleet-done-desktop.png') });
   });
 
-  it('shows database health and statistics, and runs an analyze behind a typed confirmation', async () => {
+  it("shows database health and statistics, and runs an analyze in the background with PostgreSQL's progress", async () => {
     await page.goto(url('/console/database'));
     expect(await page.textContent('#db-health')).toMatch(/ok|warning|critical/);
     await page.waitForSelector('#advice:not([hx-get])');
     await checkPage('database');
-    await page.selectOption('#maint-op', 'analyze');
-    await page.fill('#maint-confirm', 'analyze');
-    await Promise.all([page.waitForLoadState('load'), page.getByRole('button', { name: 'Run', exact: true }).click()]);
-    expect(await page.textContent('[role=status]')).toContain('analyze of shared done');
+    // A shared table whose expression index sleeps per row: ANALYZE spends seconds computing
+    // its statistics, so the polled panel shows PostgreSQL's phase.
+    const owner = `"${db.roles.owner}"`;
+    await next.adminPool.query(`
+      CREATE TABLE public.console_slow (n int);
+      CREATE TABLE public.console_slow_delay (seconds float8 NOT NULL);
+      CREATE FUNCTION public.console_slow_key(n int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_catalog.pg_sleep(seconds) FROM public.console_slow_delay; RETURN n; END $$;
+      CREATE INDEX console_slow_key_idx ON public.console_slow (public.console_slow_key(n));
+      INSERT INTO public.console_slow SELECT generate_series(1, 5);
+      ALTER TABLE public.console_slow OWNER TO ${owner};
+      ALTER TABLE public.console_slow_delay OWNER TO ${owner};
+      ALTER FUNCTION public.console_slow_key(int) OWNER TO ${owner};
+      INSERT INTO public.console_slow_delay VALUES (0.8);`);
+    try {
+      await page.selectOption('#maint-op', 'analyze');
+      await page.fill('#maint-confirm', 'analyze');
+      await Promise.all([
+        page.waitForURL('**/console/database?run=*'),
+        page.getByRole('button', { name: 'Run', exact: true }).click(),
+      ]);
+      // The page came back at once; the panel polls the run.
+      await expect
+        .poll(() => page.textContent('#maint-progress'), { timeout: 15_000 })
+        .toContain('computing statistics');
+      expect(await page.getAttribute('#maint-progress', 'data-state')).toBe('running');
+      expect(await page.textContent('#maint-blocks')).toMatch(/\d+ of \d+ blocks/);
+      await page.locator('#maint-progress').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(SHOTS, 'database-progress-desktop.png') });
+      await page.waitForSelector('#maint-progress[data-state="done"]', { timeout: 30_000 });
+      expect(await page.textContent('#maint-progress')).toContain('analyze of shared done');
+      expect(await page.getAttribute('#maint-progress', 'hx-get')).toBeNull();
+    } finally {
+      await next.adminPool.query(
+        'DROP TABLE public.console_slow, public.console_slow_delay; DROP FUNCTION public.console_slow_key(int)',
+      );
+    }
   });
 
-  it("follows a tenant's events live, and only that tenant's", async () => {
-    await page.goto(url('/console/live?tenant=console-acme'));
+  it("shows a schema tenant's vacuum running while it waits for a lock, then done", async () => {
+    const tenant = await next.tenants.get('fleet-a');
+    // Hold a lock VACUUM waits for, so the running panel is seen, and polled.
+    const blocker = await next.adminPool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`LOCK TABLE ${tenant.schemaName}.items IN SHARE UPDATE EXCLUSIVE MODE`);
+      await page.goto(url('/console/database'));
+      await page.selectOption('#maint-op', 'vacuum');
+      await page.fill('#maint-tenant', 'fleet-a');
+      await page.fill('#maint-confirm', 'vacuum');
+      await Promise.all([
+        page.waitForURL('**/console/database?run=*'),
+        page.getByRole('button', { name: 'Run', exact: true }).click(),
+      ]);
+      expect(await page.getAttribute('#maint-progress', 'data-state')).toBe('running');
+      expect(await page.textContent('#maint-phase')).toContain('Running');
+      await checkPage('database-maintenance');
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    await page.waitForSelector('#maint-progress[data-state="done"]', { timeout: 30_000 });
+    expect(await page.textContent('#maint-progress')).toMatch(/vacuum of schema\/.+ done in/);
+    await page.screenshot({ path: join(SHOTS, 'database-maintenance-done-desktop.png') });
+  });
+
+  it("shows every tenant's events live, and only the filtered tenant's", async () => {
+    await page.goto(url('/console/live'));
+    expect(await page.textContent('#live-heading')).toContain('every tenant');
     await expect.poll(() => page.textContent('#live-state'), { timeout: 15_000 }).toContain('Following');
+    // The recent events come first (earlier keys among them): each new one is known by its
+    // actor, the admin API request that caused it.
+    const created = async (tenant: string) => {
+      const response = await api('POST', `/v1/tenants/${tenant}/api-keys`, { name: 'live', environment: 'test' });
+      return `#live-feed li[data-tenant="${tenant}"][data-type="api_key.created"]:has-text("admin-api:${response.headers.get('x-request-id')}")`;
+    };
+    const other = await created('console-other');
+    const acme = await created('console-acme');
+    await page.waitForSelector(other, { timeout: 15_000 });
+    await page.waitForSelector(acme, { timeout: 15_000 });
+    // Newest first.
+    expect(await page.getAttribute('#live-feed li:first-child', 'data-tenant')).toBe('console-acme');
+    await checkPage('live-all');
+    await page.fill('#live-tenant', 'console-acme');
+    await Promise.all([page.waitForURL('**/console/live?tenant=console-acme'), page.click('text=Filter')]);
+    await expect.poll(() => page.textContent('#live-state'), { timeout: 15_000 }).toContain('Following');
+    const before = await page.locator('#live-feed li').count();
+    expect(before).toBeGreaterThan(0); // the tenant's recent events come first
     await api('POST', '/v1/tenants/console-other/api-keys', { name: 'not shown', environment: 'test' });
     await api('POST', '/v1/tenants/console-acme/api-keys', { name: 'shown', environment: 'test' });
-    await page.waitForSelector('#live-feed li[data-type="api_key.created"]', { timeout: 15_000 });
+    await expect.poll(() => page.locator('#live-feed li').count(), { timeout: 15_000 }).toBe(before + 1);
     await new Promise((resolve) => setTimeout(resolve, 500)); // room for a wrong event to arrive
-    expect(await page.locator('#live-feed li').count()).toBe(1);
+    expect(await page.locator('#live-feed li:not([data-tenant="console-acme"])').count()).toBe(0);
+    expect(await page.locator('#live-feed li').count()).toBe(before + 1);
     await checkPage('live');
   });
 
@@ -444,8 +524,11 @@ describe.skipIf(!hasChromium)('operator console in Chromium', () => {
       ['GET', '/console/database/advice'],
       ['GET', `/console/tenants/console-acme/exports/${randomUUID()}/download`],
       ['POST', '/console/tenants/console-acme/exports'],
+      ['GET', '/console/live'],
       ['GET', '/console/live?tenant=console-acme'],
+      ['GET', '/console/live/stream'],
       ['GET', '/console/live/stream?tenant=console-acme'],
+      ['GET', `/console/database/maintenance/${randomUUID()}`],
       ['POST', '/console/tenants'],
       ['POST', '/console/tenants/console-acme/suspend'],
       ['POST', '/console/tenants/console-acme/api-keys'],

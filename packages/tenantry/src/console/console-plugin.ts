@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { DEFAULT_PLANS, type PlanCatalog } from '../admit/plans.ts';
 import type { ExportJobs } from '../data/export-jobs.ts';
-import type { TenantEventStream } from '../effects/event-stream.ts';
+import type { FleetEventFeed } from '../effects/fleet-event-feed.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import type { Tenantry } from '../tenantry.ts';
 import { type ConsoleAsset, loadConsoleAssets } from './assets.ts';
@@ -9,11 +9,12 @@ import { isHtmx, requireConsoleSession } from './console-auth.ts';
 import { FleetRuns } from './fleet-runs.ts';
 import { html } from './html.ts';
 import { CONSOLE_CSP, layout } from './layout.ts';
+import { MaintenanceRuns } from './maintenance-runs.ts';
 import { type ConsoleDeps, sendPage } from './page.ts';
 import { databaseRoutes } from './pages/database.ts';
 import { exportRoutes } from './pages/exports.ts';
 import { fleetRoutes } from './pages/fleet.ts';
-import { liveRoutes } from './pages/live.ts';
+import { LIVE_VIEWER_BUFFER, liveRoutes } from './pages/live.ts';
 import { signInRoutes } from './pages/sign-in.ts';
 import { tenantDetailRoutes } from './pages/tenant-detail.ts';
 import { tenantListRoutes } from './pages/tenants.ts';
@@ -35,8 +36,10 @@ export interface ConsoleOptions {
   toProblem: (error: unknown, requestId: string) => ConsoleProblem;
   /** The server's export jobs: the tenant page then offers an export and its download. */
   exports?: ExportJobs | undefined;
-  /** The server's tenant event stream: the Live page follows a tenant's events. */
-  events?: TenantEventStream | undefined;
+  /** The server's feed of every tenant's events: the Live page shows it, whole or for one tenant. */
+  events?: FleetEventFeed | undefined;
+  /** Bytes a Live viewer's socket may hold unsent before its stream is cut off (default {@link LIVE_VIEWER_BUFFER}). */
+  liveViewerBuffer?: number | undefined;
 }
 
 /** The fields of RFC 9457 problem details the console shows. */
@@ -80,6 +83,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
     sessions: new ConsoleSessionStore(options.tenantry.adminPool, options.sessions),
     adminToken: options.adminToken,
     fleetRuns: new FleetRuns(),
+    maintenanceRuns: new MaintenanceRuns(),
     plans: options.plans ?? DEFAULT_PLANS,
     exports: options.exports,
   };
@@ -139,7 +143,7 @@ export async function consolePlugin(app: FastifyInstance, options: ConsoleOption
   await fleetRoutes(app, deps);
   await databaseRoutes(app, deps);
   if (deps.exports) await exportRoutes(app, deps, deps.exports);
-  if (options.events) await liveRoutes(app, deps, options.events);
+  if (options.events) await liveRoutes(app, deps, options.events, options.liveViewerBuffer ?? LIVE_VIEWER_BUFFER);
 }
 
 function wantsHtml(req: FastifyRequest): boolean {

@@ -5,6 +5,7 @@ import { TenantryError } from '../errors/catalog.ts';
 import type { Tenantry } from '../tenantry.ts';
 import type { FleetRuns } from './fleet-runs.ts';
 import type { Html } from './html.ts';
+import type { MaintenanceRuns } from './maintenance-runs.ts';
 import type { ConsoleSession, ConsoleSessionStore } from './session-store.ts';
 
 /** What every console page module gets. */
@@ -13,6 +14,8 @@ export interface ConsoleDeps {
   readonly sessions: ConsoleSessionStore;
   readonly adminToken: string | undefined;
   readonly fleetRuns: FleetRuns;
+  /** The `ANALYZE` / `VACUUM` runs started from the database page. */
+  readonly maintenanceRuns: MaintenanceRuns;
   readonly plans: PlanCatalog;
   /** The server's export jobs (the tenant page's export panel); absent: no panel. */
   readonly exports: ExportJobs | undefined;

@@ -24,6 +24,7 @@ import { ChangeFeed } from '../control/change-feed.ts';
 import { ExportJobs, type ExportJobsOptions } from '../data/export-jobs.ts';
 import { everyInterval } from '../effects/audit-partitions.ts';
 import { TenantEventStream } from '../effects/event-stream.ts';
+import { FleetEventFeed } from '../effects/fleet-event-feed.ts';
 import { IdempotencyStore } from '../effects/idempotency-store.ts';
 import { SocketHub, type SocketHubOptions } from '../effects/socket-hub.ts';
 import { WebhookDeliverer, type WebhookDelivererOptions } from '../effects/webhook-deliverer.ts';
@@ -115,9 +116,11 @@ export interface ServerOptions {
   usage?: { snapshotIntervalMs?: number; quotaTtlMs?: number };
   /**
    * The operator console at `/console` (signed in with `adminToken`): `false` leaves it out;
-   * `sessions` sets its idle and absolute session lifetimes (default 30 min and 12 h).
+   * `sessions` sets its idle and absolute session lifetimes (default 30 min and 12 h);
+   * `liveViewerBuffer`, the bytes a Live viewer's socket may hold unsent before its stream is
+   * cut off (default 256 KiB).
    */
-  console?: false | { sessions?: ConsoleSessionOptions };
+  console?: false | { sessions?: ConsoleSessionOptions; liveViewerBuffer?: number };
 }
 
 declare module 'fastify' {
@@ -425,9 +428,11 @@ export async function createServer(tenantry: Tenantry<unknown>, options: ServerO
       adminToken: options.adminToken,
       toProblem,
       exports: exportJobs,
-      events: stream,
+      // The operator's feed of every tenant: its own reader, sharing only the LISTEN connection.
+      events: new FleetEventFeed({ pool: tenantry.adminPool, feed, logger: app.log }),
       ...(options.plans ? { plans: options.plans } : {}),
       ...(options.console?.sessions ? { sessions: options.console.sessions } : {}),
+      ...(options.console?.liveViewerBuffer ? { liveViewerBuffer: options.console.liveViewerBuffer } : {}),
     });
   }
   return app;

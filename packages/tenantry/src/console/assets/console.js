@@ -45,13 +45,16 @@
     check();
   }
 
-  // The Live page: a tenant's events over Server-Sent Events, newest first, as text only.
+  // The Live page: every tenant's events (or one tenant's) over Server-Sent Events, newest
+  // first, as text only. The server sends the recent events first on every (re)connection,
+  // so the list starts again from them.
   function follow(list) {
     if (list.dataset.wired === '1') return;
     list.dataset.wired = '1';
     const state = document.getElementById('live-state');
     const source = new EventSource(list.dataset.stream);
     source.onopen = () => {
+      list.replaceChildren();
       if (state) state.textContent = 'Following: new events appear at the top.';
     };
     source.onerror = () => {
@@ -61,12 +64,16 @@
       const event = JSON.parse(message.data);
       const item = document.createElement('li');
       item.dataset.type = event.type;
+      item.dataset.tenant = event.tenant;
       const time = document.createElement('time');
       time.dateTime = event.at;
       time.textContent = `${event.at.slice(11, 19)} UTC`;
       const type = document.createElement('code');
       type.textContent = event.type;
-      item.append(time, ' ', type, ` #${event.seq}${event.actor ? ` by ${event.actor}` : ''}`);
+      const tenant = document.createElement('strong');
+      tenant.className = 'tenant';
+      tenant.textContent = event.tenant;
+      item.append(time, ' ', tenant, ' ', type, ` #${event.seq}${event.actor ? ` by ${event.actor}` : ''}`);
       list.prepend(item);
       while (list.children.length > 200) list.lastElementChild.remove();
     };

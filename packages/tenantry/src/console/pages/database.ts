@@ -1,15 +1,50 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { MaintenanceReport } from '../../dbops/maintenance.ts';
 import { TenantryError } from '../../errors/catalog.ts';
-import { isHtmx } from '../console-auth.ts';
+import { isHtmx, redirect } from '../console-auth.ts';
 import { type Html, html } from '../html.ts';
-import { csrfField, layout, message } from '../layout.ts';
+import { csrfField, layout, message, shortDate } from '../layout.ts';
+import type { MaintenanceRunState } from '../maintenance-runs.ts';
 import { type ConsoleDeps, consoleActor, sendPage, sessionOf } from '../page.ts';
 import { formatBytes, formatNumber } from '../sparkline.ts';
 
 /** What the console lets an operator run: the operations that neither lock out writes nor rewrite tables. */
 const OPERATIONS = ['analyze', 'vacuum'] as const;
 type Operation = (typeof OPERATIONS)[number];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * A maintenance run's panel: PostgreSQL's phase and blocks while it runs (polled by htmx
+ * every second), then done with the statements, or failed with the error.
+ */
+export function maintenanceProgress(run: Readonly<MaintenanceRunState> | undefined): Html {
+  if (!run)
+    return html`<div id="maint-progress"><p class="muted">No maintenance was started from this server.</p></div>`;
+  const running = run.finishedAt === undefined;
+  const p = run.progress;
+  const state = running ? 'running' : run.error ? 'failed' : 'done';
+  return html`<div id="maint-progress" data-state="${state}" data-run="${run.id}"${running ? html` hx-get="/console/database/maintenance/${run.id}" hx-trigger="every 1s" hx-swap="outerHTML"` : ''} aria-live="polite">
+<p><strong>${run.operation}</strong> of <code>${run.tenant ?? 'shared'}</code>, started ${shortDate(run.startedAt)} by <code>${run.actor}</code>.</p>
+${
+  running
+    ? p
+      ? html`<p id="maint-phase"><code>${p.command}</code> ${p.relation ? html`of <code>${p.relation}</code>` : ''}: ${p.phase}</p>
+<label for="maint-bar">Blocks ${p.command === 'analyze' ? 'sampled' : 'scanned'}</label>
+<progress id="maint-bar" max="${Math.max(p.blocksTotal, 1)}" value="${p.blocksDone}">${p.blocksDone} of ${p.blocksTotal}</progress>
+<p id="maint-blocks">${formatNumber(p.blocksDone)} of ${formatNumber(p.blocksTotal)} blocks — running…</p>`
+      : html`<p id="maint-phase">Running… (PostgreSQL reports the phase once a statement is under way.)</p>`
+    : run.report
+      ? message(
+          'notice',
+          html`${run.operation} of <code>${run.report.target}</code> done in ${formatNumber(Math.round(run.report.durationMs))} ms: <code>${run.report.statements.join('; ')}</code>`,
+        )
+      : message(
+          'error',
+          html`${run.operation} failed: ${run.error?.message ?? 'unknown error'} (<code>${run.error?.code ?? ''}</code>)`,
+        )
+}
+</div>`;
+}
 
 const pct = (ratio: number | null) => (ratio === null ? '—' : `${(ratio * 100).toFixed(1)} %`);
 
@@ -30,7 +65,7 @@ async function databasePage(
   deps: ConsoleDeps,
   req: FastifyRequest,
   reply: FastifyReply,
-  shown: { error?: string; report?: MaintenanceReport } = {},
+  shown: { error?: string; run?: Readonly<MaintenanceRunState> | undefined } = {},
   status = 200,
 ): Promise<FastifyReply> {
   const { dbops } = deps.tenantry;
@@ -39,14 +74,6 @@ async function databasePage(
   const session = sessionOf(req);
   const body = html`<h1>Database</h1>
 ${shown.error ? message('error', shown.error) : ''}
-${
-  shown.report
-    ? message(
-        'notice',
-        html`${shown.report.operation} of <code>${shown.report.target}</code> done in ${Math.round(shown.report.durationMs)} ms: <code>${shown.report.statements.join('; ')}</code>`,
-      )
-    : ''
-}
 <div class="grid">
 <section class="panel" aria-labelledby="health-heading"><h2 id="health-heading">Health</h2>
 <p><span class="status status-${health.status === 'ok' ? 'active' : health.status === 'warning' ? 'suspended' : 'failed'}" id="db-health">${health.status}</span>
@@ -69,6 +96,7 @@ ${health.problems.length ? html`<ul>${health.problems.map((p) => html`<li>${p}</
 </div><div class="form-row">
 <div><label for="maint-confirm">Type the operation's name to confirm</label><input id="maint-confirm" name="confirm" autocomplete="off" required></div>
 <button type="submit">Run</button></div></form>
+${maintenanceProgress(shown.run ?? deps.maintenanceRuns.latest)}
 <p class="muted">Reindex, <code>VACUUM FULL</code> and index builds lock or rewrite tables: run them from the CLI or the API.</p>
 </section>
 </div>
@@ -100,37 +128,65 @@ ${
   return sendPage(reply, layout({ title: 'Database', nav: 'database', session, body }), status);
 }
 
-/** `GET /console/database`, the lazily loaded index advice, and `POST /console/database/maintain`. */
+/**
+ * `GET /console/database` (`?run=` shows that maintenance run), the lazily loaded index
+ * advice, `POST /console/database/maintain` (starts a run in the background) and the polled
+ * `GET /console/database/maintenance/{run}`.
+ */
 export async function databaseRoutes(app: FastifyInstance, deps: ConsoleDeps): Promise<void> {
-  app.get('/console/database', { schema: { hide: true } }, (req, reply) => databasePage(deps, req, reply));
+  app.get<{ Querystring: { run?: string } }>('/console/database', { schema: { hide: true } }, (req, reply) =>
+    databasePage(deps, req, reply, {
+      run: typeof req.query.run === 'string' ? deps.maintenanceRuns.get(req.query.run) : undefined,
+    }),
+  );
   app.get('/console/database/advice', { schema: { hide: true } }, async (req, reply) => {
     const panel = await advicePanel(deps);
     if (isHtmx(req)) return sendPage(reply, panel);
     const body = html`<h1>Index advice</h1><section class="panel">${panel}</section>`;
     return sendPage(reply, layout({ title: 'Index advice', nav: 'database', session: sessionOf(req), body }));
   });
+  app.get<{ Params: { run: string } }>(
+    '/console/database/maintenance/:run',
+    { schema: { hide: true } },
+    async (req, reply) => {
+      const run = UUID.test(req.params.run) ? deps.maintenanceRuns.get(req.params.run) : undefined;
+      if (!run) throw new TenantryError('NOT_FOUND', 'no such maintenance run on this server');
+      if (!isHtmx(req)) return reply.redirect(`/console/database?run=${run.id}`, 303);
+      return sendPage(reply, maintenanceProgress(run));
+    },
+  );
   app.post<{ Body: Record<string, string> | undefined }>(
     '/console/database/maintain',
     { schema: { hide: true } },
     async (req, reply) => {
       const operation = req.body?.operation as Operation;
+      const refuse = (error: TenantryError) =>
+        databasePage(deps, req, reply, { error: `Not run: ${error.message} (${error.code})` }, error.status);
       if (!OPERATIONS.includes(operation))
-        return databasePage(deps, req, reply, { error: 'Choose analyze or vacuum.' }, 400);
+        return refuse(new TenantryError('INVALID_INPUT', 'choose analyze or vacuum'));
       if (req.body?.confirm !== operation) {
-        return databasePage(deps, req, reply, { error: `Not run: type ${operation} to confirm.` }, 400);
+        return refuse(new TenantryError('INVALID_INPUT', `type ${operation} to confirm`));
       }
-      const tenant = req.body?.tenant?.trim() || undefined;
+      const wanted = req.body?.tenant?.trim() || undefined;
       try {
-        const report = await deps.tenantry.dbops.maintain({
-          operation,
-          ...consoleActor(req),
-          ...(tenant ? { tenant } : {}),
-        });
-        return databasePage(deps, req, reply, { report });
-      } catch (error) {
-        if (error instanceof TenantryError && error.status < 500) {
-          return databasePage(deps, req, reply, { error: `Not run: ${error.message}` }, error.status);
+        // Checked here, so that bad input is refused on the form rather than as a failed run.
+        const tenant = wanted === undefined ? undefined : await deps.tenantry.tenants.get(wanted);
+        if (tenant?.tier === 'pool') {
+          throw new TenantryError(
+            'INVALID_INPUT',
+            `tenant ${tenant.slug} is in the pool tier: its rows are in the shared tables`,
+          );
         }
+        const run = deps.maintenanceRuns.start({ operation, tenant: tenant?.slug, ...consoleActor(req) }, (r) =>
+          deps.tenantry.dbops.maintain(r),
+        );
+        req.log.info(
+          { actor: run.actor, operation, target: run.tenant ?? 'shared' },
+          'maintenance started from the console',
+        );
+        return redirect(req, reply, `/console/database?run=${run.id}`);
+      } catch (error) {
+        if (error instanceof TenantryError && error.status < 500) return refuse(error);
         throw error;
       }
     },
