@@ -19,6 +19,7 @@ import { outboxMigration, outboxNotifyAfterCommitMigration } from './outbox-migr
 import { tenantListMigration } from './tenant-list-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
+import { usageWindowsMigration } from './usage-windows-migration.ts';
 import { usersMigration } from './users-migration.ts';
 import { webhookDeadLettersMigration } from './webhook-dead-letters-migration.ts';
 import { webhooksMigration } from './webhooks-migration.ts';
@@ -49,6 +50,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     outboxNotifyAfterCommitMigration,
     contextFewExpressionsMigration(runtimeRole, 'control'),
     tenantListMigration,
+    usageWindowsMigration,
   ];
 }
 
