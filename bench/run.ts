@@ -17,6 +17,7 @@
  *   npm run bench -- console             (the console's tenant list at 100,000 tenants, against the REST list)
  *   npm run bench -- citus               (the pool tier on a Citus cluster; needs CITUS_URL and DATABASE_URL)
  *   npm run bench -- control-plane       (control-plane operations at 1,000 against 100,000 pool / 20,000 schema tenants)
+ *   npm run bench -- usage-flush         (the usage flush with and without the running window totals of usage.top)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -38,6 +39,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   console: () => import('./console.ts'),
   citus: () => import('./citus.ts'),
   'control-plane': () => import('./control-plane.ts'),
+  'usage-flush': () => import('./usage-flush.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

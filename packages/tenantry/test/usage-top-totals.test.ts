@@ -6,7 +6,7 @@ import { itemsMigrations } from '../src/example/items.ts';
 import { type TenantRecord, Tenantry, type UsageRanking } from '../src/index.ts';
 import { figures } from '../src/ops/usage-figures.ts';
 import { USAGE_RANKINGS } from '../src/ops/usage-service.ts';
-import { scanTop, totalsTop } from '../src/ops/usage-top.ts';
+import { scanTop, totalsTop, totalsTopSql } from '../src/ops/usage-top.ts';
 
 // `usage.top` over 15m, 1h and 24h is read from running per-tenant totals (migration 0026).
 // Every answer here is compared with the sum of the per-minute rows (`scanTop`), the
@@ -221,6 +221,33 @@ describe('usage.top from running window totals', () => {
     }
     expect(await expectTotalsEqualScan([1000])).toBeGreaterThan(50);
   }, 120_000);
+});
+
+describe('the statement of each ranking', () => {
+  it.each(USAGE_RANKINGS as UsageRanking[])('by %s reads its index in order, with no sort', async (by) => {
+    const client = await admin.connect();
+    try {
+      // Without a sequential scan or a sort to choose, the plan shows whether the ranking's
+      // index serves its ORDER BY … LIMIT (an expression that differs from the index's would not).
+      await client.query('BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off');
+      const sql = totalsTopSql(by).replaceAll('$1', '15').replaceAll('$2', '10');
+      const { rows } = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`);
+      // The LIMIT's input: an index scan of the ranking's index, not a sort of the window.
+      type Node = { 'Node Type': string; 'Index Name'?: string; Plans?: Node[] };
+      const limits: Node[] = [];
+      const walk = (n: Node) => {
+        if (n['Node Type'] === 'Limit') limits.push(n);
+        for (const c of n.Plans ?? []) walk(c);
+      };
+      walk(rows[0]['QUERY PLAN'][0].Plan);
+      expect(limits.map((l) => [l.Plans?.[0]?.['Node Type'], l.Plans?.[0]?.['Index Name']])).toEqual([
+        ['Index Scan', `tenant_usage_window_totals_${by}_idx`],
+      ]);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
 });
 
 describe('usage.top is control plane only', () => {

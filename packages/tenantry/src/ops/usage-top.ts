@@ -53,10 +53,12 @@ export async function scanTop(pool: Pool, by: UsageRanking, window: string, limi
 }
 
 /**
- * The window's row, whether its totals start where the window does now (`current`), and
- * its first `limit` totals by `by` (none: one row of nulls besides `current`).
+ * The statement of {@link totalsTop} for `by` (`$1` the window in minutes, `$2` the limit):
+ * the window's row, whether its totals start where the window does now (`current`), and its
+ * first `limit` totals by `by`, read in the order of that ranking's index (none: one row of
+ * nulls besides `current`).
  */
-const totalsSql = (by: UsageRanking) => `
+export const totalsTopSql = (by: UsageRanking): string => `
 SELECT w.since = date_trunc('minute', now()) - make_interval(mins => $1) AS current, r.*
   FROM tenantry.tenant_usage_windows w
   LEFT JOIN LATERAL (
@@ -86,7 +88,7 @@ export async function totalsTop(
   if (!USAGE_TOTALS_WINDOWS.includes(windowMinutes)) return undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     if (attempt > 0) await advanceUsageWindows(pool);
-    const { rows } = await pool.query<FigureRow>(totalsSql(by), [windowMinutes, limit]);
+    const { rows } = await pool.query<FigureRow>(totalsTopSql(by), [windowMinutes, limit]);
     if (rows[0] === undefined) return undefined;
     if (rows[0].current === true) return rows.filter((r) => r.tenant_id !== null);
   }
