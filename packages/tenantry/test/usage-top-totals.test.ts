@@ -221,6 +221,13 @@ describe('usage.top from running window totals', () => {
     }
     expect(await expectTotalsEqualScan([1000])).toBeGreaterThan(50);
   }, 120_000);
+
+  it('a TRUNCATE of the minute rows empties the totals', async () => {
+    expect((await tenantry.usage.top({ window: '24h' })).length).toBeGreaterThan(0);
+    await admin.query('TRUNCATE tenantry.tenant_usage_minutes');
+    for (const window of Object.keys(SERVED)) expect(await tenantry.usage.top({ window })).toEqual([]);
+    await expectTotalsEqualScan([10]);
+  });
 });
 
 describe('the statement of each ranking', () => {

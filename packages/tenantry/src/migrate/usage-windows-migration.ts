@@ -60,7 +60,8 @@ const UPSERT = (changes: string) => `
  * from `since` on and how many there are (`minutes`; a total reaching 0 rows is deleted, as
  * the tenant has left the window). Statement triggers on `tenant_usage_minutes` add every
  * insert and update (a flush's upsert, by any instance and any version of it) and subtract
- * every delete (upkeep, erasure); `tenantry.usage_windows_advance()` moves each `since` to
+ * every delete (upkeep, erasure; a `TRUNCATE` empties them); the function
+ * `tenantry.usage_windows_advance()` moves each `since` to
  * `date_trunc('minute', now()) - window`, subtracting the minutes that left. Both lock the
  * windows' rows (in window order, until commit), so the writers of the totals take turns: a
  * minute is subtracted either with everything written to it or before a late write, which
@@ -135,6 +136,20 @@ CREATE TRIGGER tenant_usage_minutes_windows_update AFTER UPDATE ON tenantry.tena
 CREATE TRIGGER tenant_usage_minutes_windows_delete AFTER DELETE ON tenantry.tenant_usage_minutes
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tenantry.usage_windows_count();
 
+-- No minute rows, no totals.
+CREATE FUNCTION tenantry.usage_windows_clear() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  PERFORM 1 FROM tenantry.tenant_usage_windows ORDER BY window_minutes FOR UPDATE;
+  DELETE FROM tenantry.tenant_usage_window_totals;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER tenant_usage_minutes_windows_truncate AFTER TRUNCATE ON tenantry.tenant_usage_minutes
+  FOR EACH STATEMENT EXECUTE FUNCTION tenantry.usage_windows_clear();
+
 -- Moves every window's start to the current minute's, subtracting the minutes that left;
 -- returns how many windows moved. Costs the rows of the minutes that left since the last
 -- advance (whoever ran it), not the rows in the window.
@@ -177,6 +192,7 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION tenantry.usage_windows_advance() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry.usage_windows_count() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.usage_windows_clear() FROM PUBLIC;
 
 -- What is there already: the triggers above hold writers off until this commits.
 INSERT INTO tenantry.tenant_usage_windows (window_minutes, since)
