@@ -30,6 +30,7 @@ const BOOKKEEPING = new Set([
   'tenant_usage_daily',
   'tenant_active_users',
   'tenant_metrics',
+  'tenant_storage_latest',
   'jobs',
   'job_queues',
   'job_schedules',

@@ -17,6 +17,7 @@ import { idempotencyMigration } from './idempotency-migration.ts';
 import { jobsMigration } from './jobs-migration.ts';
 import { outboxMigration, outboxNotifyAfterCommitMigration } from './outbox-migration.ts';
 import { tenantListMigration } from './tenant-list-migration.ts';
+import { tierStorageMigration } from './tier-storage-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
 import { usageWindowsMigration } from './usage-windows-migration.ts';
@@ -51,6 +52,7 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     contextFewExpressionsMigration(runtimeRole, 'control'),
     tenantListMigration,
     usageWindowsMigration,
+    tierStorageMigration,
   ];
 }
 

@@ -499,17 +499,15 @@ export class UsageService {
   }
 
   /**
-   * Storage of every tier by the latest snapshot of each tenant: bytes and tenants (for the
-   * per-tier gauges; bounded: three rows).
+   * Storage of every tier by the latest snapshot of each tenant that is not `deleted`: bytes
+   * and tenants (for the per-tier gauges; bounded: three rows). Read from totals the
+   * snapshots keep (migration `0026_tier_storage_totals`), whatever the number of tenants.
    */
   async storageByTier(): Promise<{ tier: string; bytes: number; tenants: number }[]> {
-    const { rows } = await this.#pool.query<{ tier: string; bytes: string; tenants: number }>(
-      `SELECT l.tier, sum(l.storage_bytes)::int8 AS bytes, count(*)::int AS tenants
-         FROM tenantry.tenants t CROSS JOIN LATERAL (${LATEST_SNAPSHOT}) l
-        WHERE t.status <> 'deleted'
-        GROUP BY l.tier ORDER BY l.tier`,
+    const { rows } = await this.#pool.query<{ tier: string; bytes: string; tenants: string }>(
+      `SELECT tier, bytes::int8 AS bytes, tenants FROM tenantry.tier_storage WHERE tenants > 0 ORDER BY tier`,
     );
-    return rows.map((r) => ({ tier: r.tier, bytes: Number(r.bytes), tenants: r.tenants }));
+    return rows.map((r) => ({ tier: r.tier, bytes: Number(r.bytes), tenants: Number(r.tenants) }));
   }
 
   /**
