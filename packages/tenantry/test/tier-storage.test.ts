@@ -109,7 +109,7 @@ describe('storage by tier from running totals', () => {
     const writer = async (seed: number) => {
       for (let n = seed; Date.now() < until; n += 3) {
         const t = live[n % live.length] as TenantRecord;
-        await snapshot(t, (n % 5) - 2 + seed / 10, 1000 + n, ['pool', 'schema', 'database'][n % 3]);
+        await snapshot(t, (n % 5) - 2 + seed / 10, 1000 + n, (['pool', 'schema', 'database'] as const)[n % 3]);
       }
     };
     const deleter = async () => {
