@@ -8,8 +8,8 @@ import { USAGE_RANKINGS } from '../src/ops/usage-service.ts';
 import { scanTop, totalsTop } from '../src/ops/usage-top.ts';
 import { KeyRing } from '../src/secrets/keys.ts';
 
-// The control-plane chain without migration 0026: an installation with usage rows from
-// before the window totals, upgraded.
+// The control-plane chain without the two parts of migration 0026: an installation with usage
+// rows and snapshots from before the window and tier storage totals, upgraded.
 const before = vi.hoisted(() => ({ on: false }));
 vi.mock('../src/migrate/control-plane.ts', async (importOriginal) => {
   const real = await importOriginal<typeof import('../src/migrate/control-plane.ts')>();
@@ -17,7 +17,7 @@ vi.mock('../src/migrate/control-plane.ts', async (importOriginal) => {
     ...real,
     controlPlaneMigrations: (runtime: string) => {
       const all = real.controlPlaneMigrations(runtime);
-      return before.on ? all.filter((m) => m.id !== '0026_usage_window_totals') : all;
+      return before.on ? all.filter((m) => !m.id.startsWith('0026_')) : all;
     },
   };
 });
@@ -38,8 +38,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe('migration 0026 on an installation with usage rows', () => {
-  it('totals what is already there, and top() then equals the sum of the minutes', async () => {
+describe('migration 0026 on an installation with usage rows and snapshots', () => {
+  it('totals the usage rows and snapshots already there: top() and storage by tier answer as before', async () => {
     before.on = true;
     const client = await tenantry.adminPool.connect();
     try {
@@ -61,8 +61,31 @@ describe('migration 0026 on an installation with usage rows', () => {
       [ids],
     );
 
+    // Snapshots: several per tenant, one tenant deleted (not counted), one never measured.
+    await admin.query(
+      `INSERT INTO tenantry.tenant_metrics (tenant_id, taken_at, tier, table_rows, storage_bytes, storage_exact, users,
+                                            transactions_24h, requests_24h)
+       SELECT id, now() - make_interval(hours => h), (ARRAY['pool', 'schema', 'database'])[1 + (i + h) % 3], '{}',
+              1000 * i + h, false, 0, 0, 0
+         FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, i), generate_series(0, 3) h WHERE i < 8`,
+      [ids],
+    );
+    await admin.query(`UPDATE tenantry.tenants SET status = 'deleted' WHERE id = $1`, [ids[2]]);
+    // What storageByTier() summed before the totals: every tenant's latest snapshot.
+    const { rows: storageBefore } = await admin.query(
+      `SELECT l.tier, sum(l.storage_bytes)::float8 AS bytes, count(*)::float8 AS tenants
+         FROM tenantry.tenants t CROSS JOIN LATERAL (
+           SELECT m.tier, m.storage_bytes FROM tenantry.tenant_metrics m
+            WHERE m.tenant_id = t.id ORDER BY m.taken_at DESC LIMIT 1) l
+        WHERE t.status <> 'deleted'
+        GROUP BY l.tier ORDER BY l.tier`,
+    );
+    expect(storageBefore.reduce((n, r) => n + r.tenants, 0)).toBe(6);
+
     before.on = false;
     await tenantry.setup();
+    expect(await admin.query('SELECT 1 FROM tenantry.tier_storage')).toHaveProperty('rowCount', 3);
+    expect(await tenantry.usage.storageByTier()).toEqual(storageBefore);
 
     const { rows: windows } = await admin.query('SELECT window_minutes FROM tenantry.tenant_usage_windows ORDER BY 1');
     expect(windows.map((r) => r.window_minutes)).toEqual([15, 60, 1440]);
