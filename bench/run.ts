@@ -18,6 +18,7 @@
  *   npm run bench -- console-live        (tenant writes with and without console Live viewers, and their delay)
  *   npm run bench -- citus               (the pool tier on a Citus cluster; needs CITUS_URL and DATABASE_URL)
  *   npm run bench -- control-plane       (control-plane operations at 1,000 against 100,000 pool / 20,000 schema tenants)
+ *   npm run bench -- usage-flush         (the usage flush with and without the running window totals of usage.top)
  */
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<number> }>> = {
   core: () => import('./core.ts'),
@@ -40,6 +41,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   'console-live': () => import('./console-live.ts'),
   citus: () => import('./citus.ts'),
   'control-plane': () => import('./control-plane.ts'),
+  'usage-flush': () => import('./usage-flush.ts'),
 };
 
 // `npm run bench -- --quick` means the core benchmark.

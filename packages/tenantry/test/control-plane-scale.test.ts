@@ -165,7 +165,9 @@ describe('/metrics at fleet size', () => {
     const locker = await admin.connect();
     try {
       await locker.query('BEGIN');
-      await locker.query('LOCK TABLE tenantry.tenant_metrics, tenantry.targets IN ACCESS EXCLUSIVE MODE');
+      await locker.query(
+        'LOCK TABLE tenantry.tenant_metrics, tenantry.tier_storage, tenantry.targets IN ACCESS EXCLUSIVE MODE',
+      );
       for (let i = 0; i < 3; i++) {
         const text = await scrape();
         expect(text).toMatch(/^tenantry_tier_storage_bytes\{tier="pool"\} 1234$/m);

@@ -26,9 +26,11 @@ const BOOKKEEPING = new Set([
   'webhook_deliveries',
   // Usage and metrics: this installation's metering of the tenant, not its data.
   'tenant_usage_minutes',
+  'tenant_usage_window_totals',
   'tenant_usage_daily',
   'tenant_active_users',
   'tenant_metrics',
+  'tenant_storage_latest',
   'jobs',
   'job_queues',
   'job_schedules',

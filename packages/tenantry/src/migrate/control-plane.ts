@@ -18,8 +18,10 @@ import { idempotencyMigration } from './idempotency-migration.ts';
 import { jobsMigration } from './jobs-migration.ts';
 import { outboxMigration, outboxNotifyAfterCommitMigration } from './outbox-migration.ts';
 import { tenantListMigration } from './tenant-list-migration.ts';
+import { tierStorageMigration } from './tier-storage-migration.ts';
 import { tiersMigration } from './tiers-migration.ts';
 import { tenantMetricsMigration, usageMigration } from './usage-migration.ts';
+import { usageWindowsMigration } from './usage-windows-migration.ts';
 import { usersMigration } from './users-migration.ts';
 import { webhookDeadLettersMigration } from './webhook-dead-letters-migration.ts';
 import { webhooksMigration } from './webhooks-migration.ts';
@@ -50,6 +52,8 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     outboxNotifyAfterCommitMigration,
     contextFewExpressionsMigration(runtimeRole, 'control'),
     tenantListMigration,
+    usageWindowsMigration,
+    tierStorageMigration,
     contextParametersMigration(runtimeRole, 'control'),
   ];
 }

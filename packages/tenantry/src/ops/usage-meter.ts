@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../config.ts';
 import type { IsolationTier, TenantContext } from '../context/tenant-context.ts';
 import { TenantUsage, type UsageCounting } from '../transaction/tenant-usage.ts';
+import { advanceUsageWindows } from './usage-windows.ts';
 
 /** Tenants with nothing counted for about this long are dropped from memory at a flush. */
 const IDLE_MS = 3_600_000;
@@ -105,7 +106,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * connection, rows read and written, errors; requests by status class, bytes, API key
  * use, active users — counted in memory by the transaction runner and the HTTP plugin, and
  * written every `flushMs` (default 10 s) in one batched statement into per-minute buckets
- * (`tenantry.tenant_usage_minutes`, for top-N over any window) and daily metering rows
+ * (`tenantry.tenant_usage_minutes`, for top-N over any window; triggers add them to the
+ * running totals of the windows `top` reads flat) and daily metering rows
  * (`tenantry.tenant_usage_daily`, partitioned by month). Every instance adds its own
  * figures, so the tables hold the sum across instances, and a CLI in another process reads
  * them.
@@ -126,6 +128,8 @@ export class UsageMeter implements UsageCounting {
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
   #stopped = false;
+  /** The minute (epoch ms) of this process's last advance of the window totals. */
+  #advanced = 0;
 
   constructor(pool: pg.Pool, options: { flushMs?: number; logger?: Logger | undefined } = {}) {
     this.#pool = pool;
@@ -292,6 +296,23 @@ export class UsageMeter implements UsageCounting {
         }
       }
       throw error;
+    }
+    await this.#advance();
+  }
+
+  /**
+   * After the first flush of each minute, the running window totals of `usage.top` lose the
+   * minute that left each window (see `usageWindowsMigration`), so that a reader seldom has
+   * minutes to subtract. The flush is written either way; a failure here waits for the next.
+   */
+  async #advance(): Promise<void> {
+    const minute = Math.floor(Date.now() / 60_000) * 60_000;
+    if (minute === this.#advanced) return;
+    try {
+      await advanceUsageWindows(this.#pool);
+      this.#advanced = minute;
+    } catch (error) {
+      this.#logger?.warn({ err: (error as Error).message }, 'usage window totals not advanced; will retry');
     }
   }
 

@@ -3,7 +3,10 @@ import { TenantryError } from '../errors/catalog.ts';
 import { USAGE_MONTHS_AHEAD } from '../migrate/usage-migration.ts';
 import { type ClusterTenantStats, citusTenantStats } from './citus-tenant-stats.ts';
 import type { TenantSnapshot, TenantSnapshots } from './tenant-snapshots.ts';
+import { FIGURES, type FigureRow, figures } from './usage-figures.ts';
 import { USAGE_COLUMNS, type UsageMeter } from './usage-meter.ts';
+import { scanTop, totalsTop } from './usage-top.ts';
+import { advanceUsageWindows } from './usage-windows.ts';
 
 /** What `top` ranks tenants by. */
 export type UsageRanking = 'time' | 'transactions' | 'statements' | 'errors' | 'requests' | 'rows';
@@ -16,15 +19,6 @@ export const USAGE_RANKINGS: readonly UsageRanking[] = [
   'requests',
   'rows',
 ];
-
-const RANK_SQL: Record<UsageRanking, string> = {
-  time: 'sum(u.db_time_ms)',
-  transactions: 'sum(u.transactions)',
-  statements: 'sum(u.statements)',
-  errors: 'sum(u.errors)',
-  requests: 'sum(u.requests)',
-  rows: 'sum(u.rows_read + u.rows_written)',
-};
 
 /**
  * A tenant's usage over a window in equal buckets, oldest first, every bucket present (zero
@@ -107,35 +101,6 @@ export interface TenantPerformance {
   readonly medianStorageBytes: number | null;
 }
 
-const FIGURES = `coalesce(sum(transactions), 0)::float8 AS transactions, coalesce(sum(statements), 0)::float8 AS statements,
-  coalesce(sum(db_time_ms), 0)::float8 AS db_time_ms, coalesce(sum(rows_read), 0)::float8 AS rows_read,
-  coalesce(sum(rows_written), 0)::float8 AS rows_written, coalesce(sum(errors), 0)::float8 AS errors,
-  coalesce(sum(requests), 0)::float8 AS requests, coalesce(sum(status_2xx), 0)::float8 AS status_2xx,
-  coalesce(sum(status_3xx), 0)::float8 AS status_3xx, coalesce(sum(status_4xx), 0)::float8 AS status_4xx,
-  coalesce(sum(status_5xx), 0)::float8 AS status_5xx, coalesce(sum(bytes_in), 0)::float8 AS bytes_in,
-  coalesce(sum(bytes_out), 0)::float8 AS bytes_out, coalesce(sum(api_key_requests), 0)::float8 AS api_key_requests`;
-
-type FigureRow = Record<string, number | string | null>;
-function figures(r: FigureRow | undefined): UsageFigures {
-  const n = (k: string) => Number(r?.[k] ?? 0);
-  return {
-    transactions: n('transactions'),
-    statements: n('statements'),
-    dbTimeMs: Math.round(n('db_time_ms') * 1000) / 1000,
-    rowsRead: n('rows_read'),
-    rowsWritten: n('rows_written'),
-    errors: n('errors'),
-    requests: n('requests'),
-    status2xx: n('status_2xx'),
-    status3xx: n('status_3xx'),
-    status4xx: n('status_4xx'),
-    status5xx: n('status_5xx'),
-    bytesIn: n('bytes_in'),
-    bytesOut: n('bytes_out'),
-    apiKeyRequests: n('api_key_requests'),
-  };
-}
-
 /**
  * The latest snapshot of tenant `t`: one probe of `tenant_metrics`' primary key per tenant,
  * so reading every tenant's latest costs one row per tenant however many snapshots are kept
@@ -158,6 +123,11 @@ const MAX_WINDOW_MINUTES = 7 * 24 * 60;
  * ```
  */
 export function parseWindow(window: string): string {
+  return readWindow(window).interval;
+}
+
+/** {@link parseWindow}, with the window's length in minutes. */
+function readWindow(window: string): { interval: string; minutes: number } {
   const m = WINDOW.exec(window);
   if (!m)
     throw new TenantryError('INVALID_INPUT', `window must look like 15m, 1h or 7d (got ${JSON.stringify(window)})`);
@@ -165,7 +135,7 @@ export function parseWindow(window: string): string {
   const unit = m[2] as keyof typeof WINDOW_UNIT;
   const minutes = n * (unit === 'm' ? 1 : unit === 'h' ? 60 : 1440);
   if (minutes > MAX_WINDOW_MINUTES) throw new TenantryError('INVALID_INPUT', 'window is at most 7d');
-  return `${n} ${WINDOW_UNIT[unit]}`;
+  return { interval: `${n} ${WINDOW_UNIT[unit]}`, minutes };
 }
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
@@ -241,7 +211,15 @@ export class UsageService {
 
   /**
    * The `limit` (default 10, at most 1000) tenants with the most `by` in the last `window`
-   * (default `15m`), across every instance. This process's counters are flushed first.
+   * (default `15m`), across every instance, ties by tenant id. This process's counters are
+   * flushed first.
+   *
+   * The window runs from the start of the minute `window` ago to now. Windows `15m`, `1h`
+   * (or `60m`) and `24h` (or `1d`, `1440m`) are read from running per-tenant totals that
+   * every flush adds to and that lose the minutes leaving them (migration 0026): `limit`
+   * rows of an index, whatever the number of tenants. Any other window sums the
+   * per-minute rows in it, whose cost follows the tenants active in it. Both give the same
+   * figures for the same rows.
    *
    * @example
    * ```ts
@@ -253,27 +231,15 @@ export class UsageService {
     if (!USAGE_RANKINGS.includes(by)) {
       throw new TenantryError('INVALID_INPUT', `by must be one of ${USAGE_RANKINGS.join(', ')}`);
     }
-    const interval = parseWindow(options.window ?? '15m');
+    const window = readWindow(options.window ?? '15m');
     const limit = options.limit ?? 10;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       throw new TenantryError('INVALID_INPUT', 'limit is a whole number from 1 to 1000');
     }
     await this.meter?.flush();
-    // Ranked on the one figure first, from the usage rows alone; only the `limit` tenants
-    // that make it are joined to the registry and get their other figures. Ranking must
-    // still read every row of the window: the cost follows the tenants active in it.
-    const { rows } = await this.#pool.query<FigureRow>(
-      `WITH ranked AS (
-         SELECT u.tenant_id, ${RANK_SQL[by]} AS rank FROM tenantry.tenant_usage_minutes u
-          WHERE u.minute >= date_trunc('minute', now() - $1::interval)
-          GROUP BY u.tenant_id ORDER BY 2 DESC, u.tenant_id LIMIT $2)
-       SELECT r.tenant_id, t.slug, t.tier, t.plan, f.*
-         FROM ranked r JOIN tenantry.tenants t ON t.id = r.tenant_id,
-              LATERAL (SELECT ${FIGURES} FROM tenantry.tenant_usage_minutes u
-                        WHERE u.tenant_id = r.tenant_id AND u.minute >= date_trunc('minute', now() - $1::interval)) f
-        ORDER BY r.rank DESC, r.tenant_id`,
-      [interval, limit],
-    );
+    const rows =
+      (await totalsTop(this.#pool, by, window.minutes, limit)) ??
+      (await scanTop(this.#pool, by, window.interval, limit));
     return rows.map((r) => ({
       tenantId: String(r.tenant_id),
       slug: String(r.slug),
@@ -533,17 +499,15 @@ export class UsageService {
   }
 
   /**
-   * Storage of every tier by the latest snapshot of each tenant: bytes and tenants (for the
-   * per-tier gauges; bounded: three rows).
+   * Storage of every tier by the latest snapshot of each tenant that is not `deleted`: bytes
+   * and tenants (for the per-tier gauges; bounded: three rows). Read from totals the
+   * snapshots keep (migration `0026_tier_storage_totals`), whatever the number of tenants.
    */
   async storageByTier(): Promise<{ tier: string; bytes: number; tenants: number }[]> {
-    const { rows } = await this.#pool.query<{ tier: string; bytes: string; tenants: number }>(
-      `SELECT l.tier, sum(l.storage_bytes)::int8 AS bytes, count(*)::int AS tenants
-         FROM tenantry.tenants t CROSS JOIN LATERAL (${LATEST_SNAPSHOT}) l
-        WHERE t.status <> 'deleted'
-        GROUP BY l.tier ORDER BY l.tier`,
+    const { rows } = await this.#pool.query<{ tier: string; bytes: string; tenants: string }>(
+      `SELECT tier, bytes::int8 AS bytes, tenants FROM tenantry.tier_storage WHERE tenants > 0 ORDER BY tier`,
     );
-    return rows.map((r) => ({ tier: r.tier, bytes: Number(r.bytes), tenants: r.tenants }));
+    return rows.map((r) => ({ tier: r.tier, bytes: Number(r.bytes), tenants: Number(r.tenants) }));
   }
 
   /**
@@ -563,8 +527,8 @@ export class UsageService {
   }
 
   /**
-   * Upkeep: this month's and the next `monthsAhead` months' metering partitions, and
-   * removal of per-minute buckets older than `minuteDays` (default 7) and snapshots older
+   * Upkeep: this month's and the next `monthsAhead` months' metering partitions, the
+   * running window totals of `top` moved to the current minute, and removal of per-minute buckets older than `minuteDays` (default 7) and snapshots older
    * than `snapshotDays` (default 90). Daily metering rows are kept.
    *
    * @example
@@ -574,6 +538,7 @@ export class UsageService {
    */
   async upkeep(options: { monthsAhead?: number; minuteDays?: number; snapshotDays?: number } = {}): Promise<void> {
     await this.ensurePartitions(options.monthsAhead);
+    await advanceUsageWindows(this.#pool);
     await this.#pool.query(
       `DELETE FROM tenantry.tenant_usage_minutes WHERE minute < now() - make_interval(days => $1)`,
       [options.minuteDays ?? 7],
