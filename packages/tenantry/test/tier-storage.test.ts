@@ -5,7 +5,7 @@ import { createAppTenantry } from '../../../test-support/http.ts';
 import type { TenantRecord, Tenantry } from '../src/index.ts';
 
 // `usage.storageByTier()` reads per-tier totals kept by triggers (migration
-// 0026_tier_storage_totals). Every answer here is compared with the sum it replaces: the
+// 0025_tier_storage_totals). Every answer here is compared with the sum it replaces: the
 // latest snapshot of every tenant that is not deleted, probed tenant by tenant.
 
 let db: TestDatabase;

@@ -52,8 +52,8 @@ export function controlPlaneMigrations(runtimeRole: string): TenantMigration[] {
     outboxNotifyAfterCommitMigration,
     contextFewExpressionsMigration(runtimeRole, 'control'),
     tenantListMigration,
-    usageWindowsMigration,
     tierStorageMigration,
+    usageWindowsMigration,
     contextParametersMigration(runtimeRole, 'control'),
   ];
 }

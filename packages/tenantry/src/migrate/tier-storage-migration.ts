@@ -18,7 +18,7 @@ const ADDED = 'SELECT tier, storage_bytes AS bytes, 1 AS tenants FROM new_rows W
 const REMOVED = 'SELECT tier, -storage_bytes AS bytes, -1 AS tenants FROM old_rows WHERE counted';
 
 /**
- * Control-plane migration 0026 (second part): storage per tier from each tenant's latest
+ * Control-plane migration 0025: storage per tier from each tenant's latest
  * snapshot, kept as snapshots are written, instead of a probe of every tenant's snapshots at
  * each reading (`usage.storageByTier()`, the per-tier storage gauges of `/metrics`).
  *
@@ -31,7 +31,7 @@ const REMOVED = 'SELECT tier, -storage_bytes AS bytes, -1 AS tenants FROM old_ro
  * `tier_storage`. They take one transaction-scoped advisory lock first, so they take turns.
  */
 export const tierStorageMigration: TenantMigration = {
-  id: '0026_tier_storage_totals',
+  id: '0025_tier_storage_totals',
   up: (m) =>
     m.query(`
 CREATE TABLE tenantry.tenant_storage_latest (

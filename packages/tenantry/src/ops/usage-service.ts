@@ -501,7 +501,7 @@ export class UsageService {
   /**
    * Storage of every tier by the latest snapshot of each tenant that is not `deleted`: bytes
    * and tenants (for the per-tier gauges; bounded: three rows). Read from totals the
-   * snapshots keep (migration `0026_tier_storage_totals`), whatever the number of tenants.
+   * snapshots keep (migration `0025_tier_storage_totals`), whatever the number of tenants.
    */
   async storageByTier(): Promise<{ tier: string; bytes: number; tenants: number }[]> {
     const { rows } = await this.#pool.query<{ tier: string; bytes: string; tenants: string }>(
