@@ -71,39 +71,59 @@ const ne = 'OPERATOR(pg_catalog.<>)';
 const cat = 'OPERATOR(pg_catalog.||)';
 
 /**
- * The common call's second half, shared by both `enter()` forms that have one: the tenant
- * row read after the move lock (in a statement of its own, so with a new snapshot), the
- * refusals, and the registers, settings and path of the transaction. `tenantUuid` is the
- * SQL expression of the tenant's uuid in the calling form.
+ * The transaction's context for tenant work, from the tenant's id text, statement timeout
+ * and schema (SQL expressions): the path, then the registers and settings in one expression.
+ * `search_path` is set only when the session's differs: the runtime role's default is the
+ * shared tables' (setup), so a pool-tier transaction usually leaves it alone, while a value
+ * that injected SQL set for the session is replaced for this transaction.
  */
-function commonPathTail(tenantUuid: string): string {
+function placeWork(tenant: string, timeout: string, place: string): string {
+  return `  path := coalesce(pg_catalog.quote_ident(${place}), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
+  done := pg_catalog.concat(
+    pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher(tenant)}),
+    pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(${place}, ''), 0)),
+    pg_catalog.set_config('${CONTEXT_SETTING}', ${tenant}, true),
+    pg_catalog.set_config('statement_timeout', ${timeout}::pg_catalog.text, true),
+    CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);`;
+}
+
+/**
+ * After the tenant's row was read into `tenant`, `status`, `here`, `frozen`, `timeout` and
+ * `place`: the refusals, the context ({@link placeWork}), read-only for a frozen tenant
+ * (plus `onFrozen`), and `RETURN answer`.
+ */
+function workFromRow(answer: string, onFrozen = ''): string {
   const c = CONTEXT_SCHEMA;
-  return `  -- After the move lock, in a statement of its own (a new snapshot), as in enter().
-  SELECT t.id::pg_catalog.text, t.status, t.data_here, t.frozen, t.statement_timeout_ms, t.schema_name
-    INTO tenant, status, here, frozen, timeout, place
-    FROM tenantry.tenants t WHERE t.id ${eq} ${tenantUuid};
-  IF NOT FOUND THEN
+  return `  IF tenant IS NULL THEN
     PERFORM ${c}.refuse('${S.tenantNotFound}', 'tenant not found');
   END IF;
   IF status ${ne} 'active' OR NOT here THEN
     PERFORM ${c}.refuse_work(status, here);
   END IF;
-  path := coalesce(pg_catalog.quote_ident(place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
-  -- search_path only when the session's differs: the runtime role's default is the shared
-  -- tables' (setup), so a pool-tier transaction usually leaves it alone, while a value that
-  -- injected SQL set for the session is replaced for this transaction as before.
-  done := pg_catalog.concat(
-    pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
-    pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(place, ''), 0)),
-    pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true),
-    pg_catalog.set_config('statement_timeout', timeout::pg_catalog.text, true),
-    CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);
+${placeWork('tenant', 'timeout', 'place')}
   IF frozen THEN
-    done := pg_catalog.set_config('transaction_read_only', 'on', true);
+    -- Going read-only is allowed at any point; going back is not once a query ran.
+    done := pg_catalog.set_config('transaction_read_only', 'on', true);${onFrozen}
   END IF;
-  RETURN path;
+  RETURN ${answer};
 END
 $fn$;`;
+}
+
+/** The columns of the tenant's row that `enter()` reads, into its variables of the same use. */
+const READ_ROW = `SELECT t.id::pg_catalog.text, t.status, t.data_here, t.frozen, t.statement_timeout_ms, t.schema_name
+      INTO tenant, status, here, frozen, timeout, place
+      FROM tenantry.tenants t WHERE t.id ${eq}`;
+
+/**
+ * The common call's second half in `enter(token, next_secret, shared)`: the tenant row read
+ * after the move lock (in a statement of its own, so with a new snapshot), then
+ * {@link workFromRow}. `tenantUuid` is the SQL expression of the tenant's uuid.
+ */
+function commonPathTail(tenantUuid: string): string {
+  return `  -- After the move lock, in a statement of its own (a new snapshot), as in enter().
+  ${READ_ROW} ${tenantUuid};
+${workFromRow('path')}`;
 }
 
 /**
@@ -396,13 +416,7 @@ BEGIN
   -- tenant's state changed since it was read. Only an active tenant whose rows are here and
   -- that is not frozen is ever copied.
   IF pg_catalog.pg_sequence_last_value('${STATE_VERSION}'::pg_catalog.regclass) ${eq} known_version THEN
-    path := coalesce(pg_catalog.quote_ident(known_place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
-    done := pg_catalog.concat(
-      pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant_id::pg_catalog.text')}),
-      pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(known_place, ''), 0)),
-      pg_catalog.set_config('${CONTEXT_SETTING}', tenant_id::pg_catalog.text, true),
-      pg_catalog.set_config('statement_timeout', known_timeout::pg_catalog.text, true),
-      CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);
+${placeWork('tenant_id::pg_catalog.text', 'known_timeout', 'known_place').replaceAll('\n', '\n  ').replace(/^/, '  ')}
     RETURN path;
   END IF;
   -- The row and the version it is read at, with no change of any tenant's state in progress
@@ -410,34 +424,13 @@ BEGIN
   -- on tenantry.tenants), and this block holds it shared, then releases it by rolling back.
   BEGIN
     done := pg_catalog.pg_advisory_xact_lock_shared(${STATE_LOCK})::pg_catalog.text;
-    SELECT t.id::pg_catalog.text, t.status, t.data_here, t.frozen, t.statement_timeout_ms, t.schema_name
-      INTO tenant, status, here, frozen, timeout, place
-      FROM tenantry.tenants t WHERE t.id ${eq} tenant_id;
+    ${READ_ROW} tenant_id;
     version := pg_catalog.pg_sequence_last_value('${STATE_VERSION}'::pg_catalog.regclass)::pg_catalog.text;
     RAISE SQLSTATE '${RELEASE}';
   EXCEPTION WHEN SQLSTATE '${RELEASE}' THEN
     NULL;
   END;
-  IF tenant IS NULL THEN
-    PERFORM ${c}.refuse('${S.tenantNotFound}', 'tenant not found');
-  END IF;
-  IF status ${ne} 'active' OR NOT here THEN
-    PERFORM ${c}.refuse_work(status, here);
-  END IF;
-  path := coalesce(pg_catalog.quote_ident(place), pg_catalog.quote_ident(shared)) ${cat} ', pg_temp';
-  done := pg_catalog.concat(
-    pg_catalog.setval('${REGISTER.voucher}'::pg_catalog.regclass, ${voucher('tenant')}),
-    pg_catalog.setval('${REGISTER.place}'::pg_catalog.regclass, pg_catalog.hashtextextended(coalesce(place, ''), 0)),
-    pg_catalog.set_config('${CONTEXT_SETTING}', tenant, true),
-    pg_catalog.set_config('statement_timeout', timeout::pg_catalog.text, true),
-    CASE WHEN pg_catalog.current_setting('search_path') ${ne} path THEN pg_catalog.set_config('search_path', path, true) END);
-  IF frozen THEN
-    done := pg_catalog.set_config('transaction_read_only', 'on', true);
-    version := '';
-  END IF;
-  RETURN pg_catalog.concat_ws(E'\n', version, timeout, coalesce(place, ''), path);
-END
-$fn$;
+${workFromRow(`pg_catalog.concat_ws(E'\\n', version, timeout, coalesce(place, ''), path)`, "\n    version := '';")}
 
 -- The verified tenant, if this copy of the tables is its own: \`place\` is the schema of a
 -- schema-tier copy, '' for the shared tables and a tenant database's tables, NULL for "any".
