@@ -4,18 +4,24 @@
  *
  * 1. point lookup through Tenantry (`dialect: 'citus'`, the example's prepared `items.getQuery`
  *    in a one-statement transaction) against the same SELECT with an explicit
- *    `tenant_id = $1` predicate as the superuser (no RLS, no context) on the same cluster;
- * 2. insert through Tenantry (`items.create`) against the same INSERT as the superuser;
+ *    `tenant_id = $1` predicate as the superuser (no RLS, no context) on the same cluster,
+ *    once autocommit and once inside `BEGIN … COMMIT` (sent in one round trip, as Tenantry
+ *    sends its transaction): Citus runs an autocommit router statement on the worker
+ *    without a transaction block, so the second ratio leaves out Citus's own cost of a
+ *    distributed transaction and shows Tenantry's;
+ * 2. insert through Tenantry (`items.create`) against the same INSERT as the superuser,
+ *    autocommit and in `BEGIN … COMMIT`;
  * 3. throughput of the point lookup through Tenantry at `--clients` (default 8) on one
  *    PostgreSQL server (`DATABASE_URL`, `dialect: 'postgres'`) against the cluster.
  *
- *   CITUS_URL=… DATABASE_URL=… npm run bench -- citus [--seconds 5] [--rounds 4] [--clients 8] [--tenants 200] [--rows 50]
+ *   CITUS_URL=… DATABASE_URL=… npm run bench -- citus [--seconds 5] [--rounds 4] [--clients 8] [--tenants 200] [--rows 50] [--only 'BEGIN']
  */
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { type TenantContext, Tenantry, withTenant } from '../packages/tenantry/src/index.ts';
+import { runPipelined } from '../packages/tenantry/src/wire/statement-pipeline.ts';
 import { createCitusDatabase } from '../test-support/citus.ts';
 import { median } from './lib/stats.ts';
 
@@ -24,6 +30,8 @@ let ROUNDS = 4;
 let CLIENTS = 8;
 let TENANTS = 200;
 let ROWS = 50;
+/** Run only the comparisons whose label contains this (`--only`). */
+let ONLY: string | undefined;
 
 /** A deployment under test: Tenantry, its tenants with their item ids, and a superuser pool on the same database. */
 interface Side {
@@ -121,6 +129,23 @@ async function rate(op: () => Promise<unknown>, clients: number, seconds: number
 }
 
 const COLUMNS = 'id, title, description, created_at, updated_at';
+
+/** `BEGIN`, one statement and `COMMIT` as the superuser, pipelined in one round trip. */
+async function inTransaction(pool: pg.Pool, text: string, values: readonly unknown[]): Promise<unknown> {
+  const client = await pool.connect();
+  try {
+    return await runPipelined(client, [{ text: 'BEGIN' }, { text, values }, { text: 'COMMIT' }]);
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+const LOOKUP = `SELECT ${COLUMNS} FROM items WHERE tenant_id = $1 AND id = $2`;
+const INSERT = `INSERT INTO items (tenant_id, title) VALUES ($1, $2) RETURNING ${COLUMNS}`;
+
 const ops = (s: Side) => ({
   tenantryLookup: () => {
     const t = pick(s.tenants);
@@ -128,7 +153,11 @@ const ops = (s: Side) => ({
   },
   superLookup: () => {
     const t = pick(s.tenants);
-    return s.superuser.query(`SELECT ${COLUMNS} FROM items WHERE tenant_id = $1 AND id = $2`, [t.ctx.id, pick(t.ids)]);
+    return s.superuser.query(LOOKUP, [t.ctx.id, pick(t.ids)]);
+  },
+  superTxLookup: () => {
+    const t = pick(s.tenants);
+    return inTransaction(s.superuser, LOOKUP, [t.ctx.id, pick(t.ids)]);
   },
   tenantryInsert: () => {
     const t = pick(s.tenants);
@@ -136,11 +165,18 @@ const ops = (s: Side) => ({
   },
   superInsert: () => {
     const t = pick(s.tenants);
-    return s.superuser.query(`INSERT INTO items (tenant_id, title) VALUES ($1, $2) RETURNING ${COLUMNS}`, [
-      t.ctx.id,
-      'bench insert',
-    ]);
+    return s.superuser.query(INSERT, [t.ctx.id, 'bench insert']);
   },
+  superTxInsert: () => {
+    const t = pick(s.tenants);
+    return inTransaction(s.superuser, INSERT, [t.ctx.id, 'bench insert']);
+  },
+});
+
+/** A comparison named before it runs, so that `--only` can pick it. */
+const comparison = (label: string, a: () => Promise<number>, b: () => Promise<number>) => ({
+  label,
+  run: () => compare(label, a, b),
 });
 
 /** Alternates `a` and `b` for ROUNDS rounds (order flipped every round); medians and the ratio a/b. */
@@ -170,6 +206,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       clients: { type: 'string', default: '8' },
       tenants: { type: 'string', default: '200' },
       rows: { type: 'string', default: '50' },
+      only: { type: 'string' },
     },
   });
   SECONDS = Number(values.seconds);
@@ -177,6 +214,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   CLIENTS = Number(values.clients);
   TENANTS = Number(values.tenants);
   ROWS = Number(values.rows);
+  ONLY = values.only;
   if (!process.env.CITUS_URL || !process.env.DATABASE_URL) {
     console.error('the citus benchmark needs CITUS_URL (a Citus coordinator) and DATABASE_URL (one PostgreSQL server)');
     return 2;
@@ -190,39 +228,62 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Warm every connection and plan.
     await rate(c.tenantryLookup, CLIENTS, 1);
     await rate(c.superLookup, CLIENTS, 1);
+    await rate(c.superTxLookup, CLIENTS, 1);
     await rate(s.tenantryLookup, CLIENTS, 1);
-    const lines = [
-      await compare(
+    const comparisons = [
+      comparison(
         'cluster, 1 client: lookup Tenantry vs superuser+predicate',
         () => rate(c.tenantryLookup, 1, SECONDS),
         () => rate(c.superLookup, 1, SECONDS),
       ),
-      await compare(
+      comparison(
         'cluster, 1 client: insert Tenantry vs superuser',
         () => rate(c.tenantryInsert, 1, SECONDS),
         () => rate(c.superInsert, 1, SECONDS),
       ),
-      await compare(
+      comparison(
+        'cluster, 1 client: lookup Tenantry vs superuser in BEGIN…COMMIT',
+        () => rate(c.tenantryLookup, 1, SECONDS),
+        () => rate(c.superTxLookup, 1, SECONDS),
+      ),
+      comparison(
+        'cluster, 1 client: insert Tenantry vs superuser in BEGIN…COMMIT',
+        () => rate(c.tenantryInsert, 1, SECONDS),
+        () => rate(c.superTxInsert, 1, SECONDS),
+      ),
+      comparison(
         `cluster, ${CLIENTS} clients: lookup Tenantry vs superuser+predicate`,
         () => rate(c.tenantryLookup, CLIENTS, SECONDS),
         () => rate(c.superLookup, CLIENTS, SECONDS),
       ),
-      await compare(
+      comparison(
         `cluster, ${CLIENTS} clients: insert Tenantry vs superuser`,
         () => rate(c.tenantryInsert, CLIENTS, SECONDS),
         () => rate(c.superInsert, CLIENTS, SECONDS),
       ),
-      await compare(
+      comparison(
+        `cluster, ${CLIENTS} clients: lookup Tenantry vs superuser in BEGIN…COMMIT`,
+        () => rate(c.tenantryLookup, CLIENTS, SECONDS),
+        () => rate(c.superTxLookup, CLIENTS, SECONDS),
+      ),
+      comparison(
+        `cluster, ${CLIENTS} clients: insert Tenantry vs superuser in BEGIN…COMMIT`,
+        () => rate(c.tenantryInsert, CLIENTS, SECONDS),
+        () => rate(c.superTxInsert, CLIENTS, SECONDS),
+      ),
+      comparison(
         `Tenantry lookup, ${CLIENTS} clients: cluster vs one server`,
         () => rate(c.tenantryLookup, CLIENTS, SECONDS),
         () => rate(s.tenantryLookup, CLIENTS, SECONDS),
       ),
-      await compare(
+      comparison(
         `Tenantry insert, ${CLIENTS} clients: cluster vs one server`,
         () => rate(c.tenantryInsert, CLIENTS, SECONDS),
         () => rate(s.tenantryInsert, CLIENTS, SECONDS),
       ),
     ];
+    const lines: string[] = [];
+    for (const { label, run } of comparisons) if (!ONLY || label.includes(ONLY)) lines.push(await run());
     const { loadavg, cpus } = await import('node:os');
     console.log(
       `citus bench: ${TENANTS} tenants × ${ROWS} items, ${ROUNDS} alternating rounds of ${SECONDS} s, ` +

@@ -7,8 +7,16 @@ import { REGISTER } from './context-functions.ts';
 /** The node-local copy of the context key, on every node of the cluster (never distributed). */
 export const NODE_KEY_TABLE = `${CONTEXT_SCHEMA}.node_key`;
 
-/** A one-row reference table whose read makes Citus assign the distributed transaction id. */
-export const CLUSTER_CLOCK_TABLE = `${CONTEXT_SCHEMA}.cluster_clock`;
+/**
+ * An empty Citus local table (on the coordinator, in Citus's metadata) whose read makes Citus
+ * assign the distributed transaction id. Not a reference table: a transaction that read one
+ * costs ~100 µs more end to end (pgbench, BEGIN; the read; COMMIT) against ~20 µs for a
+ * Citus local table.
+ */
+export const CLUSTER_CLOCK_TABLE = `${CONTEXT_SCHEMA}.coordinator_clock`;
+
+/** The reference table that {@link CLUSTER_CLOCK_TABLE} replaces; `setup()` drops it. */
+export const OLD_CLUSTER_CLOCK_TABLE = `${CONTEXT_SCHEMA}.cluster_clock`;
 
 const eq = 'OPERATOR(pg_catalog.=)';
 const ne = 'OPERATOR(pg_catalog.<>)';
@@ -31,9 +39,9 @@ const transactionSql = `d.initiator_node_identifier::pg_catalog.text ${cat} '.' 
  * The context functions of a Citus cluster (`citusDialect`), installed by `setup()` on the
  * coordinator and propagated by Citus to every node:
  *
- * - `enter_cluster(token, next_secret)`: `enter()` (the token checked as on one server, the
- *   tenant's row read on the coordinator), then the distributed transaction id is assigned
- *   (a read of the one-row reference table `cluster_clock`) and the context
+ * - `enter_cluster(token, next_secret, shared)`: `enter()` (the token checked as on one
+ *   server, the tenant's row read on the coordinator, `search_path` placed), then the distributed transaction id is assigned
+ *   (a read of the empty Citus local table `coordinator_clock`) and the context
  *   `<tenant>.<place>.<mac>` is placed with `SET LOCAL` — which Citus sends to every worker
  *   the transaction uses, now or later — after turning `citus.propagate_set_commands` on
  *   for the transaction. `set_config()` is not propagated: the workers would see nothing.
@@ -51,37 +59,45 @@ export function clusterContextFunctionsSql(runtimeRole: string): string {
   const runtime = quoteIdent(runtimeRole);
   const c = CONTEXT_SCHEMA;
   return `
-CREATE OR REPLACE FUNCTION ${c}.enter_cluster(token text, next_secret bigint) RETURNS text
+-- Replaced by the three-argument form below (which also places search_path, as enter()'s does).
+DROP FUNCTION IF EXISTS ${c}.enter_cluster(text, bigint);
+
+CREATE OR REPLACE FUNCTION ${c}.enter_cluster(token text, next_secret bigint, shared text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 AS $fn$
+-- Written for the cost of a one-statement transaction: PL/pgSQL prepares each expression
+-- once per transaction, so this runs few of them, and enter()'s own common path (the
+-- session secret) with search_path placed only when it differs.
 DECLARE
-  place_of text;
-  tenant text;
-  place int8;
-  mac text;
-  done text;
+  path text := ${c}.enter(token, next_secret, shared);
+  ctx text;
 BEGIN
-  place_of := ${c}.enter(token, next_secret);
-  tenant := pg_catalog.current_setting('${CONTEXT_SETTING}');
-  place := pg_catalog.pg_sequence_last_value('${REGISTER.place}'::pg_catalog.regclass);
-  done := pg_catalog.set_config('citus.propagate_set_commands', 'local', true);
-  -- Any distributed read starts the coordinated transaction and assigns its id.
+  -- Propagation on for this transaction, then any distributed read starts the coordinated
+  -- transaction and assigns its id (the read is local: a Citus local table on the coordinator).
+  ctx := pg_catalog.set_config('citus.propagate_set_commands', 'local', true);
   PERFORM 1 FROM ${CLUSTER_CLOCK_TABLE} LIMIT 0;
-  SELECT ${hmac(`'node|' ${cat} tenant ${cat} '.' ${cat} place::pg_catalog.text ${cat} '.' ${cat} ${transactionSql}`)}
-    INTO mac
-    FROM pg_catalog.get_current_transaction_id() d, ${NODE_KEY_TABLE} k
+  SELECT v.c ${cat} '.' ${cat} ${hmac(`'node|' ${cat} v.c ${cat} '.' ${cat} ${transactionSql}`)}
+    INTO ctx
+    FROM (SELECT pg_catalog.current_setting('${CONTEXT_SETTING}') ${cat} '.' ${cat}
+                 pg_catalog.pg_sequence_last_value('${REGISTER.place}'::pg_catalog.regclass)::pg_catalog.text AS c) v,
+         pg_catalog.get_current_transaction_id() d, ${NODE_KEY_TABLE} k
    WHERE k.id ${eq} 1 AND d.transaction_number ${ne} 0;
-  IF mac IS NULL THEN
+  IF ctx IS NULL THEN
     PERFORM ${c}.refuse('${S.invalidContext}', 'no distributed transaction or no node key (run tenantry setup)');
   END IF;
-  EXECUTE 'SET LOCAL ${CLUSTER_CONTEXT_SETTING} = ' ${cat} pg_catalog.quote_literal(tenant ${cat} '.' ${cat} place::pg_catalog.text ${cat} '.' ${cat} mac);
-  RETURN place_of;
+  EXECUTE 'SET LOCAL ${CLUSTER_CONTEXT_SETTING} = ' ${cat} pg_catalog.quote_literal(ctx);
+  RETURN path;
 END
 $fn$;
 
 -- The verified tenant on this node, if this copy of the tables is its own (see
 -- current_tenant_id_in); NULL without a context; TN001 for a value this transaction's
 -- MAC does not match. SECURITY DEFINER: the node key is unreadable to the runtime role.
+-- About 35 µs in a one-statement transaction (a one-time filter: once per statement on an
+-- index scan), 12 µs for each later call in the same transaction. Measured and no faster:
+-- one query instead of several PL/pgSQL expressions, the transaction id's fields read
+-- without a function scan; slower: LANGUAGE sql (planned on every call, 5x), a scan of the
+-- key table without its primary key (2x). BENCHMARKS.md, "Citus".
 CREATE OR REPLACE FUNCTION ${c}.node_tenant_id_in(place text) RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 AS $fn$
@@ -113,8 +129,8 @@ CREATE OR REPLACE FUNCTION ${c}.node_tenant_id() RETURNS uuid
 LANGUAGE sql STABLE
 AS $fn$ SELECT ${c}.node_tenant_id_in(NULL) $fn$;
 
-REVOKE ALL ON FUNCTION ${c}.enter_cluster(text, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ${c}.enter_cluster(text, bigint) TO ${runtime};
+REVOKE ALL ON FUNCTION ${c}.enter_cluster(text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ${c}.enter_cluster(text, bigint, text) TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.node_tenant_id_in(text) TO ${runtime};
 GRANT EXECUTE ON FUNCTION ${c}.node_tenant_id() TO ${runtime};
 `;

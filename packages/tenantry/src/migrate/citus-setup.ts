@@ -1,5 +1,10 @@
 import type { ClientBase } from 'pg';
-import { CLUSTER_CLOCK_TABLE, clusterContextFunctionsSql, nodeKeySql } from '../context/cluster-context-functions.ts';
+import {
+  CLUSTER_CLOCK_TABLE,
+  clusterContextFunctionsSql,
+  nodeKeySql,
+  OLD_CLUSTER_CLOCK_TABLE,
+} from '../context/cluster-context-functions.ts';
 import { CONTEXT_SCHEMA } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
 import { quoteIdent, quoteLiteral } from '../sql.ts';
@@ -23,7 +28,7 @@ export interface CitusNode {
  * Prepares a Citus coordinator database for `dialect: 'citus'`, idempotently, after the
  * control-plane migrations (run by `setup()`): checks that Citus is there with at least one
  * worker, installs the cluster context functions (Citus propagates them to every node), the
- * one-row reference table that assigns the distributed transaction id, and the node-local
+ * empty Citus local table whose read assigns the distributed transaction id, and the node-local
  * copy of the context key on the coordinator and on every worker. Run it again after adding
  * a node or rotating the context key: every node is brought to the current key.
  *
@@ -66,9 +71,11 @@ export async function setupCitus(client: ClientBase, options: CitusSetupOptions)
     ]);
     if (!rowCount) {
       await client.query(`CREATE TABLE IF NOT EXISTS ${CLUSTER_CLOCK_TABLE} (id int PRIMARY KEY)`);
-      await client.query(`SELECT create_reference_table(${quoteLiteral(CLUSTER_CLOCK_TABLE)})`);
+      await client.query(`SELECT citus_add_local_table_to_metadata(${quoteLiteral(CLUSTER_CLOCK_TABLE)})`);
     }
     await client.query(clusterContextFunctionsSql(options.runtime));
+    // Before this version the clock was a reference table; the functions above no longer read it.
+    await client.query(`DROP TABLE IF EXISTS ${OLD_CLUSTER_CLOCK_TABLE}`);
     await client.query('RESET ROLE');
     await client.query('COMMIT');
   } catch (error) {

@@ -240,10 +240,17 @@ interface StatementSink {
   ddl(statements: readonly string[]): Promise<void>;
 }
 
-const direct = (client: ClientBase): StatementSink => ({
+const direct = (client: ClientBase, oneByOne: boolean): StatementSink => ({
   query: (text, values) =>
     client.query(text, values ? [...values] : undefined) as unknown as Promise<QueryResult | QueryResult[]>,
   ddl: async (statements) => {
+    // A distributing dialect (Citus) sends a DDL statement's text on to every node as it
+    // came, and a node refuses a text of several statements ("cannot insert multiple
+    // commands into a prepared statement"): one round trip each there.
+    if (oneByOne) {
+      for (const statement of statements) await client.query(statement);
+      return;
+    }
     // One round trip for a table, its policies, grants and indexes: they take no parameters.
     await client.query(statements.join(';\n'));
   },
@@ -254,7 +261,7 @@ function migrationContext(
   client: ClientBase,
   options: MigrationTarget,
   inTransaction: boolean,
-  sink: StatementSink = direct(client),
+  sink: StatementSink = direct(client, options.dialect.distributeTableSql !== undefined),
 ): MigrationContext {
   const { schema, runtimeRole, dialect, place } = options;
   return {
