@@ -1,4 +1,4 @@
-import { type ContextPurpose, entryToken } from './context-token.ts';
+import { type ContextPurpose, secretContextToken } from './context-token.ts';
 import type { KnownTenantState } from './known-tenant-states.ts';
 
 /**
@@ -18,6 +18,16 @@ export interface ContextEntry {
   signedToken(): string;
   /** What `enter()` answered about the tenant in this database before, if the process kept it. */
   readonly known?: KnownTenantState | undefined;
+}
+
+/**
+ * The entry token of `entry`: the session form when the connection has a secret, else a
+ * freshly signed one.
+ */
+export function entryToken(entry: ContextEntry): string {
+  return entry.secret !== undefined
+    ? secretContextToken(entry.purpose, entry.tenantId, entry.secret)
+    : entry.signedToken();
 }
 
 /**

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { hmacHex } from '../secrets/keys.ts';
-import type { ContextEntry } from './context-dialect.ts';
 
 /**
  * Why a tenant transaction is opened. `work` is refused for tenants that are not active;
@@ -36,16 +35,6 @@ export function mintContextToken(
  */
 export function secretContextToken(purpose: ContextPurpose, tenantId: string, secret: string): string {
   return `s1.${purpose}.${tenantId}.${secret}`;
-}
-
-/**
- * The entry token of `entry`: the session form when the connection has a secret, else a
- * freshly signed one.
- */
-export function entryToken(entry: ContextEntry): string {
-  return entry.secret !== undefined
-    ? secretContextToken(entry.purpose, entry.tenantId, entry.secret)
-    : entry.signedToken();
 }
 
 /** Random bytes drawn in blocks: one `randomBytes()` call per 512 secrets, not per transaction. */

@@ -1,7 +1,7 @@
 import type { ClientBase } from 'pg';
 import { TenantryError } from '../errors/catalog.ts';
-import type { ContextDialect, ContextEntry } from './context-dialect.ts';
-import { type ContextPurpose, entryToken, mintContextToken } from './context-token.ts';
+import { type ContextDialect, type ContextEntry, entryToken } from './context-dialect.ts';
+import { type ContextPurpose, mintContextToken } from './context-token.ts';
 
 /** What {@link enterContext} needs to sign an entry token and run the context statement. */
 export interface EnterContextOptions {

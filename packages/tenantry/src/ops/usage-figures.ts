@@ -1,5 +1,36 @@
 import { USAGE_COLUMNS } from './usage-meter.ts';
-import type { UsageFigures } from './usage-service.ts';
+
+/** What `top` ranks tenants by. */
+export type UsageRanking = 'time' | 'transactions' | 'statements' | 'errors' | 'requests' | 'rows';
+/** Every {@link UsageRanking}, for validation and help texts. */
+export const USAGE_RANKINGS: readonly UsageRanking[] = [
+  'time',
+  'transactions',
+  'statements',
+  'errors',
+  'requests',
+  'rows',
+];
+
+/** The figures of one tenant over a window (or one day). */
+export interface UsageFigures {
+  readonly transactions: number;
+  readonly statements: number;
+  /** Milliseconds its transactions held a database connection. */
+  readonly dbTimeMs: number;
+  readonly rowsRead: number;
+  readonly rowsWritten: number;
+  /** Transactions that ended in an error. */
+  readonly errors: number;
+  readonly requests: number;
+  readonly status2xx: number;
+  readonly status3xx: number;
+  readonly status4xx: number;
+  readonly status5xx: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly apiKeyRequests: number;
+}
 
 /** Every counted column summed over the selected per-minute rows, as `float8` (0 when none). */
 export const FIGURES = USAGE_COLUMNS.map((c) => `coalesce(sum(${c}), 0)::float8 AS ${c}`).join(', ');

@@ -3,22 +3,20 @@ import { TenantryError } from '../errors/catalog.ts';
 import { USAGE_MONTHS_AHEAD } from '../migrate/usage-migration.ts';
 import { type ClusterTenantStats, citusTenantStats } from './citus-tenant-stats.ts';
 import type { TenantSnapshot, TenantSnapshots } from './tenant-snapshots.ts';
-import { FIGURES, type FigureRow, figures } from './usage-figures.ts';
+import {
+  FIGURES,
+  type FigureRow,
+  figures,
+  USAGE_RANKINGS,
+  type UsageFigures,
+  type UsageRanking,
+} from './usage-figures.ts';
+
+export { USAGE_RANKINGS, type UsageFigures, type UsageRanking } from './usage-figures.ts';
+
 import { USAGE_COLUMNS, type UsageMeter } from './usage-meter.ts';
 import { scanTop, totalsTop } from './usage-top.ts';
 import { advanceUsageWindows } from './usage-windows.ts';
-
-/** What `top` ranks tenants by. */
-export type UsageRanking = 'time' | 'transactions' | 'statements' | 'errors' | 'requests' | 'rows';
-/** Every {@link UsageRanking}, for validation and help texts. */
-export const USAGE_RANKINGS: readonly UsageRanking[] = [
-  'time',
-  'transactions',
-  'statements',
-  'errors',
-  'requests',
-  'rows',
-];
 
 /**
  * A tenant's usage over a window in equal buckets, oldest first, every bucket present (zero
@@ -45,26 +43,6 @@ const SERIES_COLUMNS = {
   rowsWritten: 'rows_written',
   errors: 'errors',
 } as const;
-
-/** The figures of one tenant over a window (or one day). */
-export interface UsageFigures {
-  readonly transactions: number;
-  readonly statements: number;
-  /** Milliseconds its transactions held a database connection. */
-  readonly dbTimeMs: number;
-  readonly rowsRead: number;
-  readonly rowsWritten: number;
-  /** Transactions that ended in an error. */
-  readonly errors: number;
-  readonly requests: number;
-  readonly status2xx: number;
-  readonly status3xx: number;
-  readonly status4xx: number;
-  readonly status5xx: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-  readonly apiKeyRequests: number;
-}
 
 /** One line of {@link UsageService.top}. */
 export interface TopTenant extends UsageFigures {

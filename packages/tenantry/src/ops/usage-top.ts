@@ -1,8 +1,7 @@
 import type { Pool } from 'pg';
 import { USAGE_TOTALS_WINDOWS } from '../migrate/usage-windows-migration.ts';
-import { FIGURES, type FigureRow } from './usage-figures.ts';
+import { FIGURES, type FigureRow, type UsageRanking } from './usage-figures.ts';
 import { USAGE_COLUMNS } from './usage-meter.ts';
-import type { UsageRanking } from './usage-service.ts';
 import { advanceUsageWindows } from './usage-windows.ts';
 
 /** A ranking as a sum over per-minute rows `u`. */
