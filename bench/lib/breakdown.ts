@@ -54,7 +54,7 @@ class PipelinedFirstStatement extends Submittable<unknown[], WireConnection> {
     this.#values = values;
   }
 
-  submit(connection: WireConnection): null {
+  protected send(connection: WireConnection): void {
     connection.stream.cork?.();
     connection.parse({ text: 'BEGIN' });
     connection.bind({ values: [] });
@@ -68,7 +68,6 @@ class PipelinedFirstStatement extends Submittable<unknown[], WireConnection> {
     connection.execute({});
     connection.sync();
     connection.stream.uncork?.();
-    return null;
   }
 
   override handleRowDescription(): void {

@@ -197,6 +197,21 @@ describe('the connection goes back to the pool clean', () => {
     expect(await titlesOf(a)).toContain('a committed');
   });
 
+  it('after a first statement whose parameter cannot be sent: the error reaches the caller, nothing hangs', async () => {
+    const unsendable = {
+      toPostgres() {
+        throw new Error('cannot be sent');
+      },
+    };
+    const attempt = tenantry.transaction(a, (tx) => tx.query('SELECT $1::text AS v', [unsendable]));
+    await expect(attempt).rejects.toThrow('cannot be sent');
+    // Every connection of the pool still answers (a thrown send used to leave one waiting forever).
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, () => tenantry.transaction(a, (tx) => tx.query<{ n: number }>('SELECT 1 AS n'))),
+    );
+    expect(answers.map((r) => r.rows[0]?.n)).toEqual([1, 1, 1, 1]);
+  });
+
   it('after a callback that throws: rolled back, the error reaches the caller unchanged', async () => {
     let pid = 0;
     const boom = new Error('boom');

@@ -50,8 +50,8 @@ export interface ContextDialect {
    */
   readonly enterSql: string;
   /**
-   * The values of `enterSql`'s parameters for one entry, each a string or `null` (they are
-   * sent as text, as they are). Absent: `[token, next secret, shared schema]`, the token being
+   * The values of `enterSql`'s parameters for one entry (sent as pg sends query parameters).
+   * Absent: `[token, next secret, shared schema]`, the token being
    * the session form when the entry has a secret, else a signed one.
    */
   enterValues?(entry: ContextEntry): unknown[];
@@ -110,7 +110,7 @@ export const postgresDialect: ContextDialect = Object.freeze({
       entry.tenantId,
       entry.secret,
       known?.version ?? null,
-      known === undefined ? null : String(known.statementTimeoutMs),
+      known?.statementTimeoutMs ?? null,
       known?.place ?? null,
     ];
   },

@@ -82,7 +82,7 @@ class Pipeline extends Submittable<PipelineResponse> {
     return r.commit === true && r.statement !== undefined && r.begin === 'BEGIN' && r.explicit !== true;
   }
 
-  submit(connection: WireConnection): null {
+  protected send(connection: WireConnection): void {
     const { begin, enter, parseEnter, statement, commit } = this.#request;
     const implicit = this.#implicit;
     // One buffer, one write: a corked socket still hands the kernel a dozen small pieces,
@@ -94,7 +94,11 @@ class Pipeline extends Submittable<PipelineResponse> {
     else parts.push(serialize.parse({ text: begin }), serialize.bind({ values: [] }), serialize.execute({}));
     if (parseEnter) parts.push(serialize.parse({ text: enter.text, ...(enter.name ? { name: enter.name } : {}) }));
     parts.push(
-      serialize.bind({ ...(enter.name ? { statement: enter.name } : {}), values: [...enter.values] as never[] }),
+      serialize.bind({
+        ...(enter.name ? { statement: enter.name } : {}),
+        values: [...enter.values] as never[],
+        valueMapper: pgUtils.prepareValue,
+      }),
       WIRE.describeAndExecute,
     );
     if (statement) {
@@ -107,7 +111,6 @@ class Pipeline extends Submittable<PipelineResponse> {
     }
     parts.push(WIRE.sync);
     if (connection.stream.writable) connection.stream.write(Buffer.concat(parts));
-    return null;
   }
 
   override handleRowDescription(message: { fields: unknown[] }): void {

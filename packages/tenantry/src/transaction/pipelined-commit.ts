@@ -34,7 +34,7 @@ class CommitPipeline extends Submittable<boolean> {
     this.#statements = statements;
   }
 
-  submit(connection: WireConnection): null {
+  protected send(connection: WireConnection): void {
     const parts: Buffer[] = [];
     for (const statement of this.#statements) {
       parts.push(
@@ -45,7 +45,6 @@ class CommitPipeline extends Submittable<boolean> {
     }
     parts.push(COMMIT, SYNC);
     if (connection.stream.writable) connection.stream.write(Buffer.concat(parts));
-    return null;
   }
 
   override handleCommandComplete(message: { text?: string }): void {

@@ -138,17 +138,16 @@ export interface TransactionRunnerDeps {
  * the context statement answers. Built once per dialect.
  */
 const NAMED_ENTER = new WeakMap<ContextDialect, string>();
-function enterText(deps: TransactionRunnerDeps): string {
+function enterText(deps: TransactionRunnerDeps, parameters: number): string {
   if (!deps.applicationName) return deps.dialect.enterSql;
   let text = NAMED_ENTER.get(deps.dialect);
   if (text === undefined) {
     // In the WHERE clause, not the select list: the answer (row description and row) stays
     // the context statement's own. Order does not matter: if enter() refuses, the
     // transaction aborts and the transaction-local setting goes with it.
-    // The tenant's id is the parameter after the context statement's own.
-    const tenantParameter =
-      Math.max(0, ...[...deps.dialect.enterSql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1]))) + 1;
-    text = `SELECT e.* FROM (${deps.dialect.enterSql}) e WHERE set_config('application_name', 'tenantry:' || $${tenantParameter}::uuid::text, true) IS NOT NULL`;
+    // The tenant's id is the parameter after the context statement's own (a dialect's
+    // statement always takes as many).
+    text = `SELECT e.* FROM (${deps.dialect.enterSql}) e WHERE set_config('application_name', 'tenantry:' || $${parameters + 1}::uuid::text, true) IS NOT NULL`;
     NAMED_ENTER.set(deps.dialect, text);
   }
   return text;
@@ -198,7 +197,7 @@ async function openPipelined(
         begin: 'BEGIN',
         ...(deps.dialect.transactionBlock ? { explicit: true } : {}),
         enter: {
-          text: enterText(deps),
+          text: enterText(deps, values.length),
           values: deps.applicationName ? [...values, tenant.id] : values,
           ...(name ? { name } : {}),
         },

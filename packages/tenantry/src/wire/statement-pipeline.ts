@@ -32,7 +32,7 @@ class StatementPipeline extends Submittable<QueryResult[]> {
     this.#statements = statements;
   }
 
-  submit(connection: WireConnection): null {
+  protected send(connection: WireConnection): void {
     const parts: Buffer[] = [];
     for (const s of this.#statements) {
       parts.push(
@@ -43,7 +43,6 @@ class StatementPipeline extends Submittable<QueryResult[]> {
     }
     parts.push(serialize.sync());
     if (connection.stream.writable) connection.stream.write(Buffer.concat(parts));
-    return null;
   }
 
   #result(): ResultLike {

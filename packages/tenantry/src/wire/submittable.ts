@@ -22,8 +22,22 @@ export abstract class Submittable<T, Connection = WireConnection> {
     });
   }
 
+  /**
+   * What pg calls to send the query. pg's contract is that an error is returned, not thrown
+   * (pg then reports it through `handleError` and goes on with the next query); one thrown
+   * while building the messages (a parameter that cannot be serialized) would leave the
+   * client waiting forever for an answer to a query it never sent.
+   */
+  submit(connection: Connection): Error | null {
+    try {
+      this.send(connection);
+      return null;
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  }
   /** Writes the whole pipeline, ending in one Sync. */
-  abstract submit(connection: Connection): null;
+  protected abstract send(connection: Connection): void;
   /** The result, once PostgreSQL is ready for the next query and nothing failed. */
   protected abstract outcome(): T;
 
