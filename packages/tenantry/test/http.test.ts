@@ -336,6 +336,35 @@ describe('quotas', () => {
   });
 });
 
+describe('CORS', () => {
+  it('allows only the configured origins; without any, no CORS header and a preflight is 404', async () => {
+    const { createServer } = await import('../src/http/server.ts');
+    const app = await createServer(tenantry, { logger: false, corsOrigins: ['https://app.example.com'] });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const preflight = (base: string, origin: string) =>
+        fetch(`${base}/v1/items`, {
+          method: 'OPTIONS',
+          headers: { origin, 'access-control-request-method': 'POST' },
+        });
+      const allowed = await preflight(url, 'https://app.example.com');
+      expect(allowed.status).toBe(204);
+      expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+      const other = await fetch(`${url}/health`, { headers: { origin: 'https://evil.example.net' } });
+      expect(other.headers.get('access-control-allow-origin')).toBeNull();
+      // The reference server of this file has no origins configured.
+      const none = await preflight(server.url, 'https://app.example.com');
+      expect(none.status).toBe(404);
+      expect(none.headers.get('content-type')).toContain('application/problem+json');
+      expect(none.headers.get('access-control-allow-origin')).toBeNull();
+      const get = await fetch(`${server.url}/health`, { headers: { origin: 'https://app.example.com' } });
+      expect(get.headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('feature flags', () => {
   it('a route gated by a feature answers 403 FEATURE_DISABLED until the tenant has it', async () => {
     const { createServer } = await import('../src/http/server.ts');

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import { type ApiKeyEnvironment, parseApiKey } from './api-key-format.ts';
 import type { Permission } from './permissions.ts';
@@ -55,8 +55,13 @@ export class ApiKeyVerifier {
   readonly #pool: pg.Pool;
   readonly #hmacKey: Buffer;
   readonly #options: ApiKeyVerifierOptions;
-  /** HMAC digest of a presented key → its verification. The digest covers lookup id and secret alike. */
+  /**
+   * Salted SHA-256 of a presented key → its verification. The digest covers lookup id and
+   * secret alike; the salt is random per process, so nobody can aim at an entry.
+   */
   readonly #cache = new Map<string, CacheEntry>();
+  /** The cache key's salt: 32 random bytes as text, never stored or sent. */
+  readonly #cacheSalt = randomBytes(32).toString('base64');
   /** Key id → its digest in {@link #cache}, so a notification (which names the id) can evict. */
   readonly #cachedIds = new Map<string, string>();
   /** Bumped by every eviction: a lookup that started before one must not cache what it read. */
@@ -71,11 +76,12 @@ export class ApiKeyVerifier {
   /** See {@link ApiKeyStore.verify}. */
   async verify(presented: string): Promise<VerifiedKey | undefined> {
     if (typeof presented !== 'string') return undefined;
-    const digest = apiKeyDigest(this.#hmacKey, presented);
-    // The map is keyed by the digest, which nobody can aim at without the HMAC key, so the
-    // lookup leaks nothing; the database path below compares in constant time. Only keys
-    // that parsed and verified are ever cached, so a hit needs no parsing.
-    const cacheKey = digest.toString('latin1');
+    // The map is keyed by a salted one-shot SHA-256 (about 0.7 µs, where the HMAC that the
+    // database holds costs 4–5 µs through createHmac): nobody can aim at a key without the
+    // process's salt, so the lookup leaks nothing, and a hit computes no HMAC at all. The
+    // database path below compares the HMAC in constant time. Only keys that parsed and
+    // verified are ever cached, so a hit needs no parsing either.
+    const cacheKey = hash('sha256', this.#cacheSalt + presented, 'base64');
     const now = Date.now();
     const hit = this.#cache.get(cacheKey);
     if (hit) {
@@ -87,6 +93,7 @@ export class ApiKeyVerifier {
     }
     const parsed = parseApiKey(presented, { prefix: this.#options.prefix });
     if (!parsed) return undefined;
+    const digest = apiKeyDigest(this.#hmacKey, presented);
     const epoch = this.#epoch;
     // Freshness counts from before the lookup: the row read is at least this recent, so a
     // revocation committed after it is seen within cacheTtlMs, however slow the query.
