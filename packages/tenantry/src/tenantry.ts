@@ -609,12 +609,12 @@ export class Tenantry<DB = unknown> {
     values?: readonly unknown[],
   ): Promise<QueryResult<R>> {
     const context = await this.#resolve(tenant);
-    const [text, parameters, shape] =
+    const [text, parameters, shape, prepare] =
       typeof statement === 'string'
-        ? [statement, values, undefined]
-        : [statement.sql, statement.parameters, statement.shape];
+        ? [statement, values, undefined, false]
+        : [statement.sql, statement.parameters, statement.shape, statement.prepare === true];
     return withSpan('tenantry.query', { 'tenantry.tenant_id': context.id }, () =>
-      runTenantQuery<R>(this.#runner, context, 'work', text, parameters, shape),
+      runTenantQuery<R>(this.#runner, context, 'work', text, parameters, shape, prepare),
     );
   }
 

@@ -529,6 +529,111 @@ describe('round trips', () => {
   });
 });
 
+describe('statements prepared by tenantry.query()', () => {
+  /** The session's prepared statements with this text (run unprepared in the same session). */
+  async function preparedCopies(db: Tenantry<AppDB>, tenant: TenantRecord, text: string): Promise<string[]> {
+    const { rows } = await db.query<{ name: string }>(
+      tenant,
+      'SELECT name FROM pg_prepared_statements WHERE statement = $1',
+      [text],
+    );
+    return rows.map((r) => r.name);
+  }
+
+  it('is parsed once per connection, then bound by name; every call sees its own tenant only, the generic plan too', async () => {
+    await tenantry.query(b, "INSERT INTO items (title) VALUES ('b prepared')");
+    const text = 'SELECT title FROM items WHERE tenant_id = $1 ORDER BY title';
+    const own = { a: await titlesOf(a), b: await titlesOf(b) };
+    expect(own.a.length).toBeGreaterThan(0);
+    expect(own.b).toEqual(['b prepared']);
+    // The round-trip proxy sees every Parse: the statement's text is sent once.
+    const proxy = new ProtocolProxy(new URL(database.url).hostname, Number(new URL(database.url).port || 5432));
+    const port = await proxy.listen();
+    const password = new KeyRing(database.secret).runtimePassword(database.roles.runtime);
+    const proxied = await connect(
+      1,
+      `postgres://${database.roles.runtime}:${encodeURIComponent(password)}@127.0.0.1:${port}${new URL(database.url).pathname}`,
+    );
+    try {
+      // More than five runs: PostgreSQL then plans it once for any value (a generic plan).
+      for (let i = 0; i < 8; i++) {
+        for (const [tenant, titles] of [
+          [a, own.a],
+          [b, own.b],
+        ] as const) {
+          const { rows } = await proxied.query<{ title: string }>(tenant, {
+            sql: text,
+            parameters: [tenant.id],
+            prepare: true,
+          });
+          expect(rows.map((r) => r.title)).toEqual(titles);
+          // The other tenant's id as the value: row-level security still answers nothing.
+          const other = tenant === a ? b : a;
+          const cross = await proxied.query(tenant, { sql: text, parameters: [other.id], prepare: true });
+          expect(cross.rows).toEqual([]);
+        }
+      }
+      expect(proxy.requests.flat().filter((sent) => sent === text)).toHaveLength(1);
+      expect(await preparedCopies(proxied, a, text)).toHaveLength(1);
+    } finally {
+      await proxied.close();
+      await proxy.close();
+    }
+  });
+
+  it('one removed by DEALLOCATE is prepared again, transparently; so is everything after DEALLOCATE ALL', async () => {
+    const text = "SELECT count(*) AS n FROM items WHERE tenant_id = $1 AND title <> 'deallocated'";
+    const count = async () =>
+      Number((await tenantry.query<{ n: string }>(a, { sql: text, parameters: [a.id], prepare: true })).rows[0]?.n);
+    const n = await count();
+    expect(n).toBeGreaterThan(0);
+    const [name] = await preparedCopies(tenantry, a, text);
+    expect(name).toMatch(/^tenantry_q_/);
+    await tenantry.query(a, `DEALLOCATE "${name}"`);
+    expect(await preparedCopies(tenantry, a, text)).toEqual([]);
+    expect(await count()).toBe(n);
+    expect(await preparedCopies(tenantry, a, text)).toEqual([name]);
+    await tenantry.query(a, 'DEALLOCATE ALL');
+    expect(await count()).toBe(n);
+    expect(await preparedCopies(tenantry, a, text)).toEqual([name]);
+  });
+
+  it('a first use that fails leaves one prepared copy, not one per attempt, and nothing committed', async () => {
+    const text = 'INSERT INTO items (title) SELECT $2 WHERE 1 / $1::int > 0 RETURNING title';
+    for (let i = 0; i < 3; i++) {
+      await expect(tenantry.query(a, { sql: text, parameters: [0, 'never'], prepare: true })).rejects.toMatchObject({
+        code: '22012',
+      });
+    }
+    const { rows } = await tenantry.query<{ title: string }>(a, { sql: text, parameters: [1, 'once'], prepare: true });
+    expect(rows).toEqual([{ title: 'once' }]);
+    expect(await preparedCopies(tenantry, a, text)).toHaveLength(1);
+    expect((await titlesOf(a)).filter((t) => t === 'never' || t === 'once')).toEqual(['once']);
+  });
+
+  it('schema tier: one prepared statement follows each tenant’s search_path to its own tables', async () => {
+    const [s1, s2] = [
+      await tenantry.tenants.create({ slug: 'tx-schema-1', name: 'S1', tier: 'schema' }),
+      await tenantry.tenants.create({ slug: 'tx-schema-2', name: 'S2', tier: 'schema' }),
+    ];
+    await tenantry.query(s1, "INSERT INTO items (title) VALUES ('s1 row')");
+    await tenantry.query(s2, "INSERT INTO items (title) VALUES ('s2 row')");
+    const text = 'SELECT title FROM items ORDER BY title';
+    for (let i = 0; i < 7; i++) {
+      for (const [tenant, title] of [
+        [s1, 's1 row'],
+        [s2, 's2 row'],
+        [a, undefined],
+      ] as const) {
+        const { rows } = await tenantry.query<{ title: string }>(tenant, { sql: text, parameters: [], prepare: true });
+        const titles = rows.map((r) => r.title);
+        if (title) expect(titles).toEqual([title]);
+        else expect(titles).toEqual(await titlesOf(a));
+      }
+    }
+  });
+});
+
 describe('the lazily opened transaction', () => {
   it('two first statements issued at once share one opening, and both see the tenant', async () => {
     const [x, y] = await tenantry.transaction(a, (tx) =>

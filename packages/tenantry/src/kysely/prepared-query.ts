@@ -53,7 +53,7 @@ export function prepareTenantQuery<DB, P extends Record<string, unknown>>(
     const parameters = template.slots.map((slot) =>
       slot.kind === 'tenant' ? tenant.id : slot.kind === 'value' ? values[slot.name] : slot.value,
     );
-    return { sql: template.sql, parameters };
+    return { sql: template.sql, parameters, prepare: true };
   };
 }
 

@@ -31,7 +31,18 @@ export interface PipelineRequest {
   readonly enter: { readonly text: string; readonly values: readonly unknown[]; readonly name?: string };
   /** Parse `enter` (under `enter.name`) before executing it; false when this connection already has it. */
   readonly parseEnter: boolean;
-  readonly statement?: { readonly text: string; readonly values?: readonly unknown[]; readonly shape?: ResultShape };
+  readonly statement?: {
+    readonly text: string;
+    readonly values?: readonly unknown[];
+    readonly shape?: ResultShape;
+    /**
+     * A statement prepared on this connection under this name: bound, not parsed again.
+     * With `parse`, it is (re)prepared first: `Close` then `Parse` under the name, so a
+     * statement that an earlier, failed pipeline may or may not have prepared is replaced.
+     */
+    readonly name?: string | undefined;
+    readonly parse?: boolean | undefined;
+  };
   /**
    * Commit after the statement: the whole transaction in one round trip. With the default
    * `BEGIN`, neither `BEGIN` nor `COMMIT` is sent: the messages up to a Sync run as one
@@ -102,9 +113,16 @@ class Pipeline extends Submittable<PipelineResponse> {
       WIRE.describeAndExecute,
     );
     if (statement) {
+      const name = statement.name;
+      if (!name) parts.push(serialize.parse({ text: statement.text }));
+      else if (statement.parse)
+        parts.push(serialize.close({ type: 'S', name }), serialize.parse({ text: statement.text, name }));
       parts.push(
-        serialize.parse({ text: statement.text }),
-        serialize.bind({ values: [...(statement.values ?? [])] as never[], valueMapper: pgUtils.prepareValue }),
+        serialize.bind({
+          ...(name ? { statement: name } : {}),
+          values: [...(statement.values ?? [])] as never[],
+          valueMapper: pgUtils.prepareValue,
+        }),
         WIRE.describeAndExecute,
       );
       if (commit && !implicit) parts.push(WIRE.commit);

@@ -26,6 +26,16 @@ export interface CompiledStatement {
   readonly parameters: readonly unknown[];
   /** How pg should shape the result (rows as arrays, type parsers); pg's defaults when absent. */
   readonly shape?: ResultShape | undefined;
+  /**
+   * Prepare it once per connection, then only bind it (`tenantry.query()`,
+   * `request.tenantQuery()`): PostgreSQL parses, rewrites (row-level security included) and
+   * plans it once per server session instead of on every call. For statements whose SQL
+   * text is fixed, the values in `parameters`: each distinct text stays prepared in the
+   * session, up to 256 per connection (more are parsed each time).
+   * `prepareTenantQuery()` sets it. Off behind a transaction-mode pooler
+   * (`prepareContextStatement: false`), where a session's statements are not its own.
+   */
+  readonly prepare?: boolean | undefined;
 }
 
 /** Result of {@link TenantTransaction.query}. */
@@ -83,7 +93,46 @@ let preparedSerial = 0;
  * transaction mode), two processes sharing a server connection must not pick the same name.
  */
 const PREPARED_PREFIX = `tenantry_enter_${randomBytes(4).toString('hex')}_`;
-type PreparingClient = ClientBase & { [PREPARED]?: string | undefined; [SECRET]?: string | undefined };
+/** Statements that `tenantry.query()` prepared on a connection: SQL text → name and state. */
+const STATEMENTS = Symbol('tenantry.preparedStatements');
+/** At most this many statements are prepared per connection; any other is parsed each time. */
+const MAX_PREPARED_STATEMENTS = 256;
+const STATEMENT_PREFIX = `tenantry_q_${randomBytes(4).toString('hex')}_`;
+let statementSerial = 0;
+/**
+ * A statement's name on one connection. `ready`: the backend holds it (a pipeline that bound
+ * it succeeded); until then every use sends `Close` and `Parse` under the same name, so a
+ * Parse that a failed pipeline may have done leaves no second copy behind.
+ */
+interface PreparedNote {
+  readonly name: string;
+  ready: boolean;
+}
+type PreparingClient = ClientBase & {
+  [PREPARED]?: string | undefined;
+  [SECRET]?: string | undefined;
+  [STATEMENTS]?: Map<string, PreparedNote>;
+};
+
+/** The name `statement` has (or now gets) on `client`, if it is to be prepared there. */
+function preparedNote(
+  deps: TransactionRunnerDeps,
+  client: PreparingClient,
+  statement: { text: string; prepare?: boolean } | undefined,
+): PreparedNote | undefined {
+  if (!statement?.prepare || !deps.prepareContextStatement) return undefined;
+  let notes = client[STATEMENTS];
+  if (!notes) {
+    notes = new Map();
+    client[STATEMENTS] = notes;
+  }
+  let note = notes.get(statement.text);
+  if (!note && notes.size < MAX_PREPARED_STATEMENTS) {
+    note = { name: `${STATEMENT_PREFIX}${++statementSerial}`, ready: false };
+    notes.set(statement.text, note);
+  }
+  return note;
+}
 
 /** A runtime-role connection lent for one tenant transaction. */
 export interface TenantConnection {
@@ -165,9 +214,13 @@ async function openPipelined(
   client: PreparingClient,
   tenant: TenantContext,
   purpose: ContextPurpose,
-  request: { statement: { text: string; values?: readonly unknown[]; shape?: ResultShape }; commit?: boolean },
+  request: {
+    statement: { text: string; values?: readonly unknown[]; shape?: ResultShape; prepare?: boolean };
+    commit?: boolean;
+  },
 ): Promise<PipelineResponse> {
   for (let attempt = 0; ; attempt++) {
+    const note = preparedNote(deps, client, request.statement);
     const session = deps.contextBinding === 'session';
     // A secret works once: forget it now, whatever happens, and keep the next on success.
     const secret = session && attempt === 0 ? client[SECRET] : undefined;
@@ -203,7 +256,9 @@ async function openPipelined(
         },
         parseEnter: prepared === undefined,
         ...request,
+        statement: note ? { ...request.statement, name: note.name, parse: !note.ready } : request.statement,
       });
+      if (note) note.ready = true;
       if (name) client[PREPARED] = name;
       if (next !== null) client[SECRET] = next;
       if (database !== undefined) deps.known?.learn(database, tenant.id, response.enterValue);
@@ -212,13 +267,20 @@ async function openPipelined(
       const stage = stageOf(error);
       if (database !== undefined && stage !== 'statement' && stage !== 'commit')
         deps.known?.forget(database, tenant.id);
+      const code = (error as { code?: string }).code;
       if (stage === 'statement' || stage === 'commit') {
         if (name) client[PREPARED] = name;
         if (next !== null) client[SECRET] = next;
-        throw error;
+        // A statement prepared here before that the backend no longer has (DEALLOCATE,
+        // DISCARD ALL by someone else): nothing ran, so prepare it again and retry once.
+        if (!(note?.ready && stage === 'statement' && code === '26000' && attempt === 0)) throw error;
+        note.ready = false;
+        await client.query('ROLLBACK');
+        continue;
       }
       client[PREPARED] = undefined;
-      const code = (error as { code?: string }).code;
+      // The context statement vanished with whatever else the session had prepared.
+      if (code === '26000') for (const n of client[STATEMENTS]?.values() ?? []) n.ready = false;
       const retry =
         attempt === 0 &&
         (code === '26000' || code === '42P05' || (secret !== undefined && code === TENANTRY_SQLSTATE.invalidContext));
@@ -389,6 +451,7 @@ export async function runTenantQuery<R extends QueryResultRow>(
   text: string,
   values?: readonly unknown[],
   shape?: ResultShape,
+  prepare?: boolean,
 ): Promise<QueryResult<R>> {
   if (purpose === 'work') requireActive(tenant.status);
   const connection = await deps.connections.connect(tenant);
@@ -400,7 +463,12 @@ export async function runTenantQuery<R extends QueryResultRow>(
   let ended = 0;
   let failed = true;
   try {
-    const statement = { text, ...(values ? { values } : {}), ...(shape ? { shape } : {}) };
+    const statement = {
+      text,
+      ...(values ? { values } : {}),
+      ...(shape ? { shape } : {}),
+      ...(prepare ? { prepare } : {}),
+    };
     const { result, committed } = await openPipelined(deps, client, tenant, purpose, { statement, commit: true });
     if (!committed) throw new TenantryError('TRANSACTION_ABORTED');
     failed = false;
