@@ -598,6 +598,22 @@ describe('statements prepared by tenantry.query()', () => {
     expect(await preparedCopies(tenantry, a, text)).toEqual([name]);
   });
 
+  it('a migration that changes a prepared SELECT *’s columns: prepared again, the new shape answered', async () => {
+    const text = 'SELECT * FROM items WHERE tenant_id = $1 ORDER BY title LIMIT 1';
+    const columns = async () =>
+      Object.keys((await tenantry.query(a, { sql: text, parameters: [a.id], prepare: true })).rows[0] ?? {});
+    const before = await columns();
+    expect(before).toContain('title');
+    await tenantry.adminPool.query('ALTER TABLE items ADD COLUMN prepared_probe text');
+    try {
+      expect(await columns()).toEqual([...before, 'prepared_probe']);
+    } finally {
+      await tenantry.adminPool.query('ALTER TABLE items DROP COLUMN prepared_probe');
+    }
+    expect(await columns()).toEqual(before);
+    expect(await preparedCopies(tenantry, a, text)).toHaveLength(1);
+  });
+
   it('a first use that fails leaves one prepared copy, not one per attempt, and nothing committed', async () => {
     const text = 'INSERT INTO items (title) SELECT $2 WHERE 1 / $1::int > 0 RETURNING title';
     for (let i = 0; i < 3; i++) {

@@ -272,8 +272,11 @@ async function openPipelined(
         if (name) client[PREPARED] = name;
         if (next !== null) client[SECRET] = next;
         // A statement prepared here before that the backend no longer has (DEALLOCATE,
-        // DISCARD ALL by someone else): nothing ran, so prepare it again and retry once.
-        if (!(note?.ready && stage === 'statement' && code === '26000' && attempt === 0)) throw error;
+        // DISCARD ALL by someone else), or whose result changed shape since (a migration
+        // added a column to a `SELECT *`: "cached plan must not change result type"):
+        // nothing ran, so prepare it again and retry once.
+        const stale = code === '26000' || code === '0A000';
+        if (!(note?.ready && stage === 'statement' && stale && attempt === 0)) throw error;
         note.ready = false;
         await client.query('ROLLBACK');
         continue;
