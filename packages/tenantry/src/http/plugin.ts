@@ -99,6 +99,9 @@ export const tenantryPlugin = fp(
   async (app: FastifyInstance, options: TenantryPluginOptions) => {
     app.decorateRequest('tenant', undefined);
     app.decorateRequest('principal', undefined);
+    // Declared with the request's other fields: set on every tenant request, it then changes
+    // no request object's shape.
+    app.decorateRequest(CONTEXT, undefined);
     app.decorateRequest('tenantTransaction', function tenantTransaction<
       T,
       DB,
