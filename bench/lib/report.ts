@@ -71,7 +71,7 @@ export function ratios(results: readonly SideResult[]): Ratios[] {
   const c = get('c');
   if (!a) return [];
   return results
-    .filter((r) => r.key === 'b' || r.key === 'b-raw' || r.key === 'q')
+    .filter((r) => r.key === 'b' || r.key === 'b-raw' || r.key === 'q' || r.key === 'q-prep')
     .map((r) => {
       const latency = paired(r, a, (s) => s.p50);
       const throughput = paired(r, a, (s) => s.tps);

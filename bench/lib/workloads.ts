@@ -13,7 +13,9 @@ import { type ScanNode, scanNodes } from './plan.ts';
  * - `b-raw`: `tenantry.transaction(context, tx => tx.query(…))` — raw SQL with no tenant predicate, RLS alone;
  * - `c`: the baseline statement alone, autocommit, on the superuser pool (one round trip);
  * - `q`: the baseline statement as a whole tenant transaction, `tenantry.query()` (one round trip),
- *   where `c` is measured: what a one-statement route costs against the bare autocommit query.
+ *   where `c` is measured: what a one-statement route costs against the bare autocommit query;
+ * - `q-prep`: the same marked `prepare: true` (what `prepareTenantQuery()` returns): prepared once
+ *   per connection, then only bound. `c`, like pg's `query(text, values)`, is parsed every time.
  * The breakdown workload adds steps between `a` and `b` (see `breakdown.ts`).
  */
 export type SideKey = string;
@@ -24,6 +26,7 @@ export const SIDE_LABELS = {
   'b-raw': 'tenantry.withTenant + raw tx.query, RLS only',
   c: 'bare autocommit statement, superuser pool',
   q: 'tenantry.query: BEGIN+context+statement+COMMIT, 1 RT',
+  'q-prep': 'the same, the statement prepared (prepare: true)',
 } as const;
 
 /** One way of running a workload's transaction; `run` picks fresh random parameters. */
@@ -149,6 +152,18 @@ function define<P>(spec: Spec<P>): Workload {
           run: () => {
             const p = spec.next();
             return tenantry.query(spec.tenant(p), spec.baseline.sql, spec.baseline.values(p));
+          },
+        });
+        sides.push({
+          key: 'q-prep',
+          label: SIDE_LABELS['q-prep'],
+          run: () => {
+            const p = spec.next();
+            return tenantry.query(spec.tenant(p), {
+              sql: spec.baseline.sql,
+              parameters: spec.baseline.values(p),
+              prepare: true,
+            });
           },
         });
       }
