@@ -15,6 +15,7 @@
  *
  *   node_modules/.bin/node bench/http.ts [--seconds 10] [--rounds 3] [--warmup 5] [--connections 16]
  *     [--tenants 4] [--items 2500] [--mix 1024] [--anatomy 4000] [--no-xacts] [--profile] [--matrix] [--quick]
+ *     [--bare-prepared]
  *
  * `--quick`: 2 s per side, 1 round, short warm-up and anatomy, no `pg_stat_database` pass
  * (it must wait out PostgreSQL's stats flush, ~11 s a side). `DATABASE_URL` (default
@@ -67,6 +68,8 @@ interface Options {
   readonly matrix: boolean;
   readonly profileDir: string | undefined;
   readonly quick: boolean;
+  /** The baseline names its statement (prepared once per connection) instead of pg's default unnamed one. */
+  readonly barePrepared: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -87,6 +90,7 @@ function parseOptions(argv: readonly string[]): Options {
       matrix: { type: 'boolean', default: false },
       'profile-dir': { type: 'string' },
       quick: { type: 'boolean', default: false },
+      'bare-prepared': { type: 'boolean', default: false },
     },
   });
   const quick = values.quick === true;
@@ -105,6 +109,7 @@ function parseOptions(argv: readonly string[]): Options {
     matrix: values.matrix === true,
     profileDir: values['profile-dir'],
     quick,
+    barePrepared: values['bare-prepared'] === true,
   });
 }
 
@@ -277,6 +282,7 @@ async function runMatrix(
     b = await ServerChild.start({
       ...base,
       side: 'bare',
+      barePrepared: options.barePrepared,
       poolMax: t.ready.poolMax,
       idleTimeoutMs: t.ready.idleTimeoutMs,
       matrix: true,
@@ -377,7 +383,8 @@ function printMachine(machine: Machine, options: Options, poolMax: number, fixtu
   log(
     `run: ${options.rounds} round(s) × ${options.seconds} s per side (ABBA), warm-up ${options.warmup} s per side, ` +
       `${options.connections} connections, pool ${poolMax} per side; ${fixture.tenants.length} tenants × ` +
-      `${options.items} items, mix of ${options.mix} requests; database ${fixture.name}`,
+      `${options.items} items, mix of ${options.mix} requests; database ${fixture.name}; ` +
+      `bare's statement ${options.barePrepared ? 'prepared (named)' : 'unnamed (parsed every time, pg’s default)'}`,
   );
 }
 
@@ -602,6 +609,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const bareChild = await ServerChild.start({
       ...base,
       side: 'bare',
+      barePrepared: options.barePrepared,
       poolMax: tenantryChild.ready.poolMax,
       idleTimeoutMs: tenantryChild.ready.idleTimeoutMs,
     });

@@ -22,7 +22,13 @@ interface Row {
  * pg.Pool logged in as `databaseUrl`'s role (the superuser: no RLS), and the same JSON body
  * as Tenantry's route.
  */
-export function createBareServer(options: { databaseUrl: string; poolMax: number; idleTimeoutMs: number }): {
+export function createBareServer(options: {
+  databaseUrl: string;
+  poolMax: number;
+  idleTimeoutMs: number;
+  /** Name the statement (`--bare-prepared`): pg then prepares it once per connection. */
+  prepared?: boolean;
+}): {
   app: FastifyInstance;
   pool: pg.Pool;
 } {
@@ -38,7 +44,11 @@ export function createBareServer(options: { databaseUrl: string; poolMax: number
     const tenantId = req.headers['x-tenant-id'];
     const { id } = req.params;
     if (typeof tenantId !== 'string' || !UUID.test(tenantId) || !UUID.test(id)) return reply.code(404).send(notFound);
-    const { rows } = await pool.query<Row>(BARE_SQL, [tenantId, id]);
+    const { rows } = await pool.query<Row>(
+      options.prepared
+        ? { name: 'bare_item', text: BARE_SQL, values: [tenantId, id] }
+        : { text: BARE_SQL, values: [tenantId, id] },
+    );
     const row = rows[0];
     if (!row) return reply.code(404).send(notFound);
     return {

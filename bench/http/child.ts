@@ -82,7 +82,12 @@ async function startBare(config: ChildConfig): Promise<ChildReady> {
   meterQueries(meter, () => 'bare pool');
   const poolMax = config.poolMax ?? 10;
   const idleTimeoutMs = config.idleTimeoutMs ?? 30_000;
-  const { app: server, pool } = createBareServer({ databaseUrl: config.databaseUrl, poolMax, idleTimeoutMs });
+  const { app: server, pool } = createBareServer({
+    databaseUrl: config.databaseUrl,
+    poolMax,
+    idleTimeoutMs,
+    prepared: config.barePrepared === true,
+  });
   const timed = pool as unknown as { query: (...a: unknown[]) => Promise<unknown> };
   timed.query = probe(meter, BARE_PROBES.query, timed.query);
   timeStages(server, meter);

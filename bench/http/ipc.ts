@@ -17,6 +17,8 @@ export interface ChildConfig {
   readonly idleTimeoutMs?: number;
   /** Add the mixed variant of this side (see `variants.ts`). */
   readonly matrix?: boolean;
+  /** The baseline names its statement, so pg prepares it once per connection. */
+  readonly barePrepared?: boolean;
   /** The bench tenants (the bare side's transaction variant needs their contexts). */
   readonly tenants?: readonly BenchTenantContext[];
 }
