@@ -80,8 +80,18 @@ export class KnownTenantStates {
   }
 }
 
+/** Where {@link databaseKey} keeps its answer on a pg client. */
+const DATABASE_KEY = Symbol('tenantry.databaseKey');
+
 /** Which database a connection is to, as {@link KnownTenantStates} keys it. */
 export function databaseKey(client: ClientBase): string {
-  const c = client as unknown as { host?: string; port?: number; database?: string };
-  return `${c.host ?? ''}:${c.port ?? ''}/${c.database ?? ''}`;
+  const c = client as unknown as { host?: string; port?: number; database?: string; [DATABASE_KEY]?: string };
+  // Worked out once per connection (a connection never changes database): a string built
+  // afresh for every transaction would be hashed afresh by every map lookup too.
+  let key = c[DATABASE_KEY];
+  if (key === undefined) {
+    key = `${c.host ?? ''}:${c.port ?? ''}/${c.database ?? ''}`;
+    c[DATABASE_KEY] = key;
+  }
+  return key;
 }
