@@ -422,6 +422,9 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
   // Last: these rewrite every node's peer row through setup() of another Tenantry on the same
   // database, then put this file's configuration back.
   describe('the peer binding as configured', () => {
+    const citusFindings = (report: { findings: readonly { code: string; severity: string }[] }) =>
+      report.findings.filter((f) => f.code.startsWith('CITUS_')).map((f) => `${f.severity}:${f.code}`);
+
     async function configured<T>(
       citus: { peerBinding: 'network' } | undefined,
       work: (other: Tenantry<ItemsDB>) => Promise<T>,
@@ -462,6 +465,7 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
             expect(error.cause?.message).toMatch(/peerCertificateDn.*TENANTRY_CITUS_PEER_DN.*'network'/);
           }
         }
+        expect(citusFindings(await other.doctor())).toEqual(['error:CITUS_PEER_IDENTITY_MISSING']);
       });
     });
 
@@ -494,7 +498,25 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
             await c.end();
           }
         }
+        expect(citusFindings(await other.doctor())).toEqual(['warning:CITUS_PEER_BINDING_NETWORK']);
       });
+    });
+
+    it('doctor: clean as configured; a run_command function granted back to the runtime role is an error, which setup() revokes again', async () => {
+      await tenantry.setup();
+      expect(citusFindings(await tenantry.doctor())).toEqual(
+        CITUS_PEER_DN ? [] : ['warning:CITUS_PEER_BINDING_NETWORK'],
+      );
+      await tenantry.adminPool.query(
+        `GRANT EXECUTE ON FUNCTION run_command_on_workers(text, boolean) TO "${db.roles.runtime}"`,
+      );
+      const report = await tenantry.doctor();
+      expect(report.findings.find((f) => f.code === 'CITUS_RUNTIME_ROLE_SENDS_SQL')).toMatchObject({
+        severity: 'error',
+        fix: expect.stringContaining('REVOKE ALL ON FUNCTION run_command_on_workers(text,boolean)'),
+      });
+      await tenantry.setup();
+      expect(citusFindings(await tenantry.doctor())).not.toContain('error:CITUS_RUNTIME_ROLE_SENDS_SQL');
     });
   });
 });
