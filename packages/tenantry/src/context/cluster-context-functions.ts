@@ -110,8 +110,10 @@ $fn$;
 -- certificate's subject is read from this backend's own row of pg_stat_get_activity()
 -- (no extension needed; the owner is a member of the runtime role, so it may see it).
 -- Each test is reached only when the one before it failed (CASE): the entering backend
--- never reads the activity table, and a node reads it once per transaction (PostgreSQL
--- keeps the snapshot until the transaction ends).
+-- never reads the activity table, and a backend without a temporary schema (every node's
+-- backends but the entering one) skips the register lookup (pg_my_temp_schema() is a
+-- variable read; to_regclass() parses and looks up a name: ~10 µs a call under load).
+-- PostgreSQL copies the activity table once per transaction (the first call's cost).
 CREATE OR REPLACE FUNCTION ${c}.node_tenant_id_in(place text) RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 AS $fn$
@@ -129,8 +131,9 @@ BEGIN
          AND ${hmac(`'node|' ${cat} a[1] ${cat} '.' ${cat} a[2] ${cat} '.' ${cat} ${transactionSql}`)} ${eq} a[3],
          CASE
            WHEN k.peer_binding ${eq} 'network' THEN 'yes'
-           WHEN pg_catalog.pg_sequence_last_value(pg_catalog.to_regclass('${REGISTER.voucher}'))
-                ${eq} pg_catalog.hashtextextended(a[1], ${XACT}) THEN 'yes'
+           WHEN pg_catalog.pg_my_temp_schema() ${ne} 0::pg_catalog.oid
+                AND pg_catalog.pg_sequence_last_value(pg_catalog.to_regclass('${REGISTER.voucher}'))
+                    ${eq} pg_catalog.hashtextextended(a[1], ${XACT}) THEN 'yes'
            WHEN k.peer_dn IS NULL THEN 'unset'
            WHEN (SELECT s.ssl_client_dn FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) s)
                 ${eq} k.peer_dn THEN 'yes'
