@@ -14,7 +14,10 @@
  * 3. throughput of the point lookup through Tenantry at `--clients` (default 8) on one
  *    PostgreSQL server (`DATABASE_URL`, `dialect: 'postgres'`) against the cluster.
  *
- *   CITUS_URL=… DATABASE_URL=… npm run bench -- citus [--seconds 5] [--rounds 4] [--clients 8] [--tenants 200] [--rows 50] [--only 'BEGIN']
+ * `CITUS_PEER_DN`: the subject of the client certificate Citus connects with (docs/citus.md,
+ * "Peer binding"); unset, the benchmark runs with the `'network'` opt-out.
+ *
+ *   CITUS_URL=… CITUS_PEER_DN=… DATABASE_URL=… npm run bench -- citus [--seconds 5] [--rounds 4] [--clients 8] [--tenants 200] [--rows 50] [--only 'BEGIN']
  */
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -22,7 +25,7 @@ import pg from 'pg';
 import { type ItemsDB, items, itemsMigrations } from '../packages/tenantry/src/example/items.ts';
 import { type TenantContext, Tenantry, withTenant } from '../packages/tenantry/src/index.ts';
 import { runPipelined } from '../packages/tenantry/src/wire/statement-pipeline.ts';
-import { createCitusDatabase } from '../test-support/citus.ts';
+import { citusPeerOptions, createCitusDatabase } from '../test-support/citus.ts';
 import { median } from './lib/stats.ts';
 
 let SECONDS = 5;
@@ -82,6 +85,8 @@ async function prepare(kind: 'citus' | 'postgres'): Promise<Side> {
     roles,
     migrations: itemsMigrations,
     dialect: kind,
+    // The cluster's peer identity (CITUS_PEER_DN), as the Citus suites configure it.
+    ...(kind === 'citus' ? { citus: citusPeerOptions() } : {}),
     usage: false,
     pool: { max: CLIENTS },
   });

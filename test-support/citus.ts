@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import type { TestDatabase } from './database.ts';
 
@@ -9,6 +11,29 @@ import type { TestDatabase } from './database.ts';
  * nor npm, and it builds from source; docs/citus.md).
  */
 export const CITUS_URL = process.env.CITUS_URL;
+
+/**
+ * The cluster's peer identity, configured as a user would (the `citus` option): the subject
+ * of the client certificate the coordinator's Citus connections present
+ * (`citus.node_conninfo`), as `pg_stat_ssl.client_dn` shows it, from `CITUS_PEER_DN`
+ * (docs/citus.md builds such a cluster). Unset, the suites run with the `'network'`
+ * opt-out and say so: the replay case then fails, as it should.
+ */
+export const CITUS_PEER_DN = process.env.CITUS_PEER_DN;
+
+/** The `citus` option of the suites' Tenantry, from {@link CITUS_PEER_DN}. */
+export function citusPeerOptions(): { peerCertificateDn: string } | { peerBinding: 'network' } {
+  if (CITUS_PEER_DN) return { peerCertificateDn: CITUS_PEER_DN };
+  console.info('CITUS_PEER_DN is not set: running with citus.peerBinding = network (docs/citus.md)');
+  return { peerBinding: 'network' };
+}
+
+/**
+ * Client certificates an attacker might hold, from `CITUS_TLS_DIR` (optional): one signed by
+ * the cluster's CA for another subject (`other-cn.crt`/`.key`) and one with the coordinator's
+ * subject from another CA (`other-ca.crt`/`.key`). The cases that use them skip without it.
+ */
+export const CITUS_TLS_DIR = process.env.CITUS_TLS_DIR;
 
 /** The reason printed when there is no cluster. */
 export const NO_CITUS = 'CITUS_URL is not set: the Citus suites need a coordinator with a worker (docs/citus.md)';
@@ -108,12 +133,27 @@ export async function nodeClient(node: ClusterNode, database: string): Promise<p
   return c;
 }
 
-/** A runtime-role client on one node's copy of `database` (what injected SQL could reach). */
-export async function nodeRuntimeClient(base: string, node: ClusterNode): Promise<pg.Client> {
+/**
+ * A runtime-role client on one node's copy of `database` (what injected SQL could reach).
+ * `certificate`: TLS with that client certificate of {@link CITUS_TLS_DIR} (`other-cn`,
+ * `other-ca`); none by default (and no TLS).
+ */
+export async function nodeRuntimeClient(
+  base: string,
+  node: ClusterNode,
+  certificate?: 'other-cn' | 'other-ca',
+): Promise<pg.Client> {
   const u = new URL(base);
   u.hostname = node.host;
   u.port = String(node.port);
-  const c = new pg.Client({ connectionString: u.toString() });
+  const ssl = certificate
+    ? {
+        rejectUnauthorized: false,
+        cert: readFileSync(join(CITUS_TLS_DIR as string, `${certificate}.crt`), 'utf8'),
+        key: readFileSync(join(CITUS_TLS_DIR as string, `${certificate}.key`), 'utf8'),
+      }
+    : undefined;
+  const c = new pg.Client({ connectionString: u.toString(), ...(ssl ? { ssl } : {}) });
   await c.connect();
   return c;
 }

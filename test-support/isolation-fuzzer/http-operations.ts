@@ -189,8 +189,15 @@ export async function httpDelete(c: FuzzContext, op: Op, rng: Rng): Promise<void
 
 /** Another tenant's item id in the path: 404, exactly like a missing one, whatever the method. */
 export async function httpForeignId(c: FuzzContext, op: Op, rng: Rng): Promise<void> {
-  const t = op.tenant;
-  const foreign = c.model.foreignId(t, rng);
+  await c.model.withForeignId(op.tenant, rng, (foreign) => httpForeignIdOp(c, op, rng, foreign));
+}
+
+async function httpForeignIdOp(
+  c: FuzzContext,
+  op: Op,
+  rng: Rng,
+  foreign: { id: string; owner: TenantState } | undefined,
+): Promise<void> {
   const id = foreign?.id ?? rng.uuid();
   const method = rng.pick(['GET', 'GET', 'PATCH', 'DELETE'] as const);
   const body = method === 'PATCH' ? c.model.newVersion(op, rng) : undefined;

@@ -8,10 +8,21 @@ import { markerOf } from './text.ts';
 
 /** Library operations reaching for other tenants' rows and copies of `items`: each must find and touch nothing. */
 
-/** Reads, updates and deletes naming another tenant's item id: nothing found, nothing touched. */
+/**
+ * Reads, updates and deletes naming another tenant's item id: nothing found, nothing touched.
+ * The id stays reserved for the tenant meanwhile (`Model.withForeignId`).
+ */
 export async function libForeignId(c: FuzzContext, op: Op, rng: Rng, within: Within): Promise<void> {
-  const t = op.tenant;
-  const foreign = c.model.foreignId(t, rng);
+  await c.model.withForeignId(op.tenant, rng, (foreign) => foreignIdOp(c, op, rng, within, foreign));
+}
+
+async function foreignIdOp(
+  c: FuzzContext,
+  op: Op,
+  rng: Rng,
+  within: Within,
+  foreign: { id: string; owner: TenantState } | undefined,
+): Promise<void> {
   const id = foreign?.id ?? rng.uuid();
   const variant = rng.pick(['select', 'kysely-select', 'or-true', 'update', 'kysely-update', 'delete'] as const);
   op.detail = `${variant} naming ${foreign ? `${foreign.owner.record.slug}'s` : 'a random'} id ${id}`;

@@ -99,6 +99,14 @@ export interface TenantryOptions {
    * docs/citus.md). The application code is the same with either.
    */
   dialect?: ContextDialect | 'postgres' | 'citus';
+  /**
+   * With `dialect: 'citus'`: which backends a node accepts a tenant context from (see
+   * {@link CitusOptions} and docs/citus.md). Without it, only the coordinator's backend that
+   * entered the context accepts it; every other node refuses it (TN001), so that a context
+   * copied with its distributed transaction id cannot be replayed on a connection straight to
+   * a node.
+   */
+  citus?: CitusOptions;
   logger?: Logger;
   /**
    * Per-tenant usage accounting (`tenantry.usage`, see docs/operations.md): counted in
@@ -110,6 +118,48 @@ export interface TenantryOptions {
    * `false` turns both off.
    */
   usage?: UsageOptions | false;
+}
+
+/**
+ * How the nodes of a Citus cluster tell Citus's own connections from any other connection
+ * that presents a tenant context (see {@link TenantryOptions.citus}). `setup()` writes it on
+ * every node, next to the node-local context key; run `tenantry setup` again after a change.
+ *
+ * @example
+ * ```ts
+ * // Citus connects to the nodes with a client certificate (citus.node_conninfo =
+ * // 'sslmode=verify-full sslcert=… sslkey=… sslrootcert=…'), verified by each node's ssl_ca_file.
+ * const tenantry = await Tenantry.connect({
+ *   databaseUrl, secret, dialect: 'citus',
+ *   citus: { peerCertificateDn: '/CN=tenantry-coordinator' },
+ * });
+ * ```
+ */
+export interface CitusOptions {
+  /**
+   * The subject of the client certificate with which the coordinator's Citus connections
+   * log in to the nodes, as PostgreSQL shows it in `pg_stat_ssl.client_dn` (OpenSSL's
+   * one-line form, e.g. `/CN=tenantry-coordinator`; at most 63 bytes, which is what
+   * `client_dn` keeps).
+   * A node then accepts a context only from a backend whose connection presented that
+   * certificate (PostgreSQL verified it against the node's `ssl_ca_file`), or from the
+   * backend that entered the context itself.
+   */
+  readonly peerCertificateDn?: string;
+  /**
+   * `'certificate'` (default): the binding above; without `peerCertificateDn`, nodes other
+   * than the entering backend refuse every context (fail closed). `'network'`: any backend
+   * with the right MAC and distributed transaction id is accepted, as before the binding
+   * existed: only for a cluster where the runtime role can reach the nodes from the
+   * coordinator alone (`pg_hba.conf`); `tenantry doctor` reports it.
+   */
+  readonly peerBinding?: 'certificate' | 'network';
+}
+
+/** The resolved form of {@link CitusOptions}. */
+export interface ResolvedCitusOptions {
+  readonly peerCertificateDn: string | undefined;
+  readonly peerBinding: 'certificate' | 'network';
 }
 
 /** Options of usage accounting; see {@link TenantryOptions.usage}. */
@@ -165,6 +215,7 @@ export interface ResolvedConfig {
     readonly maxRetryDelayMs: number;
   };
   readonly dialect: ContextDialect;
+  readonly citus: ResolvedCitusOptions;
   readonly logger: Logger | undefined;
   readonly usage: { readonly enabled: boolean; readonly flushMs: number; readonly applicationName: boolean };
 }
@@ -258,6 +309,10 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
     if (ids.has(m.id)) throw new TenantryError('CONFIG_INVALID', `duplicate migration id ${m.id}`);
     ids.add(m.id);
   }
+  const dialect = resolveDialect(options.dialect);
+  if (options.citus !== undefined && dialect.name !== 'citus') {
+    throw new TenantryError('CONFIG_INVALID', "the citus options apply only with dialect: 'citus'");
+  }
   return Object.freeze({
     databaseUrl: options.databaseUrl,
     runtimeUrl: options.runtimeUrl,
@@ -291,7 +346,8 @@ export function resolveConfig(options: TenantryOptions): ResolvedConfig {
       retryDelayMs: positiveInt(options.events?.retryDelayMs, 1_000, 'events.retryDelayMs'),
       maxRetryDelayMs: positiveInt(options.events?.maxRetryDelayMs, 60_000, 'events.maxRetryDelayMs'),
     }),
-    dialect: resolveDialect(options.dialect),
+    dialect,
+    citus: citusOptions(options.citus),
     logger: options.logger,
     usage: Object.freeze(
       options.usage === false || options.usage?.enabled === false
@@ -314,6 +370,47 @@ function resolveDialect(dialect: TenantryOptions['dialect']): ContextDialect {
     'CONFIG_INVALID',
     `dialect must be 'postgres', 'citus' or a ContextDialect, not ${JSON.stringify(dialect)}`,
   );
+}
+
+/**
+ * The Citus peer binding, validated (see {@link CitusOptions}): the DN is what
+ * `pg_stat_ssl.client_dn` can show (printable, at most 63 bytes), and a DN with the
+ * `'network'` opt-out is a contradiction, refused rather than guessed at.
+ */
+function citusOptions(citus: TenantryOptions['citus']): ResolvedCitusOptions {
+  if (citus === undefined) return Object.freeze({ peerCertificateDn: undefined, peerBinding: 'certificate' });
+  if (typeof citus !== 'object' || citus === null) {
+    throw new TenantryError('CONFIG_INVALID', 'citus must be an object ({ peerCertificateDn, peerBinding })');
+  }
+  const binding = citus.peerBinding ?? 'certificate';
+  if (binding !== 'certificate' && binding !== 'network') {
+    throw new TenantryError(
+      'CONFIG_INVALID',
+      `citus.peerBinding must be 'certificate' or 'network', got ${JSON.stringify(citus.peerBinding)}`,
+    );
+  }
+  const dn = citus.peerCertificateDn;
+  if (dn !== undefined) {
+    if (typeof dn !== 'string' || !/^[\x20-\x7e]+$/.test(dn) || !dn.includes('=') || dn.trim() !== dn) {
+      throw new TenantryError(
+        'CONFIG_INVALID',
+        `citus.peerCertificateDn must be a certificate subject as pg_stat_ssl.client_dn shows it (e.g. /CN=tenantry-coordinator), got ${JSON.stringify(dn)}`,
+      );
+    }
+    if (dn.length > 63) {
+      throw new TenantryError(
+        'CONFIG_INVALID',
+        'citus.peerCertificateDn is longer than 63 bytes, which pg_stat_ssl.client_dn truncates: use a certificate with a shorter subject',
+      );
+    }
+    if (binding === 'network') {
+      throw new TenantryError(
+        'CONFIG_INVALID',
+        "citus.peerCertificateDn and citus.peerBinding: 'network' exclude each other: give one",
+      );
+    }
+  }
+  return Object.freeze({ peerCertificateDn: dn, peerBinding: binding });
 }
 
 /** The runtime pool's options, validated and defaulted (see {@link TenantryOptions.pool}). */

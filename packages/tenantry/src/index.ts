@@ -11,7 +11,7 @@
  * @packageDocumentation
  */
 
-export type { Logger, ResolvedConfig, TenantryOptions, UsageOptions } from './config.ts';
+export type { CitusOptions, Logger, ResolvedConfig, TenantryOptions, UsageOptions } from './config.ts';
 export { CLUSTER_CONTEXT_SETTING, citusDialect, referenceTableSql } from './context/citus-dialect.ts';
 export { type ContextDialect, postgresDialect } from './context/context-dialect.ts';
 export {

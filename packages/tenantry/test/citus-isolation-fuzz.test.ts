@@ -1,6 +1,12 @@
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CITUS_URL, type ClusterNode, createCitusDatabase, NO_CITUS } from '../../../test-support/citus.ts';
+import {
+  CITUS_URL,
+  type ClusterNode,
+  citusPeerOptions,
+  createCitusDatabase,
+  NO_CITUS,
+} from '../../../test-support/citus.ts';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { startServer, type TestServer } from '../../../test-support/http.ts';
 import {
@@ -41,6 +47,7 @@ if (!CITUS_URL) {
       roles: db.roles,
       migrations: itemsMigrations,
       dialect: 'citus',
+      citus: citusPeerOptions(),
     });
     await tenantry.setup();
     await tenantry.migrate();

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CITUS_URL, type ClusterNode, createCitusDatabase, NO_CITUS, nodeClient } from '../../../test-support/citus.ts';
+import {
+  CITUS_URL,
+  type ClusterNode,
+  citusPeerOptions,
+  createCitusDatabase,
+  NO_CITUS,
+  nodeClient,
+} from '../../../test-support/citus.ts';
 import type { TestDatabase } from '../../../test-support/database.ts';
 import { type ItemsDB, items, itemsMigrations } from '../src/example/items.ts';
 import { type TenantRecord, Tenantry, TenantryError } from '../src/index.ts';
@@ -54,6 +61,7 @@ if (!CITUS_URL) {
       roles: db.roles,
       migrations: itemsMigrations,
       dialect: 'citus',
+      citus: citusPeerOptions(),
       usage: false,
     });
     await tenantry.setup();

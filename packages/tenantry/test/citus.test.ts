@@ -1,8 +1,11 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CITUS_PEER_DN,
+  CITUS_TLS_DIR,
   CITUS_URL,
   type ClusterNode,
+  citusPeerOptions,
   createCitusDatabase,
   NO_CITUS,
   nodeClient,
@@ -14,6 +17,7 @@ import { CONTEXT_SETTING } from '../src/context/context-dialect.ts';
 import { currentTransaction } from '../src/context/tenant-context.ts';
 import { type ItemsDB, items, itemsMigrations } from '../src/example/items.ts';
 import { type TenantRecord, Tenantry } from '../src/index.ts';
+import { CALLER_SQL_FUNCTIONS } from '../src/migrate/citus-setup.ts';
 
 /**
  * The pool tier on a Citus cluster (`CITUS_URL`: a coordinator with at least one worker):
@@ -63,6 +67,7 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
       roles: db.roles,
       migrations: itemsMigrations,
       dialect: 'citus',
+      citus: citusPeerOptions(),
       usage: false,
     });
     await tenantry.setup();
@@ -208,36 +213,125 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
       }
     });
 
-    // Known gap (docs/citus.md, "Known gap"): Citus lets any role call
-    // assign_distributed_transaction_id(), and calls it itself as the runtime role on the
-    // workers, so a value copied together with its transaction's id is accepted again in a
-    // transaction that assigns itself that id. `it.fails` until the binding is fixed: when
-    // this starts to pass, make it an `it`.
-    it.fails('replayed with its distributed transaction id re-assigned, straight to each node: refused', async () => {
+    /** B's cluster context value with its distributed transaction id, read in B's own transaction. */
+    const stealWithId = async (t: TenantRecord) => {
+      const { rows } = await tenantry.transaction(t, (tx) =>
+        tx.query<{ v: string; i: number; n: string; s: string }>(
+          `SELECT current_setting('${CLUSTER_CONTEXT_SETTING}') AS v, d.initiator_node_identifier AS i,
+                  d.transaction_number::text AS n, d.transaction_stamp::text AS s
+             FROM get_current_transaction_id() d`,
+        ),
+      );
+      return rows[0] as { v: string; i: number; n: string; s: string };
+    };
+
+    /**
+     * On `c` (a raw runtime connection straight to a node): the transaction id of a real
+     * transaction of `t` assigned to this one (any role may call
+     * assign_distributed_transaction_id()), then its context value placed, then t's rows
+     * asked for. What the node answers, as the SQLSTATE and message of its refusal, or the rows.
+     */
+    async function replay(
+      c: pg.Client,
+      t: TenantRecord,
+    ): Promise<{ code?: string; message?: string; rows?: unknown[] }> {
+      const stolen = await stealWithId(t);
+      try {
+        await c.query('BEGIN');
+        await c.query('SELECT assign_distributed_transaction_id($1, $2::int8, $3::timestamptz)', [
+          stolen.i,
+          stolen.n,
+          stolen.s,
+        ]);
+        await c.query(`SET LOCAL ${CLUSTER_CONTEXT_SETTING} = '${stolen.v}'`);
+        const { rows } = await c.query('SELECT title FROM items WHERE tenant_id = $1', [t.id]);
+        return { rows };
+      } catch (error) {
+        const e = error as { code?: string; message?: string };
+        return { code: e.code as string, message: e.message as string };
+      } finally {
+        await c.query('ROLLBACK').catch(() => {});
+      }
+    }
+
+    // Issue 20, once a known gap: Citus lets any role call assign_distributed_transaction_id()
+    // (it calls it itself as the runtime role on the nodes), so the MAC alone let a value
+    // copied together with its transaction's id be accepted again on a connection straight to
+    // a node. The binding refuses it: that connection neither entered the context nor
+    // presented the cluster's client certificate.
+    it('replayed with its distributed transaction id re-assigned, straight to each node: refused', async () => {
       for (const node of db.nodes) {
         const t = onNode.get(nodeName(node)) as TenantRecord;
-        const { rows } = await tenantry.transaction(t, (tx) =>
-          tx.query<{ v: string; i: number; n: string; s: string }>(
-            `SELECT current_setting('${CLUSTER_CONTEXT_SETTING}') AS v, d.initiator_node_identifier AS i,
-                    d.transaction_number::text AS n, d.transaction_stamp::text AS s
-               FROM get_current_transaction_id() d`,
-          ),
-        );
-        const stolen = rows[0] as { v: string; i: number; n: string; s: string };
         const c = await nodeRuntimeClient(runtimeUrl(), node);
         try {
-          await c.query('BEGIN');
-          await c.query('SELECT assign_distributed_transaction_id($1, $2::int8, $3::timestamptz)', [
-            stolen.i,
-            stolen.n,
-            stolen.s,
-          ]);
-          await c.query(`SET LOCAL ${CLUSTER_CONTEXT_SETTING} = '${stolen.v}'`);
-          await expect(c.query('SELECT title FROM items WHERE tenant_id = $1', [t.id])).rejects.toMatchObject({
-            code: 'TN001',
-          });
+          const answer = await replay(c, t);
+          expect(answer, nodeName(node)).toMatchObject({ code: 'TN001' });
+          expect(answer.message, nodeName(node)).toMatch(CITUS_PEER_DN ? /client certificate/ : /./);
         } finally {
-          await c.query('ROLLBACK').catch(() => {});
+          await c.end();
+        }
+      }
+    });
+
+    it.skipIf(!CITUS_TLS_DIR)(
+      'replayed on a TLS connection with another subject’s certificate of the same CA: refused on every node',
+      async () => {
+        for (const node of db.nodes) {
+          const t = onNode.get(nodeName(node)) as TenantRecord;
+          const c = await nodeRuntimeClient(runtimeUrl(), node, 'other-cn');
+          try {
+            const { rows } = await c.query<{ dn: string | null }>(
+              'SELECT client_dn AS dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+            );
+            expect(rows[0]?.dn).toBeTruthy();
+            expect(rows[0]?.dn).not.toBe(CITUS_PEER_DN);
+            expect(await replay(c, t), nodeName(node)).toMatchObject({
+              code: 'TN001',
+              message: expect.stringMatching(/client certificate/),
+            });
+          } finally {
+            await c.end();
+          }
+        }
+      },
+    );
+
+    it.skipIf(!CITUS_TLS_DIR)(
+      'a certificate with the peer’s subject from another CA does not get a connection, on any node',
+      async () => {
+        for (const node of db.nodes) {
+          await expect(nodeRuntimeClient(runtimeUrl(), node, 'other-ca'), nodeName(node)).rejects.toThrow();
+        }
+      },
+    );
+
+    it('the runtime role cannot make Citus carry its SQL to a node (run_command_on_* and the like), on any node', async () => {
+      for (const node of db.nodes) {
+        const c = await nodeRuntimeClient(runtimeUrl(), node);
+        try {
+          const { rows } = await c.query<{ f: string }>(
+            `SELECT p.oid::regprocedure::text AS f FROM pg_proc p
+              WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY ($1)
+                AND has_function_privilege(current_user, p.oid, 'EXECUTE')`,
+            [[...CALLER_SQL_FUNCTIONS]],
+          );
+          expect(rows, nodeName(node)).toEqual([]);
+          // The replay sent over Citus's own (certificate-bearing) connections: refused before it runs.
+          const t = onNode.get(nodeName(node)) as TenantRecord;
+          const stolen = await stealWithId(t);
+          const sql = `BEGIN; SELECT assign_distributed_transaction_id(${stolen.i}, ${stolen.n}, '${stolen.s}'); SET LOCAL ${CLUSTER_CONTEXT_SETTING} = '${stolen.v}'; SELECT string_agg(title, ',') FROM items; COMMIT`;
+          for (const call of [
+            'SELECT * FROM run_command_on_all_nodes($1)',
+            'SELECT * FROM run_command_on_workers($1)',
+            'SELECT * FROM run_command_on_coordinator($1)',
+            "SELECT * FROM master_run_on_worker(ARRAY['127.0.0.1'], ARRAY[1], ARRAY[$1], false)",
+            'SELECT citus_run_local_command($1)',
+          ]) {
+            await expect(c.query(call, [sql]), `${call} on ${nodeName(node)}`).rejects.toMatchObject({ code: '42501' });
+          }
+          // Nor can it make a context register of its own (no TEMPORARY on any node).
+          await expect(c.query('CREATE TEMPORARY SEQUENCE tenantry_ctx_v')).rejects.toMatchObject({ code: '42501' });
+        } finally {
           await c.end();
         }
       }
@@ -323,5 +417,106 @@ describe.skipIf(!CITUS_URL)('pool tier on a Citus cluster', () => {
     } finally {
       await c.end();
     }
+  });
+
+  // Last: these rewrite every node's peer row through setup() of another Tenantry on the same
+  // database, then put this file's configuration back.
+  describe('the peer binding as configured', () => {
+    const citusFindings = (report: { findings: readonly { code: string; severity: string }[] }) =>
+      report.findings.filter((f) => f.code.startsWith('CITUS_')).map((f) => `${f.severity}:${f.code}`);
+
+    async function configured<T>(
+      citus: { peerBinding: 'network' } | undefined,
+      work: (other: Tenantry<ItemsDB>) => Promise<T>,
+    ): Promise<T> {
+      const other = await Tenantry.connect<ItemsDB>({
+        databaseUrl: db.url,
+        secret: db.secret,
+        roles: db.roles,
+        migrations: itemsMigrations,
+        dialect: 'citus',
+        usage: false,
+        ...(citus ? { citus } : {}),
+      });
+      try {
+        await other.setup();
+        return await work(other);
+      } finally {
+        await other.close();
+      }
+    }
+
+    afterAll(async () => {
+      await tenantry.setup();
+    });
+
+    it('no peer identity configured: fails closed on the other nodes with a message that says what to set; the entering coordinator still serves', async () => {
+      await configured(undefined, async (other) => {
+        for (const node of db.nodes) {
+          const t = onNode.get(nodeName(node)) as TenantRecord;
+          const attempt = other.transaction(t, (tx) =>
+            tx.query<{ title: string }>('SELECT title FROM items WHERE tenant_id = $1', [t.id]),
+          );
+          if (node.coordinator) {
+            expect((await attempt).rows).toEqual([{ title: `on ${nodeName(node)}` }]);
+          } else {
+            const error = (await attempt.catch((e: unknown) => e)) as { code?: string; cause?: { message?: string } };
+            expect(error.code, nodeName(node)).toBe('INVALID_TENANT_CONTEXT');
+            expect(error.cause?.message).toMatch(/peerCertificateDn.*TENANTRY_CITUS_PEER_DN.*'network'/);
+          }
+        }
+        expect(citusFindings(await other.doctor())).toEqual(['error:CITUS_PEER_IDENTITY_MISSING']);
+      });
+    });
+
+    it("peerBinding: 'network' (the opt-out): every node serves, and a replay straight to a node is accepted again, which only pg_hba.conf then stops", async () => {
+      await configured({ peerBinding: 'network' }, async (other) => {
+        for (const node of db.nodes) {
+          const t = onNode.get(nodeName(node)) as TenantRecord;
+          const { rows } = await other.transaction(t, (tx) =>
+            tx.query<{ title: string }>('SELECT title FROM items WHERE tenant_id = $1', [t.id]),
+          );
+          expect(rows).toEqual([{ title: `on ${nodeName(node)}` }]);
+          const worker = db.nodes.find((n) => !n.coordinator) as ClusterNode;
+          const w = onNode.get(nodeName(worker)) as TenantRecord;
+          const { rows: stolen } = await other.transaction(w, (tx) =>
+            tx.query<{ v: string; i: number; n: string; s: string }>(
+              `SELECT current_setting('${CLUSTER_CONTEXT_SETTING}') AS v, d.initiator_node_identifier AS i,
+                      d.transaction_number::text AS n, d.transaction_stamp::text AS s FROM get_current_transaction_id() d`,
+            ),
+          );
+          const v = stolen[0] as { v: string; i: number; n: string; s: string };
+          const c = await nodeRuntimeClient(runtimeUrl(), worker);
+          try {
+            await c.query('BEGIN');
+            await c.query('SELECT assign_distributed_transaction_id($1, $2::int8, $3::timestamptz)', [v.i, v.n, v.s]);
+            await c.query(`SET LOCAL ${CLUSTER_CONTEXT_SETTING} = '${v.v}'`);
+            const replayed = await c.query('SELECT title FROM items WHERE tenant_id = $1', [w.id]);
+            expect(replayed.rows).toEqual([{ title: `on ${nodeName(worker)}` }]);
+          } finally {
+            await c.query('ROLLBACK').catch(() => {});
+            await c.end();
+          }
+        }
+        expect(citusFindings(await other.doctor())).toEqual(['warning:CITUS_PEER_BINDING_NETWORK']);
+      });
+    });
+
+    it('doctor: clean as configured; a run_command function granted back to the runtime role is an error, which setup() revokes again', async () => {
+      await tenantry.setup();
+      expect(citusFindings(await tenantry.doctor())).toEqual(
+        CITUS_PEER_DN ? [] : ['warning:CITUS_PEER_BINDING_NETWORK'],
+      );
+      await tenantry.adminPool.query(
+        `GRANT EXECUTE ON FUNCTION run_command_on_workers(text, boolean) TO "${db.roles.runtime}"`,
+      );
+      const report = await tenantry.doctor();
+      expect(report.findings.find((f) => f.code === 'CITUS_RUNTIME_ROLE_SENDS_SQL')).toMatchObject({
+        severity: 'error',
+        fix: expect.stringContaining('REVOKE ALL ON FUNCTION run_command_on_workers(text,boolean)'),
+      });
+      await tenantry.setup();
+      expect(citusFindings(await tenantry.doctor())).not.toContain('error:CITUS_RUNTIME_ROLE_SENDS_SQL');
+    });
   });
 });

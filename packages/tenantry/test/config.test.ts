@@ -132,6 +132,31 @@ describe('resolveConfig', () => {
     rejects({ ...base, databaseUrl }, 'CONFIG_INVALID', /databaseUrl/);
   });
 
+  it('citus: the peer binding defaults to certificate with no subject (fail closed), validated and frozen', () => {
+    const citus = { ...base, dialect: 'citus' as const };
+    expect(resolveConfig(citus).citus).toEqual({ peerCertificateDn: undefined, peerBinding: 'certificate' });
+    const c = resolveConfig({ ...citus, citus: { peerCertificateDn: '/CN=tenantry-coordinator' } });
+    expect(c.citus).toEqual({ peerCertificateDn: '/CN=tenantry-coordinator', peerBinding: 'certificate' });
+    expect(Object.isFrozen(c.citus)).toBe(true);
+    expect(resolveConfig({ ...citus, citus: { peerBinding: 'network' } }).citus.peerBinding).toBe('network');
+    rejects(
+      { ...citus, citus: { peerBinding: 'trust' } },
+      'CONFIG_INVALID',
+      /peerBinding must be 'certificate' or 'network'/,
+    );
+    rejects({ ...citus, citus: { peerCertificateDn: '' } }, 'CONFIG_INVALID', /client_dn/);
+    rejects({ ...citus, citus: { peerCertificateDn: 'tenantry-coordinator' } }, 'CONFIG_INVALID', /client_dn/);
+    rejects({ ...citus, citus: { peerCertificateDn: '/CN=a\nb' } }, 'CONFIG_INVALID', /client_dn/);
+    rejects({ ...citus, citus: { peerCertificateDn: `/CN=${'x'.repeat(60)}` } }, 'CONFIG_INVALID', /63 bytes/);
+    rejects(
+      { ...citus, citus: { peerCertificateDn: '/CN=a', peerBinding: 'network' } },
+      'CONFIG_INVALID',
+      /exclude each other/,
+    );
+    rejects({ ...citus, citus: 'network' }, 'CONFIG_INVALID', /citus must be an object/);
+    rejects({ ...base, citus: { peerBinding: 'network' } }, 'CONFIG_INVALID', /only with dialect: 'citus'/);
+  });
+
   it('rejects no options at all', () => {
     rejects(undefined, 'CONFIG_INVALID');
   });

@@ -85,4 +85,18 @@ describe('compose.yaml', () => {
     });
     expect(await resolveEnvironment(base)).not.toHaveProperty('runtimeUrl');
   });
+
+  it('the server reads the Citus peer binding: TENANTRY_CITUS_PEER_DN and TENANTRY_CITUS_PEER_BINDING', async () => {
+    const base = { DATABASE_URL: 'postgres://postgres@db:5432/t', TENANTRY_SECRET: 'x'.repeat(64) };
+    expect(await resolveEnvironment({ ...base, TENANTRY_CITUS_PEER_DN: '/CN=tenantry-coordinator' })).toMatchObject({
+      citus: { peerCertificateDn: '/CN=tenantry-coordinator' },
+    });
+    expect(await resolveEnvironment({ ...base, TENANTRY_CITUS_PEER_BINDING: 'network' })).toMatchObject({
+      citus: { peerBinding: 'network' },
+    });
+    await expect(resolveEnvironment({ ...base, TENANTRY_CITUS_PEER_BINDING: 'trust' })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+    });
+    expect(await resolveEnvironment(base)).not.toHaveProperty('citus');
+  });
 });

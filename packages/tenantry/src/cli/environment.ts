@@ -25,6 +25,12 @@ export interface CliEnvironment {
   readonly contextBinding?: 'session' | 'pooler' | undefined;
   /** `TENANTRY_DIALECT`: `citus` when `DATABASE_URL` is a Citus coordinator, else `postgres` (the default). */
   readonly dialect?: 'postgres' | 'citus' | undefined;
+  /**
+   * The Citus peer binding (`citus` option): `TENANTRY_CITUS_PEER_DN`, the subject of the
+   * coordinator's client certificate (e.g. `/CN=tenantry-coordinator`), or
+   * `TENANTRY_CITUS_PEER_BINDING=network` for the pg_hba-only opt-out. See docs/citus.md.
+   */
+  readonly citus?: { peerCertificateDn?: string; peerBinding?: 'certificate' | 'network' } | undefined;
   readonly notes: readonly string[];
 }
 
@@ -52,7 +58,8 @@ function runningEmbeddedPort(dataDir: string): number | undefined {
  * there), and — for that local setup only — keeps a generated secret in
  * `./.tenantry/secret`. Against a real server the secret must be given. Also reads the role
  * names, `TENANTRY_RUNTIME_URL`, `TENANTRY_CONTEXT_BINDING` (tenant work through a
- * transaction-mode pooler such as PgBouncer) and `TENANTRY_DIALECT` (a Citus cluster). Exported as `tenantry/environment`, so an
+ * transaction-mode pooler such as PgBouncer), `TENANTRY_DIALECT` (a Citus cluster) and
+ * `TENANTRY_CITUS_PEER_DN` / `TENANTRY_CITUS_PEER_BINDING` (its peer binding). Exported as `tenantry/environment`, so an
  * application starts the way `tenantry serve` does.
  *
  * @example
@@ -116,6 +123,18 @@ export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): 
   if (dialect !== undefined && dialect !== 'postgres' && dialect !== 'citus') {
     throw new TenantryError('CONFIG_INVALID', `TENANTRY_DIALECT is "${dialect}": postgres or citus`);
   }
+  const peerBinding = env.TENANTRY_CITUS_PEER_BINDING;
+  if (peerBinding !== undefined && peerBinding !== 'certificate' && peerBinding !== 'network') {
+    throw new TenantryError(
+      'CONFIG_INVALID',
+      `TENANTRY_CITUS_PEER_BINDING is "${peerBinding}": certificate or network`,
+    );
+  }
+  const peerDn = env.TENANTRY_CITUS_PEER_DN;
+  const citus: CliEnvironment['citus'] =
+    peerBinding || peerDn
+      ? { ...(peerDn ? { peerCertificateDn: peerDn } : {}), ...(peerBinding ? { peerBinding } : {}) }
+      : undefined;
   return {
     databaseUrl,
     secret,
@@ -125,6 +144,7 @@ export async function resolveEnvironment(env: NodeJS.ProcessEnv = process.env): 
     ...(env.TENANTRY_RUNTIME_URL ? { runtimeUrl: env.TENANTRY_RUNTIME_URL } : {}),
     ...(binding ? { contextBinding: binding } : {}),
     ...(dialect ? { dialect } : {}),
+    ...(citus ? { citus } : {}),
     notes,
   };
 }

@@ -27,6 +27,7 @@ export async function connectFromEnvironment(
     ...(env.runtimeUrl ? { runtimeUrl: env.runtimeUrl } : {}),
     ...(env.contextBinding ? { contextBinding: env.contextBinding } : {}),
     ...(env.dialect ? { dialect: env.dialect } : {}),
+    ...(env.citus ? { citus: env.citus } : {}),
     // An operator's server: pg_stat_activity names the tenant of every tenant transaction.
     usage: { applicationName: true },
     migrations,

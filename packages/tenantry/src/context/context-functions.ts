@@ -41,7 +41,7 @@ const OLD_REGISTERS = ['pg_temp.tenantry_ctx_x', 'pg_temp.tenantry_ctx_h', 'pg_t
  * does not depend on the session's time zone; two functions in all, where the µs as an
  * `int8` took four.
  */
-const XACT = `pg_catalog.hashfloat8extended(pg_catalog.date_part('epoch', CURRENT_TIMESTAMP), 0)`;
+export const XACT = `pg_catalog.hashfloat8extended(pg_catalog.date_part('epoch', CURRENT_TIMESTAMP), 0)`;
 /**
  * The voucher of tenant id text `id` in this transaction (the same expression on both
  * sides): the id's hash seeded with the transaction's start, which needs no string

@@ -1,6 +1,7 @@
 import type { ClientBase, Pool } from 'pg';
 import { type ContextDialect, postgresDialect } from '../context/context-dialect.ts';
 import { TenantryError } from '../errors/catalog.ts';
+import { checkCitusPeer } from './citus-checks.ts';
 import type { DoctorReport, Finding } from './finding.ts';
 import { inspectCatalog } from './inspect.ts';
 import { checkKeys } from './key-checks.ts';
@@ -54,7 +55,9 @@ function validate(options: DoctorOptions): void {
  * unique index and foreign key to a tenant table, and leading the indexes; full-text
  * indexes RLS leaves usable; partitions not reachable around the policy. Then the runtime
  * role: exists, cannot bypass RLS (itself or through a role it belongs to), owns no such
- * table, and cannot reach the control plane (schema `tenantry`). Severities are in
+ * table, and cannot reach the control plane (schema `tenantry`). With the Citus dialect, the
+ * peer binding (docs/citus.md): a peer identity configured, not the `'network'` opt-out
+ * (a warning), and no Citus function that sends the runtime role's SQL to the nodes. Severities are in
  * `FINDINGS` (finding.ts); `ok` is false when any finding is an `error`.
  *
  * @example
@@ -90,6 +93,7 @@ export async function runDoctor(client: Pool | ClientBase, options: DoctorOption
     );
   }
   findings.push(...(await checkRuntimeRole(client, options.runtimeRole, runtime, snapshot.tables)));
+  if (dialect.name === 'citus') findings.push(...(await checkCitusPeer(client, options.runtimeRole)));
   return Object.freeze({
     ok: findings.every((f) => f.severity !== 'error'),
     findings: Object.freeze(findings),

@@ -90,6 +90,20 @@ export const FINDINGS = {
     severity: 'error',
     summary: 'The runtime role has a privilege on a control-plane table (schema tenantry) or may create objects there.',
   },
+  CITUS_PEER_IDENTITY_MISSING: {
+    severity: 'error',
+    summary: 'Citus: no peer identity configured, so nodes refuse every tenant context that comes from another node.',
+  },
+  CITUS_PEER_BINDING_NETWORK: {
+    severity: 'warning',
+    summary:
+      "Citus: peerBinding 'network': a context replayed with its transaction id on a connection straight to a node is accepted; only pg_hba.conf stops it.",
+  },
+  CITUS_RUNTIME_ROLE_SENDS_SQL: {
+    severity: 'error',
+    summary:
+      'Citus: the runtime role may call a function that sends its SQL to the nodes over Citus’s own connections.',
+  },
 } as const satisfies Record<string, { severity: Severity; summary: string }>;
 
 /** How bad a finding is: an `error` makes {@link DoctorReport.ok} false. */

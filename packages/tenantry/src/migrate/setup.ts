@@ -125,6 +125,14 @@ export async function setupDatabase(
        IS DISTINCT FROM (EXCLUDED.ipad, EXCLUDED.opad, EXCLUDED.allow_unbound)`,
     [ipad, opad, config.contextBinding === 'pooler'],
   );
-  if (kind === 'main' && isCitus(config.dialect)) await setupCitus(client, { owner, runtime, ipad, opad });
+  if (kind === 'main' && isCitus(config.dialect)) {
+    await setupCitus(client, {
+      owner,
+      runtime,
+      ipad,
+      opad,
+      peer: { dn: config.citus.peerCertificateDn, binding: config.citus.peerBinding },
+    });
+  }
   return report;
 }
