@@ -12,6 +12,9 @@ const WIRE = {
   begin: Buffer.concat([serialize.parse({ text: 'BEGIN' }), serialize.bind({ values: [] }), serialize.execute({})]),
   commit: Buffer.concat([serialize.parse({ text: 'COMMIT' }), serialize.bind({ values: [] }), serialize.execute({})]),
   describeAndExecute: Buffer.concat([serialize.describe({ type: 'P' }), serialize.execute({})]),
+  // The context statement's one text column needs no description: PostgreSQL sends no
+  // RowDescription for it, and its value is read as the text it is.
+  execute: serialize.execute({}),
   sync: serialize.sync(),
 };
 
@@ -110,7 +113,7 @@ class Pipeline extends Submittable<PipelineResponse> {
         values: [...enter.values] as never[],
         valueMapper: pgUtils.prepareValue,
       }),
-      WIRE.describeAndExecute,
+      WIRE.execute,
     );
     if (statement) {
       const name = statement.name;
