@@ -19,9 +19,9 @@
  */
 import { parseArgs } from 'node:util';
 import { itemsMigrations } from '../packages/tenantry/src/example/items.ts';
-import { createServer } from '../packages/tenantry/src/http/server.ts';
 import { emit, Tenantry } from '../packages/tenantry/src/index.ts';
 import { benchDatabaseUrl, positive } from './lib/argv.ts';
+import { type ConsoleServer, startConsoleServer } from './lib/console-server.ts';
 import { createBenchDatabase } from './lib/database.ts';
 import { fixed, log } from './lib/print.ts';
 import { describeMachine } from './lib/report.ts';
@@ -79,7 +79,7 @@ export async function main(args: readonly string[]): Promise<number> {
     migrations: itemsMigrations,
     pool: { max: writers + 2 },
   });
-  let app: Awaited<ReturnType<typeof createServer>> | undefined;
+  let app: ConsoleServer['app'] | undefined;
   try {
     await tenantry.setup();
     await tenantry.migrate();
@@ -92,20 +92,9 @@ export async function main(args: readonly string[]): Promise<number> {
     for (let i = 0; i < tenantCount; i++)
       tenants.push((await tenantry.tenants.create({ slug: `live-${i}`, name: `Live ${i}` })).id);
 
-    app = await createServer(tenantry as Tenantry<unknown>, {
-      logger: false,
-      adminToken: ADMIN,
-      usage: { snapshotIntervalMs: 0 },
-    });
-    const base = await app.listen({ port: 0, host: '127.0.0.1' });
-    const signIn = await fetch(`${base}/console/sign-in`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
-      body: `token=${ADMIN}`,
-    });
-    const cookie = signIn.headers.get('set-cookie')?.split(';')[0];
-    if (signIn.status !== 303 || !cookie) throw new Error(`sign-in failed: ${signIn.status}`);
+    const started = await startConsoleServer(tenantry as Tenantry<unknown>, ADMIN);
+    app = started.app;
+    const { base, cookie } = started;
 
     /** Commits events for `seconds`; returns commits per second. */
     const write = async (): Promise<number> => {

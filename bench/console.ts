@@ -16,9 +16,9 @@
  * the database is dropped at the end unless `--keep`.
  */
 import { parseArgs } from 'node:util';
-import { createServer } from '../packages/tenantry/src/http/server.ts';
 import { Tenantry } from '../packages/tenantry/src/index.ts';
 import { benchDatabaseUrl } from './lib/argv.ts';
+import { type ConsoleServer, startConsoleServer } from './lib/console-server.ts';
 import { createBenchDatabase } from './lib/database.ts';
 import { fixed, log, since } from './lib/print.ts';
 import { describeMachine } from './lib/report.ts';
@@ -92,7 +92,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const db = await createBenchDatabase(benchDatabaseUrl());
   const tenantry = await Tenantry.connect({ databaseUrl: db.url, secret: db.secret, roles: db.roles, migrations: [] });
-  let app: Awaited<ReturnType<typeof createServer>> | undefined;
+  let app: ConsoleServer['app'] | undefined;
   try {
     await tenantry.setup();
     const t0 = performance.now();
@@ -113,20 +113,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     await tenantry.adminPool.query('ANALYZE tenantry.tenants; ANALYZE tenantry.tenant_usage_minutes');
     log(`${tenants.toLocaleString('en')} tenants and their usage rows inserted in ${since(t0)}`);
 
-    app = await createServer(tenantry as Tenantry<unknown>, {
-      logger: false,
-      adminToken: ADMIN,
-      usage: { snapshotIntervalMs: 0 },
-    });
-    const base = await app.listen({ port: 0, host: '127.0.0.1' });
-    const signIn = await fetch(`${base}/console/sign-in`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
-      body: `token=${ADMIN}`,
-    });
-    const cookie = signIn.headers.get('set-cookie')?.split(';')[0];
-    if (signIn.status !== 303 || !cookie) throw new Error(`sign-in failed: ${signIn.status}`);
+    const started = await startConsoleServer(tenantry as Tenantry<unknown>, ADMIN);
+    app = started.app;
+    const { base, cookie } = started;
 
     const timed = async (path: string, headers: Record<string, string>): Promise<{ ms: number; body: string }> => {
       const start = performance.now();
